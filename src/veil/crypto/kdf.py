@@ -1,0 +1,143 @@
+"""Veil's key schedule (DESIGN §2, §4) and user-key escrow.
+
+Meeting keys: the host encrypts a PRE plaintext per epoch; everyone derives the
+session key ``SK_n`` from it, and from ``SK_n`` each sender's SFrame base key and
+the chat key. Every derivation is HKDF-SHA256 (RFC 5869) with a purpose label and
+length-prefixed context, so no two purposes or meetings can share a key.
+
+SFrame KIDs carry the sender and the epoch: ``kid = sender << 16 | (epoch mod 2^16)``.
+Senders are numbers the meeting assigns (below 2^48); the low 16 bits of the epoch
+tell a receiver which of the epochs it holds (current or previous) a frame needs,
+while the full epoch goes into the key derivation.
+
+Escrow: a user's master private key is stored at the key service under
+AES-256-GCM with a key from PBKDF2-HMAC-SHA256 (at least 600,000 iterations, the
+OWASP 2023 figure) of a password; by default the password is made from two
+128-bit shares, one held by the key service and one by the platform::
+
+    01 20 | iterations:4 | salt:16 | nonce:12 | ciphertext+tag
+"""
+
+import hashlib
+import os
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from veil.crypto.encoding import Kind, Reader, header
+from veil.crypto.errors import DecodeError, DecryptionError, InvalidLength
+from veil.crypto.keys import Plaintext
+
+KEY_SIZE: Final = 32
+SHARE_SIZE: Final = 16
+MIN_ITERATIONS: Final = 600_000
+MAX_ITERATIONS: Final = 10_000_000
+"""Upper bound on what ``open_escrow`` accepts, so a hostile blob cannot stall a client."""
+EPOCH_BITS: Final = 16
+SENDER_LIMIT: Final = 2**48
+_SALT_SIZE: Final = 16
+_NONCE_SIZE: Final = 12
+
+
+def _context(meeting_id: str, *numbers: int) -> bytes:
+    raw = meeting_id.encode()
+    if not raw:
+        raise ValueError("meeting_id must not be empty")
+    for n in numbers:
+        if not 0 <= n < 2**64:
+            raise ValueError("epochs and senders are unsigned 64-bit numbers")
+    return len(raw).to_bytes(2, "big") + raw + b"".join(n.to_bytes(8, "big") for n in numbers)
+
+
+def _expand(key: bytes, label: bytes, context: bytes) -> bytes:
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"a session key is {KEY_SIZE} bytes")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=label + context)
+    return hkdf.derive(key)
+
+
+def session_key(plaintext: Plaintext, *, meeting_id: str, epoch: int) -> bytes:
+    """``SK_n``: the meeting's session key for ``epoch``, from its PRE plaintext."""
+    return plaintext.derive_key("meeting session key", context=_context(meeting_id, epoch))
+
+
+def sender_base_key(session_key: bytes, *, meeting_id: str, epoch: int, sender: int) -> bytes:
+    """A sender's SFrame base key: its own key and nonce space, never shared."""
+    if not 0 <= sender < SENDER_LIMIT:
+        raise ValueError("a sender number lies in [0, 2^48)")
+    return _expand(session_key, b"veil/v1 sframe base", _context(meeting_id, epoch, sender))
+
+
+def chat_key(session_key: bytes, *, meeting_id: str, epoch: int) -> bytes:
+    """The AES-256-GCM key for the meeting's chat during ``epoch``."""
+    return _expand(session_key, b"veil/v1 chat", _context(meeting_id, epoch))
+
+
+def media_kid(*, epoch: int, sender: int) -> int:
+    if not 0 <= sender < SENDER_LIMIT or epoch < 0:
+        raise ValueError("a sender number lies in [0, 2^48) and an epoch is not negative")
+    return (sender << EPOCH_BITS) | (epoch & (2**EPOCH_BITS - 1))
+
+
+def parse_media_kid(kid: int) -> tuple[int, int]:
+    """``(epoch mod 2^16, sender)`` from a KID made by ``media_kid``."""
+    return kid & (2**EPOCH_BITS - 1), kid >> EPOCH_BITS
+
+
+# --- escrow ---------------------------------------------------------------------------
+
+
+def new_share() -> bytes:
+    """A fresh 128-bit share of a split-trust escrow password."""
+    return os.urandom(SHARE_SIZE)
+
+
+def split_trust_password(keyserver_share: bytes, platform_share: bytes) -> bytes:
+    """The escrow password from the key service's and the platform's shares."""
+    for share in (keyserver_share, platform_share):
+        if not isinstance(share, bytes) or len(share) != SHARE_SIZE:
+            raise ValueError(f"each share is {SHARE_SIZE} bytes")
+    label = b"veil/v1 split-trust password"
+    return hashlib.sha256(label + keyserver_share + platform_share).digest()
+
+
+def _escrow_key(password: bytes, salt: bytes, iterations: int) -> bytes:
+    if not password:
+        raise ValueError("an escrow password must not be empty")
+    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, iterations=iterations)
+    return kdf.derive(password)
+
+
+def seal_escrow(
+    secret: bytes, password: bytes, *, context: bytes, iterations: int = MIN_ITERATIONS
+) -> bytes:
+    """Encrypt ``secret`` under ``password``; ``context`` (e.g. the user id) is bound as AAD."""
+    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must lie in [{MIN_ITERATIONS}, {MAX_ITERATIONS}]")
+    salt, nonce = os.urandom(_SALT_SIZE), os.urandom(_NONCE_SIZE)
+    head = header(Kind.ESCROW) + iterations.to_bytes(4, "big") + salt + nonce
+    key = _escrow_key(password, salt, iterations)
+    return head + AESGCM(key).encrypt(nonce, secret, head + context)
+
+
+def open_escrow(blob: bytes, password: bytes, *, context: bytes) -> bytes:
+    """Decrypt an escrow blob; ``DecryptionError`` for a wrong password or context."""
+    reader = Reader(blob, "escrow blob")
+    reader.expect_header(Kind.ESCROW)
+    iterations = reader.uint(4)
+    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise DecodeError(f"escrow blob: {iterations} PBKDF2 iterations is out of policy")
+    salt = reader.take(_SALT_SIZE)
+    nonce = reader.take(_NONCE_SIZE)
+    if reader.remaining() < 16:
+        raise InvalidLength("escrow blob: shorter than its tag")
+    body = reader.take(reader.remaining())
+    key = _escrow_key(password, salt, iterations)
+    try:
+        return AESGCM(key).decrypt(nonce, body, blob[: len(blob) - len(body)] + context)
+    except InvalidTag:
+        raise DecryptionError from None

@@ -1,0 +1,268 @@
+"""SFrame (RFC 9605): end-to-end encryption of media frames.
+
+``SFrameHeader`` is the §4.3 header; ``derive_key_salt`` the §4.4.2 key schedule;
+``SFrameSender`` and ``SFrameReceiver`` the §4.4.3/§4.4.4 encryption and decryption
+with the cipher suites of §4.5 (1-5; Veil uses 5, AES_256_GCM_SHA512_128, unless
+told otherwise). The receiver keeps a sliding replay window per key (§7.3 leaves
+replay protection to the application; the window is that of RFC 4303 §3.4.3).
+"""
+
+import hmac
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from veil.crypto.errors import DecryptionError, InvalidLength, ReplayedFrame, UnknownKeyId
+
+MAX_VALUE: Final = 2**64 - 1
+"""KIDs and counters are at most 64 bits (§4.3)."""
+DEFAULT_REPLAY_WINDOW: Final = 128
+
+
+class CipherSuite(IntEnum):
+    """RFC 9605 §4.5 (and its IANA registry)."""
+
+    AES_128_CTR_HMAC_SHA256_80 = 1
+    AES_128_CTR_HMAC_SHA256_64 = 2
+    AES_128_CTR_HMAC_SHA256_32 = 3
+    AES_128_GCM_SHA256_128 = 4
+    AES_256_GCM_SHA512_128 = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    hash: type[hashes.SHA256] | type[hashes.SHA512]
+    nka: int  # AES key size inside a CTR+HMAC key; 0 for GCM
+    nk: int
+    nt: int
+    nn: int = 12
+
+
+_PARAMS: Final = {
+    CipherSuite.AES_128_CTR_HMAC_SHA256_80: _Params(hashes.SHA256, 16, 48, 10),
+    CipherSuite.AES_128_CTR_HMAC_SHA256_64: _Params(hashes.SHA256, 16, 48, 8),
+    CipherSuite.AES_128_CTR_HMAC_SHA256_32: _Params(hashes.SHA256, 16, 48, 4),
+    CipherSuite.AES_128_GCM_SHA256_128: _Params(hashes.SHA256, 0, 16, 16),
+    CipherSuite.AES_256_GCM_SHA512_128: _Params(hashes.SHA512, 0, 32, 16),
+}
+
+
+# --- §4.3 header ----------------------------------------------------------------------
+
+
+def _check_value(value: int, what: str) -> None:
+    if not 0 <= value <= MAX_VALUE:
+        raise ValueError(f"SFrame {what} must lie in [0, 2^64)")
+
+
+def _field(value: int) -> tuple[int, bytes]:
+    """The 4 header bits (extension flag + 3 bits) and the extra bytes for one value."""
+    if value < 8:
+        return value, b""
+    size = (value.bit_length() + 7) // 8
+    return 0b1000 | (size - 1), value.to_bytes(size, "big")
+
+
+def encode_header(kid: int, ctr: int) -> bytes:
+    kid_bits, kid_bytes = _field(kid)
+    ctr_bits, ctr_bytes = _field(ctr)
+    return bytes(((kid_bits << 4) | ctr_bits,)) + kid_bytes + ctr_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SFrameHeader:
+    """``|X| K |Y| C |`` then the extended KID and CTR bytes, if any (§4.3)."""
+
+    kid: int
+    ctr: int
+
+    def __post_init__(self) -> None:
+        _check_value(self.kid, "KID")
+        _check_value(self.ctr, "counter")
+
+    def __bytes__(self) -> bytes:
+        return encode_header(self.kid, self.ctr)
+
+    @classmethod
+    def parse(cls, data: bytes) -> tuple["SFrameHeader", int]:
+        """Read a header from the front of ``data``; return it and its length in bytes."""
+        if not data:
+            raise InvalidLength("SFrame header: empty input")
+        config = data[0]
+        pos = 1
+        values = []
+        for bits in (config >> 4, config & 0x0F):
+            if bits & 0b1000:
+                size = (bits & 0b111) + 1
+                if pos + size > len(data):
+                    raise InvalidLength("SFrame header: truncated")
+                values.append(int.from_bytes(data[pos : pos + size], "big"))
+                pos += size
+            else:
+                values.append(bits)
+        return cls(values[0], values[1]), pos
+
+
+# --- §4.4.2 key schedule --------------------------------------------------------------
+
+
+def derive_key_salt(suite: CipherSuite, kid: int, base_key: bytes) -> tuple[bytes, bytes]:
+    """``(sframe_key, sframe_salt)`` for one KID (§4.4.2)."""
+    _check_value(kid, "KID")
+    params = _PARAMS[CipherSuite(suite)]
+    # HKDF-Extract with an empty salt is HMAC keyed with the empty string (RFC 5869 §2.2).
+    secret = hmac.new(b"", base_key, params.hash.name).digest()
+    context = kid.to_bytes(8, "big") + suite.to_bytes(2, "big")
+    key = HKDFExpand(params.hash(), params.nk, b"SFrame 1.0 Secret key " + context).derive(secret)
+    salt = HKDFExpand(params.hash(), params.nn, b"SFrame 1.0 Secret salt " + context).derive(secret)
+    return key, salt
+
+
+class _CtrHmac:
+    """The AES-CTR + HMAC-SHA256 AEAD of §4.5.1, with the AESGCM call shape."""
+
+    __slots__ = ("_auth_key", "_enc_key", "_nt")
+
+    def __init__(self, key: bytes, params: _Params) -> None:
+        self._enc_key, self._auth_key, self._nt = key[: params.nka], key[params.nka :], params.nt
+
+    def _tag(self, nonce: bytes, aad: bytes, ct: bytes) -> bytes:
+        lengths = b"".join(n.to_bytes(8, "big") for n in (len(aad), len(ct), self._nt))
+        return hmac.new(self._auth_key, lengths + nonce + aad + ct, "sha256").digest()[: self._nt]
+
+    def _ctr(self, nonce: bytes, data: bytes) -> bytes:
+        cipher = Cipher(algorithms.AES(self._enc_key), modes.CTR(nonce + bytes(4)))
+        encryptor = cipher.encryptor()
+        return encryptor.update(data) + encryptor.finalize()
+
+    def encrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        ct = self._ctr(nonce, data)
+        return ct + self._tag(nonce, aad, ct)
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        if len(data) < self._nt:
+            raise InvalidTag
+        ct, tag = data[: -self._nt], data[-self._nt :]
+        if not hmac.compare_digest(self._tag(nonce, aad, ct), tag):
+            raise InvalidTag
+        return self._ctr(nonce, ct)
+
+
+class _KeyState:
+    """One KID's derived key and salt, ready for §4.4.3 nonces."""
+
+    __slots__ = ("aead", "salt", "window")
+
+    def __init__(self, suite: CipherSuite, kid: int, base_key: bytes, window: int) -> None:
+        suite = CipherSuite(suite)
+        key, salt = derive_key_salt(suite, kid, base_key)
+        params = _PARAMS[suite]
+        self.aead: AESGCM | _CtrHmac = AESGCM(key) if params.nka == 0 else _CtrHmac(key, params)
+        self.salt = int.from_bytes(salt, "big")
+        self.window = ReplayWindow(window)
+
+    def nonce(self, ctr: int) -> bytes:
+        return (self.salt ^ ctr).to_bytes(12, "big")
+
+
+class ReplayWindow:
+    """Accepts each counter once, and none more than ``size`` behind the highest seen."""
+
+    __slots__ = ("_mask", "_size", "_top")
+
+    def __init__(self, size: int = DEFAULT_REPLAY_WINDOW) -> None:
+        if size < 1:
+            raise ValueError("a replay window holds at least one counter")
+        self._size = size
+        self._top = -1
+        self._mask = 0  # bit i set: counter top - i was accepted
+
+    def check(self, ctr: int) -> None:
+        if ctr > self._top:
+            return
+        behind = self._top - ctr
+        if behind >= self._size or (self._mask >> behind) & 1:
+            raise ReplayedFrame
+
+    def accept(self, ctr: int) -> None:
+        self.check(ctr)
+        if ctr > self._top:
+            shift = ctr - self._top
+            self._mask = ((self._mask << shift) | 1) & ((1 << self._size) - 1)
+            self._top = ctr
+        else:
+            self._mask |= 1 << (self._top - ctr)
+
+
+class SFrameSender:
+    """Protects one sender's frames under one KID, counting from 0."""
+
+    __slots__ = ("_ctr", "_kid", "_state")
+    DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
+
+    def __init__(self, kid: int, base_key: bytes, *, suite: CipherSuite = DEFAULT_SUITE) -> None:
+        self._kid = kid
+        self._state = _KeyState(suite, kid, base_key, 1)
+        self._ctr = 0
+
+    @property
+    def kid(self) -> int:
+        return self._kid
+
+    def protect(self, payload: bytes, metadata: bytes = b"") -> bytes:
+        ctr = self._ctr
+        if ctr > MAX_VALUE:
+            raise OverflowError("SFrame counter exhausted: derive a new key")
+        self._ctr = ctr + 1
+        head = encode_header(self._kid, ctr)
+        return head + self._state.aead.encrypt(self._state.nonce(ctr), payload, head + metadata)
+
+    def __repr__(self) -> str:
+        return f"SFrameSender(kid={self._kid}, ctr={self._ctr})"
+
+
+class SFrameReceiver:
+    """Unprotects frames for every KID it holds a key for, each with its replay window."""
+
+    __slots__ = ("_keys", "_window")
+
+    def __init__(self, *, replay_window: int = DEFAULT_REPLAY_WINDOW) -> None:
+        self._keys: dict[int, _KeyState] = {}
+        self._window = replay_window
+
+    def add_key(
+        self, kid: int, base_key: bytes, *, suite: CipherSuite = SFrameSender.DEFAULT_SUITE
+    ) -> None:
+        self._keys[kid] = _KeyState(suite, kid, base_key, self._window)
+
+    def remove_key(self, kid: int) -> None:
+        self._keys.pop(kid, None)
+
+    @property
+    def kids(self) -> frozenset[int]:
+        return frozenset(self._keys)
+
+    def unprotect(self, frame: bytes, metadata: bytes = b"") -> bytes:
+        """The payload of ``frame``; ``UnknownKeyId``, ``ReplayedFrame`` or ``DecryptionError``."""
+        head, size = SFrameHeader.parse(frame)
+        state = self._keys.get(head.kid)
+        if state is None:
+            raise UnknownKeyId(f"no SFrame key for KID {head.kid}")
+        state.window.check(head.ctr)
+        try:
+            payload = state.aead.decrypt(
+                state.nonce(head.ctr), frame[size:], frame[:size] + metadata
+            )
+        except InvalidTag:
+            raise DecryptionError from None
+        state.window.accept(head.ctr)
+        return payload
+
+    def __repr__(self) -> str:
+        return f"SFrameReceiver(kids={sorted(self._keys)})"
