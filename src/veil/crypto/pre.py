@@ -27,7 +27,12 @@ from typing import ClassVar, Final, Self
 
 from veil.crypto import pairing as pg
 from veil.crypto.encoding import Kind, Reader, header
-from veil.crypto.errors import DecryptionError, InvalidSignature, UnsupportedVersion
+from veil.crypto.errors import (
+    DecryptionError,
+    InvalidLength,
+    InvalidSignature,
+    UnsupportedVersion,
+)
 from veil.crypto.keys import AugmentationSecret, Plaintext, PrivateKey, PublicKey
 from veil.crypto.signing import SIGNATURE_SIZE, SigningKey, VerifyingKey
 
@@ -48,6 +53,7 @@ MAX_LEVEL: Final = 8
 """Most hops a ciphertext may carry. Veil uses two (group -> user -> device)."""
 
 _AUTH_SIZE: Final = 32
+_CIPHERTEXT_FIXED_SIZE: Final = 3 + pg.G1_SIZE + pg.GT_SIZE + _AUTH_SIZE + 32 + SIGNATURE_SIZE
 
 
 def _auth_hash(ephemeral_key: pg.G1, plaintext: pg.GT) -> bytes:
@@ -130,6 +136,11 @@ class EncryptedValue:
         level = reader.uint(1)
         if level > MAX_LEVEL:
             raise UnsupportedVersion(f"ciphertext: level {level} exceeds {MAX_LEVEL}")
+        expected = _CIPHERTEXT_FIXED_SIZE + level * TransformBlock.SIZE
+        if len(data) != expected:
+            raise InvalidLength(
+                f"ciphertext: level {level} needs {expected} bytes, got {len(data)}"
+            )
         value = cls(
             pg.decode_g1(reader.take(pg.G1_SIZE), what="ciphertext E"),
             pg.decode_gt(reader.take(pg.GT_SIZE), what="ciphertext C"),

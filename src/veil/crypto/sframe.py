@@ -92,21 +92,26 @@ class SFrameHeader:
     @classmethod
     def parse(cls, data: bytes) -> tuple["SFrameHeader", int]:
         """Read a header from the front of ``data``; return it and its length in bytes."""
-        if not data:
-            raise InvalidLength("SFrame header: empty input")
-        config = data[0]
-        pos = 1
-        values = []
-        for bits in (config >> 4, config & 0x0F):
-            if bits & 0b1000:
-                size = (bits & 0b111) + 1
-                if pos + size > len(data):
-                    raise InvalidLength("SFrame header: truncated")
-                values.append(int.from_bytes(data[pos : pos + size], "big"))
-                pos += size
-            else:
-                values.append(bits)
-        return cls(values[0], values[1]), pos
+        kid, ctr, size = _read_header(data)
+        return cls(kid, ctr), size
+
+
+def _read_header(data: bytes) -> tuple[int, int, int]:
+    """``(kid, ctr, header length)``; at most 8 bytes each, so always below 2^64."""
+    if not data:
+        raise InvalidLength("SFrame header: empty input")
+    config = data[0]
+    kid, ctr, end = config >> 4, config & 0x0F, 1
+    # A nibble of 0b1xxx announces xxx + 1 bytes of value after the config byte.
+    if kid > 7:
+        end = kid - 6
+        kid = int.from_bytes(data[1:end], "big")
+    if ctr > 7:
+        start, end = end, end + ctr - 7
+        ctr = int.from_bytes(data[start:end], "big")
+    if end > len(data):
+        raise InvalidLength("SFrame header: truncated")
+    return kid, ctr, end
 
 
 # --- §4.4.2 key schedule --------------------------------------------------------------
@@ -168,18 +173,20 @@ class _KeyState:
         self.window = ReplayWindow(window)
 
     def nonce(self, ctr: int) -> bytes:
+        """§4.4.3: the salt XOR the counter, left-padded to the nonce size."""
         return (self.salt ^ ctr).to_bytes(12, "big")
 
 
 class ReplayWindow:
     """Accepts each counter once, and none more than ``size`` behind the highest seen."""
 
-    __slots__ = ("_mask", "_size", "_top")
+    __slots__ = ("_full", "_mask", "_size", "_top")
 
     def __init__(self, size: int = DEFAULT_REPLAY_WINDOW) -> None:
         if size < 1:
             raise ValueError("a replay window holds at least one counter")
         self._size = size
+        self._full = (1 << size) - 1
         self._top = -1
         self._mask = 0  # bit i set: counter top - i was accepted
 
@@ -191,10 +198,10 @@ class ReplayWindow:
             raise ReplayedFrame
 
     def accept(self, ctr: int) -> None:
-        self.check(ctr)
+        """Record ``ctr`` as seen; call only after ``check`` passed and the frame authenticated."""
         if ctr > self._top:
             shift = ctr - self._top
-            self._mask = ((self._mask << shift) | 1) & ((1 << self._size) - 1)
+            self._mask = ((self._mask << shift) | 1) & self._full
             self._top = ctr
         else:
             self._mask |= 1 << (self._top - ctr)
@@ -203,13 +210,21 @@ class ReplayWindow:
 class SFrameSender:
     """Protects one sender's frames under one KID, counting from 0."""
 
-    __slots__ = ("_ctr", "_kid", "_state")
+    __slots__ = ("_ctr", "_heads", "_kid", "_prefixes", "_state")
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
 
     def __init__(self, kid: int, base_key: bytes, *, suite: CipherSuite = DEFAULT_SUITE) -> None:
+        _check_value(kid, "KID")
         self._kid = kid
         self._state = _KeyState(suite, kid, base_key, 1)
         self._ctr = 0
+        # Every header this sender can write is one of these, plus the counter bytes:
+        # precomputed because protect() runs for every media frame.
+        kid_bits, kid_bytes = _field(kid)
+        self._heads = [bytes(((kid_bits << 4) | ctr,)) + kid_bytes for ctr in range(8)]
+        self._prefixes = [b""] + [
+            bytes(((kid_bits << 4) | 0b1000 | (size - 1),)) + kid_bytes for size in range(1, 9)
+        ]
 
     @property
     def kid(self) -> int:
@@ -217,11 +232,17 @@ class SFrameSender:
 
     def protect(self, payload: bytes, metadata: bytes = b"") -> bytes:
         ctr = self._ctr
-        if ctr > MAX_VALUE:
+        if ctr < 8:
+            head = self._heads[ctr]
+        elif ctr <= MAX_VALUE:
+            size = (ctr.bit_length() + 7) >> 3
+            head = self._prefixes[size] + ctr.to_bytes(size, "big")
+        else:
             raise OverflowError("SFrame counter exhausted: derive a new key")
         self._ctr = ctr + 1
-        head = encode_header(self._kid, ctr)
-        return head + self._state.aead.encrypt(self._state.nonce(ctr), payload, head + metadata)
+        state = self._state
+        aad = head + metadata if metadata else head
+        return head + state.aead.encrypt(state.nonce(ctr), payload, aad)
 
     def __repr__(self) -> str:
         return f"SFrameSender(kid={self._kid}, ctr={self._ctr})"
@@ -250,18 +271,17 @@ class SFrameReceiver:
 
     def unprotect(self, frame: bytes, metadata: bytes = b"") -> bytes:
         """The payload of ``frame``; ``UnknownKeyId``, ``ReplayedFrame`` or ``DecryptionError``."""
-        head, size = SFrameHeader.parse(frame)
-        state = self._keys.get(head.kid)
+        kid, ctr, size = _read_header(frame)
+        state = self._keys.get(kid)
         if state is None:
-            raise UnknownKeyId(f"no SFrame key for KID {head.kid}")
-        state.window.check(head.ctr)
+            raise UnknownKeyId(f"no SFrame key for KID {kid}")
+        state.window.check(ctr)
+        aad = frame[:size] + metadata if metadata else frame[:size]
         try:
-            payload = state.aead.decrypt(
-                state.nonce(head.ctr), frame[size:], frame[:size] + metadata
-            )
+            payload = state.aead.decrypt(state.nonce(ctr), frame[size:], aad)
         except InvalidTag:
             raise DecryptionError from None
-        state.window.accept(head.ctr)
+        state.window.accept(ctr)
         return payload
 
     def __repr__(self) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``veil bench``: medians measured here, never estimated."""

@@ -1,0 +1,91 @@
+"""The ``veil`` command."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from veil import __version__
+
+
+def _bench_crypto(args: argparse.Namespace) -> int:
+    from veil.bench import crypto
+
+    console = Console(stderr=True)
+    if not args.json:
+        console.print(f"[bold]veil bench crypto[/] — medians of {args.runs} runs")
+    measured = crypto.run(args.runs)
+    result: dict[str, object] = dict(measured)
+    peer = ratio = None
+    if args.peer:
+        peer = crypto.run_peer(crypto.find_peer_script(args.peer_script), args.runs)
+        ratio = crypto.ratios(measured, peer)
+        result["peer"], result["ratio"] = peer, ratio
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table("operation", "veil", "recrypt" if peer else "", "recrypt / veil" if peer else "")
+    for name in crypto.PRE_OPERATIONS:
+        table.add_row(
+            name,
+            f"{result[name]:.3f} ms",
+            f"{peer[name]:.3f} ms" if peer and name in peer else "",
+            f"{ratio[name]:.1f}x" if ratio and name in ratio else "",
+        )
+    for level in range(3):
+        key = f"bytes_l{level}"
+        table.add_row(f"ciphertext level {level}", f"{result[key]} B", "", "")
+    sframe, aes = measured["sframe_roundtrip_us"], measured["aesgcm_roundtrip_us"]
+    table.add_row("SFrame round trip, 1,200 B (suite 5)", f"{sframe:.2f} µs", "", "")
+    table.add_row("bare AES-256-GCM round trip, 1,200 B", f"{aes:.2f} µs", "", "")
+    Console().print(table)
+    Console().print(f"SFrame / bare AES-GCM: {sframe / aes:.2f}x")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="veil",
+        description="Veil: end-to-end encryption for video conferencing on transform cryptography.",
+    )
+    parser.add_argument("--version", action="version", version=f"veil {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("bench", help="measure Veil on this machine")
+    targets = bench.add_subparsers(dest="target", required=True)
+    crypto = targets.add_parser(
+        "crypto",
+        help="PRE operations, SFrame and AES-GCM medians (optionally beside recrypt)",
+        description="Median milliseconds of the PRE operations and microseconds of an SFrame "
+        "round trip of a 1,200-byte frame beside a bare AES-256-GCM round trip.",
+    )
+    crypto.add_argument(
+        "--runs", type=int, default=100, help="timed runs per operation (default 100)"
+    )
+    crypto.add_argument("--json", action="store_true", help="print one JSON object")
+    crypto.add_argument(
+        "--peer", action="store_true", help="also time IronCore's recrypt (needs node and npm)"
+    )
+    crypto.add_argument(
+        "--peer-script",
+        metavar="PATH",
+        help="recrypt.sh to run (default ../shared/peers/recrypt.sh)",
+    )
+    crypto.set_defaults(handler=_bench_crypto)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "runs", 1) < 1:
+        print("veil: --runs must be at least 1", file=sys.stderr)
+        return 2
+    handler = args.handler
+    return int(handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The ``veil`` command, run as a user would run it."""
+
+import json
+import subprocess
+import sys
+
+from veil.bench.crypto import ratios
+from veil.cli import main
+
+EXPECTED_KEYS = {
+    "keygen",
+    "encrypt",
+    "transform_key",
+    "transform_l0_to_l1",
+    "transform_l1_to_l2",
+    "decrypt_l0",
+    "decrypt_l1",
+    "decrypt_l2",
+    "sframe_roundtrip_us",
+    "aesgcm_roundtrip_us",
+    "bytes_l0",
+    "bytes_l1",
+    "bytes_l2",
+}
+
+
+def test_bench_crypto_json_has_exactly_the_documented_keys() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "veil.cli", "bench", "crypto", "--json", "--runs", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(completed.stdout)
+    assert set(result) == EXPECTED_KEYS
+    assert all(result[key] > 0 for key in EXPECTED_KEYS)
+    assert (result["bytes_l0"], result["bytes_l1"], result["bytes_l2"]) == (755, 2003, 3251)
+
+
+def test_ratio_is_peer_over_veil() -> None:
+    ours = {"encrypt": 0.5, "decrypt_l0": 2.0}
+    assert ratios(ours, {"encrypt": 5.0, "decrypt_l0": 1.0, "peer": "x"}) == {
+        "encrypt": 10.0,
+        "decrypt_l0": 0.5,
+    }
+
+
+def test_bad_runs_is_a_usage_error(capsys: object) -> None:
+    assert main(["bench", "crypto", "--runs", "0"]) == 2
