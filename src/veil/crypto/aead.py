@@ -21,6 +21,7 @@ raises only at its end, so a consumer must treat output as provisional until the
 iterator finishes.
 """
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -99,7 +100,9 @@ def seal_stream(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[bytes]:
-    """Yield the stream header, then one sealed segment per ``chunk_size`` bytes of input."""
+    """Yield the stream header, then one sealed segment per ``chunk_size`` bytes of input.
+
+    Arguments are checked at the call, before the first chunk is read."""
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must lie in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
     aead = _aead(key)
@@ -110,6 +113,12 @@ def seal_stream(
         + chunk_size.to_bytes(4, "big")
         + prefix
     )
+    return _seal_segments(aead, head, prefix, chunks, chunk_size)
+
+
+def _seal_segments(
+    aead: AESGCM, head: bytes, prefix: bytes, chunks: Iterable[bytes], chunk_size: int
+) -> Iterator[bytes]:
     yield head
     buffer = bytearray()
     index = 0
@@ -129,10 +138,13 @@ def open_stream(key: bytes, document_id: str, data: Iterable[bytes]) -> Iterator
     """Yield the plaintext chunks of a stream made by ``seal_stream``.
 
     Raises ``DecryptionError`` on any reordered, altered, truncated or extended
-    segment, or on a stream sealed for another document id.
+    segment, or on a stream sealed for another document id. The key and id are
+    checked at the call; the stream as it is read.
     """
-    aead = _aead(key)
-    expected_id = _id_field(document_id)
+    return _open_segments(_aead(key), _id_field(document_id), data)
+
+
+def _open_segments(aead: AESGCM, expected_id: bytes, data: Iterable[bytes]) -> Iterator[bytes]:
     fixed = 2 + len(expected_id) + 4 + _PREFIX_SIZE
     buffer = bytearray()
     pieces = iter(data)
@@ -161,7 +173,8 @@ def open_stream(key: bytes, document_id: str, data: Iterable[bytes]) -> Iterator
         except InvalidTag:
             raise DecryptionError from None
 
-    for piece in pieces:
+    # The piece that completed the header may already hold whole segments.
+    for piece in itertools.chain((b"",), pieces):
         buffer += piece
         while len(buffer) > segment:
             yield _open(bytes(buffer[:segment]), False)

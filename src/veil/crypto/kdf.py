@@ -78,13 +78,15 @@ def chat_key(session_key: bytes, *, meeting_id: str, epoch: int) -> bytes:
 
 
 def media_kid(*, epoch: int, sender: int) -> int:
-    if not 0 <= sender < SENDER_LIMIT or epoch < 0:
-        raise ValueError("a sender number lies in [0, 2^48) and an epoch is not negative")
+    if not 0 <= sender < SENDER_LIMIT or not 0 <= epoch < 2**64:
+        raise ValueError("a sender number lies in [0, 2^48) and an epoch in [0, 2^64)")
     return (sender << EPOCH_BITS) | (epoch & (2**EPOCH_BITS - 1))
 
 
 def parse_media_kid(kid: int) -> tuple[int, int]:
     """``(epoch mod 2^16, sender)`` from a KID made by ``media_kid``."""
+    if not 0 <= kid < 2**64:
+        raise ValueError("an SFrame KID lies in [0, 2^64)")
     return kid & (2**EPOCH_BITS - 1), kid >> EPOCH_BITS
 
 

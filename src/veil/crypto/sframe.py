@@ -70,6 +70,8 @@ def _field(value: int) -> tuple[int, bytes]:
 
 
 def encode_header(kid: int, ctr: int) -> bytes:
+    _check_value(kid, "KID")
+    _check_value(ctr, "counter")
     kid_bits, kid_bytes = _field(kid)
     ctr_bits, ctr_bytes = _field(ctr)
     return bytes(((kid_bits << 4) | ctr_bits,)) + kid_bytes + ctr_bytes
@@ -201,7 +203,9 @@ class ReplayWindow:
         """Record ``ctr`` as seen; call only after ``check`` passed and the frame authenticated."""
         if ctr > self._top:
             shift = ctr - self._top
-            self._mask = ((self._mask << shift) | 1) & self._full
+            # Past a whole window nothing older survives; shifting further would only
+            # allocate (a forged jump to 2^64 must not cost memory).
+            self._mask = ((self._mask << shift) | 1) & self._full if shift < self._size else 1
             self._top = ctr
         else:
             self._mask |= 1 << (self._top - ctr)

@@ -1,0 +1,323 @@
+"""Veil's key schedule (session, sender, chat keys; media KIDs) and user-key escrow.
+
+Escrow runs PBKDF2 at its real 600,000 iterations, so the file seals once (a
+module-scoped blob) and opens it only where a test needs the key derived: four times.
+Every other escrow check fails before any PBKDF2 work, and says so.
+"""
+
+from collections.abc import Callable
+from itertools import product
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from veil.crypto import kdf
+from veil.crypto.errors import DecodeError, DecryptionError, InvalidLength, UnsupportedVersion
+from veil.crypto.kdf import (
+    chat_key,
+    media_kid,
+    new_share,
+    open_escrow,
+    parse_media_kid,
+    seal_escrow,
+    sender_base_key,
+    session_key,
+    split_trust_password,
+)
+from veil.crypto.keys import Plaintext
+from veil.crypto.sframe import MAX_VALUE, SFrameHeader
+
+MEETING = "meeting-1"
+EPOCH = 3
+
+
+@pytest.fixture(scope="module")
+def plaintext() -> Plaintext:
+    return Plaintext.generate()
+
+
+@pytest.fixture(scope="module")
+def sk(plaintext: Plaintext) -> bytes:
+    return session_key(plaintext, meeting_id=MEETING, epoch=EPOCH)
+
+
+def _raises_exactly(error: type[Exception], call: Callable[[], object]) -> None:
+    with pytest.raises(error) as excinfo:
+        call()
+    assert type(excinfo.value) is error
+
+
+# --- session key -----------------------------------------------------------------------
+
+
+def test_session_key_is_deterministic(plaintext: Plaintext, sk: bytes) -> None:
+    assert len(sk) == 32
+    copy = Plaintext.from_secret_bytes(plaintext.to_secret_bytes())
+    assert session_key(copy, meeting_id=MEETING, epoch=EPOCH) == sk
+
+
+@pytest.mark.parametrize(
+    "meeting_id, epoch",
+    [
+        ("meeting-2", EPOCH),
+        (MEETING + "\x00", EPOCH),
+        (MEETING, EPOCH + 1),
+        (MEETING, EPOCH + 2**16),  # same low 16 bits, so the same KID: the key must differ
+    ],
+    ids=["meeting", "meeting-suffix", "epoch", "epoch-mod-2^16"],
+)
+def test_session_key_changes_with_meeting_or_epoch(
+    plaintext: Plaintext, sk: bytes, meeting_id: str, epoch: int
+) -> None:
+    assert session_key(plaintext, meeting_id=meeting_id, epoch=epoch) != sk
+
+
+def test_session_key_changes_with_plaintext(sk: bytes) -> None:
+    assert session_key(Plaintext.generate(), meeting_id=MEETING, epoch=EPOCH) != sk
+
+
+@pytest.mark.parametrize(
+    "meeting_id, epoch", [("", 0), (MEETING, -1), (MEETING, 2**64)], ids=["no-id", "neg", "2^64"]
+)
+def test_session_key_refuses_bad_context(plaintext: Plaintext, meeting_id: str, epoch: int) -> None:
+    _raises_exactly(ValueError, lambda: session_key(plaintext, meeting_id=meeting_id, epoch=epoch))
+
+
+# --- sender and chat keys --------------------------------------------------------------
+
+MEETINGS = (MEETING, "meeting-2")
+EPOCHS = (0, 1, 2**16)
+SENDERS = (0, 1, 2**48 - 1)
+
+
+def test_sender_base_keys_are_deterministic(sk: bytes) -> None:
+    key = sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1)
+    assert len(key) == 32
+    assert sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1) == key
+
+
+def test_sender_base_keys_differ_per_sender_epoch_and_meeting(sk: bytes) -> None:
+    keys = {
+        sender_base_key(sk, meeting_id=m, epoch=e, sender=s)
+        for m, e, s in product(MEETINGS, EPOCHS, SENDERS)
+    }
+    assert len(keys) == len(MEETINGS) * len(EPOCHS) * len(SENDERS)
+    assert sk not in keys
+
+
+def test_sender_base_key_differs_per_session_key(sk: bytes) -> None:
+    other = bytes(32)
+    assert sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1) != sender_base_key(
+        other, meeting_id=MEETING, epoch=EPOCH, sender=1
+    )
+
+
+def test_chat_key_differs_from_every_sender_key(sk: bytes) -> None:
+    chat = chat_key(sk, meeting_id=MEETING, epoch=EPOCH)
+    assert len(chat) == 32
+    assert chat == chat_key(sk, meeting_id=MEETING, epoch=EPOCH)
+    assert chat != sk
+    for sender in (*SENDERS, 2, 3):
+        assert chat != sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=sender)
+
+
+def test_chat_key_differs_per_epoch_and_meeting(sk: bytes) -> None:
+    keys = {chat_key(sk, meeting_id=m, epoch=e) for m, e in product(MEETINGS, EPOCHS)}
+    assert len(keys) == len(MEETINGS) * len(EPOCHS)
+
+
+@pytest.mark.parametrize("sender", [-1, 2**48], ids=["negative", "2^48"])
+def test_sender_base_key_refuses_sender_out_of_range(sk: bytes, sender: int) -> None:
+    _raises_exactly(
+        ValueError, lambda: sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=sender)
+    )
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33])
+def test_derived_keys_need_a_32_byte_session_key(size: int) -> None:
+    bad = bytes(size)
+    _raises_exactly(
+        ValueError, lambda: sender_base_key(bad, meeting_id=MEETING, epoch=EPOCH, sender=1)
+    )
+    _raises_exactly(ValueError, lambda: chat_key(bad, meeting_id=MEETING, epoch=EPOCH))
+
+
+def test_derived_keys_refuse_bad_context(sk: bytes) -> None:
+    _raises_exactly(ValueError, lambda: chat_key(sk, meeting_id="", epoch=EPOCH))
+    _raises_exactly(ValueError, lambda: chat_key(sk, meeting_id=MEETING, epoch=2**64))
+    _raises_exactly(ValueError, lambda: sender_base_key(sk, meeting_id=MEETING, epoch=-1, sender=1))
+
+
+# --- media KIDs ------------------------------------------------------------------------
+
+
+@given(epoch=st.integers(0, 2**64 - 1), sender=st.integers(0, 2**48 - 1))
+def test_media_kid_round_trip(epoch: int, sender: int) -> None:
+    kid = media_kid(epoch=epoch, sender=sender)
+    assert 0 <= kid <= MAX_VALUE
+    header = SFrameHeader(kid, 0)  # always a KID an SFrame header can carry
+    assert SFrameHeader.parse(bytes(header))[0] == header
+    assert parse_media_kid(kid) == (epoch % 2**16, sender)
+
+
+def test_media_kid_layout() -> None:
+    assert media_kid(epoch=5, sender=3) == 3 << 16 | 5
+    assert media_kid(epoch=2**16 + 5, sender=3) == media_kid(epoch=5, sender=3)
+    assert media_kid(epoch=2**16 - 1, sender=2**48 - 1) == MAX_VALUE
+    assert parse_media_kid(MAX_VALUE) == (2**16 - 1, 2**48 - 1)
+
+
+@pytest.mark.parametrize(
+    "epoch, sender",
+    [(0, 2**48), (0, -1), (-1, 0)],
+    ids=["sender-2^48", "sender-negative", "epoch-negative"],
+)
+def test_media_kid_bounds(epoch: int, sender: int) -> None:
+    _raises_exactly(ValueError, lambda: media_kid(epoch=epoch, sender=sender))
+
+
+# --- split-trust password --------------------------------------------------------------
+
+SHARE_A = bytes(range(16))
+SHARE_B = bytes(range(16, 32))
+
+
+def test_split_trust_password_is_deterministic() -> None:
+    password = split_trust_password(SHARE_A, SHARE_B)
+    assert len(password) == 32
+    assert split_trust_password(SHARE_A, SHARE_B) == password
+
+
+def test_split_trust_password_depends_on_order_and_each_share() -> None:
+    password = split_trust_password(SHARE_A, SHARE_B)
+    assert split_trust_password(SHARE_B, SHARE_A) != password
+    assert split_trust_password(SHARE_A, SHARE_A) != password
+    assert split_trust_password(new_share(), SHARE_B) != password
+    assert split_trust_password(SHARE_A, new_share()) != password
+
+
+@pytest.mark.parametrize(
+    "share",
+    [b"", bytes(15), bytes(17), bytes(32), bytearray(16)],
+    ids=["empty", "15-bytes", "17-bytes", "32-bytes", "bytearray"],
+)
+def test_split_trust_password_refuses_bad_shares(share: bytes) -> None:
+    _raises_exactly(ValueError, lambda: split_trust_password(share, SHARE_B))
+    _raises_exactly(ValueError, lambda: split_trust_password(SHARE_A, share))
+
+
+def test_new_share_is_16_fresh_bytes() -> None:
+    first, second = new_share(), new_share()
+    assert len(first) == len(second) == 16
+    assert first != second
+
+
+# --- escrow ----------------------------------------------------------------------------
+
+SECRET = bytes(range(32))
+PASSWORD = split_trust_password(SHARE_A, SHARE_B)
+CONTEXT = b"user:alice"
+ITERATIONS_FIELD = slice(2, 6)  # after version and kind
+ESCROW_HEADER = 2 + 4 + 16 + 12  # version, kind, iterations, salt, nonce
+
+
+@pytest.fixture(scope="module")
+def escrow_blob() -> bytes:
+    return seal_escrow(SECRET, PASSWORD, context=CONTEXT)  # PBKDF2 #1
+
+
+@pytest.fixture
+def no_pbkdf2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the escrow code starts a PBKDF2 derivation."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PBKDF2 was started")
+
+    monkeypatch.setattr(kdf, "PBKDF2HMAC", refuse)
+
+
+def _with_iterations(blob: bytes, iterations: int) -> bytes:
+    return (
+        blob[: ITERATIONS_FIELD.start]
+        + iterations.to_bytes(4, "big")
+        + blob[ITERATIONS_FIELD.stop :]
+    )
+
+
+def test_escrow_blob_layout(escrow_blob: bytes) -> None:
+    assert escrow_blob[:2] == b"\x01\x20"  # version 1, kind ESCROW
+    assert int.from_bytes(escrow_blob[ITERATIONS_FIELD], "big") == 600_000 == kdf.MIN_ITERATIONS
+    assert len(escrow_blob) == ESCROW_HEADER + len(SECRET) + 16
+    assert SECRET not in escrow_blob
+
+
+def test_escrow_round_trip(escrow_blob: bytes) -> None:
+    assert open_escrow(escrow_blob, PASSWORD, context=CONTEXT) == SECRET  # PBKDF2 #2
+
+
+def test_escrow_wrong_password_fails(escrow_blob: bytes) -> None:
+    wrong = split_trust_password(SHARE_B, SHARE_A)
+    _raises_exactly(DecryptionError, lambda: open_escrow(escrow_blob, wrong, context=CONTEXT))
+
+
+def test_escrow_wrong_context_fails(escrow_blob: bytes) -> None:
+    _raises_exactly(
+        DecryptionError, lambda: open_escrow(escrow_blob, PASSWORD, context=b"user:mallory")
+    )
+
+
+def test_escrow_tampered_ciphertext_fails(escrow_blob: bytes) -> None:
+    index = ESCROW_HEADER + 1
+    tampered = escrow_blob[:index] + bytes([escrow_blob[index] ^ 1]) + escrow_blob[index + 1 :]
+    _raises_exactly(DecryptionError, lambda: open_escrow(tampered, PASSWORD, context=CONTEXT))
+
+
+@pytest.mark.parametrize("iterations", [1000, 0, kdf.MIN_ITERATIONS - 1, kdf.MAX_ITERATIONS + 1])
+@pytest.mark.usefixtures("no_pbkdf2")
+def test_escrow_iterations_out_of_policy_is_a_decode_error(
+    escrow_blob: bytes, iterations: int
+) -> None:
+    rewritten = _with_iterations(escrow_blob, iterations)
+    _raises_exactly(DecodeError, lambda: open_escrow(rewritten, PASSWORD, context=CONTEXT))
+
+
+@pytest.mark.usefixtures("no_pbkdf2")
+def test_escrow_malformed_blobs_fail_before_pbkdf2(escrow_blob: bytes) -> None:
+    wrong_version = b"\x02" + escrow_blob[1:]
+    _raises_exactly(
+        UnsupportedVersion, lambda: open_escrow(wrong_version, PASSWORD, context=CONTEXT)
+    )
+    for keep in (0, 5, ESCROW_HEADER - 1, ESCROW_HEADER + 15):
+        cut = escrow_blob[:keep]
+        _raises_exactly(InvalidLength, lambda c=cut: open_escrow(c, PASSWORD, context=CONTEXT))
+
+
+@pytest.mark.parametrize("iterations", [1000, kdf.MIN_ITERATIONS - 1, kdf.MAX_ITERATIONS + 1])
+@pytest.mark.usefixtures("no_pbkdf2")
+def test_seal_escrow_refuses_iterations_out_of_policy(iterations: int) -> None:
+    _raises_exactly(
+        ValueError,
+        lambda: seal_escrow(SECRET, PASSWORD, context=CONTEXT, iterations=iterations),
+    )
+
+
+@pytest.mark.usefixtures("no_pbkdf2")
+def test_seal_escrow_refuses_an_empty_password() -> None:
+    _raises_exactly(ValueError, lambda: seal_escrow(SECRET, b"", context=CONTEXT))
+
+
+# --- secrets stay hidden ---------------------------------------------------------------
+
+
+def test_plaintext_repr_hides_its_bytes(plaintext: Plaintext) -> None:
+    secret_hex = plaintext.to_secret_bytes().hex()
+    for text in (repr(plaintext), str(plaintext), f"{plaintext!r}", repr([plaintext])):
+        assert secret_hex not in text
+        assert secret_hex[:16] not in text
+    assert repr(plaintext) == "Plaintext(<secret>)"
+
+
+def test_plaintext_is_not_hashable(plaintext: Plaintext) -> None:
+    with pytest.raises(TypeError):
+        hash(plaintext)
