@@ -111,6 +111,15 @@ def test_document_tampered_byte_fails(where: str) -> None:
     _raises_exactly(DecryptionError, lambda: open_document(KEY, DOC, tampered))
 
 
+@pytest.mark.parametrize(
+    ("new_length", "expected"), [(5, DecryptionError), (0xFFFF, InvalidLength)]
+)
+def test_document_tampered_id_length(new_length: int, expected: type[Exception]) -> None:
+    envelope = seal_document(KEY, DOC, b"secret")
+    tampered = envelope[:2] + new_length.to_bytes(2, "big") + envelope[4:]
+    _raises_exactly(expected, lambda: open_document(KEY, DOC, tampered))
+
+
 @pytest.mark.parametrize("version", [0, 2, 0xFF])
 def test_document_bad_version_byte(version: int) -> None:
     envelope = seal_document(KEY, DOC, b"secret")

@@ -267,10 +267,21 @@ def test_escrow_wrong_context_fails(escrow_blob: bytes) -> None:
     )
 
 
-def test_escrow_tampered_ciphertext_fails(escrow_blob: bytes) -> None:
-    index = ESCROW_HEADER + 1
+@pytest.mark.parametrize(
+    "index",
+    [6, 6 + 15, 22, 22 + 11, ESCROW_HEADER + 1, -1],
+    ids=["salt-first", "salt-last", "nonce-first", "nonce-last", "ciphertext", "tag"],
+)
+def test_escrow_tampered_field_fails(escrow_blob: bytes, index: int) -> None:
+    index %= len(escrow_blob)
     tampered = escrow_blob[:index] + bytes([escrow_blob[index] ^ 1]) + escrow_blob[index + 1 :]
     _raises_exactly(DecryptionError, lambda: open_escrow(tampered, PASSWORD, context=CONTEXT))
+
+
+def test_escrow_iterations_changed_within_policy_fails(escrow_blob: bytes) -> None:
+    # The iteration count is authenticated: raising it is not a way to re-key the blob.
+    rewritten = _with_iterations(escrow_blob, kdf.MIN_ITERATIONS + 1)
+    _raises_exactly(DecryptionError, lambda: open_escrow(rewritten, PASSWORD, context=CONTEXT))
 
 
 @pytest.mark.parametrize("iterations", [1000, 0, kdf.MIN_ITERATIONS - 1, kdf.MAX_ITERATIONS + 1])

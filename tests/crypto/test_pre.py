@@ -178,10 +178,20 @@ def test_public_key_wire_format() -> None:
     assert PublicKey.from_bytes(raw) == pk
     with pytest.raises(InvalidLength):
         PublicKey.from_bytes(raw + b"\x00")
-    with pytest.raises(UnsupportedVersion):
-        PublicKey.from_bytes(b"\x02" + raw[1:])
-    with pytest.raises(UnsupportedVersion):
-        PublicKey.from_bytes(raw[:1] + b"\x02" + raw[2:])
+    with pytest.raises(InvalidLength):
+        PublicKey.from_bytes(raw[:-1])
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [(0, UnsupportedVersion), (1, UnsupportedVersion), (2, DecodeError), (49, DecodeError)],
+    ids=["version", "kind", "point-flags", "point-x"],
+)
+def test_public_key_field_tampering(index: int, expected: type[Exception]) -> None:
+    raw = bytearray(bytes(PrivateKey.generate().public_key))
+    raw[index] ^= 0x40 if index == 2 else 0x01
+    with pytest.raises(expected):
+        PublicKey.from_bytes(bytes(raw))
 
 
 def test_ciphertext_sizes() -> None:

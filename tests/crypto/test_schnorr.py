@@ -6,7 +6,12 @@ from hypothesis import strategies as st
 
 from veil.crypto import pairing as pg
 from veil.crypto import schnorr
-from veil.crypto.errors import InvalidLength, InvalidSignature, NonCanonicalEncoding
+from veil.crypto.errors import (
+    InvalidLength,
+    InvalidSignature,
+    NonCanonicalEncoding,
+    UnsupportedVersion,
+)
 from veil.crypto.keys import AugmentationSecret, PrivateKey
 from veil.crypto.schnorr import SchnorrSignature
 
@@ -59,3 +64,27 @@ def test_wire_format_is_strict() -> None:
         SchnorrSignature.from_bytes(raw[:-32] + pg.R.to_bytes(32, "big"))
     with pytest.raises(TypeError):
         schnorr.verify(raw, b"m", PrivateKey.generate().public_key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("version", UnsupportedVersion),
+        ("kind", UnsupportedVersion),
+        ("R", InvalidSignature),
+        ("s", InvalidSignature),
+    ],
+)
+def test_signature_field_tampering(field: str, expected: type[Exception]) -> None:
+    key = PrivateKey.generate()
+    raw = bytes(schnorr.sign(b"add member", key))
+    replacement = {
+        "version": (0, b"\x02"),
+        "kind": (1, b"\x03"),
+        "R": (2, pg.encode_g1(pg.P * pg.random_scalar())),
+        "s": (50, pg.encode_scalar(pg.random_scalar())),
+    }
+    offset, new = replacement[field]
+    tampered = raw[:offset] + new + raw[offset + len(new) :]
+    with pytest.raises(expected):
+        schnorr.verify(SchnorrSignature.from_bytes(tampered), b"add member", key.public_key)
