@@ -1,0 +1,11 @@
+"""A development identity provider. NOT for production.
+
+It signs EdDSA (Ed25519) JWT identity assertions for any user name it is asked
+for, so it proves nothing about anyone: it exists so ``veil demo`` and the tests
+have a real JWKS endpoint and real signed tokens. Real deployments point the key
+service at their own SSO's JWKS (``VEIL_JWKS_URL``).
+"""
+
+from veil.idp.provider import DevIdentityProvider, create_app
+
+__all__ = ["DevIdentityProvider", "create_app"]

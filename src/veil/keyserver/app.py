@@ -1,0 +1,82 @@
+"""``create_app(settings)``: the key service as an ASGI app."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from veil.keyserver.errors import error_body, install_handlers
+from veil.keyserver.routes import devices, documents, groups, transforms, users
+from veil.keyserver.service import KeyService
+from veil.keyserver.settings import KeyServerSettings
+
+
+class BodyLimit:
+    """Answer 413 for bodies over the limit, before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(error_body("payload_too_large", f"bodies are limited to {limit} bytes"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def create_app(settings: KeyServerSettings) -> FastAPI:
+    service = KeyService(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="Veil key service",
+        version="1",
+        description="Stores public keys, escrowed keys, transform keys, groups and an audit "
+        "log; transforms encrypted keys for the device that asks. It cannot decrypt anything.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_handlers(app)
+    for module in (users, devices, groups, transforms, documents):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,181 @@
+"""Who is calling: JWT identity assertions and device-signed requests.
+
+JWTs come from the platform's IdP and are checked against its JWKS (EdDSA, ES256,
+RS256): signature, issuer, audience, ``sub``, ``exp``, and, for calls that create
+keys, an ``iat`` no older than ``fresh_token_seconds``. Signed requests are checked
+as ``veil.protocol`` describes; nonces are stored so a replay fails on any replica.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt import PyJWK, PyJWKClient, PyJWKSet
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from veil.crypto.errors import InvalidSignature
+from veil.crypto.signing import VerifyingKey
+from veil.keyserver.errors import forbidden, unauthorized
+from veil.keyserver.models import Device, RequestNonce
+from veil.keyserver.settings import KeyServerSettings
+from veil.protocol import NONCE_SIZE, b64decode, request_message
+
+USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,256}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified JWT: the user it names and the token itself (bound into device proofs)."""
+
+    user_id: str
+    token: str
+    issued_at: int
+
+
+@dataclass(frozen=True)
+class CallingDevice:
+    """A verified signed request."""
+
+    device_id: str
+    user_id: str
+    signature: str
+
+
+class JwtVerifier:
+    def __init__(self, settings: KeyServerSettings) -> None:
+        self._settings = settings
+        self._keys = PyJWKSet.from_dict(settings.jwks).keys if settings.jwks else None
+        self._client = PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+
+    def _key_for(self, header: dict[str, Any]) -> PyJWK:
+        kid = header.get("kid")
+        if self._client is not None:
+            try:
+                return (
+                    self._client.get_signing_key(kid) if kid else self._client.get_signing_keys()[0]
+                )
+            except jwt.PyJWKClientError:
+                raise unauthorized("invalid_token", "no JWKS key matches the token") from None
+        assert self._keys is not None
+        matches = [k for k in self._keys if kid is None or k.key_id == kid]
+        if not matches:
+            raise unauthorized("invalid_token", "no JWKS key matches the token")
+        return matches[0]
+
+    def verify(self, token: str, *, fresh: bool) -> Identity:
+        settings = self._settings
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise unauthorized("invalid_token", "the bearer token is not a JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in settings.algorithms:
+            raise unauthorized("invalid_token", "the token's algorithm is not accepted")
+        key = self._key_for(header)
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=settings.audience,
+                issuer=settings.issuer,
+                # exp, iat and nbf are checked below against the service's own clock.
+                options={
+                    "require": ["sub", "exp", "iat", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
+            )
+        except jwt.InvalidAudienceError:
+            raise unauthorized("wrong_audience", "the token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise unauthorized("wrong_issuer", "the token is from another issuer") from None
+        except jwt.InvalidTokenError:
+            raise unauthorized("invalid_token", "the token did not verify") from None
+        now = settings.clock()
+        exp, iat, sub = claims["exp"], claims["iat"], claims["sub"]
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise unauthorized("invalid_token", "exp and iat must be numbers")
+        if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
+            raise unauthorized("invalid_token", "sub is not a valid user id")
+        if now >= exp:
+            raise unauthorized("token_expired", "the token has expired")
+        if iat > now + settings.clock_skew_seconds:
+            raise unauthorized("invalid_token", "the token was issued in the future")
+        if fresh and now - iat > settings.fresh_token_seconds:
+            raise unauthorized(
+                "token_stale",
+                f"this call needs a token issued in the last {settings.fresh_token_seconds} s",
+            )
+        return Identity(sub, token, int(iat))
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise unauthorized("missing_token", "this call needs an Authorization: Bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("missing_token", "this call needs an Authorization: Bearer token")
+    return token.strip()
+
+
+def verify_signed_request(
+    sessions: sessionmaker[Session],
+    settings: KeyServerSettings,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    headers: dict[str, str | None],
+) -> CallingDevice:
+    """Check a signed request and record its nonce (committed before the call runs)."""
+    device_id, timestamp, nonce, signature = (
+        headers.get(name)
+        for name in ("veil-device", "veil-timestamp", "veil-nonce", "veil-signature")
+    )
+    if not (device_id and timestamp and nonce and signature):
+        raise unauthorized("unsigned_request", "this call must be signed by a device")
+    try:
+        when = int(timestamp)
+        raw_signature = b64decode(signature)
+        raw_nonce = b64decode(nonce)
+    except ValueError:
+        raise unauthorized("bad_signature", "malformed request signature headers") from None
+    if len(raw_nonce) != NONCE_SIZE or len(device_id) > 64:
+        raise unauthorized("bad_signature", "malformed request signature headers")
+    now = int(settings.clock())
+    if abs(now - when) > settings.clock_skew_seconds:
+        raise unauthorized(
+            "stale_request", f"request timestamp is more than {settings.clock_skew_seconds} s off"
+        )
+    try:
+        with sessions() as session, session.begin():
+            device = session.get(Device, device_id)
+            if device is None:
+                raise unauthorized("unknown_device", "no such device")
+            if device.status != "active":
+                raise forbidden("device_revoked", "this device has been revoked")
+            message = request_message(method, path, query, body, when, nonce)
+            try:
+                VerifyingKey(device.signing_key).verify(raw_signature, message)
+            except InvalidSignature:
+                raise unauthorized(
+                    "bad_signature", "the request signature did not verify"
+                ) from None
+            session.execute(
+                delete(RequestNonce).where(
+                    RequestNonce.device_id == device_id,
+                    RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds,
+                )
+            )
+            session.add(RequestNonce(device_id=device_id, nonce=nonce, seen_at=now))
+            session.flush()
+            user_id = device.user_id
+    except IntegrityError:
+        raise unauthorized("replayed_request", "this request was already seen") from None
+    return CallingDevice(device_id, user_id, signature)

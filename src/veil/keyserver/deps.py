@@ -1,0 +1,52 @@
+"""FastAPI dependencies: the service, and the two ways a caller authenticates."""
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from veil.keyserver.auth import CallingDevice, Identity, bearer_token, verify_signed_request
+from veil.keyserver.service import KeyService
+from veil.protocol import DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+
+def get_service(request: Request) -> KeyService:
+    service: KeyService = request.app.state.service
+    return service
+
+
+Service = Annotated[KeyService, Depends(get_service)]
+
+
+def _identity(fresh: bool):  # type: ignore[no-untyped-def]
+    def dependency(
+        service: Service, authorization: Annotated[str | None, Header()] = None
+    ) -> Identity:
+        return service.jwt.verify(bearer_token(authorization), fresh=fresh)
+
+    return dependency
+
+
+User = Annotated[Identity, Depends(_identity(fresh=False))]
+FreshUser = Annotated[Identity, Depends(_identity(fresh=True))]
+
+
+async def _signed(request: Request, service: Service) -> CallingDevice:
+    body = await request.body()
+    headers = {
+        name: request.headers.get(name)
+        for name in (DEVICE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+    }
+    return await run_in_threadpool(
+        verify_signed_request,
+        service.sessions,
+        service.settings,
+        method=request.method,
+        path=request.url.path,
+        query=request.url.query,
+        body=body,
+        headers=headers,
+    )
+
+
+Signed = Annotated[CallingDevice, Depends(_signed)]

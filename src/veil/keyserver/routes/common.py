@@ -1,0 +1,84 @@
+"""Checks shared by the resources."""
+
+from sqlalchemy.orm import Session
+
+from veil.crypto import schnorr
+from veil.crypto.errors import InvalidSignature
+from veil.crypto.keys import AugmentationSecret, PublicKey
+from veil.crypto.pre import TransformKey, VerifiedTransformKey
+from veil.keyserver import audit
+from veil.keyserver.auth import CallingDevice
+from veil.keyserver.errors import bad_request, forbidden, not_found
+from veil.keyserver.models import Device, Group, GroupAdmin, GroupMember, User
+from veil.keyserver.service import KeyService
+
+
+def verified_transform_key(raw: bytes) -> VerifiedTransformKey:
+    """Strictly decoded and signature-checked (DecodeError -> 422, bad signature -> 400)."""
+    return TransformKey.from_bytes(raw).verify()
+
+
+def check_proof(
+    service: KeyService,
+    proof: bytes,
+    message: bytes,
+    public_key: PublicKey,
+    *,
+    timestamp: int,
+    augmentation: AugmentationSecret | None = None,
+) -> None:
+    if abs(service.now() - timestamp) > service.settings.fresh_token_seconds:
+        raise bad_request("stale_proof", "the proof's timestamp is too far from now")
+    signature = schnorr.SchnorrSignature.from_bytes(proof)
+    try:
+        schnorr.verify(signature, message, public_key, augmentation=augmentation)
+    except InvalidSignature:
+        raise forbidden("invalid_proof", "the proof of key possession did not verify") from None
+
+
+def get_user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise not_found(f"no user {user_id!r}")
+    return user
+
+
+def get_group(session: Session, group_id: str) -> Group:
+    group = session.get(Group, group_id)
+    if group is None:
+        raise not_found(f"no group {group_id!r}")
+    return group
+
+
+def require_admin(session: Session, group_id: str, user_id: str) -> None:
+    if session.get(GroupAdmin, (group_id, user_id)) is None:
+        raise forbidden("not_admin", "only the group's admins may do this")
+
+
+def device_transform_key(session: Session, caller: CallingDevice) -> bytes:
+    """The calling device's user -> device key, re-read inside this transaction."""
+    device = session.get(Device, caller.device_id)
+    if device is None or device.status != "active" or device.transform_key is None:
+        raise forbidden("device_revoked", "this device has been revoked")
+    return device.transform_key
+
+
+def member_transform_key(session: Session, group_id: str, user_id: str) -> bytes:
+    member = session.get(GroupMember, (group_id, user_id))
+    if member is None:
+        raise forbidden("not_member", "the caller is not a member of this group")
+    return member.transform_key
+
+
+def record(
+    service: KeyService, session: Session, caller: CallingDevice, action: str, subject: str
+) -> None:
+    audit.append(
+        session,
+        at=service.now(),
+        action=action,
+        user_id=caller.user_id,
+        device_id=caller.device_id,
+        subject=subject,
+        request_signature=caller.signature,
+    )

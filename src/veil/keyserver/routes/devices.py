@@ -1,0 +1,119 @@
+"""Devices: add (with the user's proof of possession), list, revoke, rotate keys."""
+
+import secrets
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from veil.crypto.keys import PublicKey
+from veil.crypto.signing import VerifyingKey
+from veil.keyserver import audit
+from veil.keyserver.auth import Identity
+from veil.keyserver.deps import FreshUser, Service, Signed
+from veil.keyserver.errors import forbidden, not_found, unprocessable
+from veil.keyserver.models import Device, User
+from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
+from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done
+from veil.keyserver.service import KeyService
+from veil.protocol import device_proof_message
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+
+def _checked_keys(service: KeyService, body: DeviceKeys, identity: Identity, user: User) -> bytes:
+    """Verify a device's keys and the user's proof; return the augmented transform key."""
+    device_key = PublicKey.from_bytes(body.public_key)
+    VerifyingKey(body.signing_key)
+    key = verified_transform_key(body.transform_key)
+    if key.to_public_key != device_key:
+        raise unprocessable("transform_key_mismatch", "the transform key is not for this device")
+    secret = service.open_augmentation(user.id, user.sealed_augmentation)
+    master = PublicKey.from_bytes(user.master_public_key)
+    message = device_proof_message(
+        body.timestamp, body.transform_key, identity.token, user.master_public_key
+    )
+    check_proof(service, body.proof, message, master, timestamp=body.timestamp, augmentation=secret)
+    return bytes(key.augment(secret))
+
+
+@router.post("", status_code=201)
+def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> DeviceCreated:
+    """Add a device (JWT + Schnorr proof with the user's key over the timestamp, the
+    user -> device transform key, the JWT and the user's public key)."""
+    device_id = secrets.token_hex(16)
+    with service.transaction() as session:
+        user = get_user(session, identity.user_id)
+        augmented = _checked_keys(service, body, identity, user)
+        session.add(
+            Device(
+                id=device_id,
+                user_id=user.id,
+                public_key=body.public_key,
+                signing_key=body.signing_key,
+                transform_key=augmented,
+                status="active",
+                created_at=service.now(),
+            )
+        )
+        audit.append(
+            session,
+            at=service.now(),
+            action="device.add",
+            user_id=user.id,
+            device_id=device_id,
+            subject=device_id,
+            request_signature="proof:" + body.proof.hex()[:64],
+        )
+    return DeviceCreated(device_id=device_id)
+
+
+@router.get("")
+def list_devices(caller: Signed, service: Service) -> DeviceList:
+    with service.transaction() as session:
+        rows = session.execute(
+            select(Device).where(Device.user_id == caller.user_id).order_by(Device.created_at)
+        ).scalars()
+        return DeviceList(
+            devices=[
+                DeviceInfo(
+                    device_id=d.id,
+                    public_key=d.public_key,
+                    signing_key=d.signing_key,
+                    status="active" if d.status == "active" else "revoked",
+                    created_at=d.created_at,
+                    revoked_at=d.revoked_at,
+                )
+                for d in rows
+            ]
+        )
+
+
+@router.delete("/{device_id}")
+def revoke_device(device_id: str, caller: Signed, service: Service) -> Done:
+    """Revoke one of the caller's devices: its transform key is deleted at once."""
+    with service.transaction() as session:
+        device = session.get(Device, device_id)
+        if device is None or device.user_id != caller.user_id:
+            raise not_found("no such device for this user")
+        device.status, device.transform_key = "revoked", None
+        device.revoked_at = device.revoked_at or service.now()
+        record(service, session, caller, "device.revoke", device_id)
+    return Done()
+
+
+@router.put("/{device_id}/keys")
+def rotate_device_keys(
+    device_id: str, body: DeviceKeys, caller: Signed, identity: FreshUser, service: Service
+) -> Done:
+    """Replace the calling device's keys (forward secrecy after a meeting)."""
+    if device_id != caller.device_id or identity.user_id != caller.user_id:
+        raise forbidden("forbidden", "a device rotates only its own keys")
+    with service.transaction() as session:
+        user = get_user(session, caller.user_id)
+        device = session.get(Device, device_id)
+        if device is None or device.status != "active":
+            raise forbidden("device_revoked", "this device has been revoked")
+        device.transform_key = _checked_keys(service, body, identity, user)
+        device.public_key, device.signing_key = body.public_key, body.signing_key
+        record(service, session, caller, "device.rotate", device_id)
+    return Done()

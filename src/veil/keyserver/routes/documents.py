@@ -1,0 +1,137 @@
+"""Durable artifacts: the encrypted keys of transcripts, recordings, files and reports."""
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from veil.crypto.pre import EncryptedValue
+from veil.keyserver.deps import Service, Signed
+from veil.keyserver.errors import conflict, forbidden, not_found, unprocessable
+from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
+from veil.keyserver.routes.common import device_transform_key, record
+from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+def _check_grant(session: Session, grant: Grant) -> None:
+    EncryptedValue.from_bytes(grant.encrypted_key).verify()
+    table = User if grant.grantee_kind == "user" else Group
+    if session.get(table, grant.grantee_id) is None:
+        raise unprocessable("unknown_grantee", f"no {grant.grantee_kind} {grant.grantee_id!r}")
+
+
+def _owned(session: Session, document_id: str, user_id: str) -> Document:
+    document = session.get(Document, document_id)
+    if document is None:
+        raise not_found(f"no document {document_id!r}")
+    if document.owner_id != user_id:
+        raise forbidden("not_owner", "only the document's owner may change its grants")
+    return document
+
+
+@router.post("", status_code=201)
+def create_document(body: CreateDocument, caller: Signed, service: Service) -> Done:
+    with service.transaction() as session:
+        if session.get(Document, body.document_id) is not None:
+            raise conflict("document_exists", "a document with this id exists")
+        session.add(
+            Document(
+                id=body.document_id,
+                owner_id=caller.user_id,
+                kind=body.kind,
+                created_at=service.now(),
+            )
+        )
+        session.flush()
+        for grant in body.grants:
+            _check_grant(session, grant)
+            session.merge(
+                DocumentGrant(
+                    document_id=body.document_id,
+                    grantee_kind=grant.grantee_kind,
+                    grantee_id=grant.grantee_id,
+                    encrypted_key=grant.encrypted_key,
+                    granted_by=caller.user_id,
+                    created_at=service.now(),
+                )
+            )
+        record(service, session, caller, "document.create", body.document_id)
+    return Done()
+
+
+@router.post("/{document_id}/grants", status_code=201)
+def grant(document_id: str, body: Grant, caller: Signed, service: Service) -> Done:
+    with service.transaction() as session:
+        _owned(session, document_id, caller.user_id)
+        _check_grant(session, body)
+        session.merge(
+            DocumentGrant(
+                document_id=document_id,
+                grantee_kind=body.grantee_kind,
+                grantee_id=body.grantee_id,
+                encrypted_key=body.encrypted_key,
+                granted_by=caller.user_id,
+                created_at=service.now(),
+            )
+        )
+        record(
+            service,
+            session,
+            caller,
+            "document.grant",
+            f"{document_id}/{body.grantee_kind}:{body.grantee_id}",
+        )
+    return Done()
+
+
+@router.delete("/{document_id}/grants/{grantee_kind}/{grantee_id}")
+def revoke_grant(
+    document_id: str, grantee_kind: str, grantee_id: str, caller: Signed, service: Service
+) -> Done:
+    with service.transaction() as session:
+        _owned(session, document_id, caller.user_id)
+        row = session.get(DocumentGrant, (document_id, grantee_kind, grantee_id))
+        if row is None:
+            raise not_found("no such grant")
+        session.delete(row)
+        record(
+            service,
+            session,
+            caller,
+            "document.revoke",
+            f"{document_id}/{grantee_kind}:{grantee_id}",
+        )
+    return Done()
+
+
+@router.get("/{document_id}/key")
+def document_key(document_id: str, caller: Signed, service: Service) -> DocumentKey:
+    """The document's key transformed to the calling device, through a user grant or a
+    grant to a group the caller belongs to."""
+    with service.transaction() as session:
+        if session.get(Document, document_id) is None:
+            raise not_found(f"no document {document_id!r}")
+        device_key = device_transform_key(session, caller)
+        direct = session.get(DocumentGrant, (document_id, "user", caller.user_id))
+        if direct is not None:
+            encrypted, chain, via = direct.encrypted_key, [device_key], "user"
+        else:
+            row = session.execute(
+                select(DocumentGrant.encrypted_key, GroupMember.transform_key)
+                .join(
+                    GroupMember,
+                    (GroupMember.group_id == DocumentGrant.grantee_id)
+                    & (GroupMember.user_id == caller.user_id),
+                )
+                .where(
+                    DocumentGrant.document_id == document_id,
+                    DocumentGrant.grantee_kind == "group",
+                )
+                .limit(1)
+            ).first()
+            if row is None:
+                raise forbidden("no_access", "no grant reaches the caller")
+            encrypted, chain, via = row[0], [row[1], device_key], "group"
+        record(service, session, caller, "document.access", document_id)
+    return DocumentKey(encrypted_key=service.transformer.run(encrypted, chain), via=via)

@@ -1,0 +1,230 @@
+"""Groups: create, read, list, delete; members and admins; the group key for admins."""
+
+from fastapi import APIRouter
+from sqlalchemy import func, select
+
+from veil.crypto.keys import PublicKey
+from veil.crypto.pre import EncryptedValue
+from veil.keyserver.deps import Service, Signed
+from veil.keyserver.errors import conflict, forbidden, unprocessable
+from veil.keyserver.models import Group, GroupAdmin, GroupMember
+from veil.keyserver.routes.common import (
+    check_proof,
+    device_transform_key,
+    get_group,
+    get_user,
+    record,
+    require_admin,
+    verified_transform_key,
+)
+from veil.keyserver.schemas import (
+    AddAdmin,
+    AddMember,
+    CreateGroup,
+    Done,
+    GroupInfo,
+    GroupKey,
+    GroupList,
+    Timestamp,
+)
+from veil.protocol import b64decode, group_proof_message
+
+router = APIRouter(prefix="/v1/groups", tags=["groups"])
+
+
+@router.post("", status_code=201)
+def create_group(body: CreateGroup, caller: Signed, service: Service) -> Done:
+    """Create a group; the caller becomes its admin, holding the group key encrypted to them."""
+    public_key = PublicKey.from_bytes(body.public_key)
+    EncryptedValue.from_bytes(body.encrypted_key).verify()
+    message = group_proof_message(
+        "create", body.group_id, caller.user_id, body.timestamp, body.public_key
+    )
+    check_proof(service, body.proof, message, public_key, timestamp=body.timestamp)
+    with service.transaction() as session:
+        if session.get(Group, body.group_id) is not None:
+            raise conflict("group_exists", "a group with this id exists")
+        session.add(
+            Group(
+                id=body.group_id,
+                public_key=body.public_key,
+                created_by=caller.user_id,
+                created_at=service.now(),
+            )
+        )
+        session.flush()
+        session.add(
+            GroupAdmin(
+                group_id=body.group_id,
+                user_id=caller.user_id,
+                encrypted_key=body.encrypted_key,
+                key_envelope=body.key_envelope,
+            )
+        )
+        record(service, session, caller, "group.create", body.group_id)
+    return Done()
+
+
+@router.get("")
+def list_groups(caller: Signed, service: Service) -> GroupList:
+    with service.transaction() as session:
+        admin_of = select(GroupAdmin.group_id).where(GroupAdmin.user_id == caller.user_id)
+        member_of = select(GroupMember.group_id).where(GroupMember.user_id == caller.user_id)
+        ids = session.execute(admin_of.union(member_of)).scalars().all()
+    return GroupList(groups=sorted(ids))
+
+
+@router.get("/{group_id}")
+def read_group(group_id: str, caller: Signed, service: Service) -> GroupInfo:
+    with service.transaction() as session:
+        group = get_group(session, group_id)
+        admins = (
+            session.execute(select(GroupAdmin.user_id).where(GroupAdmin.group_id == group_id))
+            .scalars()
+            .all()
+        )
+        members = (
+            session.execute(select(GroupMember.user_id).where(GroupMember.group_id == group_id))
+            .scalars()
+            .all()
+        )
+        if caller.user_id not in admins and caller.user_id not in members:
+            raise forbidden("not_member", "the caller is not in this group")
+        return GroupInfo(
+            group_id=group.id,
+            public_key=group.public_key,
+            admins=sorted(admins),
+            members=sorted(members),
+        )
+
+
+@router.delete("/{group_id}")
+def delete_group(group_id: str, caller: Signed, service: Service) -> Done:
+    """Delete the group and, with it, every transform key it had."""
+    with service.transaction() as session:
+        group = get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        session.query(GroupMember).filter(GroupMember.group_id == group_id).delete()
+        session.query(GroupAdmin).filter(GroupAdmin.group_id == group_id).delete()
+        session.delete(group)
+        record(service, session, caller, "group.delete", group_id)
+    return Done()
+
+
+@router.post("/{group_id}/members", status_code=201)
+def add_member(group_id: str, body: AddMember, caller: Signed, service: Service) -> Done:
+    """Add a member: the admin's client made the group -> user transform key and proves
+    possession of the group key over the change."""
+    key = verified_transform_key(body.transform_key)
+    with service.transaction() as session:
+        group = get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        user = get_user(session, body.user_id)
+        if key.to_public_key != PublicKey.from_bytes(user.master_public_key):
+            raise unprocessable("transform_key_mismatch", "the transform key is not for this user")
+        message = group_proof_message(
+            "add-member", group_id, body.user_id, body.timestamp, body.transform_key
+        )
+        check_proof(
+            service,
+            body.proof,
+            message,
+            PublicKey.from_bytes(group.public_key),
+            timestamp=body.timestamp,
+        )
+        if session.get(GroupMember, (group_id, body.user_id)) is not None:
+            raise conflict("already_member", "this user is already a member")
+        session.add(
+            GroupMember(
+                group_id=group_id,
+                user_id=body.user_id,
+                transform_key=body.transform_key,
+                added_by=caller.user_id,
+                created_at=service.now(),
+            )
+        )
+        record(service, session, caller, "group.add_member", f"{group_id}/{body.user_id}")
+    return Done()
+
+
+@router.delete("/{group_id}/members/{user_id}")
+def remove_member(
+    group_id: str,
+    user_id: str,
+    timestamp: Timestamp,
+    proof: str,
+    caller: Signed,
+    service: Service,
+) -> Done:
+    """Remove a member (its group -> user key is deleted); proof in the query string."""
+    try:
+        raw_proof = b64decode(proof)
+    except ValueError:
+        raise unprocessable("validation_error", "proof: not base64url") from None
+    with service.transaction() as session:
+        group = get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        message = group_proof_message("remove-member", group_id, user_id, timestamp)
+        check_proof(
+            service, raw_proof, message, PublicKey.from_bytes(group.public_key), timestamp=timestamp
+        )
+        member = session.get(GroupMember, (group_id, user_id))
+        if member is None:
+            raise unprocessable("not_member", "this user is not a member")
+        session.delete(member)
+        record(service, session, caller, "group.remove_member", f"{group_id}/{user_id}")
+    return Done()
+
+
+@router.post("/{group_id}/admins", status_code=201)
+def add_admin(group_id: str, body: AddAdmin, caller: Signed, service: Service) -> Done:
+    EncryptedValue.from_bytes(body.encrypted_key).verify()
+    with service.transaction() as session:
+        get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        get_user(session, body.user_id)
+        if session.get(GroupAdmin, (group_id, body.user_id)) is not None:
+            raise conflict("already_admin", "this user is already an admin")
+        session.add(
+            GroupAdmin(
+                group_id=group_id,
+                user_id=body.user_id,
+                encrypted_key=body.encrypted_key,
+                key_envelope=body.key_envelope,
+            )
+        )
+        record(service, session, caller, "group.add_admin", f"{group_id}/{body.user_id}")
+    return Done()
+
+
+@router.delete("/{group_id}/admins/{user_id}")
+def remove_admin(group_id: str, user_id: str, caller: Signed, service: Service) -> Done:
+    with service.transaction() as session:
+        get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        admin = session.get(GroupAdmin, (group_id, user_id))
+        if admin is None:
+            raise unprocessable("not_admin", "this user is not an admin")
+        count = session.execute(
+            select(func.count()).where(GroupAdmin.group_id == group_id)
+        ).scalar_one()
+        if count <= 1:
+            raise conflict("last_admin", "a group keeps at least one admin")
+        session.delete(admin)
+        record(service, session, caller, "group.remove_admin", f"{group_id}/{user_id}")
+    return Done()
+
+
+@router.get("/{group_id}/private-key")
+def group_private_key(group_id: str, caller: Signed, service: Service) -> GroupKey:
+    """For an admin: the group key's ciphertext, transformed to the calling device."""
+    with service.transaction() as session:
+        get_group(session, group_id)
+        admin = session.get(GroupAdmin, (group_id, caller.user_id))
+        if admin is None:
+            raise forbidden("not_admin", "only the group's admins may do this")
+        device_key = device_transform_key(session, caller)
+        encrypted, envelope = admin.encrypted_key, admin.key_envelope
+        record(service, session, caller, "group.read_key", group_id)
+    transformed = service.transformer.run(encrypted, [device_key])
+    return GroupKey(encrypted_key=transformed, key_envelope=envelope)

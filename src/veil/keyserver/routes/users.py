@@ -1,0 +1,91 @@
+"""Users, their escrowed keys, and the key service's split-trust share."""
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from veil.crypto import kdf
+from veil.crypto.encoding import Kind, header
+from veil.crypto.keys import AugmentationSecret, PublicKey
+from veil.keyserver import audit
+from veil.keyserver.deps import FreshUser, Service, Signed, User
+from veil.keyserver.errors import conflict, not_found, unprocessable
+from veil.keyserver.models import EscrowShare
+from veil.keyserver.models import User as UserRow
+from veil.keyserver.schemas import (
+    CreateUser,
+    Escrow,
+    LookupKeys,
+    PublicKeys,
+    Share,
+    UserCreated,
+)
+
+router = APIRouter(prefix="/v1", tags=["users"])
+_MIN_ESCROW = 2 + 4 + 16 + 12 + 16
+
+
+@router.post("/users", status_code=201)
+def create_user(body: CreateUser, identity: FreshUser, service: Service) -> UserCreated:
+    """Register the caller (JWT): client public key and escrowed private key. The
+    service draws the user's augmentation secret and returns the master public key."""
+    client_key = PublicKey.from_bytes(body.public_key)
+    if len(body.escrow) < _MIN_ESCROW or body.escrow[:2] != header(Kind.ESCROW):
+        raise unprocessable("invalid_escrow", "escrow is not a Veil escrow blob")
+    secret = AugmentationSecret.generate()
+    master = client_key.augment(secret)
+    with service.transaction() as session:
+        if session.get(UserRow, identity.user_id) is not None:
+            raise conflict("user_exists", "this user already has keys")
+        session.add(
+            UserRow(
+                id=identity.user_id,
+                client_public_key=bytes(client_key),
+                master_public_key=bytes(master),
+                sealed_augmentation=service.seal_augmentation(identity.user_id, secret),
+                escrow=body.escrow,
+                created_at=service.now(),
+            )
+        )
+        audit.append(
+            session,
+            at=service.now(),
+            action="user.create",
+            user_id=identity.user_id,
+            device_id="",
+            subject=identity.user_id,
+            request_signature="jwt",
+        )
+    return UserCreated(user_id=identity.user_id, master_public_key=bytes(master))
+
+
+@router.get("/users/me/escrow")
+def get_escrow(identity: User, service: Service) -> Escrow:
+    """The caller's escrowed (encrypted) user private key."""
+    with service.transaction() as session:
+        user = session.get(UserRow, identity.user_id)
+        if user is None:
+            raise not_found("this user has no keys yet")
+        return Escrow(escrow=user.escrow)
+
+
+@router.post("/users/me/share")
+def get_share(identity: User, service: Service) -> Share:
+    """The key service's 128-bit share of the caller's escrow password (made on first call)."""
+    with service.transaction() as session:
+        row = session.get(EscrowShare, identity.user_id)
+        if row is None:
+            row = EscrowShare(
+                user_id=identity.user_id, share=kdf.new_share(), created_at=service.now()
+            )
+            session.add(row)
+        return Share(share=row.share)
+
+
+@router.post("/public-keys")
+def lookup_public_keys(body: LookupKeys, caller: Signed, service: Service) -> PublicKeys:
+    """Master public keys of many users at once (clients pin them). Unknown ids are omitted."""
+    with service.transaction() as session:
+        rows = session.execute(
+            select(UserRow.id, UserRow.master_public_key).where(UserRow.id.in_(set(body.user_ids)))
+        ).all()
+    return PublicKeys(public_keys={user_id: key for user_id, key in rows})

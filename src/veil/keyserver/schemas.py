@@ -1,0 +1,150 @@
+"""Request and response bodies. Binary values travel as unpadded base64url strings."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from veil.protocol import b64decode, b64encode
+
+
+def _decode(value: object) -> bytes:
+    if isinstance(value, bytes):  # built in code, not parsed from JSON
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a base64url string")
+    return b64decode(value)
+
+
+B64 = Annotated[
+    bytes,
+    BeforeValidator(_decode),
+    PlainSerializer(b64encode, return_type=str),
+    WithJsonSchema({"type": "string", "format": "base64url", "pattern": "^[A-Za-z0-9_-]*$"}),
+]
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")]
+Timestamp = Annotated[int, Field(ge=0, le=2**40)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreateUser(Model):
+    public_key: B64
+    escrow: B64
+
+
+class UserCreated(Model):
+    user_id: str
+    master_public_key: B64
+
+
+class Escrow(Model):
+    escrow: B64
+
+
+class Share(Model):
+    share: B64
+
+
+class LookupKeys(Model):
+    user_ids: list[Id] = Field(min_length=1, max_length=500)
+
+
+class PublicKeys(Model):
+    public_keys: dict[str, B64]
+
+
+class DeviceKeys(Model):
+    """A device's keys plus the user -> device transform key and the user's proof."""
+
+    public_key: B64
+    signing_key: B64
+    transform_key: B64
+    timestamp: Timestamp
+    proof: B64
+
+
+class DeviceCreated(Model):
+    device_id: str
+
+
+class DeviceInfo(Model):
+    device_id: str
+    public_key: B64
+    signing_key: B64
+    status: Literal["active", "revoked"]
+    created_at: int
+    revoked_at: int | None
+
+
+class DeviceList(Model):
+    devices: list[DeviceInfo]
+
+
+class CreateGroup(Model):
+    group_id: Id
+    public_key: B64
+    encrypted_key: B64
+    key_envelope: B64
+    timestamp: Timestamp
+    proof: B64
+
+
+class GroupInfo(Model):
+    group_id: str
+    public_key: B64
+    admins: list[str]
+    members: list[str]
+
+
+class GroupList(Model):
+    groups: list[str]
+
+
+class AddMember(Model):
+    user_id: Id
+    transform_key: B64
+    timestamp: Timestamp
+    proof: B64
+
+
+class AddAdmin(Model):
+    user_id: Id
+    encrypted_key: B64
+    key_envelope: B64
+
+
+class GroupKey(Model):
+    encrypted_key: B64
+    key_envelope: B64
+
+
+class TransformRequest(Model):
+    encrypted_key: B64
+    group_id: Id | None = None
+
+
+class Transformed(Model):
+    encrypted_key: B64
+
+
+class Grant(Model):
+    grantee_kind: Literal["user", "group"]
+    grantee_id: Id
+    encrypted_key: B64
+
+
+class CreateDocument(Model):
+    document_id: Id
+    kind: Literal["transcript", "recording", "file", "abuse_report", "agenda", "other"]
+    grants: list[Grant] = Field(min_length=1, max_length=100)
+
+
+class DocumentKey(Model):
+    encrypted_key: B64
+    via: Literal["user", "group"]
+
+
+class Done(Model):
+    ok: Literal[True] = True

@@ -1,0 +1,60 @@
+"""The key service's state: settings, database, verifiers, its own secrets."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.orm import Session
+
+from veil.crypto.errors import DecryptionError
+from veil.crypto.keys import AugmentationSecret
+from veil.crypto.signing import SigningKey
+from veil.keyserver.auth import JwtVerifier
+from veil.keyserver.db import create_db_engine, migrate, session_factory
+from veil.keyserver.settings import KeyServerSettings
+from veil.keyserver.transformer import Transformer
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"veil/v1 keyserver " + purpose).derive(secret)
+
+
+class KeyService:
+    def __init__(self, settings: KeyServerSettings) -> None:
+        self.settings = settings
+        self.engine = create_db_engine(settings.database_url)
+        migrate(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.jwt = JwtVerifier(settings)
+        signer_seed = _derive(settings.service_secret, b"transform signer")
+        self.signer = SigningKey.from_secret_bytes(signer_seed)
+        self._sealer = AESGCM(_derive(settings.service_secret, b"augmentation seal"))
+        self.transformer = Transformer(signer_seed, settings.transform_workers)
+
+    def now(self) -> int:
+        return int(self.settings.clock())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One request's writes: all committed before the response, or none."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def seal_augmentation(self, user_id: str, secret: AugmentationSecret) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._sealer.encrypt(nonce, secret.to_secret_bytes(), user_id.encode())
+
+    def open_augmentation(self, user_id: str, sealed: bytes) -> AugmentationSecret:
+        try:
+            raw = self._sealer.decrypt(sealed[:12], sealed[12:], user_id.encode())
+        except InvalidTag:
+            raise DecryptionError from None
+        return AugmentationSecret.from_secret_bytes(raw)
+
+    def close(self) -> None:
+        self.transformer.close()
+        self.engine.dispose()

@@ -1,0 +1,80 @@
+"""Key service settings: one frozen value, built from the environment or by hand."""
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from veil.protocol import b64decode
+
+
+@dataclass(frozen=True)
+class KeyServerSettings:
+    """Everything the key service needs.
+
+    ``service_secret`` is the 32-byte root of the service's own secrets (the key that
+    seals users' augmentation secrets at rest, and the seed of the Ed25519 key that
+    signs transformed ciphertexts). Replicas of one deployment share it.
+    """
+
+    database_url: str
+    service_secret: bytes = field(repr=False)
+    issuer: str
+    audience: str
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
+    max_body_bytes: int = 256 * 1024
+    clock_skew_seconds: int = 60
+    fresh_token_seconds: int = 120
+    transform_workers: int = 0
+    """Processes for transforms; 0 runs them in the request's worker thread."""
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if len(self.service_secret) != 32:
+            raise ValueError("service_secret must be 32 bytes")
+        if (self.jwks is None) == (self.jwks_url is None):
+            raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+        if self.transform_workers < 0:
+            raise ValueError("transform_workers must not be negative")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "KeyServerSettings":
+        """Read ``VEIL_*`` variables; ``overrides`` win. Unset values get embedded defaults."""
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("VEIL_DATA_DIR", "./veil-data"))
+        values: dict[str, Any] = {
+            "database_url": env.get("VEIL_DATABASE_URL")
+            or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
+            "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
+            "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
+            "jwks_url": env.get("VEIL_JWKS_URL"),
+            "transform_workers": int(env.get("VEIL_TRANSFORM_WORKERS", "0")),
+        }
+        if "VEIL_SERVICE_SECRET" in env:
+            values["service_secret"] = b64decode(env["VEIL_SERVICE_SECRET"])
+        elif "service_secret" not in overrides:
+            values["service_secret"] = load_or_create_secret(data_dir / "keyserver.secret")
+        values.update(overrides)
+        return cls(**values)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read a 32-byte secret file, creating it (mode 0600) on first use."""
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) != 32:
+            raise ValueError(f"{path} must hold exactly 32 bytes")
+        return data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return data

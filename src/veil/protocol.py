@@ -1,0 +1,114 @@
+"""Wire conventions shared by the services and the SDK (pure functions, no I/O).
+
+Signed requests: a device signs, with its Ed25519 key, the canonical string
+
+    veil-request-v1 \\n METHOD \\n PATH \\n QUERY \\n SHA-256(body) hex \\n TIMESTAMP \\n NONCE
+
+where QUERY is the query string's pairs sorted and re-encoded, TIMESTAMP is Unix
+seconds and NONCE is 16 random bytes, base64url. The request carries them in the
+``Veil-Device``, ``Veil-Timestamp``, ``Veil-Nonce`` and ``Veil-Signature`` headers.
+"""
+
+import base64
+import binascii
+import hashlib
+import secrets
+from urllib.parse import parse_qsl, urlencode
+
+from veil.crypto.signing import SigningKey
+
+DEVICE_HEADER = "veil-device"
+TIMESTAMP_HEADER = "veil-timestamp"
+NONCE_HEADER = "veil-nonce"
+SIGNATURE_HEADER = "veil-signature"
+NONCE_SIZE = 16
+
+
+def b64encode(data: bytes) -> str:
+    """base64url without padding (RFC 4648 §5)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64decode(text: str) -> bytes:
+    """Strict base64url: only the URL alphabet, no padding, canonical trailing bits."""
+    if not isinstance(text, str) or not text.isascii() or "=" in text:
+        raise ValueError("not base64url without padding")
+    if any(c not in _ALPHABET for c in text) or len(text) % 4 == 1:
+        raise ValueError("not base64url without padding")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        raise ValueError("not base64url without padding") from None
+    if b64encode(data) != text:
+        raise ValueError("non-canonical base64url")
+    return data
+
+
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def canonical_query(query: str) -> str:
+    return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
+
+
+def request_message(
+    method: str, path: str, query: str, body: bytes, timestamp: int, nonce: str
+) -> bytes:
+    return "\n".join(
+        (
+            "veil-request-v1",
+            method.upper(),
+            path,
+            canonical_query(query),
+            hashlib.sha256(body).hexdigest(),
+            str(timestamp),
+            nonce,
+        )
+    ).encode()
+
+
+def sign_request(
+    key: SigningKey,
+    device_id: str,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    timestamp: int,
+) -> dict[str, str]:
+    """The headers that authenticate one request from ``device_id``."""
+    nonce = b64encode(secrets.token_bytes(NONCE_SIZE))
+    signature = key.sign(request_message(method, path, query, body, timestamp, nonce))
+    return {
+        DEVICE_HEADER: device_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: b64encode(signature),
+    }
+
+
+def device_proof_message(
+    timestamp: int, transform_key: bytes, token: str, user_public_key: bytes
+) -> bytes:
+    """What a Schnorr proof with the user's key covers when a device is added (issue 4)."""
+    return b"".join(
+        (
+            b"veil-add-device-v1",
+            timestamp.to_bytes(8, "big"),
+            len(transform_key).to_bytes(4, "big"),
+            transform_key,
+            len(token).to_bytes(4, "big"),
+            token.encode(),
+            user_public_key,
+        )
+    )
+
+
+def group_proof_message(
+    action: str, group_id: str, subject: str, timestamp: int, payload: bytes = b""
+) -> bytes:
+    """What a Schnorr proof with a group's key covers for a change to the group:
+    the action, the group, the user it concerns, when, and what it carries."""
+    parts = [p.encode() for p in (action, group_id, subject)] + [payload]
+    fields = b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+    return b"veil-group-v1" + fields + timestamp.to_bytes(8, "big")

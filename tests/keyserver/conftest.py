@@ -1,0 +1,243 @@
+"""Key service fixtures: a dev IdP, a settable clock, SQLite and PostgreSQL databases,
+and ``Actor``s (a user with a device) that speak the real HTTP API."""
+
+import json
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from veil.crypto import kdf, schnorr
+from veil.crypto.aead import seal_document
+from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
+from veil.crypto.pre import encrypt, generate_transform_key
+from veil.crypto.signing import SigningKey
+from veil.idp import DevIdentityProvider
+from veil.keyserver import KeyServerSettings, create_app
+from veil.protocol import b64decode, b64encode, device_proof_message, group_proof_message, sign_request
+
+POSTGRES = ("127.0.0.1", 5432)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(POSTGRES, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def idp(clock: Clock) -> DevIdentityProvider:
+    return DevIdentityProvider(clock=clock)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'keyserver.sqlite3'}"
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"veil_test_{secrets.token_hex(6)}"
+    with psycopg.connect("host=127.0.0.1 dbname=test user=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect("host=127.0.0.1 dbname=test user=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, idp: DevIdentityProvider, clock: Clock) -> KeyServerSettings:
+    return KeyServerSettings(
+        database_url=database_url,
+        service_secret=secrets.token_bytes(32),
+        issuer=idp.issuer,
+        audience=idp.audience,
+        jwks=idp.jwks(),
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def client(settings: KeyServerSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+PASSWORD_SHARE = b"\x07" * 16  # the platform's share, for these tests
+
+
+@dataclass
+class Actor:
+    """A user with one device, driving the key service as the SDK will."""
+
+    name: str
+    client: TestClient
+    idp: DevIdentityProvider
+    clock: Clock
+    user_key: PrivateKey = field(default_factory=PrivateKey.generate)
+    device_key: PrivateKey = field(default_factory=PrivateKey.generate)
+    signer: SigningKey = field(default_factory=SigningKey.generate)
+    device_id: str = ""
+    master: PublicKey | None = None
+
+    def token(self, **claims: Any) -> str:
+        return self.idp.issue(self.name, **claims)
+
+    def bearer(self, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**claims)}"}
+
+    def register(self) -> "Actor":
+        share = self.client.post("/v1/users/me/share", headers=self.bearer())
+        assert share.status_code == 200, share.text
+        password = kdf.split_trust_password(b64decode(share.json()["share"]), PASSWORD_SHARE)
+        escrow = kdf.seal_escrow(
+            self.user_key.to_secret_bytes(), password, context=self.name.encode(), iterations=600_000
+        ) if False else _fast_escrow(self.user_key, self.name)
+        response = self.client.post(
+            "/v1/users",
+            headers=self.bearer(),
+            json={"public_key": b64encode(bytes(self.user_key.public_key)), "escrow": b64encode(escrow)},
+        )
+        assert response.status_code == 201, response.text
+        self.master = PublicKey.from_bytes(b64decode(response.json()["master_public_key"]))
+        self.add_device()
+        return self
+
+    def device_body(self, device_key: PrivateKey, signer: SigningKey, token: str) -> dict[str, Any]:
+        assert self.master is not None
+        tk = generate_transform_key(self.user_key, device_key.public_key, signer)
+        now = int(self.clock())
+        message = device_proof_message(now, bytes(tk), token, bytes(self.master))
+        proof = schnorr.sign(message, self.user_key, public_key=self.master)
+        return {
+            "public_key": b64encode(bytes(device_key.public_key)),
+            "signing_key": b64encode(bytes(signer.verifying_key)),
+            "transform_key": b64encode(bytes(tk)),
+            "timestamp": now,
+            "proof": b64encode(bytes(proof)),
+        }
+
+    def add_device(self) -> str:
+        token = self.token()
+        response = self.client.post(
+            "/v1/devices",
+            headers={"Authorization": f"Bearer {token}"},
+            json=self.device_body(self.device_key, self.signer, token),
+        )
+        assert response.status_code == 201, response.text
+        self.device_id = response.json()["device_id"]
+        return self.device_id
+
+    def signed(
+        self, method: str, path: str, body: Any = None, *, query: str = "", headers: dict[str, str] | None = None
+    ) -> Any:
+        raw = b"" if body is None else json.dumps(body).encode()
+        signed = sign_request(self.signer, self.device_id, method, path, query, raw, int(self.clock()))
+        url = f"{path}?{query}" if query else path
+        return self.client.request(
+            method,
+            url,
+            content=raw,
+            headers={**signed, "content-type": "application/json", **(headers or {})},
+        )
+
+    def create_group(self, group_id: str) -> PrivateKey:
+        assert self.master is not None
+        group_key = PrivateKey.generate()
+        plaintext = Plaintext.generate()
+        encrypted = encrypt(plaintext, self.master, self.signer)
+        envelope = seal_document(
+            plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
+        )
+        now = int(self.clock())
+        proof = schnorr.sign(
+            group_proof_message("create", group_id, self.name, now, bytes(group_key.public_key)),
+            group_key,
+        )
+        response = self.signed(
+            "POST",
+            "/v1/groups",
+            {
+                "group_id": group_id,
+                "public_key": b64encode(bytes(group_key.public_key)),
+                "encrypted_key": b64encode(bytes(encrypted)),
+                "key_envelope": b64encode(envelope),
+                "timestamp": now,
+                "proof": b64encode(bytes(proof)),
+            },
+        )
+        assert response.status_code == 201, response.text
+        return group_key
+
+    def add_member(self, group_id: str, group_key: PrivateKey, member: "Actor") -> Any:
+        assert member.master is not None
+        tk = generate_transform_key(group_key, member.master, self.signer)
+        now = int(self.clock())
+        proof = schnorr.sign(
+            group_proof_message("add-member", group_id, member.name, now, bytes(tk)), group_key
+        )
+        return self.signed(
+            "POST",
+            f"/v1/groups/{group_id}/members",
+            {
+                "user_id": member.name,
+                "transform_key": b64encode(bytes(tk)),
+                "timestamp": now,
+                "proof": b64encode(bytes(proof)),
+            },
+        )
+
+    def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> Any:
+        now = int(self.clock())
+        proof = schnorr.sign(group_proof_message("remove-member", group_id, user_id, now), group_key)
+        return self.signed(
+            "DELETE",
+            f"/v1/groups/{group_id}/members/{user_id}",
+            query=f"timestamp={now}&proof={b64encode(bytes(proof))}",
+        )
+
+    def transform(self, encrypted: bytes, group_id: str | None = None) -> Any:
+        body: dict[str, Any] = {"encrypted_key": b64encode(encrypted)}
+        if group_id is not None:
+            body["group_id"] = group_id
+        return self.signed("POST", "/v1/transform", body)
+
+
+def _fast_escrow(key: PrivateKey, name: str) -> bytes:
+    # A structurally valid escrow blob without paying PBKDF2 in every fixture; the
+    # escrow round trip itself is tested with the real KDF in test_users.py.
+    return kdf.seal_escrow(key.to_secret_bytes(), b"password", context=name.encode()) if False else (
+        b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
+    )
+
+
+@pytest.fixture
+def make_actor(client: TestClient, idp: DevIdentityProvider, clock: Clock):  # type: ignore[no-untyped-def]
+    def make(name: str) -> Actor:
+        return Actor(name, client, idp, clock).register()
+
+    return make

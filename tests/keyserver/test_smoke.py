@@ -1,0 +1,20 @@
+from veil.crypto.keys import Plaintext
+from veil.crypto.pre import EncryptedValue, decrypt, encrypt
+from veil.protocol import b64decode
+
+
+def test_group_transform_flow(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_actor("alice"), make_actor("bob")
+    group_key = alice.create_group("meeting-1")
+    assert alice.add_member("meeting-1", group_key, bob).status_code == 201
+    session_key = Plaintext.generate()
+    encrypted = encrypt(session_key, group_key.public_key, alice.signer)
+    response = bob.transform(bytes(encrypted), "meeting-1")
+    assert response.status_code == 200, response.text
+    value = EncryptedValue.from_bytes(b64decode(response.json()["encrypted_key"])).verify()
+    assert decrypt(value, bob.device_key) == session_key
+    # alice is admin but not a member
+    assert alice.transform(bytes(encrypted), "meeting-1").json()["error"]["code"] == "not_member"
+    assert alice.remove_member("meeting-1", group_key, "bob").status_code == 200
+    response = bob.transform(bytes(encrypted), "meeting-1")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "not_member"
