@@ -46,6 +46,26 @@ def _bench_crypto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from veil.keyserver.maintenance import verify_audit
+
+    url = args.database_url or os.environ.get("VEIL_DATABASE_URL")
+    if not url:
+        print("veil: give --database-url or set VEIL_DATABASE_URL", file=sys.stderr)
+        return 2
+    report = verify_audit(url)
+    if report.ok:
+        print(f"audit chain intact: {report.entries} entries")
+        return 0
+    print(
+        f"audit chain BROKEN at entry {report.first_broken}: {report.reason} "
+        f"({report.entries} entries verified before it)"
+    )
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="veil",
@@ -75,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="recrypt.sh to run (default ../shared/peers/recrypt.sh)",
     )
     crypto.set_defaults(handler=_bench_crypto)
+
+    audit = commands.add_parser("audit", help="key service audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check the whole hash chain; name the first broken entry (exit 1 if broken)",
+    )
+    verify.add_argument(
+        "--database-url", metavar="URL", help="key service database (default $VEIL_DATABASE_URL)"
+    )
+    verify.set_defaults(handler=_audit_verify)
     return parser
 
 

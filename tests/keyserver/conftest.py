@@ -12,14 +12,20 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from veil.crypto import kdf, schnorr
+from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey
 from veil.idp import DevIdentityProvider
 from veil.keyserver import KeyServerSettings, create_app
-from veil.protocol import b64decode, b64encode, device_proof_message, group_proof_message, sign_request
+from veil.protocol import (
+    b64decode,
+    b64encode,
+    device_proof_message,
+    group_proof_message,
+    sign_request,
+)
 
 POSTGRES = ("127.0.0.1", 5432)
 
@@ -87,9 +93,6 @@ def client(settings: KeyServerSettings) -> Iterator[TestClient]:
         yield test_client
 
 
-PASSWORD_SHARE = b"\x07" * 16  # the platform's share, for these tests
-
-
 @dataclass
 class Actor:
     """A user with one device, driving the key service as the SDK will."""
@@ -111,16 +114,14 @@ class Actor:
         return {"Authorization": f"Bearer {self.token(**claims)}"}
 
     def register(self) -> "Actor":
-        share = self.client.post("/v1/users/me/share", headers=self.bearer())
-        assert share.status_code == 200, share.text
-        password = kdf.split_trust_password(b64decode(share.json()["share"]), PASSWORD_SHARE)
-        escrow = kdf.seal_escrow(
-            self.user_key.to_secret_bytes(), password, context=self.name.encode(), iterations=600_000
-        ) if False else _fast_escrow(self.user_key, self.name)
+        escrow = fake_escrow()
         response = self.client.post(
             "/v1/users",
             headers=self.bearer(),
-            json={"public_key": b64encode(bytes(self.user_key.public_key)), "escrow": b64encode(escrow)},
+            json={
+                "public_key": b64encode(bytes(self.user_key.public_key)),
+                "escrow": b64encode(escrow),
+            },
         )
         assert response.status_code == 201, response.text
         self.master = PublicKey.from_bytes(b64decode(response.json()["master_public_key"]))
@@ -153,10 +154,18 @@ class Actor:
         return self.device_id
 
     def signed(
-        self, method: str, path: str, body: Any = None, *, query: str = "", headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
     ) -> Any:
         raw = b"" if body is None else json.dumps(body).encode()
-        signed = sign_request(self.signer, self.device_id, method, path, query, raw, int(self.clock()))
+        signed = sign_request(
+            self.signer, self.device_id, method, path, query, raw, int(self.clock())
+        )
         url = f"{path}?{query}" if query else path
         return self.client.request(
             method,
@@ -213,7 +222,9 @@ class Actor:
 
     def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> Any:
         now = int(self.clock())
-        proof = schnorr.sign(group_proof_message("remove-member", group_id, user_id, now), group_key)
+        proof = schnorr.sign(
+            group_proof_message("remove-member", group_id, user_id, now), group_key
+        )
         return self.signed(
             "DELETE",
             f"/v1/groups/{group_id}/members/{user_id}",
@@ -227,12 +238,10 @@ class Actor:
         return self.signed("POST", "/v1/transform", body)
 
 
-def _fast_escrow(key: PrivateKey, name: str) -> bytes:
-    # A structurally valid escrow blob without paying PBKDF2 in every fixture; the
-    # escrow round trip itself is tested with the real KDF in test_users.py.
-    return kdf.seal_escrow(key.to_secret_bytes(), b"password", context=name.encode()) if False else (
-        b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
-    )
+def fake_escrow() -> bytes:
+    """A well-formed escrow blob without paying for PBKDF2 in every fixture (the real
+    escrow round trip is tested in test_users.py)."""
+    return b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
 
 
 @pytest.fixture

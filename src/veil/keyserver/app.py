@@ -80,3 +80,8 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For ``uvicorn --factory veil.keyserver.app:create_app_from_env`` (settings from VEIL_*)."""
+    return create_app(KeyServerSettings.from_env())

@@ -1,5 +1,6 @@
 """Key service settings: one frozen value, built from the environment or by hand."""
 
+import json
 import os
 import secrets
 import time
@@ -55,6 +56,7 @@ class KeyServerSettings:
             "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
             "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
             "jwks_url": env.get("VEIL_JWKS_URL"),
+            "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
             "transform_workers": int(env.get("VEIL_TRANSFORM_WORKERS", "0")),
         }
         if "VEIL_SERVICE_SECRET" in env:
