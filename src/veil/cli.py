@@ -46,6 +46,33 @@ def _bench_crypto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_keyserver(args: argparse.Namespace) -> int:
+    from veil.bench import keyserver
+
+    result = keyserver.run(
+        workers=args.workers,
+        concurrency=args.concurrency or 2 * args.workers,
+        duration=args.duration,
+        members=args.members,
+        database_url=args.database_url,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table("measure", "value")
+    table.add_row("worker processes", str(result["workers"]))
+    table.add_row("concurrent devices", str(result["concurrency"]))
+    table.add_row("requests", str(result["requests"]))
+    table.add_row("transforms / s", f"{result['transforms_per_s']:.1f}")
+    table.add_row("transforms / s per worker", f"{result['transforms_per_s_per_worker']:.1f}")
+    table.add_row("median request", f"{result['p50_ms']:.2f} ms")
+    table.add_row("p99 request", f"{result['p99_ms']:.2f} ms")
+    table.add_row("bare crypto per request", f"{result['crypto_only_ms']:.2f} ms")
+    table.add_row("median / bare crypto", f"{result['p50_ms'] / result['crypto_only_ms']:.2f}x")
+    Console().print(table)
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     import os
 
@@ -95,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="recrypt.sh to run (default ../shared/peers/recrypt.sh)",
     )
     crypto.set_defaults(handler=_bench_crypto)
+
+    ks = targets.add_parser(
+        "keyserver",
+        help="group -> user -> device transforms through the real HTTP key service",
+        description="Starts the key service (uvicorn worker processes on loopback, SQLite in "
+        "a temporary folder unless --database-url), registers devices in one group, and "
+        "drives signed transform requests from concurrent devices.",
+    )
+    ks.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    ks.add_argument(
+        "--concurrency", type=int, default=0, help="requests in flight (default 2 x workers)"
+    )
+    ks.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
+    ks.add_argument("--members", type=int, default=8, help="devices in the group (default 8)")
+    ks.add_argument("--database-url", metavar="URL", help="e.g. postgresql://127.0.0.1/test")
+    ks.add_argument("--json", action="store_true", help="print one JSON object")
+    ks.set_defaults(handler=_bench_keyserver)
 
     audit = commands.add_parser("audit", help="key service audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)

@@ -1,5 +1,7 @@
 """Durable artifacts: the encrypted keys of transcripts, recordings, files and reports."""
 
+from typing import Literal
+
 from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -113,6 +115,7 @@ def document_key(document_id: str, caller: Signed, service: Service) -> Document
         if session.get(Document, document_id) is None:
             raise not_found(f"no document {document_id!r}")
         device_key = device_transform_key(session, caller)
+        via: Literal["user", "group"]
         direct = session.get(DocumentGrant, (document_id, "user", caller.user_id))
         if direct is not None:
             encrypted, chain, via = direct.encrypted_key, [device_key], "user"

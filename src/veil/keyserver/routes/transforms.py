@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from veil.crypto.pre import EncryptedValue
+from veil.keyserver.auth import CallingDevice
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.routes.common import (
     device_transform_key,
@@ -12,6 +12,7 @@ from veil.keyserver.routes.common import (
     record,
 )
 from veil.keyserver.schemas import Transformed, TransformRequest
+from veil.keyserver.service import KeyService
 
 router = APIRouter(prefix="/v1", tags=["transform"])
 
@@ -22,16 +23,16 @@ async def transform_for_device(
 ) -> Transformed:
     """Transform a ciphertext for the group (or for the caller's user) to the calling
     device. A removed member or a revoked device gets 403, never a ciphertext."""
-    # Strict decoding (lengths, points, GT membership, signature) before any pairing.
-    await run_in_threadpool(lambda: EncryptedValue.from_bytes(body.encrypted_key).verify())
+    # The transformer decodes strictly (lengths, points, GT membership, signature)
+    # before any pairing: a malformed value is a 422, a bad signature a 400.
     keys = await run_in_threadpool(_authorize, service, caller, body.group_id)
     transformed = await run_in_threadpool(service.transformer.run, body.encrypted_key, keys)
     return Transformed(encrypted_key=transformed)
 
 
-def _authorize(service, caller, group_id):  # type: ignore[no-untyped-def]
+def _authorize(service: KeyService, caller: CallingDevice, group_id: str | None) -> list[bytes]:
     with service.transaction() as session:
-        chain = []
+        chain: list[bytes] = []
         if group_id is not None:
             get_group(session, group_id)
             chain.append(member_transform_key(session, group_id, caller.user_id))

@@ -1,0 +1,178 @@
+"""``veil bench keyserver``: group -> user -> device transforms through the real HTTP
+service (uvicorn worker processes on loopback), beside the bare crypto in the same run.
+
+The load is a closed loop: ``concurrency`` clients each send one signed transform
+request at a time, for ``duration`` seconds. ``crypto_only_ms`` is the median of the
+server's own crypto for one request (strict decode of the ciphertext, two transforms,
+re-signing) run in this process.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from veil.bench.timing import median_ms
+from veil.client.keyserver import DeviceSession, KeyServerClient
+from veil.crypto.keys import Plaintext, PrivateKey
+from veil.crypto.pre import encrypt, generate_transform_key
+from veil.crypto.signing import SigningKey
+from veil.idp import DevIdentityProvider
+from veil.keyserver import transformer
+from veil.protocol import b64encode, sign_request
+
+GROUP = "bench-group"
+_ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "veil.keyserver.app:create_app_from_env",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
+            return process
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError("the key service exited during start-up") from None
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the key service did not start within 60 s")
+
+
+def _setup(
+    base_url: str, idp: DevIdentityProvider, members: int
+) -> tuple[list[DeviceSession], bytes]:
+    """Register users with one device each, one group of all of them; encrypt a key to it."""
+    sessions: list[DeviceSession] = []
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        client = KeyServerClient(http)
+        group_key = PrivateKey.generate()
+        masters = []
+        for i in range(members):
+            user, user_key, device_key = f"bench-{i}", PrivateKey.generate(), PrivateKey.generate()
+            signer = SigningKey.generate()
+            token = idp.issue(user)
+            master = client.create_user(token, user_key.public_key, _ESCROW)
+            device_id = client.add_device(
+                idp.issue(user), user_key=user_key, master=master,
+                device_key=device_key.public_key, signer=signer,
+            )  # fmt: skip
+            sessions.append(client.device(device_id, signer))
+            masters.append((user, master))
+        host = sessions[0]
+        host.create_group(GROUP, group_key, user_id=masters[0][0], master=masters[0][1])
+        for user, master in masters:
+            host.add_member(GROUP, group_key, user_id=user, master=master)
+        value = bytes(encrypt(Plaintext.generate(), group_key.public_key, host.signer))
+    return sessions, value
+
+
+async def _load(
+    base_url: str, sessions: list[DeviceSession], value: bytes, concurrency: int, duration: float
+) -> list[float]:
+    body = json.dumps({"encrypted_key": b64encode(value), "group_id": GROUP}).encode()
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+        end = time.monotonic() + duration
+
+        async def worker(index: int) -> None:
+            device = sessions[index % len(sessions)]
+            while time.monotonic() < end:
+                headers = sign_request(
+                    device.signer, device.device_id, "POST", "/v1/transform", "", body,
+                    int(time.time()),
+                )  # fmt: skip
+                headers["content-type"] = "application/json"
+                start = time.perf_counter()
+                response = await http.post("/v1/transform", content=body, headers=headers)
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    raise RuntimeError(f"transform failed: {response.status_code} {response.text}")
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies
+
+
+def crypto_only_ms(runs: int) -> float:
+    """The server's crypto for one request, measured here (warm transform-key cache)."""
+    signer = SigningKey.generate()
+    group, user, device = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+    keys = [
+        bytes(generate_transform_key(group, user.public_key, signer)),
+        bytes(generate_transform_key(user, device.public_key, signer)),
+    ]
+    value = bytes(encrypt(Plaintext.generate(), group.public_key, signer))
+    transformer._init_worker(secrets.token_bytes(32))
+    return median_ms(lambda: transformer.transform_chain(value, keys), runs=runs)
+
+
+def run(
+    *,
+    workers: int,
+    concurrency: int,
+    duration: float,
+    members: int,
+    database_url: str | None,
+) -> dict[str, Any]:
+    crypto_ms = crypto_only_ms(100)  # before the server starts, on a quiet machine
+    idp = DevIdentityProvider(lifetime=3600)
+    with tempfile.TemporaryDirectory(prefix="veil-bench-") as data_dir:
+        env = {
+            **os.environ,
+            "VEIL_DATA_DIR": data_dir,
+            "VEIL_DATABASE_URL": database_url
+            or f"sqlite:///{Path(data_dir) / 'keyserver.sqlite3'}",
+            "VEIL_SERVICE_SECRET": b64encode(secrets.token_bytes(32)),
+            "VEIL_JWKS": json.dumps(idp.jwks()),
+            "VEIL_JWT_ISSUER": idp.issuer,
+            "VEIL_JWT_AUDIENCE": idp.audience,
+        }
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        process = _start_server(env, port, workers)
+        try:
+            sessions, value = _setup(base_url, idp, members)
+            asyncio.run(
+                _load(base_url, sessions, value, concurrency, min(1.0, duration))
+            )  # warm-up
+            started = time.monotonic()
+            latencies = asyncio.run(_load(base_url, sessions, value, concurrency, duration))
+            elapsed = time.monotonic() - started
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    latencies.sort()
+    throughput = len(latencies) / elapsed
+    return {
+        "transforms_per_s": round(throughput, 1),
+        "transforms_per_s_per_worker": round(throughput / workers, 1),
+        "workers": workers,
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
+        "crypto_only_ms": round(crypto_ms, 3),
+    }

@@ -1,0 +1,1 @@
+"""The client SDK: everything that encrypts or decrypts happens here."""
