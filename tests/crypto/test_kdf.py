@@ -88,7 +88,7 @@ def test_session_key_refuses_bad_context(plaintext: Plaintext, meeting_id: str, 
 
 MEETINGS = (MEETING, "meeting-2")
 EPOCHS = (0, 1, 2**16)
-SENDERS = (0, 1, 2**48 - 1)
+SENDERS = (0, 1, 2**44 - 1)
 
 
 def test_sender_base_keys_are_deterministic(sk: bytes) -> None:
@@ -104,6 +104,20 @@ def test_sender_base_keys_differ_per_sender_epoch_and_meeting(sk: bytes) -> None
     }
     assert len(keys) == len(MEETINGS) * len(EPOCHS) * len(SENDERS)
     assert sk not in keys
+
+
+def test_each_stream_of_a_sender_has_its_own_key(sk: bytes) -> None:
+    # Two SFrame senders under one key would reuse AES-GCM nonces.
+    keys = {
+        sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1, stream=stream)
+        for stream in range(16)
+    }
+    assert len(keys) == 16
+    assert sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1) in keys
+    _raises_exactly(
+        ValueError,
+        lambda: sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=1, stream=16),
+    )
 
 
 def test_sender_base_key_differs_per_session_key(sk: bytes) -> None:
@@ -127,7 +141,7 @@ def test_chat_key_differs_per_epoch_and_meeting(sk: bytes) -> None:
     assert len(keys) == len(MEETINGS) * len(EPOCHS)
 
 
-@pytest.mark.parametrize("sender", [-1, 2**48], ids=["negative", "2^48"])
+@pytest.mark.parametrize("sender", [-1, 2**44], ids=["negative", "2^44"])
 def test_sender_base_key_refuses_sender_out_of_range(sk: bytes, sender: int) -> None:
     _raises_exactly(
         ValueError, lambda: sender_base_key(sk, meeting_id=MEETING, epoch=EPOCH, sender=sender)
@@ -147,34 +161,45 @@ def test_derived_keys_refuse_bad_context(sk: bytes) -> None:
     _raises_exactly(ValueError, lambda: chat_key(sk, meeting_id="", epoch=EPOCH))
     _raises_exactly(ValueError, lambda: chat_key(sk, meeting_id=MEETING, epoch=2**64))
     _raises_exactly(ValueError, lambda: sender_base_key(sk, meeting_id=MEETING, epoch=-1, sender=1))
+    _raises_exactly(ValueError, lambda: chat_key(sk, meeting_id="m" * 0x10000, epoch=EPOCH))
+    _raises_exactly(TypeError, lambda: chat_key(sk, meeting_id=b"m", epoch=EPOCH))  # type: ignore[arg-type]
 
 
 # --- media KIDs ------------------------------------------------------------------------
 
 
-@given(epoch=st.integers(0, 2**64 - 1), sender=st.integers(0, 2**48 - 1))
-def test_media_kid_round_trip(epoch: int, sender: int) -> None:
-    kid = media_kid(epoch=epoch, sender=sender)
+@given(epoch=st.integers(0, 2**64 - 1), sender=st.integers(0, 2**44 - 1), stream=st.integers(0, 15))
+def test_media_kid_round_trip(epoch: int, sender: int, stream: int) -> None:
+    kid = media_kid(epoch=epoch, sender=sender, stream=stream)
     assert 0 <= kid <= MAX_VALUE
     header = SFrameHeader(kid, 0)  # always a KID an SFrame header can carry
     assert SFrameHeader.parse(bytes(header))[0] == header
-    assert parse_media_kid(kid) == (epoch % 2**16, sender)
+    assert parse_media_kid(kid) == (epoch % 2**16, sender, stream)
 
 
 def test_media_kid_layout() -> None:
-    assert media_kid(epoch=5, sender=3) == 3 << 16 | 5
+    assert media_kid(epoch=5, sender=3) == 3 << 20 | 5
+    assert media_kid(epoch=5, sender=3, stream=2) == 3 << 20 | 2 << 16 | 5
     assert media_kid(epoch=2**16 + 5, sender=3) == media_kid(epoch=5, sender=3)
-    assert media_kid(epoch=2**16 - 1, sender=2**48 - 1) == MAX_VALUE
-    assert parse_media_kid(MAX_VALUE) == (2**16 - 1, 2**48 - 1)
+    assert media_kid(epoch=2**16 - 1, sender=2**44 - 1, stream=15) == MAX_VALUE
+    assert parse_media_kid(MAX_VALUE) == (2**16 - 1, 2**44 - 1, 15)
+    _raises_exactly(ValueError, lambda: parse_media_kid(2**64))
 
 
 @pytest.mark.parametrize(
-    "epoch, sender",
-    [(0, 2**48), (0, -1), (-1, 0)],
-    ids=["sender-2^48", "sender-negative", "epoch-negative"],
+    "epoch, sender, stream",
+    [(0, 2**44, 0), (0, -1, 0), (-1, 0, 0), (0, 0, 16), (0, 0, -1), (2**64, 0, 0)],
+    ids=[
+        "sender-2^44",
+        "sender-negative",
+        "epoch-negative",
+        "stream-16",
+        "stream-neg",
+        "epoch-2^64",
+    ],
 )
-def test_media_kid_bounds(epoch: int, sender: int) -> None:
-    _raises_exactly(ValueError, lambda: media_kid(epoch=epoch, sender=sender))
+def test_media_kid_bounds(epoch: int, sender: int, stream: int) -> None:
+    _raises_exactly(ValueError, lambda: media_kid(epoch=epoch, sender=sender, stream=stream))
 
 
 # --- split-trust password --------------------------------------------------------------

@@ -148,6 +148,16 @@ def test_g1_not_in_subgroup() -> None:
         pg.decode_g1(_compressed_g1(_non_subgroup_g1_x()))
 
 
+def test_x_zero_is_not_taken_for_the_identity() -> None:
+    # mcl reads x = 0 as its own infinity; (0, ±2) is a curve point of order 3.
+    with pytest.raises(NotInSubgroup):
+        pg.decode_g1(_compressed_g1(0))
+    with pytest.raises(NotInSubgroup):
+        pg.decode_g1(bytes([0xA0]) + bytes(47))
+    with pytest.raises(NotOnCurve):
+        pg.decode_g2(_g2_with_x(0, 0))
+
+
 def test_g1_identity_rejected_by_default() -> None:
     with pytest.raises(IdentityElement):
         pg.decode_g1(pg.encode_g1(pg.G1()))

@@ -167,6 +167,36 @@ def test_transformed_value_is_signed_by_the_transformer() -> None:
     EncryptedValue.from_bytes(bytes(moved)).verify(signer=TRANSFORMER.verifying_key)
 
 
+def test_origin_binds_a_transformed_value_to_its_author() -> None:
+    # A transformer (the key service) holds the transform keys: it could encrypt a
+    # plaintext of its own, transform it, and sign the result. origin= catches that.
+    a, b = PrivateKey.generate(), PrivateKey.generate()
+    m = Plaintext.generate()
+    posted = encrypt(m, a.public_key, SIGNER)
+    tk = generate_transform_key(a, b.public_key, SIGNER)
+    assert decrypt(transform(posted, tk, TRANSFORMER), b, origin=posted) == m
+    planted = transform(encrypt(Plaintext.generate(), a.public_key, TRANSFORMER), tk, TRANSFORMER)
+    decrypt(planted, b)  # without origin the planted value decrypts: the danger
+    with pytest.raises(DecryptionError):
+        decrypt(planted, b, origin=posted)
+    with pytest.raises(TypeError):
+        decrypt(planted, b, origin=transform(posted, tk, TRANSFORMER))  # origin is level 0
+
+
+def test_verified_types_cannot_be_made_without_checking() -> None:
+    import dataclasses
+
+    a, b = PrivateKey.generate(), PrivateKey.generate()
+    value = encrypt(Plaintext.generate(), a.public_key, SIGNER)
+    key = generate_transform_key(a, b.public_key, SIGNER)
+    with pytest.raises(TypeError, match="verify"):
+        dataclasses.replace(value, signer=TRANSFORMER.verifying_key)
+    with pytest.raises(TypeError, match="verify"):
+        dataclasses.replace(key, to_public_key=a.public_key)
+    with pytest.raises(TypeError, match="verify"):
+        VerifiedEncryptedValue(*(getattr(value, f.name) for f in dataclasses.fields(value)))
+
+
 # --- wire formats ---------------------------------------------------------------------------
 
 

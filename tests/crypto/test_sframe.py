@@ -702,3 +702,28 @@ def test_receiver_survives_a_counter_jump_to_the_largest_value() -> None:
     receiver.unprotect(sender.protect(b"first"))
     sender._ctr = MAX_VALUE  # no public setter
     assert receiver.unprotect(sender.protect(b"last")) == b"last"
+
+
+def test_adding_the_same_key_again_keeps_the_replay_window() -> None:
+    sender = SFrameSender(KID, BASE_KEY)
+    receiver = SFrameReceiver()
+    receiver.add_key(KID, BASE_KEY)
+    frame = sender.protect(b"once")
+    assert receiver.unprotect(frame) == b"once"
+    receiver.add_key(KID, BASE_KEY)  # a no-op: the window survives
+    with pytest.raises(ReplayedFrame):
+        receiver.unprotect(frame)
+
+
+def test_a_different_key_for_a_kid_in_use_is_refused() -> None:
+    receiver = SFrameReceiver()
+    receiver.add_key(KID, BASE_KEY)
+    with pytest.raises(ValueError, match="different key"):
+        receiver.add_key(KID, bytes(32))
+    with pytest.raises(ValueError, match="different key"):
+        receiver.add_key(KID, BASE_KEY, suite=CipherSuite.AES_128_GCM_SHA256_128)
+
+
+def test_receiver_refuses_a_bad_window_size_at_once() -> None:
+    with pytest.raises(ValueError):
+        SFrameReceiver(replay_window=0)

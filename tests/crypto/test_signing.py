@@ -2,7 +2,12 @@
 
 import pytest
 
-from veil.crypto.errors import InvalidLength, InvalidSignature
+from veil.crypto.errors import (
+    InvalidLength,
+    InvalidSignature,
+    NonCanonicalEncoding,
+    NotInSubgroup,
+)
 from veil.crypto.signing import SigningKey, VerifyingKey
 
 RFC8032_TEST1 = {
@@ -39,3 +44,27 @@ def test_signing_key_hides_itself() -> None:
     with pytest.raises(TypeError):
         hash(key)
     assert SigningKey.from_secret_bytes(key.to_secret_bytes()) == key
+
+
+SMALL_ORDER_KEYS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # identity
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+    "0000000000000000000000000000000000000000000000000000000000000000",  # order 4
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+]
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER_KEYS)
+def test_small_order_keys_are_refused(raw: str) -> None:
+    # With A of small order, (R = identity, S = 0) verifies for every message.
+    with pytest.raises(NotInSubgroup):
+        VerifyingKey(bytes.fromhex(raw))
+
+
+def test_non_canonical_key_is_refused() -> None:
+    with pytest.raises(NonCanonicalEncoding):
+        VerifyingKey(bytes.fromhex("ed" + "ff" * 30 + "7f"))  # y = p

@@ -54,6 +54,8 @@ def _aead(key: bytes) -> AESGCM:
 
 
 def _id_field(document_id: str) -> bytes:
+    if not isinstance(document_id, str):
+        raise TypeError("a document id is a str")
     raw = document_id.encode()
     if not raw or len(raw) > 0xFFFF:
         raise ValueError("a document id is 1 to 65535 bytes of UTF-8")

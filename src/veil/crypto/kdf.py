@@ -5,10 +5,17 @@ session key ``SK_n`` from it, and from ``SK_n`` each sender's SFrame base key an
 the chat key. Every derivation is HKDF-SHA256 (RFC 5869) with a purpose label and
 length-prefixed context, so no two purposes or meetings can share a key.
 
-SFrame KIDs carry the sender and the epoch: ``kid = sender << 16 | (epoch mod 2^16)``.
-Senders are numbers the meeting assigns (below 2^48); the low 16 bits of the epoch
-tell a receiver which of the epochs it holds (current or previous) a frame needs,
-while the full epoch goes into the key derivation.
+SFrame KIDs carry the sender, its stream and the epoch::
+
+    kid = sender << 20 | stream << 16 | (epoch mod 2^16)
+
+A *sender* is a number the meeting gives one join of one device (below 2^44) and never
+gives again: a client that restarts joins again and gets a new one. A *stream* (0-15)
+is one media track of that join (audio, camera, screen...). Every (sender, stream,
+epoch) has its own base key, so two SFrame senders never share a key and nonce space
+(AES-GCM nonce reuse would leak plaintexts). The low 16 bits of the epoch tell a
+receiver which epoch it holds (current or previous) a frame needs; the full epoch
+goes into the key derivation.
 
 Escrow: a user's master private key is stored at the key service under
 AES-256-GCM with a key from PBKDF2-HMAC-SHA256 (at least 600,000 iterations, the
@@ -38,15 +45,19 @@ MIN_ITERATIONS: Final = 600_000
 MAX_ITERATIONS: Final = 10_000_000
 """Upper bound on what ``open_escrow`` accepts, so a hostile blob cannot stall a client."""
 EPOCH_BITS: Final = 16
-SENDER_LIMIT: Final = 2**48
+STREAM_BITS: Final = 4
+STREAM_LIMIT: Final = 2**STREAM_BITS
+SENDER_LIMIT: Final = 2 ** (64 - EPOCH_BITS - STREAM_BITS)
 _SALT_SIZE: Final = 16
 _NONCE_SIZE: Final = 12
 
 
 def _context(meeting_id: str, *numbers: int) -> bytes:
+    if not isinstance(meeting_id, str):
+        raise TypeError("meeting_id must be a str")
     raw = meeting_id.encode()
-    if not raw:
-        raise ValueError("meeting_id must not be empty")
+    if not 0 < len(raw) <= 0xFFFF:
+        raise ValueError("meeting_id must be 1 to 65535 bytes of UTF-8")
     for n in numbers:
         if not 0 <= n < 2**64:
             raise ValueError("epochs and senders are unsigned 64-bit numbers")
@@ -65,11 +76,20 @@ def session_key(plaintext: Plaintext, *, meeting_id: str, epoch: int) -> bytes:
     return plaintext.derive_key("meeting session key", context=_context(meeting_id, epoch))
 
 
-def sender_base_key(session_key: bytes, *, meeting_id: str, epoch: int, sender: int) -> bytes:
-    """A sender's SFrame base key: its own key and nonce space, never shared."""
+def _check_source(sender: int, stream: int) -> None:
     if not 0 <= sender < SENDER_LIMIT:
-        raise ValueError("a sender number lies in [0, 2^48)")
-    return _expand(session_key, b"veil/v1 sframe base", _context(meeting_id, epoch, sender))
+        raise ValueError("a sender number lies in [0, 2^44)")
+    if not 0 <= stream < STREAM_LIMIT:
+        raise ValueError("a stream number lies in [0, 16)")
+
+
+def sender_base_key(
+    session_key: bytes, *, meeting_id: str, epoch: int, sender: int, stream: int = 0
+) -> bytes:
+    """One sender's SFrame base key for one stream: its own key and nonce space."""
+    _check_source(sender, stream)
+    context = _context(meeting_id, epoch, sender, stream)
+    return _expand(session_key, b"veil/v1 sframe base", context)
 
 
 def chat_key(session_key: bytes, *, meeting_id: str, epoch: int) -> bytes:
@@ -77,17 +97,26 @@ def chat_key(session_key: bytes, *, meeting_id: str, epoch: int) -> bytes:
     return _expand(session_key, b"veil/v1 chat", _context(meeting_id, epoch))
 
 
-def media_kid(*, epoch: int, sender: int) -> int:
-    if not 0 <= sender < SENDER_LIMIT or not 0 <= epoch < 2**64:
-        raise ValueError("a sender number lies in [0, 2^48) and an epoch in [0, 2^64)")
-    return (sender << EPOCH_BITS) | (epoch & (2**EPOCH_BITS - 1))
+def media_kid(*, epoch: int, sender: int, stream: int = 0) -> int:
+    _check_source(sender, stream)
+    if not 0 <= epoch < 2**64:
+        raise ValueError("an epoch lies in [0, 2^64)")
+    return (
+        (sender << (EPOCH_BITS + STREAM_BITS))
+        | (stream << EPOCH_BITS)
+        | (epoch & (2**EPOCH_BITS - 1))
+    )
 
 
-def parse_media_kid(kid: int) -> tuple[int, int]:
-    """``(epoch mod 2^16, sender)`` from a KID made by ``media_kid``."""
+def parse_media_kid(kid: int) -> tuple[int, int, int]:
+    """``(epoch mod 2^16, sender, stream)`` from a KID made by ``media_kid``."""
     if not 0 <= kid < 2**64:
         raise ValueError("an SFrame KID lies in [0, 2^64)")
-    return kid & (2**EPOCH_BITS - 1), kid >> EPOCH_BITS
+    return (
+        kid & (2**EPOCH_BITS - 1),
+        kid >> (EPOCH_BITS + STREAM_BITS),
+        (kid >> EPOCH_BITS) & (STREAM_LIMIT - 1),
+    )
 
 
 # --- escrow ---------------------------------------------------------------------------

@@ -136,9 +136,9 @@ class Plaintext:
 
     def derive_key(self, purpose: str, *, context: bytes = b"", length: int = 32) -> bytes:
         """HKDF-SHA256 (RFC 5869) of the plaintext, labelled by ``purpose`` and ``context``."""
-        if not purpose:
-            raise ValueError("a key derivation needs a purpose label")
-        label = purpose.encode()
+        label = purpose.encode() if isinstance(purpose, str) else b""
+        if not 0 < len(label) <= 0xFFFF:
+            raise ValueError("a key derivation needs a purpose label (1 to 65535 bytes)")
         info = b"veil/v1 " + len(label).to_bytes(2, "big") + label + context
         hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info)
         return hkdf.derive(self.to_secret_bytes())

@@ -227,7 +227,10 @@ def decode_g1(data: bytes, *, allow_identity: bool = False, what: str = "G1 poin
         return G1()
     x = _coordinate(body, what)
     try:
-        # mcl decompresses, checks the curve equation and the subgroup order.
+        # mcl decompresses, checks the curve equation and the subgroup order. It reads
+        # x = 0 as its own encoding of infinity; (0, ±2) has order 3, so refuse it here.
+        if x == 0:
+            raise ValueError
         point = G1.deserialize(x.to_bytes(G1_SIZE, "little"))
     except ValueError:
         if not _fp_is_square((x * x * x + 4) % PRIME):
@@ -265,6 +268,8 @@ def decode_g2(data: bytes, *, allow_identity: bool = False, what: str = "G2 poin
     x1 = _coordinate(body[:_FP_SIZE], what)
     x0 = _coordinate(body[_FP_SIZE:], what)
     try:
+        if x0 == x1 == 0:  # mcl's infinity; points with x = 0 have order 3 (as in G1)
+            raise ValueError
         point = G2.deserialize(x0.to_bytes(_FP_SIZE, "little") + x1.to_bytes(_FP_SIZE, "little"))
     except ValueError:
         # x^3 + 4(1+u) with x = x0 + x1 u

@@ -17,11 +17,16 @@ Wire formats (all integers big-endian; points and GT elements as in ``pairing``)
 
 A ciphertext's signature covers every byte before it. A transform key's signature
 covers everything except ``hashedK`` (and itself), so the key service can augment
-``hashedK`` without breaking it.
+``hashedK`` without breaking it. A transformed ciphertext is re-signed by its
+transformer: to know who *encrypted* it, decrypt with ``origin=`` the author's
+signed level-0 value.
 """
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
@@ -56,12 +61,38 @@ _AUTH_SIZE: Final = 32
 _CIPHERTEXT_FIXED_SIZE: Final = 3 + pg.G1_SIZE + pg.GT_SIZE + _AUTH_SIZE + 32 + SIGNATURE_SIZE
 
 
+_minting: ContextVar[bool] = ContextVar("veil_pre_minting", default=False)
+
+
+@contextmanager
+def _mint() -> Iterator[None]:
+    """Only code in this module makes ``Verified*`` values (after checking, or signing)."""
+    token = _minting.set(True)
+    try:
+        yield
+    finally:
+        _minting.reset(token)
+
+
+def _refuse_unminted(value: object) -> None:
+    if not _minting.get():
+        name = type(value).__name__
+        raise TypeError(f"{name} is made by .verify() (or by this module), not directly")
+
+
 def _auth_hash(ephemeral_key: pg.G1, plaintext: pg.GT) -> bytes:
     return hashlib.sha256(pg.encode_g1(ephemeral_key) + pg.encode_gt(plaintext)).digest()
 
 
 def _h2(x: pg.GT) -> pg.G2:
     return pg.hash_to_g2(pg.encode_gt(x))
+
+
+def _descends_from(value: "EncryptedValue", origin: "EncryptedValue") -> bool:
+    if not isinstance(origin, VerifiedEncryptedValue) or origin.level != 0:
+        raise TypeError("origin must be a verified level-0 EncryptedValue")
+    same_auth = hmac.compare_digest(value.auth_hash, origin.auth_hash)
+    return same_auth and value.ephemeral_key == origin.ephemeral_key
 
 
 def _check_signer(actual: VerifyingKey, required: VerifyingKey | None) -> None:
@@ -108,6 +139,9 @@ class EncryptedValue:
     blocks: tuple[TransformBlock, ...]
     signer: VerifyingKey
     signature: bytes
+
+    def __post_init__(self) -> None:
+        """Overridden by ``VerifiedEncryptedValue`` to refuse unchecked construction."""
 
     @property
     def level(self) -> int:
@@ -167,16 +201,20 @@ class VerifiedEncryptedValue(EncryptedValue):
 
     __slots__ = ()
 
+    def __post_init__(self) -> None:
+        _refuse_unminted(self)
+
     @classmethod
     def _signed(cls, value: EncryptedValue) -> Self:
-        return cls(
-            value.ephemeral_key,
-            value.body,
-            value.auth_hash,
-            value.blocks,
-            value.signer,
-            value.signature,
-        )
+        with _mint():
+            return cls(
+                value.ephemeral_key,
+                value.body,
+                value.auth_hash,
+                value.blocks,
+                value.signer,
+                value.signature,
+            )
 
 
 def _sign_value(
@@ -190,9 +228,10 @@ def _sign_value(
         ephemeral_key, body, auth_hash, blocks, signing_key.verifying_key, b""
     )
     signature = signing_key.sign(unsigned.signed_bytes())
-    return VerifiedEncryptedValue(
-        ephemeral_key, body, auth_hash, blocks, signing_key.verifying_key, signature
-    )
+    with _mint():
+        return VerifiedEncryptedValue(
+            ephemeral_key, body, auth_hash, blocks, signing_key.verifying_key, signature
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +244,9 @@ class TransformKey:
     hashed_k: pg.G2  # hashedK, not signed: the key service may augment it
     signer: VerifyingKey
     signature: bytes
+
+    def __post_init__(self) -> None:
+        """Overridden by ``VerifiedTransformKey`` to refuse unchecked construction."""
 
     def signed_bytes(self) -> bytes:
         return b"".join(
@@ -259,16 +301,20 @@ class VerifiedTransformKey(TransformKey):
 
     __slots__ = ()
 
+    def __post_init__(self) -> None:
+        _refuse_unminted(self)
+
     @classmethod
     def _signed(cls, key: TransformKey, hashed_k: pg.G2) -> Self:
-        return cls(
-            key.ephemeral_key,
-            key.to_public_key,
-            key.encrypted_k,
-            hashed_k,
-            key.signer,
-            key.signature,
-        )
+        with _mint():
+            return cls(
+                key.ephemeral_key,
+                key.to_public_key,
+                key.encrypted_k,
+                hashed_k,
+                key.signer,
+                key.signature,
+            )
 
     def augment(self, secret: AugmentationSecret) -> "VerifiedTransformKey":
         """Finish a key made with the client's part of an augmented user key:
@@ -301,9 +347,10 @@ def generate_transform_key(
         ephemeral_key, to, encrypted_k, hashed_k, signing_key.verifying_key, b""
     )
     signature = signing_key.sign(unsigned.signed_bytes())
-    return VerifiedTransformKey(
-        ephemeral_key, to, encrypted_k, hashed_k, signing_key.verifying_key, signature
-    )
+    with _mint():
+        return VerifiedTransformKey(
+            ephemeral_key, to, encrypted_k, hashed_k, signing_key.verifying_key, signature
+        )
 
 
 def transform(
@@ -341,10 +388,21 @@ def transform(
     return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, blocks)
 
 
-def decrypt(value: VerifiedEncryptedValue, key: PrivateKey) -> Plaintext:
-    """Recover the plaintext at any level; ``DecryptionError`` if ``key`` is not the holder's."""
+def decrypt(
+    value: VerifiedEncryptedValue, key: PrivateKey, *, origin: EncryptedValue | None = None
+) -> Plaintext:
+    """Recover the plaintext at any level; ``DecryptionError`` if ``key`` is not the holder's.
+
+    A transformed value is signed by its last transformer, which says nothing about who
+    encrypted it. Pass ``origin``, the level-0 value as its author signed it (e.g. a
+    verified board post), to require that ``value`` descends from it: ``E`` and the
+    auth hash survive every transform and the auth check binds the plaintext to them,
+    so a transformer cannot substitute a plaintext of its own.
+    """
     if not isinstance(value, VerifiedEncryptedValue):
         raise TypeError("decrypt() takes a VerifiedEncryptedValue: call .verify() first")
+    if origin is not None and not _descends_from(value, origin):
+        raise DecryptionError
     neg_q = key.negated_q()  # -d*Q, so e(X, neg_q) = e(-d*X, Q)
     if value.level == 0:
         plaintext = value.body * pg.pair(value.ephemeral_key, neg_q)

@@ -164,11 +164,13 @@ class _CtrHmac:
 class _KeyState:
     """One KID's derived key and salt, ready for §4.4.3 nonces."""
 
-    __slots__ = ("aead", "salt", "window")
+    __slots__ = ("aead", "fingerprint", "salt", "window")
 
     def __init__(self, suite: CipherSuite, kid: int, base_key: bytes, window: int) -> None:
         suite = CipherSuite(suite)
         key, salt = derive_key_salt(suite, kid, base_key)
+        # Compares keys without keeping a second copy of them in the clear.
+        self.fingerprint = hmac.new(key, b"veil sframe key fingerprint", "sha256").digest()
         params = _PARAMS[suite]
         self.aead: AESGCM | _CtrHmac = AESGCM(key) if params.nka == 0 else _CtrHmac(key, params)
         self.salt = int.from_bytes(salt, "big")
@@ -258,13 +260,22 @@ class SFrameReceiver:
     __slots__ = ("_keys", "_window")
 
     def __init__(self, *, replay_window: int = DEFAULT_REPLAY_WINDOW) -> None:
+        ReplayWindow(replay_window)  # refuse a bad size now, not at the first add_key
         self._keys: dict[int, _KeyState] = {}
         self._window = replay_window
 
     def add_key(
         self, kid: int, base_key: bytes, *, suite: CipherSuite = SFrameSender.DEFAULT_SUITE
     ) -> None:
-        self._keys[kid] = _KeyState(suite, kid, base_key, self._window)
+        """Hold a key for ``kid``. Adding the same key again keeps its replay window; a
+        different key for a KID in use is refused (KIDs carry the epoch: a new key is a
+        new KID), since a fresh window would accept old frames again."""
+        state = _KeyState(suite, kid, base_key, self._window)
+        current = self._keys.get(kid)
+        if current is None:
+            self._keys[kid] = state
+        elif not hmac.compare_digest(current.fingerprint, state.fingerprint):
+            raise ValueError(f"KID {kid} already has a different key; remove it first")
 
     def remove_key(self, kid: int) -> None:
         self._keys.pop(kid, None)

@@ -10,9 +10,33 @@ from typing import Final
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from veil.crypto.errors import InvalidLength, InvalidSignature
+from veil.crypto.errors import (
+    InvalidLength,
+    InvalidSignature,
+    NonCanonicalEncoding,
+    NotInSubgroup,
+    NotOnCurve,
+)
 
 SIGNATURE_SIZE: Final = 64
+_ED25519_P: Final = 2**255 - 19
+
+
+def _y(hex_le: str) -> int:
+    return int.from_bytes(bytes.fromhex(hex_le), "little") & ((1 << 255) - 1)
+
+
+# The y coordinates of the points of order 1, 2, 4 and 8 (libsodium's blocklist): a key
+# among them verifies forged signatures for every message, so none is accepted.
+_SMALL_ORDER_Y: Final = frozenset(
+    {
+        0,
+        1,
+        _ED25519_P - 1,
+        _y("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        _y("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    }
+)
 
 
 class VerifyingKey:
@@ -25,7 +49,15 @@ class VerifyingKey:
         if len(data) != self.SIZE:
             raise InvalidLength(f"Ed25519 public key: expected {self.SIZE} bytes, got {len(data)}")
         self._raw = bytes(data)
-        self._key = Ed25519PublicKey.from_public_bytes(self._raw)
+        y = int.from_bytes(self._raw, "little") & ((1 << 255) - 1)
+        if y >= _ED25519_P:
+            raise NonCanonicalEncoding("Ed25519 public key: y is not below the field modulus")
+        if y in _SMALL_ORDER_Y:
+            raise NotInSubgroup("Ed25519 public key: a point of small order")
+        try:
+            self._key = Ed25519PublicKey.from_public_bytes(self._raw)
+        except ValueError:
+            raise NotOnCurve("Ed25519 public key: not a curve point") from None
 
     def __bytes__(self) -> bytes:
         return self._raw

@@ -14,7 +14,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.signing import VerifyingKey
@@ -123,8 +123,19 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def verify_signed_request(
-    sessions: sessionmaker[Session],
+@dataclass(frozen=True)
+class SignedCall:
+    """A signed request whose headers parse and whose timestamp is fresh, but whose
+    signature is not checked yet: only ``authenticate`` turns it into a caller."""
+
+    device_id: str
+    signature: bytes
+    signature_text: str
+    nonce: str
+    message: bytes
+
+
+def parse_signed_request(
     settings: KeyServerSettings,
     *,
     method: str,
@@ -132,8 +143,8 @@ def verify_signed_request(
     query: str,
     body: bytes,
     headers: dict[str, str | None],
-) -> CallingDevice:
-    """Check a signed request and record its nonce (committed before the call runs)."""
+) -> SignedCall:
+    """Check the signature headers' form and the clock skew (no database work)."""
     device_id, timestamp, nonce, signature = (
         headers.get(name)
         for name in ("veil-device", "veil-timestamp", "veil-nonce", "veil-signature")
@@ -148,34 +159,36 @@ def verify_signed_request(
         raise unauthorized("bad_signature", "malformed request signature headers") from None
     if len(raw_nonce) != NONCE_SIZE or len(device_id) > 64:
         raise unauthorized("bad_signature", "malformed request signature headers")
-    now = int(settings.clock())
-    if abs(now - when) > settings.clock_skew_seconds:
+    if abs(int(settings.clock()) - when) > settings.clock_skew_seconds:
         raise unauthorized(
             "stale_request", f"request timestamp is more than {settings.clock_skew_seconds} s off"
         )
+    message = request_message(method, path, query, body, when, nonce)
+    return SignedCall(device_id, raw_signature, signature, nonce, message)
+
+
+def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall) -> CallingDevice:
+    """Verify the signature against the device on record and spend the nonce, inside the
+    request's own transaction (so a replay fails on any replica)."""
+    device = session.get(Device, call.device_id)
+    if device is None:
+        raise unauthorized("unknown_device", "no such device")
+    if device.status != "active":
+        raise forbidden("device_revoked", "this device has been revoked")
     try:
-        with sessions() as session, session.begin():
-            device = session.get(Device, device_id)
-            if device is None:
-                raise unauthorized("unknown_device", "no such device")
-            if device.status != "active":
-                raise forbidden("device_revoked", "this device has been revoked")
-            message = request_message(method, path, query, body, when, nonce)
-            try:
-                VerifyingKey(device.signing_key).verify(raw_signature, message)
-            except InvalidSignature:
-                raise unauthorized(
-                    "bad_signature", "the request signature did not verify"
-                ) from None
-            session.execute(
-                delete(RequestNonce).where(
-                    RequestNonce.device_id == device_id,
-                    RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds,
-                )
-            )
-            session.add(RequestNonce(device_id=device_id, nonce=nonce, seen_at=now))
-            session.flush()
-            user_id = device.user_id
+        VerifyingKey(device.signing_key).verify(call.signature, call.message)
+    except InvalidSignature:
+        raise unauthorized("bad_signature", "the request signature did not verify") from None
+    now = int(settings.clock())
+    session.execute(
+        delete(RequestNonce).where(
+            RequestNonce.device_id == call.device_id,
+            RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds,
+        )
+    )
+    try:
+        with session.begin_nested():
+            session.add(RequestNonce(device_id=call.device_id, nonce=call.nonce, seen_at=now))
     except IntegrityError:
         raise unauthorized("replayed_request", "this request was already seen") from None
-    return CallingDevice(device_id, user_id, signature)
+    return CallingDevice(call.device_id, device.user_id, call.signature_text)

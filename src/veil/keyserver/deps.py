@@ -3,9 +3,8 @@
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
 
-from veil.keyserver.auth import CallingDevice, Identity, bearer_token, verify_signed_request
+from veil.keyserver.auth import Identity, SignedCall, bearer_token, parse_signed_request
 from veil.keyserver.service import KeyService
 from veil.protocol import DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
@@ -31,22 +30,20 @@ User = Annotated[Identity, Depends(_identity(fresh=False))]
 FreshUser = Annotated[Identity, Depends(_identity(fresh=True))]
 
 
-async def _signed(request: Request, service: Service) -> CallingDevice:
-    body = await request.body()
+async def _signed(request: Request, service: Service) -> SignedCall:
     headers = {
         name: request.headers.get(name)
         for name in (DEVICE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
     }
-    return await run_in_threadpool(
-        verify_signed_request,
-        service.sessions,
+    return parse_signed_request(
         service.settings,
         method=request.method,
         path=request.url.path,
         query=request.url.query,
-        body=body,
+        body=await request.body(),
         headers=headers,
     )
 
 
-Signed = Annotated[CallingDevice, Depends(_signed)]
+Signed = Annotated[SignedCall, Depends(_signed)]
+"""A signed request, checked in form only: ``service.signed(call)`` authenticates it."""

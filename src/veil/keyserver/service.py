@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import AugmentationSecret
 from veil.crypto.signing import SigningKey
-from veil.keyserver.auth import JwtVerifier
+from veil.keyserver.auth import CallingDevice, JwtVerifier, SignedCall, authenticate
 from veil.keyserver.db import create_db_engine, migrate, session_factory
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
@@ -43,6 +43,13 @@ class KeyService:
         """One request's writes: all committed before the response, or none."""
         with self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def signed(self, call: SignedCall) -> Iterator[tuple[Session, CallingDevice]]:
+        """A signed request's transaction: authenticate the device and spend the nonce,
+        then the request's own work, committed together."""
+        with self.transaction() as session:
+            yield session, authenticate(session, self.settings, call)
 
     def seal_augmentation(self, user_id: str, secret: AugmentationSecret) -> bytes:
         nonce = os.urandom(12)

@@ -68,8 +68,8 @@ def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> Devic
 
 
 @router.get("")
-def list_devices(caller: Signed, service: Service) -> DeviceList:
-    with service.transaction() as session:
+def list_devices(call: Signed, service: Service) -> DeviceList:
+    with service.signed(call) as (session, caller):
         rows = session.execute(
             select(Device).where(Device.user_id == caller.user_id).order_by(Device.created_at)
         ).scalars()
@@ -89,9 +89,9 @@ def list_devices(caller: Signed, service: Service) -> DeviceList:
 
 
 @router.delete("/{device_id}")
-def revoke_device(device_id: str, caller: Signed, service: Service) -> Done:
+def revoke_device(device_id: str, call: Signed, service: Service) -> Done:
     """Revoke one of the caller's devices: its transform key is deleted at once."""
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         device = session.get(Device, device_id)
         if device is None or device.user_id != caller.user_id:
             raise not_found("no such device for this user")
@@ -103,12 +103,12 @@ def revoke_device(device_id: str, caller: Signed, service: Service) -> Done:
 
 @router.put("/{device_id}/keys")
 def rotate_device_keys(
-    device_id: str, body: DeviceKeys, caller: Signed, identity: FreshUser, service: Service
+    device_id: str, body: DeviceKeys, call: Signed, identity: FreshUser, service: Service
 ) -> Done:
     """Replace the calling device's keys (forward secrecy after a meeting)."""
-    if device_id != caller.device_id or identity.user_id != caller.user_id:
-        raise forbidden("forbidden", "a device rotates only its own keys")
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
+        if device_id != caller.device_id or identity.user_id != caller.user_id:
+            raise forbidden("forbidden", "a device rotates only its own keys")
         user = get_user(session, caller.user_id)
         device = session.get(Device, device_id)
         if device is None or device.status != "active":

@@ -33,8 +33,8 @@ def _owned(session: Session, document_id: str, user_id: str) -> Document:
 
 
 @router.post("", status_code=201)
-def create_document(body: CreateDocument, caller: Signed, service: Service) -> Done:
-    with service.transaction() as session:
+def create_document(body: CreateDocument, call: Signed, service: Service) -> Done:
+    with service.signed(call) as (session, caller):
         if session.get(Document, body.document_id) is not None:
             raise conflict("document_exists", "a document with this id exists")
         session.add(
@@ -63,8 +63,8 @@ def create_document(body: CreateDocument, caller: Signed, service: Service) -> D
 
 
 @router.post("/{document_id}/grants", status_code=201)
-def grant(document_id: str, body: Grant, caller: Signed, service: Service) -> Done:
-    with service.transaction() as session:
+def grant(document_id: str, body: Grant, call: Signed, service: Service) -> Done:
+    with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
         _check_grant(session, body)
         session.merge(
@@ -89,9 +89,9 @@ def grant(document_id: str, body: Grant, caller: Signed, service: Service) -> Do
 
 @router.delete("/{document_id}/grants/{grantee_kind}/{grantee_id}")
 def revoke_grant(
-    document_id: str, grantee_kind: str, grantee_id: str, caller: Signed, service: Service
+    document_id: str, grantee_kind: str, grantee_id: str, call: Signed, service: Service
 ) -> Done:
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
         row = session.get(DocumentGrant, (document_id, grantee_kind, grantee_id))
         if row is None:
@@ -108,10 +108,10 @@ def revoke_grant(
 
 
 @router.get("/{document_id}/key")
-def document_key(document_id: str, caller: Signed, service: Service) -> DocumentKey:
+def document_key(document_id: str, call: Signed, service: Service) -> DocumentKey:
     """The document's key transformed to the calling device, through a user grant or a
     grant to a group the caller belongs to."""
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         if session.get(Document, document_id) is None:
             raise not_found(f"no document {document_id!r}")
         device_key = device_transform_key(session, caller)

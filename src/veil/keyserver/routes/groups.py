@@ -33,15 +33,15 @@ router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
 
 @router.post("", status_code=201)
-def create_group(body: CreateGroup, caller: Signed, service: Service) -> Done:
+def create_group(body: CreateGroup, call: Signed, service: Service) -> Done:
     """Create a group; the caller becomes its admin, holding the group key encrypted to them."""
     public_key = PublicKey.from_bytes(body.public_key)
     EncryptedValue.from_bytes(body.encrypted_key).verify()
-    message = group_proof_message(
-        "create", body.group_id, caller.user_id, body.timestamp, body.public_key
-    )
-    check_proof(service, body.proof, message, public_key, timestamp=body.timestamp)
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
+        message = group_proof_message(
+            "create", body.group_id, caller.user_id, body.timestamp, body.public_key
+        )
+        check_proof(service, body.proof, message, public_key, timestamp=body.timestamp)
         if session.get(Group, body.group_id) is not None:
             raise conflict("group_exists", "a group with this id exists")
         session.add(
@@ -66,8 +66,8 @@ def create_group(body: CreateGroup, caller: Signed, service: Service) -> Done:
 
 
 @router.get("")
-def list_groups(caller: Signed, service: Service) -> GroupList:
-    with service.transaction() as session:
+def list_groups(call: Signed, service: Service) -> GroupList:
+    with service.signed(call) as (session, caller):
         admin_of = select(GroupAdmin.group_id).where(GroupAdmin.user_id == caller.user_id)
         member_of = select(GroupMember.group_id).where(GroupMember.user_id == caller.user_id)
         ids = session.execute(admin_of.union(member_of)).scalars().all()
@@ -75,8 +75,8 @@ def list_groups(caller: Signed, service: Service) -> GroupList:
 
 
 @router.get("/{group_id}")
-def read_group(group_id: str, caller: Signed, service: Service) -> GroupInfo:
-    with service.transaction() as session:
+def read_group(group_id: str, call: Signed, service: Service) -> GroupInfo:
+    with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         admins = (
             session.execute(select(GroupAdmin.user_id).where(GroupAdmin.group_id == group_id))
@@ -99,9 +99,9 @@ def read_group(group_id: str, caller: Signed, service: Service) -> GroupInfo:
 
 
 @router.delete("/{group_id}")
-def delete_group(group_id: str, caller: Signed, service: Service) -> Done:
+def delete_group(group_id: str, call: Signed, service: Service) -> Done:
     """Delete the group and, with it, every transform key it had."""
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         session.query(GroupMember).filter(GroupMember.group_id == group_id).delete()
@@ -112,11 +112,11 @@ def delete_group(group_id: str, caller: Signed, service: Service) -> Done:
 
 
 @router.post("/{group_id}/members", status_code=201)
-def add_member(group_id: str, body: AddMember, caller: Signed, service: Service) -> Done:
+def add_member(group_id: str, body: AddMember, call: Signed, service: Service) -> Done:
     """Add a member: the admin's client made the group -> user transform key and proves
     possession of the group key over the change."""
     key = verified_transform_key(body.transform_key)
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         user = get_user(session, body.user_id)
@@ -153,7 +153,7 @@ def remove_member(
     user_id: str,
     timestamp: Timestamp,
     proof: str,
-    caller: Signed,
+    call: Signed,
     service: Service,
 ) -> Done:
     """Remove a member (its group -> user key is deleted); proof in the query string."""
@@ -161,7 +161,7 @@ def remove_member(
         raw_proof = b64decode(proof)
     except ValueError:
         raise unprocessable("validation_error", "proof: not base64url") from None
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         message = group_proof_message("remove-member", group_id, user_id, timestamp)
@@ -177,9 +177,9 @@ def remove_member(
 
 
 @router.post("/{group_id}/admins", status_code=201)
-def add_admin(group_id: str, body: AddAdmin, caller: Signed, service: Service) -> Done:
+def add_admin(group_id: str, body: AddAdmin, call: Signed, service: Service) -> Done:
     EncryptedValue.from_bytes(body.encrypted_key).verify()
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         get_user(session, body.user_id)
@@ -198,8 +198,8 @@ def add_admin(group_id: str, body: AddAdmin, caller: Signed, service: Service) -
 
 
 @router.delete("/{group_id}/admins/{user_id}")
-def remove_admin(group_id: str, user_id: str, caller: Signed, service: Service) -> Done:
-    with service.transaction() as session:
+def remove_admin(group_id: str, user_id: str, call: Signed, service: Service) -> Done:
+    with service.signed(call) as (session, caller):
         get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         admin = session.get(GroupAdmin, (group_id, user_id))
@@ -216,9 +216,9 @@ def remove_admin(group_id: str, user_id: str, caller: Signed, service: Service) 
 
 
 @router.get("/{group_id}/private-key")
-def group_private_key(group_id: str, caller: Signed, service: Service) -> GroupKey:
+def group_private_key(group_id: str, call: Signed, service: Service) -> GroupKey:
     """For an admin: the group key's ciphertext, transformed to the calling device."""
-    with service.transaction() as session:
+    with service.signed(call) as (session, caller):
         get_group(session, group_id)
         admin = session.get(GroupAdmin, (group_id, caller.user_id))
         if admin is None:

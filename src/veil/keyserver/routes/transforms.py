@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from veil.keyserver.auth import CallingDevice
+from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.routes.common import (
     device_transform_key,
@@ -19,19 +19,19 @@ router = APIRouter(prefix="/v1", tags=["transform"])
 
 @router.post("/transform")
 async def transform_for_device(
-    body: TransformRequest, caller: Signed, service: Service
+    body: TransformRequest, call: Signed, service: Service
 ) -> Transformed:
     """Transform a ciphertext for the group (or for the caller's user) to the calling
     device. A removed member or a revoked device gets 403, never a ciphertext."""
     # The transformer decodes strictly (lengths, points, GT membership, signature)
     # before any pairing: a malformed value is a 422, a bad signature a 400.
-    keys = await run_in_threadpool(_authorize, service, caller, body.group_id)
+    keys = await run_in_threadpool(_authorize, service, call, body.group_id)
     transformed = await run_in_threadpool(service.transformer.run, body.encrypted_key, keys)
     return Transformed(encrypted_key=transformed)
 
 
-def _authorize(service: KeyService, caller: CallingDevice, group_id: str | None) -> list[bytes]:
-    with service.transaction() as session:
+def _authorize(service: KeyService, call: SignedCall, group_id: str | None) -> list[bytes]:
+    with service.signed(call) as (session, caller):
         chain: list[bytes] = []
         if group_id is not None:
             get_group(session, group_id)

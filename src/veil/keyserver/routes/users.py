@@ -82,9 +82,9 @@ def get_share(identity: User, service: Service) -> Share:
 
 
 @router.post("/public-keys")
-def lookup_public_keys(body: LookupKeys, caller: Signed, service: Service) -> PublicKeys:
+def lookup_public_keys(body: LookupKeys, call: Signed, service: Service) -> PublicKeys:
     """Master public keys of many users at once (clients pin them). Unknown ids are omitted."""
-    with service.transaction() as session:
+    with service.signed(call) as (session, _):
         rows = session.execute(
             select(UserRow.id, UserRow.master_public_key).where(UserRow.id.in_(set(body.user_ids)))
         ).all()
