@@ -7,6 +7,7 @@ carry key material, tokens or request bodies.
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veil.crypto.errors import AuthenticationError, DecodeError
@@ -66,6 +67,14 @@ def install_handlers(app: FastAPI) -> None:
     async def authentication_error(_: Request, exc: AuthenticationError) -> JSONResponse:
         return JSONResponse(
             error_body("bad_signature", "a signature or proof did not verify"), status_code=400
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced to create the same thing; the database kept one.
+        return JSONResponse(
+            error_body("conflict", "a concurrent request changed this first; retry"),
+            status_code=409,
         )
 
     @app.exception_handler(StarletteHTTPException)
