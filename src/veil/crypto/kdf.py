@@ -155,8 +155,7 @@ def seal_escrow(
     return head + AESGCM(key).encrypt(nonce, secret, head + context)
 
 
-def open_escrow(blob: bytes, password: bytes, *, context: bytes) -> bytes:
-    """Decrypt an escrow blob; ``DecryptionError`` for a wrong password or context."""
+def _read_escrow(blob: bytes) -> tuple[int, bytes, bytes, bytes]:
     reader = Reader(blob, "escrow blob")
     reader.expect_header(Kind.ESCROW)
     iterations = reader.uint(4)
@@ -166,7 +165,18 @@ def open_escrow(blob: bytes, password: bytes, *, context: bytes) -> bytes:
     nonce = reader.take(_NONCE_SIZE)
     if reader.remaining() < 16:
         raise InvalidLength("escrow blob: shorter than its tag")
-    body = reader.take(reader.remaining())
+    return iterations, salt, nonce, reader.take(reader.remaining())
+
+
+def check_escrow(blob: bytes) -> None:
+    """``DecodeError`` unless ``blob`` is a well-formed escrow blob within the KDF policy
+    (what a key service can check without the password)."""
+    _read_escrow(blob)
+
+
+def open_escrow(blob: bytes, password: bytes, *, context: bytes) -> bytes:
+    """Decrypt an escrow blob; ``DecryptionError`` for a wrong password or context."""
+    iterations, salt, nonce, body = _read_escrow(blob)
     key = _escrow_key(password, salt, iterations)
     try:
         return AESGCM(key).decrypt(nonce, body, blob[: len(blob) - len(body)] + context)

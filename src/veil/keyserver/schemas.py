@@ -2,6 +2,7 @@
 
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from veil.protocol import b64decode, b64encode
@@ -23,6 +24,8 @@ B64 = Annotated[
 ]
 Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")]
 Timestamp = Annotated[int, Field(ge=0, le=2**40)]
+PathId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")]
+"""An id in a URL path: checked before it reaches a query (PostgreSQL refuses NUL bytes)."""
 
 
 class Model(BaseModel):

@@ -8,6 +8,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from veil.crypto.errors import DecryptionError
@@ -15,6 +16,7 @@ from veil.crypto.keys import AugmentationSecret
 from veil.crypto.signing import SigningKey
 from veil.keyserver.auth import CallingDevice, JwtVerifier, SignedCall, authenticate
 from veil.keyserver.db import create_db_engine, migrate, session_factory
+from veil.keyserver.errors import ApiError
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
 
@@ -39,16 +41,26 @@ class KeyService:
         return int(self.settings.clock())
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One request's writes: all committed before the response, or none."""
-        with self.sessions() as session, session.begin():
-            yield session
+    def transaction(self, *, on_conflict: ApiError | None = None) -> Iterator[Session]:
+        """One request's writes: all committed before the response, or none.
+
+        ``on_conflict`` is raised instead when a concurrent request created the same
+        row first (the database's unique constraints decide, on every replica)."""
+        try:
+            with self.sessions() as session, session.begin():
+                yield session
+        except IntegrityError:
+            if on_conflict is None:
+                raise
+            raise on_conflict from None
 
     @contextmanager
-    def signed(self, call: SignedCall) -> Iterator[tuple[Session, CallingDevice]]:
+    def signed(
+        self, call: SignedCall, *, on_conflict: ApiError | None = None
+    ) -> Iterator[tuple[Session, CallingDevice]]:
         """A signed request's transaction: authenticate the device and spend the nonce,
         then the request's own work, committed together."""
-        with self.transaction() as session:
+        with self.transaction(on_conflict=on_conflict) as session:
             yield session, authenticate(session, self.settings, call)
 
     def seal_augmentation(self, user_id: str, secret: AugmentationSecret) -> bytes:

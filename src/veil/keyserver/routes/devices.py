@@ -13,7 +13,7 @@ from veil.keyserver.deps import FreshUser, Service, Signed
 from veil.keyserver.errors import forbidden, not_found, unprocessable
 from veil.keyserver.models import Device, User
 from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
-from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done
+from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done, PathId
 from veil.keyserver.service import KeyService
 from veil.protocol import device_proof_message
 
@@ -89,7 +89,7 @@ def list_devices(call: Signed, service: Service) -> DeviceList:
 
 
 @router.delete("/{device_id}")
-def revoke_device(device_id: str, call: Signed, service: Service) -> Done:
+def revoke_device(device_id: PathId, call: Signed, service: Service) -> Done:
     """Revoke one of the caller's devices: its transform key is deleted at once."""
     with service.signed(call) as (session, caller):
         device = session.get(Device, device_id)
@@ -103,7 +103,7 @@ def revoke_device(device_id: str, call: Signed, service: Service) -> Done:
 
 @router.put("/{device_id}/keys")
 def rotate_device_keys(
-    device_id: str, body: DeviceKeys, call: Signed, identity: FreshUser, service: Service
+    device_id: PathId, body: DeviceKeys, call: Signed, identity: FreshUser, service: Service
 ) -> Done:
     """Replace the calling device's keys (forward secrecy after a meeting)."""
     with service.signed(call) as (session, caller):

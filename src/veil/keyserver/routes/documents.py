@@ -11,7 +11,7 @@ from veil.keyserver.deps import Service, Signed
 from veil.keyserver.errors import conflict, forbidden, not_found, unprocessable
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
 from veil.keyserver.routes.common import device_transform_key, record
-from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
+from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant, PathId
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -34,9 +34,10 @@ def _owned(session: Session, document_id: str, user_id: str) -> Document:
 
 @router.post("", status_code=201)
 def create_document(body: CreateDocument, call: Signed, service: Service) -> Done:
-    with service.signed(call) as (session, caller):
+    taken = conflict("document_exists", "a document with this id exists")
+    with service.signed(call, on_conflict=taken) as (session, caller):
         if session.get(Document, body.document_id) is not None:
-            raise conflict("document_exists", "a document with this id exists")
+            raise taken
         session.add(
             Document(
                 id=body.document_id,
@@ -63,7 +64,7 @@ def create_document(body: CreateDocument, call: Signed, service: Service) -> Don
 
 
 @router.post("/{document_id}/grants", status_code=201)
-def grant(document_id: str, body: Grant, call: Signed, service: Service) -> Done:
+def grant(document_id: PathId, body: Grant, call: Signed, service: Service) -> Done:
     with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
         _check_grant(session, body)
@@ -89,7 +90,11 @@ def grant(document_id: str, body: Grant, call: Signed, service: Service) -> Done
 
 @router.delete("/{document_id}/grants/{grantee_kind}/{grantee_id}")
 def revoke_grant(
-    document_id: str, grantee_kind: str, grantee_id: str, call: Signed, service: Service
+    document_id: PathId,
+    grantee_kind: Literal["user", "group"],
+    grantee_id: PathId,
+    call: Signed,
+    service: Service,
 ) -> Done:
     with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
@@ -108,7 +113,7 @@ def revoke_grant(
 
 
 @router.get("/{document_id}/key")
-def document_key(document_id: str, call: Signed, service: Service) -> DocumentKey:
+def document_key(document_id: PathId, call: Signed, service: Service) -> DocumentKey:
     """The document's key transformed to the calling device, through a user grant or a
     grant to a group the caller belongs to."""
     with service.signed(call) as (session, caller):

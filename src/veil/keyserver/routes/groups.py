@@ -1,7 +1,7 @@
 """Groups: create, read, list, delete; members and admins; the group key for admins."""
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from veil.crypto.keys import PublicKey
 from veil.crypto.pre import EncryptedValue
@@ -25,6 +25,7 @@ from veil.keyserver.schemas import (
     GroupInfo,
     GroupKey,
     GroupList,
+    PathId,
     Timestamp,
 )
 from veil.protocol import b64decode, group_proof_message
@@ -37,13 +38,14 @@ def create_group(body: CreateGroup, call: Signed, service: Service) -> Done:
     """Create a group; the caller becomes its admin, holding the group key encrypted to them."""
     public_key = PublicKey.from_bytes(body.public_key)
     EncryptedValue.from_bytes(body.encrypted_key).verify()
-    with service.signed(call) as (session, caller):
+    taken = conflict("group_exists", "a group with this id exists")
+    with service.signed(call, on_conflict=taken) as (session, caller):
         message = group_proof_message(
             "create", body.group_id, caller.user_id, body.timestamp, body.public_key
         )
         check_proof(service, body.proof, message, public_key, timestamp=body.timestamp)
         if session.get(Group, body.group_id) is not None:
-            raise conflict("group_exists", "a group with this id exists")
+            raise taken
         session.add(
             Group(
                 id=body.group_id,
@@ -75,7 +77,7 @@ def list_groups(call: Signed, service: Service) -> GroupList:
 
 
 @router.get("/{group_id}")
-def read_group(group_id: str, call: Signed, service: Service) -> GroupInfo:
+def read_group(group_id: PathId, call: Signed, service: Service) -> GroupInfo:
     with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         admins = (
@@ -99,24 +101,25 @@ def read_group(group_id: str, call: Signed, service: Service) -> GroupInfo:
 
 
 @router.delete("/{group_id}")
-def delete_group(group_id: str, call: Signed, service: Service) -> Done:
+def delete_group(group_id: PathId, call: Signed, service: Service) -> Done:
     """Delete the group and, with it, every transform key it had."""
     with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
-        session.query(GroupMember).filter(GroupMember.group_id == group_id).delete()
-        session.query(GroupAdmin).filter(GroupAdmin.group_id == group_id).delete()
+        session.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+        session.execute(delete(GroupAdmin).where(GroupAdmin.group_id == group_id))
         session.delete(group)
         record(service, session, caller, "group.delete", group_id)
     return Done()
 
 
 @router.post("/{group_id}/members", status_code=201)
-def add_member(group_id: str, body: AddMember, call: Signed, service: Service) -> Done:
+def add_member(group_id: PathId, body: AddMember, call: Signed, service: Service) -> Done:
     """Add a member: the admin's client made the group -> user transform key and proves
     possession of the group key over the change."""
     key = verified_transform_key(body.transform_key)
-    with service.signed(call) as (session, caller):
+    taken = conflict("already_member", "this user is already a member")
+    with service.signed(call, on_conflict=taken) as (session, caller):
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         user = get_user(session, body.user_id)
@@ -133,7 +136,7 @@ def add_member(group_id: str, body: AddMember, call: Signed, service: Service) -
             timestamp=body.timestamp,
         )
         if session.get(GroupMember, (group_id, body.user_id)) is not None:
-            raise conflict("already_member", "this user is already a member")
+            raise taken
         session.add(
             GroupMember(
                 group_id=group_id,
@@ -149,8 +152,8 @@ def add_member(group_id: str, body: AddMember, call: Signed, service: Service) -
 
 @router.delete("/{group_id}/members/{user_id}")
 def remove_member(
-    group_id: str,
-    user_id: str,
+    group_id: PathId,
+    user_id: PathId,
     timestamp: Timestamp,
     proof: str,
     call: Signed,
@@ -177,14 +180,15 @@ def remove_member(
 
 
 @router.post("/{group_id}/admins", status_code=201)
-def add_admin(group_id: str, body: AddAdmin, call: Signed, service: Service) -> Done:
+def add_admin(group_id: PathId, body: AddAdmin, call: Signed, service: Service) -> Done:
     EncryptedValue.from_bytes(body.encrypted_key).verify()
-    with service.signed(call) as (session, caller):
+    taken = conflict("already_admin", "this user is already an admin")
+    with service.signed(call, on_conflict=taken) as (session, caller):
         get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         get_user(session, body.user_id)
         if session.get(GroupAdmin, (group_id, body.user_id)) is not None:
-            raise conflict("already_admin", "this user is already an admin")
+            raise taken
         session.add(
             GroupAdmin(
                 group_id=group_id,
@@ -198,7 +202,7 @@ def add_admin(group_id: str, body: AddAdmin, call: Signed, service: Service) -> 
 
 
 @router.delete("/{group_id}/admins/{user_id}")
-def remove_admin(group_id: str, user_id: str, call: Signed, service: Service) -> Done:
+def remove_admin(group_id: PathId, user_id: PathId, call: Signed, service: Service) -> Done:
     with service.signed(call) as (session, caller):
         get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
@@ -216,7 +220,7 @@ def remove_admin(group_id: str, user_id: str, call: Signed, service: Service) ->
 
 
 @router.get("/{group_id}/private-key")
-def group_private_key(group_id: str, call: Signed, service: Service) -> GroupKey:
+def group_private_key(group_id: PathId, call: Signed, service: Service) -> GroupKey:
     """For an admin: the group key's ciphertext, transformed to the calling device."""
     with service.signed(call) as (session, caller):
         get_group(session, group_id)

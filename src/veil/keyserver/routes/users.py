@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from veil.crypto import kdf
-from veil.crypto.encoding import Kind, header
+from veil.crypto.errors import DecodeError
 from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.keyserver import audit
 from veil.keyserver.deps import FreshUser, Service, Signed, User
@@ -21,7 +22,6 @@ from veil.keyserver.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["users"])
-_MIN_ESCROW = 2 + 4 + 16 + 12 + 16
 
 
 @router.post("/users", status_code=201)
@@ -29,13 +29,16 @@ def create_user(body: CreateUser, identity: FreshUser, service: Service) -> User
     """Register the caller (JWT): client public key and escrowed private key. The
     service draws the user's augmentation secret and returns the master public key."""
     client_key = PublicKey.from_bytes(body.public_key)
-    if len(body.escrow) < _MIN_ESCROW or body.escrow[:2] != header(Kind.ESCROW):
-        raise unprocessable("invalid_escrow", "escrow is not a Veil escrow blob")
+    try:
+        kdf.check_escrow(body.escrow)
+    except DecodeError as exc:
+        raise unprocessable("invalid_escrow", str(exc)) from None
     secret = AugmentationSecret.generate()
     master = client_key.augment(secret)
-    with service.transaction() as session:
+    exists = conflict("user_exists", "this user already has keys")
+    with service.transaction(on_conflict=exists) as session:
         if session.get(UserRow, identity.user_id) is not None:
-            raise conflict("user_exists", "this user already has keys")
+            raise exists
         session.add(
             UserRow(
                 id=identity.user_id,
@@ -71,13 +74,18 @@ def get_escrow(identity: User, service: Service) -> Escrow:
 @router.post("/users/me/share")
 def get_share(identity: User, service: Service) -> Share:
     """The key service's 128-bit share of the caller's escrow password (made on first call)."""
+    created = EscrowShare(user_id=identity.user_id, share=kdf.new_share(), created_at=service.now())
+    try:
+        with service.transaction() as session:
+            if session.get(EscrowShare, identity.user_id) is None:
+                session.add(created)
+                return Share(share=created.share)
+    except IntegrityError:
+        pass  # a concurrent first call stored its share first: that one is the share
     with service.transaction() as session:
         row = session.get(EscrowShare, identity.user_id)
         if row is None:
-            row = EscrowShare(
-                user_id=identity.user_id, share=kdf.new_share(), created_at=service.now()
-            )
-            session.add(row)
+            raise conflict("conflict", "the share could not be stored; retry")
         return Share(share=row.share)
 
 
