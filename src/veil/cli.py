@@ -55,6 +55,7 @@ def _bench_keyserver(args: argparse.Namespace) -> int:
         duration=args.duration,
         members=args.members,
         database_url=args.database_url,
+        transform_workers=args.transform_workers,
     )
     if args.json:
         print(json.dumps(result))
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ks.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
     ks.add_argument("--members", type=int, default=8, help="devices in the group (default 8)")
+    ks.add_argument(
+        "--transform-workers",
+        type=int,
+        default=0,
+        help="transform processes per server process (default 0: in the request's thread)",
+    )
     ks.add_argument("--database-url", metavar="URL", help="e.g. postgresql://127.0.0.1/test")
     ks.add_argument("--json", action="store_true", help="print one JSON object")
     ks.set_defaults(handler=_bench_keyserver)

@@ -85,19 +85,20 @@ def sign_request(
 
 
 def device_proof_message(
-    timestamp: int, transform_key: bytes, token: str, user_public_key: bytes
+    timestamp: int,
+    transform_key: bytes,
+    token: str,
+    user_public_key: bytes,
+    device_signing_key: bytes,
 ) -> bytes:
-    """What a Schnorr proof with the user's key covers when a device is added (issue 4)."""
-    return b"".join(
-        (
-            b"veil-add-device-v1",
-            timestamp.to_bytes(8, "big"),
-            len(transform_key).to_bytes(4, "big"),
-            transform_key,
-            len(token).to_bytes(4, "big"),
-            token.encode(),
-            user_public_key,
-        )
+    """What a Schnorr proof with the user's key covers when a device is added: the
+    timestamp, the user -> device transform key, the JWT, the user's public key, and the
+    device's signing key (so a captured request cannot be replayed for another key)."""
+    fields = (transform_key, token.encode(), user_public_key, device_signing_key)
+    return (
+        b"veil-add-device-v2"
+        + timestamp.to_bytes(8, "big")
+        + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
     )
 
 

@@ -132,7 +132,9 @@ class Actor:
         assert self.master is not None
         tk = generate_transform_key(self.user_key, device_key.public_key, signer)
         now = int(self.clock())
-        message = device_proof_message(now, bytes(tk), token, bytes(self.master))
+        message = device_proof_message(
+            now, bytes(tk), token, bytes(self.master), bytes(signer.verifying_key)
+        )
         proof = schnorr.sign(message, self.user_key, public_key=self.master)
         return {
             "public_key": b64encode(bytes(device_key.public_key)),

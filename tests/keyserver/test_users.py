@@ -36,11 +36,6 @@ def create_user(client: Any, token: str, public_key: bytes, escrow: bytes) -> An
     )
 
 
-def xfail_on_postgres(request: pytest.FixtureRequest, database_url: str, reason: str) -> None:
-    if database_url.startswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def test_create_returns_an_augmented_master_key_whose_ciphertexts_reach_the_device(
     client, idp, make_actor
 ) -> None:  # type: ignore[no-untyped-def]

@@ -136,6 +136,7 @@ def run(
     duration: float,
     members: int,
     database_url: str | None,
+    transform_workers: int = 0,
 ) -> dict[str, Any]:
     crypto_ms = crypto_only_ms(100)  # before the server starts, on a quiet machine
     idp = DevIdentityProvider(lifetime=3600)
@@ -149,6 +150,7 @@ def run(
             "VEIL_JWKS": json.dumps(idp.jwks()),
             "VEIL_JWT_ISSUER": idp.issuer,
             "VEIL_JWT_AUDIENCE": idp.audience,
+            "VEIL_TRANSFORM_WORKERS": str(transform_workers),
         }
         port = _free_port()
         base_url = f"http://127.0.0.1:{port}"
@@ -170,6 +172,7 @@ def run(
         "transforms_per_s": round(throughput, 1),
         "transforms_per_s_per_worker": round(throughput / workers, 1),
         "workers": workers,
+        "transform_workers": transform_workers,
         "concurrency": concurrency,
         "requests": len(latencies),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),

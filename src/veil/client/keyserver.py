@@ -79,7 +79,9 @@ class KeyServerClient:
     ) -> dict[str, Any]:
         transform_key = generate_transform_key(user_key, device_key, signer)
         now = int(self.clock())
-        message = device_proof_message(now, bytes(transform_key), token, bytes(master))
+        message = device_proof_message(
+            now, bytes(transform_key), token, bytes(master), bytes(signer.verifying_key)
+        )
         proof = schnorr.sign(message, user_key, public_key=master)
         return {
             "public_key": b64encode(bytes(device_key)),

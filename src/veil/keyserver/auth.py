@@ -6,8 +6,10 @@ keys, an ``iat`` no older than ``fresh_token_seconds``. Signed requests are chec
 as ``veil.protocol`` describes; nonces are stored so a replay fails on any replica.
 """
 
+import hashlib
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -31,8 +33,13 @@ class Identity:
     """A verified JWT: the user it names and the token itself (bound into device proofs)."""
 
     user_id: str
-    token: str
+    token: str = field(repr=False)
     issued_at: int
+
+    @property
+    def audit_reference(self) -> str:
+        """What the audit log keeps of the token: a digest, never the bearer credential."""
+        return "jwt-sha256:" + hashlib.sha256(self.token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,10 @@ class JwtVerifier:
         if algorithm not in settings.algorithms:
             raise unauthorized("invalid_token", "the token's algorithm is not accepted")
         key = self._key_for(header)
+        if key.algorithm_name != algorithm:
+            # The token names its algorithm; the key must be of that kind (an RS256
+            # header must not get an Ed25519 key, nor an HS256 one a public key).
+            raise unauthorized("invalid_token", "the token's algorithm does not fit its key")
         try:
             claims = jwt.decode(
                 token,
@@ -94,12 +105,12 @@ class JwtVerifier:
             raise unauthorized("wrong_audience", "the token is for another audience") from None
         except jwt.InvalidIssuerError:
             raise unauthorized("wrong_issuer", "the token is from another issuer") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, TypeError, ValueError):
             raise unauthorized("invalid_token", "the token did not verify") from None
         now = settings.clock()
         exp, iat, sub = claims["exp"], claims["iat"], claims["sub"]
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-            raise unauthorized("invalid_token", "exp and iat must be numbers")
+        if not all(isinstance(t, int | float) and math.isfinite(t) for t in (exp, iat)):
+            raise unauthorized("invalid_token", "exp and iat must be finite numbers")
         if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
             raise unauthorized("invalid_token", "sub is not a valid user id")
         if now >= exp:

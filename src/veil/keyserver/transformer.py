@@ -13,7 +13,8 @@ import functools
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from veil.crypto.pre import EncryptedValue, TransformKey, VerifiedTransformKey, transform
+from veil.crypto.errors import DecodeError
+from veil.crypto.pre import MAX_LEVEL, EncryptedValue, TransformKey, VerifiedTransformKey, transform
 from veil.crypto.signing import SigningKey
 
 _signer: SigningKey | None = None
@@ -33,6 +34,8 @@ def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
     """Decode strictly, verify, and move ``value`` along each key in turn."""
     assert _signer is not None, "worker not initialised"
     current = EncryptedValue.from_bytes(value).verify()
+    if current.level + len(keys) > MAX_LEVEL:
+        raise DecodeError(f"ciphertext: level {current.level} leaves no room for this transform")
     for raw in keys:
         current = transform(current, _verified_key(raw), _signer)
     return bytes(current)

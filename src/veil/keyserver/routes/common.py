@@ -5,10 +5,10 @@ from sqlalchemy.orm import Session
 from veil.crypto import schnorr
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import AugmentationSecret, PublicKey
-from veil.crypto.pre import TransformKey, VerifiedTransformKey
+from veil.crypto.pre import EncryptedValue, TransformKey, VerifiedTransformKey
 from veil.keyserver import audit
 from veil.keyserver.auth import CallingDevice
-from veil.keyserver.errors import bad_request, forbidden, not_found
+from veil.keyserver.errors import bad_request, forbidden, not_found, unprocessable
 from veil.keyserver.models import Device, Group, GroupAdmin, GroupMember, User
 from veil.keyserver.service import KeyService
 
@@ -16,6 +16,13 @@ from veil.keyserver.service import KeyService
 def verified_transform_key(raw: bytes) -> VerifiedTransformKey:
     """Strictly decoded and signature-checked (DecodeError -> 422, bad signature -> 400)."""
     return TransformKey.from_bytes(raw).verify()
+
+
+def stored_ciphertext(raw: bytes) -> None:
+    """A ciphertext the service will keep (a grant, an admin's group key): strictly
+    decoded, signed, and at level 0, so later transforms have room to move it."""
+    if EncryptedValue.from_bytes(raw).verify().level != 0:
+        raise unprocessable("invalid_ciphertext", "a stored ciphertext must be at level 0")
 
 
 def check_proof(

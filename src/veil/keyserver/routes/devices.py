@@ -15,7 +15,7 @@ from veil.keyserver.models import Device, User
 from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
 from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done, PathId
 from veil.keyserver.service import KeyService
-from veil.protocol import device_proof_message
+from veil.protocol import b64encode, device_proof_message
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -30,7 +30,11 @@ def _checked_keys(service: KeyService, body: DeviceKeys, identity: Identity, use
     secret = service.open_augmentation(user.id, user.sealed_augmentation)
     master = PublicKey.from_bytes(user.master_public_key)
     message = device_proof_message(
-        body.timestamp, body.transform_key, identity.token, user.master_public_key
+        body.timestamp,
+        body.transform_key,
+        identity.token,
+        user.master_public_key,
+        body.signing_key,
     )
     check_proof(service, body.proof, message, master, timestamp=body.timestamp, augmentation=secret)
     return bytes(key.augment(secret))
@@ -62,7 +66,7 @@ def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> Devic
             user_id=user.id,
             device_id=device_id,
             subject=device_id,
-            request_signature="proof:" + body.proof.hex()[:64],
+            request_signature=f"{identity.audit_reference} schnorr:{b64encode(body.proof)}",
         )
     return DeviceCreated(device_id=device_id)
 

@@ -6,18 +6,17 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from veil.crypto.pre import EncryptedValue
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.errors import conflict, forbidden, not_found, unprocessable
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
-from veil.keyserver.routes.common import device_transform_key, record
+from veil.keyserver.routes.common import device_transform_key, record, stored_ciphertext
 from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant, PathId
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
 def _check_grant(session: Session, grant: Grant) -> None:
-    EncryptedValue.from_bytes(grant.encrypted_key).verify()
+    stored_ciphertext(grant.encrypted_key)
     table = User if grant.grantee_kind == "user" else Group
     if session.get(table, grant.grantee_id) is None:
         raise unprocessable("unknown_grantee", f"no {grant.grantee_kind} {grant.grantee_id!r}")

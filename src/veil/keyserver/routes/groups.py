@@ -4,7 +4,6 @@ from fastapi import APIRouter
 from sqlalchemy import delete, func, select
 
 from veil.crypto.keys import PublicKey
-from veil.crypto.pre import EncryptedValue
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.errors import conflict, forbidden, unprocessable
 from veil.keyserver.models import Group, GroupAdmin, GroupMember
@@ -15,6 +14,7 @@ from veil.keyserver.routes.common import (
     get_user,
     record,
     require_admin,
+    stored_ciphertext,
     verified_transform_key,
 )
 from veil.keyserver.schemas import (
@@ -36,10 +36,10 @@ router = APIRouter(prefix="/v1/groups", tags=["groups"])
 @router.post("", status_code=201)
 def create_group(body: CreateGroup, call: Signed, service: Service) -> Done:
     """Create a group; the caller becomes its admin, holding the group key encrypted to them."""
-    public_key = PublicKey.from_bytes(body.public_key)
-    EncryptedValue.from_bytes(body.encrypted_key).verify()
     taken = conflict("group_exists", "a group with this id exists")
     with service.signed(call, on_conflict=taken) as (session, caller):
+        public_key = PublicKey.from_bytes(body.public_key)
+        stored_ciphertext(body.encrypted_key)
         message = group_proof_message(
             "create", body.group_id, caller.user_id, body.timestamp, body.public_key
         )
@@ -117,9 +117,9 @@ def delete_group(group_id: PathId, call: Signed, service: Service) -> Done:
 def add_member(group_id: PathId, body: AddMember, call: Signed, service: Service) -> Done:
     """Add a member: the admin's client made the group -> user transform key and proves
     possession of the group key over the change."""
-    key = verified_transform_key(body.transform_key)
     taken = conflict("already_member", "this user is already a member")
     with service.signed(call, on_conflict=taken) as (session, caller):
+        key = verified_transform_key(body.transform_key)
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         user = get_user(session, body.user_id)
@@ -181,9 +181,9 @@ def remove_member(
 
 @router.post("/{group_id}/admins", status_code=201)
 def add_admin(group_id: PathId, body: AddAdmin, call: Signed, service: Service) -> Done:
-    EncryptedValue.from_bytes(body.encrypted_key).verify()
     taken = conflict("already_admin", "this user is already an admin")
     with service.signed(call, on_conflict=taken) as (session, caller):
+        stored_ciphertext(body.encrypted_key)
         get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         get_user(session, body.user_id)

@@ -56,7 +56,7 @@ def create_user(body: CreateUser, identity: FreshUser, service: Service) -> User
             user_id=identity.user_id,
             device_id="",
             subject=identity.user_id,
-            request_signature="jwt",
+            request_signature=identity.audit_reference,
         )
     return UserCreated(user_id=identity.user_id, master_public_key=bytes(master))
 
