@@ -48,3 +48,29 @@ def test_ratio_is_peer_over_veil() -> None:
 
 def test_bad_runs_is_a_usage_error(capsys: object) -> None:
     assert main(["bench", "crypto", "--runs", "0"]) == 2
+
+
+def test_bench_keyserver_json_runs_against_a_real_server() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veil.cli",
+            "bench",
+            "keyserver",
+            "--json",
+            "--duration",
+            "1",
+            "--members",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(completed.stdout)
+    for key in ("transforms_per_s", "workers", "p50_ms", "p99_ms", "crypto_only_ms"):
+        assert result[key] > 0, key
+    assert result["requests"] > 0
+    assert result["p99_ms"] >= result["p50_ms"]

@@ -1,5 +1,10 @@
+import dataclasses
+
+from fastapi.testclient import TestClient
+
 from veil.crypto.keys import Plaintext
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
+from veil.keyserver import create_app
 from veil.protocol import b64decode
 
 
@@ -18,3 +23,18 @@ def test_group_transform_flow(make_actor) -> None:  # type: ignore[no-untyped-de
     assert alice.remove_member("meeting-1", group_key, "bob").status_code == 200
     response = bob.transform(bytes(encrypted), "meeting-1")
     assert response.status_code == 403 and response.json()["error"]["code"] == "not_member"
+
+
+def test_transforms_in_a_process_pool(settings, make_actor) -> None:  # type: ignore[no-untyped-def]
+    """The server's default: transforms run in worker processes, off the event loop."""
+    alice = make_actor("alice")
+    pooled = dataclasses.replace(settings, transform_workers=1)
+    with TestClient(create_app(pooled)) as client:  # a second replica, pooled
+        alice.client = client
+        session_key = Plaintext.generate()
+        response = alice.transform(bytes(encrypt(session_key, alice.master, alice.signer)))
+        assert response.status_code == 200, response.text
+        value = EncryptedValue.from_bytes(b64decode(response.json()["encrypted_key"])).verify()
+        assert decrypt(value, alice.device_key) == session_key
+        garbage = alice.transform(b"\x01\x02" + bytes(100))
+        assert garbage.status_code == 422  # errors cross the process boundary intact

@@ -136,7 +136,7 @@ def run(
     duration: float,
     members: int,
     database_url: str | None,
-    transform_workers: int = 0,
+    transform_workers: int = 1,
 ) -> dict[str, Any]:
     crypto_ms = crypto_only_ms(100)  # before the server starts, on a quiet machine
     idp = DevIdentityProvider(lifetime=3600)
@@ -167,10 +167,12 @@ def run(
             process.terminate()
             process.wait(timeout=30)
     latencies.sort()
+    processes = workers * (1 + transform_workers)  # request processes + transform processes
     throughput = len(latencies) / elapsed
     return {
         "transforms_per_s": round(throughput, 1),
-        "transforms_per_s_per_worker": round(throughput / workers, 1),
+        "processes": processes,
+        "transforms_per_s_per_process": round(throughput / processes, 1),
         "workers": workers,
         "transform_workers": transform_workers,
         "concurrency": concurrency,

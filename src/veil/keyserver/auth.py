@@ -9,13 +9,15 @@ as ``veil.protocol`` describes; nonces are stored so a replay fails on any repli
 import hashlib
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
@@ -178,6 +180,22 @@ def parse_signed_request(
     return SignedCall(device_id, raw_signature, signature, nonce, message)
 
 
+_PURGE_EVERY = 256
+
+
+def _spend_nonce(session: Session, device_id: str, nonce: str, now: int) -> bool:
+    """Record the nonce; False if it was already recorded (on any replica)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(RequestNonce)
+        .values(device_id=device_id, nonce=nonce, seen_at=now)
+        .on_conflict_do_nothing(index_elements=["device_id", "nonce"])
+        .returning(RequestNonce.nonce)
+    )
+    return session.execute(statement).first() is not None
+
+
 def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall) -> CallingDevice:
     """Verify the signature against the device on record and spend the nonce, inside the
     request's own transaction (so a replay fails on any replica)."""
@@ -191,15 +209,10 @@ def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall
     except InvalidSignature:
         raise unauthorized("bad_signature", "the request signature did not verify") from None
     now = int(settings.clock())
-    session.execute(
-        delete(RequestNonce).where(
-            RequestNonce.device_id == call.device_id,
-            RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds,
+    if not _spend_nonce(session, call.device_id, call.nonce, now):
+        raise unauthorized("replayed_request", "this request was already seen")
+    if secrets.randbelow(_PURGE_EVERY) == 0:  # old nonces are dead weight past the window
+        session.execute(
+            delete(RequestNonce).where(RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds)
         )
-    )
-    try:
-        with session.begin_nested():
-            session.add(RequestNonce(device_id=call.device_id, nonce=call.nonce, seen_at=now))
-    except IntegrityError:
-        raise unauthorized("replayed_request", "this request was already seen") from None
     return CallingDevice(call.device_id, device.user_id, call.signature_text)

@@ -57,7 +57,11 @@ class KeyServerSettings:
             "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
             "jwks_url": env.get("VEIL_JWKS_URL"),
             "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
-            "transform_workers": int(env.get("VEIL_TRANSFORM_WORKERS", "0")),
+            # pymcl holds the GIL: transforms go to their own processes by default, so
+            # the event loop never waits on a pairing and the crypto uses the other cores.
+            "transform_workers": int(
+                env.get("VEIL_TRANSFORM_WORKERS", str(max(1, (os.cpu_count() or 2) - 1)))
+            ),
         }
         if "VEIL_SERVICE_SECRET" in env:
             values["service_secret"] = b64decode(env["VEIL_SERVICE_SECRET"])

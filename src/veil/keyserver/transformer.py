@@ -10,6 +10,7 @@ is identified by its bytes.
 """
 
 import functools
+import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -44,7 +45,13 @@ def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
 class Transformer:
     def __init__(self, signer_seed: bytes, workers: int) -> None:
         self._pool = (
-            ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(signer_seed,))
+            ProcessPoolExecutor(
+                workers,
+                # spawn, not fork: the server process has threads by the time it needs one
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(signer_seed,),
+            )
             if workers
             else None
         )
