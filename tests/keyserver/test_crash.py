@@ -5,9 +5,6 @@ import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from veil.bench.keyserver import free_port, start_server
 from veil.crypto.keys import PrivateKey
 from veil.idp import DevIdentityProvider
 from veil.keyserver.maintenance import verify_audit
@@ -24,45 +22,6 @@ from veil.keyserver.models import AuditEntry, User
 from veil.protocol import b64decode, b64encode
 
 ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "veil.keyserver.app:create_app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
-            return process
-        except httpx.TransportError:
-            if process.poll() is not None:
-                message = process.stderr.read().decode() if process.stderr else "died"
-                raise RuntimeError(message) from None
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("key service did not start")
 
 
 @pytest.fixture
@@ -81,8 +40,8 @@ def server_env(database_url: str) -> Iterator[tuple[dict[str, str], DevIdentityP
 
 def test_sigkill_during_a_burst_of_writes(server_env, database_url) -> None:  # type: ignore[no-untyped-def]
     env, idp = server_env
-    port = _free_port()
-    process = _start(env, port)
+    port = free_port()
+    process = start_server(env, port)
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -119,7 +78,7 @@ def test_sigkill_during_a_burst_of_writes(server_env, database_url) -> None:  # 
             future.result()
 
     # Restart on the same database: every acknowledged write is there, whole.
-    process = _start(env, port)
+    process = start_server(env, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             for user in acknowledged:

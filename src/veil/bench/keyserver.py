@@ -35,13 +35,14 @@ GROUP = "bench-group"
 _ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """A key service in its own process(es) on loopback, configured by ``env``."""
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "veil.keyserver.app:create_app_from_env",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
@@ -152,9 +153,9 @@ def run(
             "VEIL_JWT_AUDIENCE": idp.audience,
             "VEIL_TRANSFORM_WORKERS": str(transform_workers),
         }
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        process = _start_server(env, port, workers)
+        process = start_server(env, port, workers)
         try:
             sessions, value = _setup(base_url, idp, members)
             asyncio.run(

@@ -15,11 +15,22 @@ from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant, Pat
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-def _check_grant(session: Session, grant: Grant) -> None:
+def _store_grant(session: Session, document_id: str, grant: Grant, by: str, now: int) -> None:
+    """Check a grant (a level-0 ciphertext, an existing grantee) and store or replace it."""
     stored_ciphertext(grant.encrypted_key)
     table = User if grant.grantee_kind == "user" else Group
     if session.get(table, grant.grantee_id) is None:
         raise unprocessable("unknown_grantee", f"no {grant.grantee_kind} {grant.grantee_id!r}")
+    session.merge(
+        DocumentGrant(
+            document_id=document_id,
+            grantee_kind=grant.grantee_kind,
+            grantee_id=grant.grantee_id,
+            encrypted_key=grant.encrypted_key,
+            granted_by=by,
+            created_at=now,
+        )
+    )
 
 
 def _owned(session: Session, document_id: str, user_id: str) -> Document:
@@ -47,17 +58,7 @@ def create_document(body: CreateDocument, call: Signed, service: Service) -> Don
         )
         session.flush()
         for grant in body.grants:
-            _check_grant(session, grant)
-            session.merge(
-                DocumentGrant(
-                    document_id=body.document_id,
-                    grantee_kind=grant.grantee_kind,
-                    grantee_id=grant.grantee_id,
-                    encrypted_key=grant.encrypted_key,
-                    granted_by=caller.user_id,
-                    created_at=service.now(),
-                )
-            )
+            _store_grant(session, body.document_id, grant, caller.user_id, service.now())
         record(service, session, caller, "document.create", body.document_id)
     return Done()
 
@@ -66,17 +67,7 @@ def create_document(body: CreateDocument, call: Signed, service: Service) -> Don
 def grant(document_id: PathId, body: Grant, call: Signed, service: Service) -> Done:
     with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
-        _check_grant(session, body)
-        session.merge(
-            DocumentGrant(
-                document_id=document_id,
-                grantee_kind=body.grantee_kind,
-                grantee_id=body.grantee_id,
-                encrypted_key=body.encrypted_key,
-                granted_by=caller.user_id,
-                created_at=service.now(),
-            )
-        )
+        _store_grant(session, document_id, body, caller.user_id, service.now())
         record(
             service,
             session,
