@@ -4,6 +4,7 @@ from fastapi.testclient import TestClient
 
 from veil.crypto.keys import Plaintext
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
+from veil.crypto.signing import VerifyingKey
 from veil.keyserver import create_app
 from veil.protocol import b64decode
 
@@ -38,3 +39,12 @@ def test_transforms_in_a_process_pool(settings, make_actor) -> None:  # type: ig
         assert decrypt(value, alice.device_key) == session_key
         garbage = alice.transform(b"\x01\x02" + bytes(100))
         assert garbage.status_code == 422  # errors cross the process boundary intact
+
+
+def test_transformed_values_are_signed_by_the_published_service_key(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    published = alice.client.get("/v1/service")
+    assert published.status_code == 200
+    signer = VerifyingKey(b64decode(published.json()["transform_signer"]))
+    response = alice.transform(bytes(encrypt(Plaintext.generate(), alice.master, alice.signer)))
+    EncryptedValue.from_bytes(b64decode(response.json()["encrypted_key"])).verify(signer=signer)

@@ -151,3 +151,8 @@ class DocumentKey(Model):
 
 class Done(Model):
     ok: Literal[True] = True
+
+
+class ServiceInfo(Model):
+    transform_signer: B64
+    """The Ed25519 key that signs every transformed ciphertext (clients pin it)."""

@@ -17,6 +17,7 @@ from veil.keyserver.schemas import (
     Escrow,
     LookupKeys,
     PublicKeys,
+    ServiceInfo,
     Share,
     UserCreated,
 )
@@ -97,3 +98,9 @@ def lookup_public_keys(body: LookupKeys, call: Signed, service: Service) -> Publ
             select(UserRow.id, UserRow.master_public_key).where(UserRow.id.in_(set(body.user_ids)))
         ).all()
     return PublicKeys(public_keys={user_id: key for user_id, key in rows})
+
+
+@router.get("/service")
+def service_info(service: Service) -> ServiceInfo:
+    """Public facts about this key service: the key its transforms are signed with."""
+    return ServiceInfo(transform_signer=bytes(service.signer.verifying_key))
