@@ -17,26 +17,12 @@ from veil.keyserver.models import AuditEntry, AuditHead
 GENESIS = bytes(32)
 
 
-def entry_hash(
-    prev_hash: bytes,
-    *,
-    seq: int,
-    at: int,
-    action: str,
-    user_id: str,
-    device_id: str,
-    subject: str,
-    request_signature: str,
-) -> bytes:
-    fields = {
-        "seq": seq,
-        "at": at,
-        "action": action,
-        "user_id": user_id,
-        "device_id": device_id,
-        "subject": subject,
-        "request_signature": request_signature,
-    }
+_HASHED_FIELDS = ("seq", "at", "action", "user_id", "device_id", "subject", "request_signature")
+
+
+def entry_hash(prev_hash: bytes, entry: AuditEntry) -> bytes:
+    """SHA-256 of the previous entry's hash and this entry's canonical JSON."""
+    fields = {name: getattr(entry, name) for name in _HASHED_FIELDS}
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(prev_hash + canonical).digest()
 
@@ -54,19 +40,8 @@ def append(
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
-    seq = head.seq + 1
-    digest = entry_hash(
-        head.entry_hash,
-        seq=seq,
-        at=at,
-        action=action,
-        user_id=user_id,
-        device_id=device_id,
-        subject=subject,
-        request_signature=request_signature,
-    )
     entry = AuditEntry(
-        seq=seq,
+        seq=head.seq + 1,
         at=at,
         action=action,
         user_id=user_id,
@@ -74,10 +49,10 @@ def append(
         subject=subject,
         request_signature=request_signature,
         prev_hash=head.entry_hash,
-        entry_hash=digest,
     )
+    entry.entry_hash = entry_hash(head.entry_hash, entry)
     session.add(entry)
-    head.seq, head.entry_hash = seq, digest
+    head.seq, head.entry_hash = entry.seq, entry.entry_hash
     return entry
 
 
@@ -108,16 +83,7 @@ def verify_chain(session: Session, *, batch: int = 1000) -> ChainReport:
                 return ChainReport(count, expected_seq, "entry missing")
             if entry.prev_hash != prev:
                 return ChainReport(count, entry.seq, "does not link to the previous entry")
-            recomputed = entry_hash(
-                prev,
-                seq=entry.seq,
-                at=entry.at,
-                action=entry.action,
-                user_id=entry.user_id,
-                device_id=entry.device_id,
-                subject=entry.subject,
-                request_signature=entry.request_signature,
-            )
+            recomputed = entry_hash(prev, entry)
             if recomputed != entry.entry_hash:
                 return ChainReport(count, entry.seq, "contents do not match its hash")
             prev, expected_seq, count, last = entry.entry_hash, entry.seq + 1, count + 1, entry.seq
