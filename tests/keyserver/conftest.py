@@ -12,17 +12,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
 from veil.crypto import schnorr
-from veil.crypto.aead import seal_document
-from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
-from veil.crypto.pre import encrypt, generate_transform_key
+from veil.crypto.keys import PrivateKey, PublicKey
 from veil.crypto.signing import SigningKey
 from veil.idp import DevIdentityProvider
 from veil.keyserver import KeyServerSettings, create_app
 from veil.protocol import (
     b64decode,
     b64encode,
-    device_proof_message,
     group_proof_message,
     sign_request,
 )
@@ -130,19 +128,14 @@ class Actor:
 
     def device_body(self, device_key: PrivateKey, signer: SigningKey, token: str) -> dict[str, Any]:
         assert self.master is not None
-        tk = generate_transform_key(self.user_key, device_key.public_key, signer)
-        now = int(self.clock())
-        message = device_proof_message(
-            now, bytes(tk), token, bytes(self.master), bytes(signer.verifying_key)
+        return device_keys_body(
+            token,
+            user_key=self.user_key,
+            master=self.master,
+            device_key=device_key.public_key,
+            signer=signer,
+            now=int(self.clock()),
         )
-        proof = schnorr.sign(message, self.user_key, public_key=self.master)
-        return {
-            "public_key": b64encode(bytes(device_key.public_key)),
-            "signing_key": b64encode(bytes(signer.verifying_key)),
-            "transform_key": b64encode(bytes(tk)),
-            "timestamp": now,
-            "proof": b64encode(bytes(proof)),
-        }
 
     def add_device(self) -> str:
         token = self.token()
@@ -179,48 +172,29 @@ class Actor:
     def create_group(self, group_id: str) -> PrivateKey:
         assert self.master is not None
         group_key = PrivateKey.generate()
-        plaintext = Plaintext.generate()
-        encrypted = encrypt(plaintext, self.master, self.signer)
-        envelope = seal_document(
-            plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
-        )
-        now = int(self.clock())
-        proof = schnorr.sign(
-            group_proof_message("create", group_id, self.name, now, bytes(group_key.public_key)),
+        body = create_group_body(
+            group_id,
             group_key,
+            user_id=self.name,
+            master=self.master,
+            signer=self.signer,
+            now=int(self.clock()),
         )
-        response = self.signed(
-            "POST",
-            "/v1/groups",
-            {
-                "group_id": group_id,
-                "public_key": b64encode(bytes(group_key.public_key)),
-                "encrypted_key": b64encode(bytes(encrypted)),
-                "key_envelope": b64encode(envelope),
-                "timestamp": now,
-                "proof": b64encode(bytes(proof)),
-            },
-        )
+        response = self.signed("POST", "/v1/groups", body)
         assert response.status_code == 201, response.text
         return group_key
 
     def add_member(self, group_id: str, group_key: PrivateKey, member: "Actor") -> Any:
         assert member.master is not None
-        tk = generate_transform_key(group_key, member.master, self.signer)
-        now = int(self.clock())
-        proof = schnorr.sign(
-            group_proof_message("add-member", group_id, member.name, now, bytes(tk)), group_key
+        body = add_member_body(
+            group_id,
+            group_key,
+            user_id=member.name,
+            master=member.master,
+            signer=self.signer,
+            now=int(self.clock()),
         )
-        return self.signed(
-            "POST",
-            f"/v1/groups/{group_id}/members",
-            {
-                "user_id": member.name,
-                "transform_key": b64encode(bytes(tk)),
-                "timestamp": now,
-                "proof": b64encode(bytes(proof)),
-            },
-        )
+        return self.signed("POST", f"/v1/groups/{group_id}/members", body)
 
     def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> Any:
         now = int(self.clock())

@@ -30,6 +30,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from starlette.datastructures import URL as StarletteURL
 
+from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
 from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
@@ -40,7 +41,6 @@ from veil.keyserver import KeyServerSettings, create_app
 from veil.protocol import (
     b64decode,
     b64encode,
-    device_proof_message,
     group_proof_message,
     sign_request,
 )
@@ -97,18 +97,14 @@ class Device:
 
     def device_body(self, device_key: PrivateKey, signer: SigningKey, token: str) -> dict[str, Any]:
         assert self.master is not None
-        tk = generate_transform_key(self.user_key, device_key.public_key, signer)
-        now = self.now()
-        message = device_proof_message(
-            now, bytes(tk), token, bytes(self.master), bytes(signer.verifying_key)
+        return device_keys_body(
+            token,
+            user_key=self.user_key,
+            master=self.master,
+            device_key=device_key.public_key,
+            signer=signer,
+            now=self.now(),
         )
-        return {
-            "public_key": b64encode(bytes(device_key.public_key)),
-            "signing_key": b64encode(bytes(signer.verifying_key)),
-            "transform_key": b64encode(bytes(tk)),
-            "timestamp": now,
-            "proof": b64encode(bytes(schnorr.sign(message, self.user_key, public_key=self.master))),
-        }
 
     def add_device(self, device_key: PrivateKey, signer: SigningKey) -> str:
         token = self.token()
@@ -138,44 +134,29 @@ class Device:
 
     def create_group(self, group_id: str) -> PrivateKey:
         assert self.master is not None
-        group_key, plaintext = PrivateKey.generate(), Plaintext.generate()
-        now = self.now()
-        proof = schnorr.sign(
-            group_proof_message("create", group_id, self.name, now, bytes(group_key.public_key)),
+        group_key = PrivateKey.generate()
+        body = create_group_body(
+            group_id,
             group_key,
+            user_id=self.name,
+            master=self.master,
+            signer=self.signer,
+            now=self.now(),
         )
-        response = self.send_json(
-            "POST",
-            "/v1/groups",
-            {
-                "group_id": group_id,
-                "public_key": b64encode(bytes(group_key.public_key)),
-                "encrypted_key": b64encode(bytes(encrypt(plaintext, self.master, self.signer))),
-                "key_envelope": b64encode(
-                    seal_document(
-                        plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
-                    )
-                ),
-                "timestamp": now,
-                "proof": b64encode(bytes(proof)),
-            },
-        )
+        response = self.send_json("POST", "/v1/groups", body)
         assert response.status_code == 201, response.text
         return group_key
 
     def member_body(self, group_id: str, group_key: PrivateKey, member: "Device") -> dict[str, Any]:
         assert member.master is not None
-        tk = generate_transform_key(group_key, member.master, self.signer)
-        now = self.now()
-        proof = schnorr.sign(
-            group_proof_message("add-member", group_id, member.name, now, bytes(tk)), group_key
+        return add_member_body(
+            group_id,
+            group_key,
+            user_id=member.name,
+            master=member.master,
+            signer=self.signer,
+            now=self.now(),
         )
-        return {
-            "user_id": member.name,
-            "transform_key": b64encode(bytes(tk)),
-            "timestamp": now,
-            "proof": b64encode(bytes(proof)),
-        }
 
     def add_member(self, group_id: str, group_key: PrivateKey, member: "Device") -> None:
         body = self.member_body(group_id, group_key, member)

@@ -50,8 +50,9 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, select
 
-from veil.crypto import kdf, schnorr
-from veil.crypto.aead import open_document, seal_document
+from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
+from veil.crypto import kdf
+from veil.crypto.aead import open_document
 from veil.crypto.errors import DecodeError, DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pairing import R
@@ -62,7 +63,6 @@ from veil.crypto.pre import (
     VerifiedTransformKey,
     decrypt,
     encrypt,
-    generate_transform_key,
     transform,
 )
 from veil.crypto.signing import SigningKey
@@ -72,8 +72,6 @@ from veil.keyserver.service import _derive
 from veil.protocol import (
     b64decode,
     b64encode,
-    device_proof_message,
-    group_proof_message,
     sign_request,
 )
 
@@ -126,23 +124,16 @@ class Party:
         assert response.status_code == 201, response.text
         self.master = PublicKey.from_bytes(b64decode(response.json()["master_public_key"]))
         token = self.idp.issue(self.name)
-        tk = generate_transform_key(self.user_key, self.device_key.public_key, self.signer)
-        now = self.now()
-        message = device_proof_message(
-            now, bytes(tk), token, bytes(self.master), bytes(self.signer.verifying_key)
+        body = device_keys_body(
+            token,
+            user_key=self.user_key,
+            master=self.master,
+            device_key=self.device_key.public_key,
+            signer=self.signer,
+            now=self.now(),
         )
         response = self.client.post(
-            "/v1/devices",
-            headers={"Authorization": f"Bearer {token}"},
-            json={
-                "public_key": b64encode(bytes(self.device_key.public_key)),
-                "signing_key": b64encode(bytes(self.signer.verifying_key)),
-                "transform_key": b64encode(bytes(tk)),
-                "timestamp": now,
-                "proof": b64encode(
-                    bytes(schnorr.sign(message, self.user_key, public_key=self.master))
-                ),
-            },
+            "/v1/devices", headers={"Authorization": f"Bearer {token}"}, json=body
         )
         assert response.status_code == 201, response.text
         self.device_id = response.json()["device_id"]
@@ -182,50 +173,28 @@ def full_flow(client: TestClient, idp: DevIdentityProvider) -> Flow:
 
     # alice creates the meeting group: its key is encrypted to her, sealed in an envelope
     group_id, group_key, group_plain = "meeting-42", PrivateKey.generate(), Plaintext.generate()
-    now = alice.now()
-    response = alice.signed(
-        "POST",
-        "/v1/groups",
-        {
-            "group_id": group_id,
-            "public_key": b64encode(bytes(group_key.public_key)),
-            "encrypted_key": b64encode(bytes(encrypt(group_plain, alice.master, alice.signer))),
-            "key_envelope": b64encode(
-                seal_document(
-                    group_plain.derive_key("group key"), group_id, group_key.to_secret_bytes()
-                )
-            ),
-            "timestamp": now,
-            "proof": b64encode(
-                bytes(
-                    schnorr.sign(
-                        group_proof_message(
-                            "create", group_id, "alice", now, bytes(group_key.public_key)
-                        ),
-                        group_key,
-                    )
-                )
-            ),
-        },
+    body = create_group_body(
+        group_id,
+        group_key,
+        user_id="alice",
+        master=alice.master,
+        signer=alice.signer,
+        now=alice.now(),
+        plaintext=group_plain,
     )
+    response = alice.signed("POST", "/v1/groups", body)
     assert response.status_code == 201, response.text
     for member in (alice, bob):
         assert member.master is not None
-        tk = generate_transform_key(group_key, member.master, alice.signer)
-        now = alice.now()
-        proof = schnorr.sign(
-            group_proof_message("add-member", group_id, member.name, now, bytes(tk)), group_key
+        body = add_member_body(
+            group_id,
+            group_key,
+            user_id=member.name,
+            master=member.master,
+            signer=alice.signer,
+            now=alice.now(),
         )
-        response = alice.signed(
-            "POST",
-            f"/v1/groups/{group_id}/members",
-            {
-                "user_id": member.name,
-                "transform_key": b64encode(bytes(tk)),
-                "timestamp": now,
-                "proof": b64encode(bytes(proof)),
-            },
-        )
+        response = alice.signed("POST", f"/v1/groups/{group_id}/members", body)
         assert response.status_code == 201, response.text
 
     # the session key, encrypted to the group, transformed for each member's device

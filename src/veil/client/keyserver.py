@@ -44,6 +44,84 @@ def _result(response: httpx.Response) -> Any:
     raise KeyServerError(response.status_code, code, message)
 
 
+# --- request bodies ------------------------------------------------------------------
+# What a client proves for each key-making call, built in one place (also used by the
+# tests, which send these bodies with and without tampering).
+
+
+def device_keys_body(
+    token: str,
+    *,
+    user_key: PrivateKey,
+    master: PublicKey,
+    device_key: PublicKey,
+    signer: SigningKey,
+    now: int,
+) -> dict[str, Any]:
+    """Body of ``POST /v1/devices`` (and key rotation): the device's keys, the user ->
+    device transform key, and the user's proof over them and the JWT."""
+    transform_key = generate_transform_key(user_key, device_key, signer)
+    message = device_proof_message(
+        now, bytes(transform_key), token, bytes(master), bytes(signer.verifying_key)
+    )
+    proof = schnorr.sign(message, user_key, public_key=master)
+    return {
+        "public_key": b64encode(bytes(device_key)),
+        "signing_key": b64encode(bytes(signer.verifying_key)),
+        "transform_key": b64encode(bytes(transform_key)),
+        "timestamp": now,
+        "proof": b64encode(bytes(proof)),
+    }
+
+
+def create_group_body(
+    group_id: str,
+    group_key: PrivateKey,
+    *,
+    user_id: str,
+    master: PublicKey,
+    signer: SigningKey,
+    now: int,
+    plaintext: Plaintext | None = None,
+) -> dict[str, Any]:
+    """Body of ``POST /v1/groups``: the group key sealed under a plaintext encrypted to
+    the creator's master key, and a proof of possession of the group key."""
+    plaintext = plaintext or Plaintext.generate()
+    envelope = seal_document(
+        plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
+    )
+    message = group_proof_message("create", group_id, user_id, now, bytes(group_key.public_key))
+    return {
+        "group_id": group_id,
+        "public_key": b64encode(bytes(group_key.public_key)),
+        "encrypted_key": b64encode(bytes(encrypt(plaintext, master, signer))),
+        "key_envelope": b64encode(envelope),
+        "timestamp": now,
+        "proof": b64encode(bytes(schnorr.sign(message, group_key))),
+    }
+
+
+def add_member_body(
+    group_id: str,
+    group_key: PrivateKey,
+    *,
+    user_id: str,
+    master: PublicKey,
+    signer: SigningKey,
+    now: int,
+) -> dict[str, Any]:
+    """Body of ``POST /v1/groups/{id}/members``: the group -> user transform key and a
+    proof with the group key over the change."""
+    transform_key = generate_transform_key(group_key, master, signer)
+    message = group_proof_message("add-member", group_id, user_id, now, bytes(transform_key))
+    return {
+        "user_id": user_id,
+        "transform_key": b64encode(bytes(transform_key)),
+        "timestamp": now,
+        "proof": b64encode(bytes(schnorr.sign(message, group_key))),
+    }
+
+
 class KeyServerClient:
     def __init__(self, http: httpx.Client, *, clock: Callable[[], float] = time.time) -> None:
         self.http, self.clock = http, clock
@@ -68,29 +146,6 @@ class KeyServerClient:
             _result(self.http.get("/v1/users/me/escrow", headers=self._bearer(token)))["escrow"]
         )
 
-    def device_keys_body(
-        self,
-        token: str,
-        *,
-        user_key: PrivateKey,
-        master: PublicKey,
-        device_key: PublicKey,
-        signer: SigningKey,
-    ) -> dict[str, Any]:
-        transform_key = generate_transform_key(user_key, device_key, signer)
-        now = int(self.clock())
-        message = device_proof_message(
-            now, bytes(transform_key), token, bytes(master), bytes(signer.verifying_key)
-        )
-        proof = schnorr.sign(message, user_key, public_key=master)
-        return {
-            "public_key": b64encode(bytes(device_key)),
-            "signing_key": b64encode(bytes(signer.verifying_key)),
-            "transform_key": b64encode(bytes(transform_key)),
-            "timestamp": now,
-            "proof": b64encode(bytes(proof)),
-        }
-
     def add_device(
         self,
         token: str,
@@ -101,8 +156,13 @@ class KeyServerClient:
         signer: SigningKey,
     ) -> str:
         """Register a device for the token's user (needs the user's private key)."""
-        body = self.device_keys_body(
-            token, user_key=user_key, master=master, device_key=device_key, signer=signer
+        body = device_keys_body(
+            token,
+            user_key=user_key,
+            master=master,
+            device_key=device_key,
+            signer=signer,
+            now=int(self.clock()),
         )
         data = _result(self.http.post("/v1/devices", headers=self._bearer(token), json=body))
         return str(data["device_id"])
@@ -130,41 +190,20 @@ class DeviceSession:
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
     ) -> None:
         """Create a group whose key is ``group_key``; the caller becomes its admin."""
-        plaintext = Plaintext.generate()
-        envelope = seal_document(
-            plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
-        )
         now = int(self.client.clock())
-        message = group_proof_message("create", group_id, user_id, now, bytes(group_key.public_key))
-        self.request(
-            "POST",
-            "/v1/groups",
-            {
-                "group_id": group_id,
-                "public_key": b64encode(bytes(group_key.public_key)),
-                "encrypted_key": b64encode(bytes(encrypt(plaintext, master, self.signer))),
-                "key_envelope": b64encode(envelope),
-                "timestamp": now,
-                "proof": b64encode(bytes(schnorr.sign(message, group_key))),
-            },
+        body = create_group_body(
+            group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
+        self.request("POST", "/v1/groups", body)
 
     def add_member(
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
     ) -> None:
-        transform_key = generate_transform_key(group_key, master, self.signer)
         now = int(self.client.clock())
-        message = group_proof_message("add-member", group_id, user_id, now, bytes(transform_key))
-        self.request(
-            "POST",
-            f"/v1/groups/{group_id}/members",
-            {
-                "user_id": user_id,
-                "transform_key": b64encode(bytes(transform_key)),
-                "timestamp": now,
-                "proof": b64encode(bytes(schnorr.sign(message, group_key))),
-            },
+        body = add_member_body(
+            group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
+        self.request("POST", f"/v1/groups/{group_id}/members", body)
 
     def transform(self, encrypted: bytes, *, group_id: str | None = None) -> VerifiedEncryptedValue:
         body: dict[str, Any] = {"encrypted_key": b64encode(encrypted)}
