@@ -280,7 +280,7 @@ def dump_database(client: TestClient) -> dict[str, list[dict[str, Any]]]:
     reflected = MetaData()
     reflected.reflect(engine)
     modelled = {t.name for t in Base.metadata.sorted_tables}
-    assert set(reflected.tables) <= modelled | {"alembic_version"}, set(reflected.tables)
+    assert set(reflected.tables) <= modelled | {"keyserver_alembic_version"}, set(reflected.tables)
     tables = [
         *Base.metadata.sorted_tables,
         *(t for n, t in reflected.tables.items() if n not in modelled),

@@ -4,9 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from veil.keyserver.auth import Identity, SignedCall, bearer_token, parse_signed_request
+from veil.keyserver.auth import SignedCall, parse_signed_request
 from veil.keyserver.service import KeyService
 from veil.protocol import DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from veil.web.tokens import Identity, bearer_token
 
 
 def get_service(request: Request) -> KeyService:

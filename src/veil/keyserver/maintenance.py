@@ -3,7 +3,7 @@
 from sqlalchemy.orm import Session
 
 from veil.keyserver.audit import ChainReport, verify_chain
-from veil.keyserver.db import create_db_engine
+from veil.web.database import create_db_engine
 
 
 def verify_audit(database_url: str) -> ChainReport:

@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -14,11 +15,14 @@ from sqlalchemy.orm import Session
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import AugmentationSecret
 from veil.crypto.signing import SigningKey
-from veil.keyserver.auth import CallingDevice, JwtVerifier, SignedCall, authenticate
-from veil.keyserver.db import create_db_engine, migrate, session_factory
-from veil.keyserver.errors import ApiError
+from veil.keyserver.auth import CallingDevice, SignedCall, authenticate
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
+from veil.web.database import create_db_engine, migrate, session_factory
+from veil.web.errors import ApiError
+from veil.web.tokens import JwtVerifier
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
@@ -29,7 +33,7 @@ class KeyService:
     def __init__(self, settings: KeyServerSettings) -> None:
         self.settings = settings
         self.engine = create_db_engine(settings.database_url)
-        migrate(self.engine)
+        migrate(self.engine, MIGRATIONS, version_table="keyserver_alembic_version")
         self.sessions = session_factory(self.engine)
         self.jwt = JwtVerifier(settings)
         signer_seed = _derive(settings.service_secret, b"transform signer")

@@ -8,9 +8,9 @@ from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.crypto.pre import EncryptedValue, TransformKey, VerifiedTransformKey
 from veil.keyserver import audit
 from veil.keyserver.auth import CallingDevice
-from veil.keyserver.errors import bad_request, forbidden, not_found, unprocessable
 from veil.keyserver.models import Device, Group, GroupAdmin, GroupMember, User
 from veil.keyserver.service import KeyService
+from veil.web.errors import bad_request, forbidden, not_found, unprocessable
 
 
 def verified_transform_key(raw: bytes) -> VerifiedTransformKey:

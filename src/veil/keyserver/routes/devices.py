@@ -8,14 +8,14 @@ from sqlalchemy import select
 from veil.crypto.keys import PublicKey
 from veil.crypto.signing import VerifyingKey
 from veil.keyserver import audit
-from veil.keyserver.auth import Identity
 from veil.keyserver.deps import FreshUser, Service, Signed
-from veil.keyserver.errors import forbidden, not_found, unprocessable
 from veil.keyserver.models import Device, User
 from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
 from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done, PathId
 from veil.keyserver.service import KeyService
 from veil.protocol import b64encode, device_proof_message
+from veil.web.errors import forbidden, not_found, unprocessable
+from veil.web.tokens import Identity
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 

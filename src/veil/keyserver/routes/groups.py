@@ -5,7 +5,6 @@ from sqlalchemy import delete, func, select
 
 from veil.crypto.keys import PublicKey
 from veil.keyserver.deps import Service, Signed
-from veil.keyserver.errors import conflict, forbidden, unprocessable
 from veil.keyserver.models import Group, GroupAdmin, GroupMember
 from veil.keyserver.routes.common import (
     check_proof,
@@ -29,6 +28,7 @@ from veil.keyserver.schemas import (
     Timestamp,
 )
 from veil.protocol import b64decode, group_proof_message
+from veil.web.errors import conflict, forbidden, unprocessable
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 

@@ -9,7 +9,6 @@ from veil.crypto.errors import DecodeError
 from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.keyserver import audit
 from veil.keyserver.deps import FreshUser, Service, Signed, User
-from veil.keyserver.errors import conflict, not_found, unprocessable
 from veil.keyserver.models import EscrowShare
 from veil.keyserver.models import User as UserRow
 from veil.keyserver.schemas import (
@@ -21,6 +20,7 @@ from veil.keyserver.schemas import (
     Share,
     UserCreated,
 )
+from veil.web.errors import conflict, not_found, unprocessable
 
 router = APIRouter(prefix="/v1", tags=["users"])
 

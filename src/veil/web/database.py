@@ -1,4 +1,5 @@
-"""Database engines, sessions and migrations (SQLite by default, PostgreSQL when configured)."""
+"""Database engines, sessions and migrations for Veil's services (SQLite by default,
+PostgreSQL when configured)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,6 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7665696C  # "veil": the PostgreSQL advisory lock replicas take to migrate
 
 
@@ -44,10 +44,12 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (Alembic), safely from several replicas."""
+def migrate(engine: Engine, migrations: Path, version_table: str) -> None:
+    """Bring one service's schema to its newest revision (Alembic), safely from several
+    replicas. Each service keeps its own version table, so services can share a database."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["version_table"] = version_table
     with engine.connect() as connection:
         postgres = engine.dialect.name == "postgresql"
         if postgres:

@@ -1,0 +1,1 @@
+"""Pieces shared by Veil's HTTP services: errors, JWT checks, databases, limits."""
