@@ -84,6 +84,13 @@ def sign_request(
     }
 
 
+def device_id_for(signing_key: bytes) -> str:
+    """A device's id: a digest of the signing key it registered with, so a new device
+    knows its id before any service answers (device approval needs this). The id stays
+    when the device later rotates its keys."""
+    return hashlib.sha256(b"veil-device-id-v1" + signing_key).hexdigest()[:32]
+
+
 def device_proof_message(
     timestamp: int,
     transform_key: bytes,

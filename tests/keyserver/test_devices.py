@@ -10,7 +10,7 @@ from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
-from veil.protocol import b64decode, b64encode, sign_request
+from veil.protocol import b64decode, b64encode, device_id_for, sign_request
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -259,3 +259,29 @@ def test_a_device_id_with_a_nul_byte_is_422_not_500(make_actor, request, databas
     except Exception as error:  # raise_server_exceptions: a 500 surfaces as the exception
         pytest.fail(f"500: {error!r}"[:300])
     assert_error(response, 422, "validation_error")
+
+
+def test_a_device_id_is_the_digest_of_its_signing_key_and_a_second_registration_is_409(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    assert alice.device_id == device_id_for(bytes(alice.signer.verifying_key))
+    token = alice.token()
+    again = add_device(alice, alice.device_body(PrivateKey.generate(), alice.signer, token), token)
+    assert_error(again, 409, "device_exists")
+
+
+def test_the_public_device_record_names_the_user_and_follows_revocation(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    laptop = another_device(alice)
+    laptop.add_device()
+    record = alice.client.get(f"/v1/devices/{laptop.device_id}")
+    assert record.status_code == 200, record.text
+    assert record.json() == {
+        "device_id": laptop.device_id,
+        "user_id": "alice",
+        "public_key": b64encode(bytes(laptop.device_key.public_key)),
+        "signing_key": b64encode(bytes(laptop.signer.verifying_key)),
+        "status": "active",
+    }
+    assert alice.signed("DELETE", f"/v1/devices/{laptop.device_id}").status_code == 200
+    assert alice.client.get(f"/v1/devices/{laptop.device_id}").json()["status"] == "revoked"
+    assert_error(alice.client.get("/v1/devices/00ff"), 404, "not_found")

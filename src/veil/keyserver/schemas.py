@@ -81,6 +81,14 @@ class DeviceInfo(Model):
     revoked_at: int | None
 
 
+class DeviceRecord(Model):
+    device_id: str
+    user_id: str
+    public_key: B64
+    signing_key: B64
+    status: Literal["active", "revoked"]
+
+
 class DeviceList(Model):
     devices: list[DeviceInfo]
 
@@ -99,6 +107,11 @@ class GroupInfo(Model):
     public_key: B64
     admins: list[str]
     members: list[str]
+
+
+class GroupPublicKey(Model):
+    group_id: str
+    public_key: B64
 
 
 class GroupList(Model):

@@ -1,7 +1,5 @@
 """Devices: add (with the user's proof of possession), list, revoke, rotate keys."""
 
-import secrets
-
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -11,10 +9,18 @@ from veil.keyserver import audit
 from veil.keyserver.deps import FreshUser, Service, Signed
 from veil.keyserver.models import Device, User
 from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
-from veil.keyserver.schemas import DeviceCreated, DeviceInfo, DeviceKeys, DeviceList, Done, PathId
+from veil.keyserver.schemas import (
+    DeviceCreated,
+    DeviceInfo,
+    DeviceKeys,
+    DeviceList,
+    DeviceRecord,
+    Done,
+    PathId,
+)
 from veil.keyserver.service import KeyService
-from veil.protocol import b64encode, device_proof_message
-from veil.web.errors import forbidden, not_found, unprocessable
+from veil.protocol import b64encode, device_id_for, device_proof_message
+from veil.web.errors import conflict, forbidden, not_found, unprocessable
 from veil.web.tokens import Identity
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -44,8 +50,11 @@ def _checked_keys(service: KeyService, body: DeviceKeys, identity: Identity, use
 def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> DeviceCreated:
     """Add a device (JWT + Schnorr proof with the user's key over the timestamp, the
     user -> device transform key, the JWT and the user's public key)."""
-    device_id = secrets.token_hex(16)
-    with service.transaction() as session:
+    device_id = device_id_for(body.signing_key)
+    taken = conflict("device_exists", "a device with this signing key is registered")
+    with service.transaction(on_conflict=taken) as session:
+        if session.get(Device, device_id) is not None:
+            raise taken
         user = get_user(session, identity.user_id)
         augmented = _checked_keys(service, body, identity, user)
         session.add(
@@ -89,6 +98,24 @@ def list_devices(call: Signed, service: Service) -> DeviceList:
                 )
                 for d in rows
             ]
+        )
+
+
+@router.get("/{device_id}")
+def device_record(device_id: PathId, service: Service) -> DeviceRecord:
+    """A device's public record: whose it is, its public keys, whether it is active.
+    Public like a public key: the conference service and other clients check the
+    signatures of board posts with it."""
+    with service.transaction() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise not_found("no such device")
+        return DeviceRecord(
+            device_id=device.id,
+            user_id=device.user_id,
+            public_key=device.public_key,
+            signing_key=device.signing_key,
+            status="active" if device.status == "active" else "revoked",
         )
 
 

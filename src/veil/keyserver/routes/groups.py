@@ -24,6 +24,7 @@ from veil.keyserver.schemas import (
     GroupInfo,
     GroupKey,
     GroupList,
+    GroupPublicKey,
     PathId,
     Timestamp,
 )
@@ -98,6 +99,14 @@ def read_group(group_id: PathId, call: Signed, service: Service) -> GroupInfo:
             admins=sorted(admins),
             members=sorted(members),
         )
+
+
+@router.get("/{group_id}/public-key")
+def group_public_key(group_id: PathId, call: Signed, service: Service) -> GroupPublicKey:
+    """Any device may encrypt to a group (an abuse report to the safety team, say)."""
+    with service.signed(call) as (session, _):
+        group = get_group(session, group_id)
+        return GroupPublicKey(group_id=group.id, public_key=group.public_key)
 
 
 @router.delete("/{group_id}")
