@@ -11,6 +11,7 @@ seconds and NONCE is 16 random bytes, base64url. The request carries them in the
 
 import base64
 import binascii
+import enum
 import hashlib
 import re
 import secrets
@@ -117,3 +118,35 @@ def group_proof_message(
     parts = [p.encode() for p in (action, group_id, subject)] + [payload]
     fields = b"".join(len(p).to_bytes(4, "big") + p for p in parts)
     return b"veil-group-v1" + fields + timestamp.to_bytes(8, "big")
+
+
+def _fields(*parts: bytes) -> bytes:
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+def post_message(
+    room_id: str, post_id: bytes, kind: str, device_id: str, timestamp: int, body: bytes
+) -> bytes:
+    """What a device signs to post on a meeting's board: the room, a random post id
+    (so the board refuses a replayed post), the kind, the poster, when, and the body."""
+    return (
+        b"veil-post-v1"
+        + _fields(room_id.encode(), post_id, kind.encode(), device_id.encode(), body)
+        + timestamp.to_bytes(8, "big")
+    )
+
+
+def hello_message(room_id: str, channel: str, challenge: bytes, device_id: str) -> bytes:
+    """What a device signs to open a board or media connection: the server's fresh
+    challenge, so a captured hello cannot open another connection."""
+    return b"veil-hello-v1" + _fields(
+        room_id.encode(), channel.encode(), challenge, device_id.encode()
+    )
+
+
+class MediaKind(enum.IntEnum):
+    """The media relay's routing header: one byte in front of each SFrame frame."""
+
+    AUDIO = 1
+    VIDEO = 2
+    DATA = 3

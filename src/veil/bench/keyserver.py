@@ -62,12 +62,12 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
     raise RuntimeError("the key service did not start within 60 s")
 
 
-def _setup(
+async def _setup(
     base_url: str, idp: DevIdentityProvider, members: int
 ) -> tuple[list[DeviceSession], bytes]:
     """Register users with one device each, one group of all of them; encrypt a key to it."""
     sessions: list[DeviceSession] = []
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         client = KeyServerClient(http)
         group_key = PrivateKey.generate()
         masters = []
@@ -75,17 +75,17 @@ def _setup(
             user, user_key, device_key = f"bench-{i}", PrivateKey.generate(), PrivateKey.generate()
             signer = SigningKey.generate()
             token = idp.issue(user)
-            master = client.create_user(token, user_key.public_key, _ESCROW)
-            device_id = client.add_device(
+            master = await client.create_user(token, user_key.public_key, _ESCROW)
+            device_id = await client.add_device(
                 idp.issue(user), user_key=user_key, master=master,
                 device_key=device_key.public_key, signer=signer,
             )  # fmt: skip
             sessions.append(client.device(device_id, signer))
             masters.append((user, master))
         host = sessions[0]
-        host.create_group(GROUP, group_key, user_id=masters[0][0], master=masters[0][1])
+        await host.create_group(GROUP, group_key, user_id=masters[0][0], master=masters[0][1])
         for user, master in masters:
-            host.add_member(GROUP, group_key, user_id=user, master=master)
+            await host.add_member(GROUP, group_key, user_id=user, master=master)
         value = bytes(encrypt(Plaintext.generate(), group_key.public_key, host.signer))
     return sessions, value
 
@@ -157,7 +157,7 @@ def run(
         base_url = f"http://127.0.0.1:{port}"
         process = start_server(env, port, workers)
         try:
-            sessions, value = _setup(base_url, idp, members)
+            sessions, value = asyncio.run(_setup(base_url, idp, members))
             asyncio.run(
                 _load(base_url, sessions, value, concurrency, min(1.0, duration))
             )  # warm-up

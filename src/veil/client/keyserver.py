@@ -1,21 +1,24 @@
-"""A typed HTTP client for the key service API (``/v1``), over ``httpx``.
+"""An asyncio client for the key service API (``/v1``), over ``httpx``.
 
-``KeyServerClient`` makes the JWT-authenticated calls (share, user, escrow, device
-creation); ``DeviceSession`` makes the calls a registered device signs.
+``KeyServerClient`` makes the JWT-authenticated and public calls (share, user, escrow,
+device creation, device records); ``DeviceSession`` makes the calls a registered
+device signs.
 """
 
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from veil.client.errors import Unavailable, service_error
 from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, encrypt, generate_transform_key
-from veil.crypto.signing import SigningKey
+from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol import (
     b64decode,
     b64encode,
@@ -25,15 +28,8 @@ from veil.protocol import (
 )
 
 
-class KeyServerError(Exception):
-    """The key service refused a call; ``code`` is its stable error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
-
-
-def _result(response: httpx.Response) -> Any:
+def result(response: httpx.Response) -> Any:
+    """The JSON of a successful response, or the matching ``ServiceError``."""
     if response.is_success:
         return response.json()
     try:
@@ -41,7 +37,15 @@ def _result(response: httpx.Response) -> Any:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         code, message = "http_error", response.reason_phrase
-    raise KeyServerError(response.status_code, code, message)
+    raise service_error(response.status_code, code, message)
+
+
+async def send(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+    try:
+        response = await http.request(method, url, **kwargs)
+    except httpx.TransportError as exc:
+        raise Unavailable(0, "unreachable", f"{http.base_url}: {type(exc).__name__}") from None
+    return result(response)
 
 
 # --- request bodies ------------------------------------------------------------------
@@ -122,31 +126,40 @@ def add_member_body(
     }
 
 
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device as the key service publishes it."""
+
+    device_id: str
+    user_id: str
+    public_key: PublicKey
+    signing_key: VerifyingKey
+    active: bool
+
+
 class KeyServerClient:
-    def __init__(self, http: httpx.Client, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.time) -> None:
         self.http, self.clock = http, clock
 
     def _bearer(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    def share(self, token: str) -> bytes:
+    async def share(self, token: str) -> bytes:
         """The key service's share of this user's escrow password."""
-        return b64decode(
-            _result(self.http.post("/v1/users/me/share", headers=self._bearer(token)))["share"]
-        )
+        data = await send(self.http, "POST", "/v1/users/me/share", headers=self._bearer(token))
+        return b64decode(data["share"])
 
-    def create_user(self, token: str, public_key: PublicKey, escrow: bytes) -> PublicKey:
+    async def create_user(self, token: str, public_key: PublicKey, escrow: bytes) -> PublicKey:
         """Register the token's user; returns the augmented master public key."""
         body = {"public_key": b64encode(bytes(public_key)), "escrow": b64encode(escrow)}
-        data = _result(self.http.post("/v1/users", headers=self._bearer(token), json=body))
+        data = await send(self.http, "POST", "/v1/users", headers=self._bearer(token), json=body)
         return PublicKey.from_bytes(b64decode(data["master_public_key"]))
 
-    def escrow(self, token: str) -> bytes:
-        return b64decode(
-            _result(self.http.get("/v1/users/me/escrow", headers=self._bearer(token)))["escrow"]
-        )
+    async def escrow(self, token: str) -> bytes:
+        data = await send(self.http, "GET", "/v1/users/me/escrow", headers=self._bearer(token))
+        return b64decode(data["escrow"])
 
-    def add_device(
+    async def add_device(
         self,
         token: str,
         *,
@@ -164,8 +177,22 @@ class KeyServerClient:
             signer=signer,
             now=int(self.clock()),
         )
-        data = _result(self.http.post("/v1/devices", headers=self._bearer(token), json=body))
+        data = await send(self.http, "POST", "/v1/devices", headers=self._bearer(token), json=body)
         return str(data["device_id"])
+
+    async def device_record(self, device_id: str) -> DeviceRecord:
+        data = await send(self.http, "GET", f"/v1/devices/{device_id}")
+        return DeviceRecord(
+            device_id=data["device_id"],
+            user_id=data["user_id"],
+            public_key=PublicKey.from_bytes(b64decode(data["public_key"])),
+            signing_key=VerifyingKey(b64decode(data["signing_key"])),
+            active=data["status"] == "active",
+        )
+
+    async def transform_signer(self) -> VerifyingKey:
+        data = await send(self.http, "GET", "/v1/service")
+        return VerifyingKey(b64decode(data["transform_signer"]))
 
     def device(self, device_id: str, signer: SigningKey) -> "DeviceSession":
         return DeviceSession(self, device_id, signer)
@@ -177,16 +204,46 @@ class DeviceSession:
     def __init__(self, client: KeyServerClient, device_id: str, signer: SigningKey) -> None:
         self.client, self.device_id, self.signer = client, device_id, signer
 
-    def request(self, method: str, path: str, body: Any = None, *, query: str = "") -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         raw = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(
+        signed = sign_request(
             self.signer, self.device_id, method, path, query, raw, int(self.client.clock())
         )
-        headers["content-type"] = "application/json"
+        signed["content-type"] = "application/json"
         url = f"{path}?{query}" if query else path
-        return _result(self.client.http.request(method, url, content=raw, headers=headers))
+        return await send(
+            self.client.http, method, url, content=raw, headers={**signed, **(headers or {})}
+        )
 
-    def create_group(
+    # --- users and devices -------------------------------------------------------------
+
+    async def public_keys(self, user_ids: list[str]) -> dict[str, PublicKey]:
+        """Master public keys; users without keys are left out."""
+        data = await self.request("POST", "/v1/public-keys", {"user_ids": user_ids})
+        return {u: PublicKey.from_bytes(b64decode(k)) for u, k in data["public_keys"].items()}
+
+    async def devices(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/v1/devices")
+        return list(data["devices"])
+
+    async def revoke_device(self, device_id: str) -> None:
+        await self.request("DELETE", f"/v1/devices/{device_id}")
+
+    async def rotate_keys(self, token: str, body: dict[str, Any]) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        await self.request("PUT", f"/v1/devices/{self.device_id}/keys", body, headers=headers)
+
+    # --- groups --------------------------------------------------------------------------
+
+    async def create_group(
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
     ) -> None:
         """Create a group whose key is ``group_key``; the caller becomes its admin."""
@@ -194,20 +251,85 @@ class DeviceSession:
         body = create_group_body(
             group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
-        self.request("POST", "/v1/groups", body)
+        await self.request("POST", "/v1/groups", body)
 
-    def add_member(
+    async def group(self, group_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/groups/{group_id}"))
+
+    async def groups(self) -> list[str]:
+        return list((await self.request("GET", "/v1/groups"))["groups"])
+
+    async def group_public_key(self, group_id: str) -> PublicKey:
+        data = await self.request("GET", f"/v1/groups/{group_id}/public-key")
+        return PublicKey.from_bytes(b64decode(data["public_key"]))
+
+    async def group_private_key(self, group_id: str) -> tuple[VerifiedEncryptedValue, bytes]:
+        """For an admin: the group key's ciphertext (transformed to this device) and envelope."""
+        data = await self.request("GET", f"/v1/groups/{group_id}/private-key")
+        encrypted = EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
+        return encrypted, b64decode(data["key_envelope"])
+
+    async def delete_group(self, group_id: str) -> None:
+        await self.request("DELETE", f"/v1/groups/{group_id}")
+
+    async def add_member(
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
     ) -> None:
         now = int(self.client.clock())
         body = add_member_body(
             group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
-        self.request("POST", f"/v1/groups/{group_id}/members", body)
+        await self.request("POST", f"/v1/groups/{group_id}/members", body)
 
-    def transform(self, encrypted: bytes, *, group_id: str | None = None) -> VerifiedEncryptedValue:
+    async def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> None:
+        now = int(self.client.clock())
+        message = group_proof_message("remove-member", group_id, user_id, now)
+        proof = b64encode(bytes(schnorr.sign(message, group_key)))
+        query = f"timestamp={now}&proof={proof}"
+        await self.request("DELETE", f"/v1/groups/{group_id}/members/{user_id}", query=query)
+
+    async def add_admin(
+        self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
+    ) -> None:
+        """Make ``user_id`` an admin: the group key goes to them sealed under a fresh
+        plaintext encrypted to their master key."""
+        plaintext = Plaintext.generate()
+        envelope = seal_document(
+            plaintext.derive_key("group key"), group_id, group_key.to_secret_bytes()
+        )
+        body = {
+            "user_id": user_id,
+            "encrypted_key": b64encode(bytes(encrypt(plaintext, master, self.signer))),
+            "key_envelope": b64encode(envelope),
+        }
+        await self.request("POST", f"/v1/groups/{group_id}/admins", body)
+
+    async def remove_admin(self, group_id: str, user_id: str) -> None:
+        await self.request("DELETE", f"/v1/groups/{group_id}/admins/{user_id}")
+
+    # --- transforms and documents ---------------------------------------------------------
+
+    async def transform(
+        self, encrypted: bytes, *, group_id: str | None = None
+    ) -> VerifiedEncryptedValue:
         body: dict[str, Any] = {"encrypted_key": b64encode(encrypted)}
         if group_id is not None:
             body["group_id"] = group_id
-        data = self.request("POST", "/v1/transform", body)
+        data = await self.request("POST", "/v1/transform", body)
+        return EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
+
+    async def create_document(
+        self, document_id: str, kind: str, grants: list[dict[str, str]]
+    ) -> None:
+        body = {"document_id": document_id, "kind": kind, "grants": grants}
+        await self.request("POST", "/v1/documents", body)
+
+    async def grant(self, document_id: str, grant: dict[str, str]) -> None:
+        await self.request("POST", f"/v1/documents/{document_id}/grants", grant)
+
+    async def revoke_grant(self, document_id: str, kind: str, grantee_id: str) -> None:
+        await self.request("DELETE", f"/v1/documents/{document_id}/grants/{kind}/{grantee_id}")
+
+    async def document_key(self, document_id: str) -> VerifiedEncryptedValue:
+        data = await self.request("GET", f"/v1/documents/{document_id}/key")
         return EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()

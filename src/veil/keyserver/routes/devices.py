@@ -16,11 +16,11 @@ from veil.keyserver.schemas import (
     DeviceList,
     DeviceRecord,
     Done,
-    PathId,
 )
 from veil.keyserver.service import KeyService
 from veil.protocol import b64encode, device_id_for, device_proof_message
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
+from veil.web.schemas import PathId
 from veil.web.tokens import Identity
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])

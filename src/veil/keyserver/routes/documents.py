@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
 from veil.keyserver.routes.common import device_transform_key, record, stored_ciphertext
-from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant, PathId
+from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
+from veil.web.schemas import PathId
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 

@@ -25,11 +25,10 @@ from veil.keyserver.schemas import (
     GroupKey,
     GroupList,
     GroupPublicKey,
-    PathId,
-    Timestamp,
 )
 from veil.protocol import b64decode, group_proof_message
 from veil.web.errors import conflict, forbidden, unprocessable
+from veil.web.schemas import PathId, Timestamp
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 

@@ -17,10 +17,10 @@ from veil.keyserver.schemas import (
     LookupKeys,
     PublicKeys,
     ServiceInfo,
-    Share,
     UserCreated,
 )
 from veil.web.errors import conflict, not_found, unprocessable
+from veil.web.schemas import Share
 
 router = APIRouter(prefix="/v1", tags=["users"])
 

@@ -1,0 +1,98 @@
+"""The SDK's errors. Every refusal from a Veil service becomes a ``ServiceError``
+subclass chosen by the service's stable error code (or, failing that, its status)."""
+
+
+class VeilError(Exception):
+    """Base of every error the SDK raises on purpose."""
+
+
+class ServiceError(VeilError):
+    """A service refused a call; ``code`` is its stable machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class Unauthorized(ServiceError):
+    """401: the token or signature was missing, stale, replayed or did not verify."""
+
+
+class Forbidden(ServiceError):
+    """403: authenticated, but not allowed."""
+
+
+class DeviceRevoked(Forbidden):
+    """This device was revoked: it can neither call the services nor decrypt anything new."""
+
+
+class NotMember(Forbidden):
+    """The caller is not (or no longer) a member of the group, or no grant reaches it."""
+
+
+class NotFound(ServiceError):
+    """404."""
+
+
+class Conflict(ServiceError):
+    """409: it exists already, or a concurrent change won."""
+
+
+class InvalidRequest(ServiceError):
+    """400, 413 or 422: the service could not accept what was sent."""
+
+
+class Unavailable(ServiceError):
+    """5xx, or the service could not be reached."""
+
+
+class PinnedKeyChanged(VeilError):
+    """A user's public key differs from the one this device pinned earlier. Either the
+    user reset their keys or someone is substituting keys: ask the user before
+    accepting the change (``accept_changes=True``)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"the public key of {user_id!r} changed since it was pinned")
+        self.user_id = user_id
+
+
+class WrongPassword(VeilError):
+    """The escrow password did not open the user's escrowed key."""
+
+
+class ApprovalPending(VeilError):
+    """In device-approval mode, no existing device has approved this one (yet)."""
+
+
+class NotAdmitted(VeilError):
+    """The meeting did not admit this device: no key post could be transformed for it."""
+
+
+class MeetingEnded(VeilError):
+    """The meeting has ended; its keys are gone."""
+
+
+_BY_CODE: dict[str, type[ServiceError]] = {
+    "device_revoked": DeviceRevoked,
+    "not_member": NotMember,
+    "no_access": NotMember,
+    "not_your_device": Forbidden,
+}
+_BY_STATUS: dict[int, type[ServiceError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidRequest,
+    422: InvalidRequest,
+}
+
+
+def service_error(status: int, code: str, message: str) -> ServiceError:
+    kind = (
+        _BY_CODE.get(code)
+        or _BY_STATUS.get(status)
+        or (Unavailable if status >= 500 else ServiceError)
+    )
+    return kind(status, code, message)

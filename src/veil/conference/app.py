@@ -1,0 +1,76 @@
+"""``create_app(settings)``: the conference service as an ASGI app."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Header, WebSocket
+from sqlalchemy.exc import IntegrityError
+
+from veil.conference.board_channel import serve_board
+from veil.conference.fanout import Fanout
+from veil.conference.media_channel import serve_media
+from veil.conference.models import PlatformShare
+from veil.conference.service import ConferenceService
+from veil.conference.settings import ConferenceSettings
+from veil.crypto import kdf
+from veil.web.database import transaction
+from veil.web.errors import conflict, install_handlers
+from veil.web.limits import BodyLimit
+from veil.web.schemas import PathId, Share
+from veil.web.tokens import bearer_token
+
+
+def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) -> FastAPI:
+    service = ConferenceService(settings, fanout)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    app = FastAPI(
+        title="Veil conference service",
+        version="1",
+        description="Meeting rooms: an ordered board of signed posts and a media relay "
+        "for SFrame frames. It routes what clients send and can read none of it.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_handlers(app)
+    app.add_middleware(BodyLimit, limit=16 * 1024)
+
+    @app.post("/v1/users/me/share", tags=["users"])
+    def platform_share(authorization: Annotated[str | None, Header()] = None) -> Share:
+        """The platform's 128-bit share of the caller's escrow password (made on first call)."""
+        identity = service.jwt.verify(bearer_token(authorization), fresh=False)
+        made = PlatformShare(
+            user_id=identity.user_id, share=kdf.new_share(), created_at=service.now()
+        )
+        try:
+            with transaction(service.sessions) as session:
+                if session.get(PlatformShare, identity.user_id) is None:
+                    session.add(made)
+                    return Share(share=made.share)
+        except IntegrityError:
+            pass  # a concurrent first call stored its share first: that one is the share
+        with transaction(service.sessions) as session:
+            row = session.get(PlatformShare, identity.user_id)
+            if row is None:
+                raise conflict("conflict", "the share could not be stored; retry")
+            return Share(share=row.share)
+
+    @app.websocket("/v1/rooms/{room_id}/board")
+    async def board(websocket: WebSocket, room_id: PathId) -> None:
+        await serve_board(websocket, service, room_id)
+
+    @app.websocket("/v1/rooms/{room_id}/media")
+    async def media(websocket: WebSocket, room_id: PathId) -> None:
+        await serve_media(websocket, service, room_id)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For ``uvicorn --factory veil.conference.app:create_app_from_env``."""
+    return create_app(ConferenceSettings.from_env())

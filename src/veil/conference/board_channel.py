@@ -1,0 +1,187 @@
+"""The board over WebSocket: resume from a sequence number, then live posts; posts
+sent by the client are verified, stored and fanned out.
+
+Client -> server, after the hello (which may carry ``"since": N``):
+    {"type": "post", "post_id", "kind", "body", "timestamp", "signature"}
+Server -> client:
+    {"type": "welcome", "user_id", "device_id"}
+    {"type": "post", "post": {seq, post_id, kind, device_id, user_id, timestamp, body, signature}}
+    {"type": "ack", "post_id", "seq"} | {"type": "error", "code", "message", "post_id"?}
+
+Every post with ``seq > since`` is delivered once, in order: the connection joins the
+room's channel before reading the backlog, skips what it already sent, and fills a
+gap from the database when a live post arrives early. A subscriber too slow to keep
+up is disconnected (4429) and resumes from its last ``seq``.
+"""
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from veil.conference.board import KINDS, NewPost
+from veil.conference.fanout import channel
+from veil.conference.handshake import Participant, Refused, device_record, receive_hello
+from veil.conference.service import ConferenceService
+from veil.crypto.errors import InvalidSignature
+from veil.protocol import b64decode, post_message
+from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
+
+_OVERFLOW = b""  # queued when a subscriber falls too far behind
+
+
+async def serve_board(websocket: WebSocket, service: ConferenceService, room_id: str) -> None:
+    try:
+        participant, hello = await receive_hello(websocket, service, "board", room_id)
+    except (Refused, WebSocketDisconnect):
+        return
+    since = hello.get("since", 0)
+    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+        since = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    limit = service.settings.board_queue_posts
+
+    def deliver(message: bytes) -> None:
+        if queue.qsize() >= limit:
+            queue.put_nowait(_OVERFLOW)
+        else:
+            queue.put_nowait(message)
+
+    name = channel("board", room_id)
+    listener = await service.hub.join(name, deliver)
+    lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with lock:
+            await websocket.send_json(message)
+
+    try:
+        await send({"type": "welcome", **participant.__dict__})
+        tasks = [
+            asyncio.create_task(_forward(websocket, service, room_id, since, queue, send)),
+            asyncio.create_task(_receive(websocket, service, room_id, participant, send)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await service.hub.leave(name, listener)
+
+
+async def _forward(
+    websocket: WebSocket,
+    service: ConferenceService,
+    room_id: str,
+    since: int,
+    queue: "asyncio.Queue[bytes]",
+    send: Any,
+) -> None:
+    last = since
+    for post in await asyncio.to_thread(service.board.after, room_id, last):
+        await send({"type": "post", "post": post})
+        last = post["seq"]
+    while True:
+        message = await queue.get()
+        if message == _OVERFLOW:
+            await websocket.close(code=4429, reason="slow_subscriber")
+            return
+        post = json.loads(message)
+        if post["seq"] <= last:
+            continue
+        if post["seq"] > last + 1:
+            for missed in await asyncio.to_thread(
+                service.board.after, room_id, last, post["seq"] - 1
+            ):
+                await send({"type": "post", "post": missed})
+        await send({"type": "post", "post": post})
+        last = post["seq"]
+
+
+async def _receive(
+    websocket: WebSocket,
+    service: ConferenceService,
+    room_id: str,
+    participant: Participant,
+    send: Any,
+) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        post_id = None
+        try:
+            data = _parse(message.get("text"), service.settings.max_post_bytes)
+            post_id = data["post_id"]
+            new = await _verify(service, room_id, participant, data)
+            stored = await asyncio.to_thread(service.board.append, new, service.now())
+        except ApiError as error:
+            reply = {"type": "error", "code": error.code, "message": error.message}
+            if isinstance(post_id, str):
+                reply["post_id"] = post_id
+            await send(reply)
+            continue
+        await service.hub.publish(channel("board", room_id), json.dumps(stored).encode())
+        await send({"type": "ack", "post_id": post_id, "seq": stored["seq"]})
+
+
+def _parse(text: str | None, max_bytes: int) -> dict[str, Any]:
+    if text is None:
+        raise bad_request("bad_message", "board messages are JSON text")
+    if len(text) > 2 * max_bytes:
+        raise bad_request("post_too_large", f"post bodies are limited to {max_bytes} bytes")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise bad_request("bad_message", "the message is not JSON") from None
+    if not isinstance(data, dict) or data.get("type") != "post":
+        raise bad_request("bad_message", "expected a post")
+    fields = {"type", "post_id", "kind", "body", "timestamp", "signature"}
+    if set(data) != fields:
+        raise bad_request("bad_message", f"a post has exactly the fields {sorted(fields)}")
+    if not isinstance(data["timestamp"], int) or isinstance(data["timestamp"], bool):
+        raise bad_request("bad_message", "timestamp must be an integer")
+    if data["kind"] not in KINDS:
+        raise bad_request("bad_message", f"kind must be one of {sorted(KINDS)}")
+    return data
+
+
+async def _verify(
+    service: ConferenceService, room_id: str, participant: Participant, data: dict[str, Any]
+) -> NewPost:
+    try:
+        post_id, body, signature = (b64decode(data[k]) for k in ("post_id", "body", "signature"))
+    except ValueError:
+        raise bad_request("bad_message", "post_id, body and signature must be base64url") from None
+    if len(post_id) != 16 or len(signature) != 64:
+        raise bad_request("bad_message", "post_id is 16 bytes and signature 64")
+    if len(body) > service.settings.max_post_bytes:
+        raise bad_request("post_too_large", "the post body is too large")
+    if abs(service.now() - data["timestamp"]) > service.settings.clock_skew_seconds:
+        raise unauthorized("stale_post", "the post's timestamp is too far from now")
+    message = post_message(
+        room_id, post_id, data["kind"], participant.device_id, data["timestamp"], body
+    )
+    for fresh in (False, True):  # a failure may be a rotated key: check a fresh record
+        record = await device_record(service, participant.device_id, fresh=fresh)
+        if record is None or not record.active:
+            raise forbidden("device_revoked", "this device has been revoked")
+        try:
+            record.signing_key.verify(signature, message)
+            break
+        except InvalidSignature:
+            if fresh:
+                raise unauthorized("bad_signature", "the post signature did not verify") from None
+    return NewPost(
+        room_id=room_id,
+        post_id=post_id,
+        kind=data["kind"],
+        device_id=participant.device_id,
+        user_id=participant.user_id,
+        timestamp=data["timestamp"],
+        body=body,
+        signature=signature,
+    )

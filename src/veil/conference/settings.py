@@ -1,0 +1,75 @@
+"""Conference service settings: one frozen value, built from the environment or by hand."""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class ConferenceSettings:
+    """Everything the conference service needs.
+
+    ``keyserver_url`` is where device records are looked up (a post is accepted only
+    if the key service says its device is active and its signature verifies).
+    ``fanout_url`` is ``None`` for in-memory fan-out (one process), or ``redis://...``
+    or ``nats://...`` so several replicas serve one room together.
+    """
+
+    database_url: str
+    keyserver_url: str
+    issuer: str
+    audience: str
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    fanout_url: str | None = None
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
+    clock_skew_seconds: int = 60
+    fresh_token_seconds: int = 120
+    max_post_bytes: int = 64 * 1024
+    max_frame_bytes: int = 256 * 1024
+    relay_queue_frames: int = 256
+    """Frames waiting for one receiver; past this its frames are skipped, not queued."""
+    board_queue_posts: int = 4096
+    """Posts waiting for one subscriber; past this it is disconnected and resumes."""
+    device_cache_seconds: float = 5.0
+    hello_timeout_seconds: float = 10.0
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if (self.jwks is None) == (self.jwks_url is None):
+            raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
+        if urlsplit(self.keyserver_url).scheme not in ("http", "https"):
+            raise ValueError("keyserver_url must be an http(s) URL")
+        if self.fanout_url is not None and urlsplit(self.fanout_url).scheme not in (
+            "redis",
+            "rediss",
+            "nats",
+        ):
+            raise ValueError("fanout_url must be redis://, rediss:// or nats:// (or unset)")
+        for name in ("relay_queue_frames", "board_queue_posts", "max_post_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "ConferenceSettings":
+        """Read ``VEIL_*`` variables; ``overrides`` win."""
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("VEIL_DATA_DIR", "./veil-data"))
+        values: dict[str, Any] = {
+            "database_url": env.get("VEIL_CONFERENCE_DATABASE_URL")
+            or env.get("VEIL_DATABASE_URL")
+            or f"sqlite:///{(data_dir / 'conference.sqlite3').as_posix()}",
+            "keyserver_url": env.get("VEIL_KEYSERVER_URL", "http://127.0.0.1:8470"),
+            "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
+            "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
+            "jwks_url": env.get("VEIL_JWKS_URL"),
+            "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
+            "fanout_url": env.get("VEIL_FANOUT_URL") or None,
+        }
+        values.update(overrides)
+        return cls(**values)
