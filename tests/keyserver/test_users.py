@@ -136,6 +136,9 @@ def test_get_escrow_returns_exactly_what_was_stored(client, idp, clock) -> None:
     )
     assert response.status_code == 200, response.text
     assert b64decode(response.json()["escrow"]) == blob
+    assert response.json()["user_id"] == "carol"
+    master = PublicKey.from_bytes(b64decode(response.json()["master_public_key"]))
+    assert master != PublicKey.from_bytes(key)  # augmented by the service's secret
 
 
 def test_get_escrow_of_an_unregistered_user_is_404_and_needs_a_token(client, idp) -> None:  # type: ignore[no-untyped-def]

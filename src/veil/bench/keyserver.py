@@ -75,7 +75,7 @@ async def _setup(
             user, user_key, device_key = f"bench-{i}", PrivateKey.generate(), PrivateKey.generate()
             signer = SigningKey.generate()
             token = idp.issue(user)
-            master = await client.create_user(token, user_key.public_key, _ESCROW)
+            _, master = await client.create_user(token, user_key.public_key, _ESCROW)
             device_id = await client.add_device(
                 idp.issue(user), user_key=user_key, master=master,
                 device_key=device_key.public_key, signer=signer,

@@ -61,17 +61,19 @@ def device_keys_body(
     device_key: PublicKey,
     signer: SigningKey,
     now: int,
+    device_signing_key: VerifyingKey | None = None,
 ) -> dict[str, Any]:
     """Body of ``POST /v1/devices`` (and key rotation): the device's keys, the user ->
-    device transform key, and the user's proof over them and the JWT."""
+    device transform key, and the user's proof over them and the JWT. ``signer`` signs
+    the transform key; it is also the device's signing key unless another device makes
+    the body for it (device approval), naming the new device's ``device_signing_key``."""
+    signing_key = bytes(device_signing_key or signer.verifying_key)
     transform_key = generate_transform_key(user_key, device_key, signer)
-    message = device_proof_message(
-        now, bytes(transform_key), token, bytes(master), bytes(signer.verifying_key)
-    )
+    message = device_proof_message(now, bytes(transform_key), token, bytes(master), signing_key)
     proof = schnorr.sign(message, user_key, public_key=master)
     return {
         "public_key": b64encode(bytes(device_key)),
-        "signing_key": b64encode(bytes(signer.verifying_key)),
+        "signing_key": b64encode(signing_key),
         "transform_key": b64encode(bytes(transform_key)),
         "timestamp": now,
         "proof": b64encode(bytes(proof)),
@@ -149,15 +151,19 @@ class KeyServerClient:
         data = await send(self.http, "POST", "/v1/users/me/share", headers=self._bearer(token))
         return b64decode(data["share"])
 
-    async def create_user(self, token: str, public_key: PublicKey, escrow: bytes) -> PublicKey:
-        """Register the token's user; returns the augmented master public key."""
+    async def create_user(
+        self, token: str, public_key: PublicKey, escrow: bytes
+    ) -> tuple[str, PublicKey]:
+        """Register the token's user; returns its id and augmented master public key."""
         body = {"public_key": b64encode(bytes(public_key)), "escrow": b64encode(escrow)}
         data = await send(self.http, "POST", "/v1/users", headers=self._bearer(token), json=body)
-        return PublicKey.from_bytes(b64decode(data["master_public_key"]))
+        return str(data["user_id"]), PublicKey.from_bytes(b64decode(data["master_public_key"]))
 
-    async def escrow(self, token: str) -> bytes:
+    async def escrow(self, token: str) -> tuple[str, PublicKey, bytes]:
+        """(user id, master public key, escrow blob) of the token's user."""
         data = await send(self.http, "GET", "/v1/users/me/escrow", headers=self._bearer(token))
-        return b64decode(data["escrow"])
+        master = PublicKey.from_bytes(b64decode(data["master_public_key"]))
+        return str(data["user_id"]), master, b64decode(data["escrow"])
 
     async def add_device(
         self,
@@ -167,6 +173,7 @@ class KeyServerClient:
         master: PublicKey,
         device_key: PublicKey,
         signer: SigningKey,
+        device_signing_key: VerifyingKey | None = None,
     ) -> str:
         """Register a device for the token's user (needs the user's private key)."""
         body = device_keys_body(
@@ -176,6 +183,7 @@ class KeyServerClient:
             device_key=device_key,
             signer=signer,
             now=int(self.clock()),
+            device_signing_key=device_signing_key,
         )
         data = await send(self.http, "POST", "/v1/devices", headers=self._bearer(token), json=body)
         return str(data["device_id"])

@@ -18,6 +18,8 @@ class UserCreated(Model):
 
 
 class Escrow(Model):
+    user_id: str
+    master_public_key: B64
     escrow: B64
 
 

@@ -64,12 +64,13 @@ def create_user(body: CreateUser, identity: FreshUser, service: Service) -> User
 
 @router.get("/users/me/escrow")
 def get_escrow(identity: User, service: Service) -> Escrow:
-    """The caller's escrowed (encrypted) user private key."""
+    """The caller's escrowed (encrypted) user private key, with the master public key a
+    new device needs to register."""
     with service.transaction() as session:
         user = session.get(UserRow, identity.user_id)
         if user is None:
             raise not_found("this user has no keys yet")
-        return Escrow(escrow=user.escrow)
+        return Escrow(user_id=user.id, master_public_key=user.master_public_key, escrow=user.escrow)
 
 
 @router.post("/users/me/share")

@@ -1,0 +1,272 @@
+"""An asyncio client for the conference service: the platform's escrow share, the
+message board and the media relay (see ``veil.conference`` for the wire protocol).
+
+Board posts are checked here, end to end: a post is delivered only if its signature
+verifies against the poster device's key *as the key service publishes it*, so the
+conference service can reorder nothing undetected and forge nothing.
+"""
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from veil.client.errors import ServiceError, Unavailable, service_error
+from veil.client.keyserver import send
+from veil.crypto.errors import InvalidSignature
+from veil.crypto.signing import SigningKey, VerifyingKey
+from veil.protocol import MediaKind, b64decode, b64encode, hello_message, post_message
+
+KeyLookup = Callable[[str], Awaitable[tuple[str, VerifyingKey]]]
+"""device id -> (its user id, its signing key), from the key service."""
+
+
+@dataclass(frozen=True)
+class Post:
+    """A board post whose signature verified."""
+
+    seq: int
+    kind: str
+    user_id: str
+    device_id: str
+    timestamp: int
+    body: bytes = field(repr=False)
+
+
+def _ws_url(base_url: str, path: str) -> str:
+    url = httpx.URL(base_url)
+    scheme = "wss" if url.scheme == "https" else "ws"
+    return str(url.copy_with(scheme=scheme, path=url.path.rstrip("/") + path))
+
+
+async def _open(
+    url: str,
+    room_id: str,
+    channel: str,
+    token: str,
+    device_id: str,
+    signer: SigningKey,
+    **extra: Any,
+) -> ClientConnection:
+    try:
+        socket = await connect(url, max_size=1 << 20, open_timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise Unavailable(0, "unreachable", f"{url}: {type(exc).__name__}") from None
+    try:
+        challenge = json.loads(await socket.recv())
+        message = hello_message(room_id, channel, b64decode(challenge["challenge"]), device_id)
+        hello = {
+            "type": "hello",
+            "token": token,
+            "device_id": device_id,
+            "signature": b64encode(signer.sign(message)),
+            **extra,
+        }
+        await socket.send(json.dumps(hello))
+        welcome = json.loads(await socket.recv())
+    except ConnectionClosed:
+        raise Unavailable(0, "closed", "the conference service closed the connection") from None
+    if welcome.get("type") == "error":
+        await socket.close()
+        status = (socket.close_code or 4400) - 4000
+        raise service_error(status, welcome["code"], welcome["message"])
+    return socket
+
+
+class ConferenceClient:
+    def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:
+        self.base_url, self.http = base_url, http
+
+    async def share(self, token: str) -> bytes:
+        """The platform's share of this user's escrow password."""
+        headers = {"Authorization": f"Bearer {token}"}
+        data = await send(self.http, "POST", "/v1/users/me/share", headers=headers)
+        return b64decode(data["share"])
+
+    def board(
+        self,
+        room_id: str,
+        *,
+        device_id: str,
+        signer: SigningKey,
+        token: Callable[[], Awaitable[str]],
+        lookup: KeyLookup,
+        clock: Callable[[], float],
+    ) -> "Board":
+        return Board(self.base_url, room_id, device_id, signer, token, lookup, clock)
+
+    async def media(
+        self, room_id: str, *, device_id: str, signer: SigningKey, token: str
+    ) -> "MediaChannel":
+        url = _ws_url(self.base_url, f"/v1/rooms/{room_id}/media")
+        return MediaChannel(await _open(url, room_id, "media", token, device_id, signer))
+
+
+class Board:
+    """A room's board: ``posts()`` yields every verified post in order, reconnecting
+    and resuming from the last ``seq`` if the connection drops; ``post()`` signs and
+    sends one and returns its ``seq``. Posts that fail verification are counted in
+    ``rejected`` and never delivered."""
+
+    def __init__(
+        self,
+        base_url: str,
+        room_id: str,
+        device_id: str,
+        signer: SigningKey,
+        token: Callable[[], Awaitable[str]],
+        lookup: KeyLookup,
+        clock: Callable[[], float],
+    ) -> None:
+        self.room_id, self.device_id, self.signer = room_id, device_id, signer
+        self._url = _ws_url(base_url, f"/v1/rooms/{room_id}/board")
+        self._token, self._lookup, self._clock = token, lookup, clock
+        self.last_seq = 0
+        self.rejected = 0
+        self._socket: ClientConnection | None = None
+        self._incoming: asyncio.Queue[Post | BaseException] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[int]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def connect(self, since: int | None = None) -> None:
+        if since is not None:
+            self.last_seq = since
+        self._socket = await _open(
+            self._url,
+            self.room_id,
+            "board",
+            await self._token(),
+            self.device_id,
+            self.signer,
+            since=self.last_seq,
+        )
+        self._reader = asyncio.create_task(self._read(self._socket))
+
+    async def _read(self, socket: ClientConnection) -> None:
+        try:
+            async for raw in socket:
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "post":
+                    post = await self._verified(message["post"])
+                    if post is not None and post.seq > self.last_seq:
+                        self.last_seq = post.seq
+                        await self._incoming.put(post)
+                elif kind in ("ack", "error") and message.get("post_id") in self._pending:
+                    future = self._pending.pop(message["post_id"])
+                    if kind == "ack":
+                        future.set_result(int(message["seq"]))
+                    else:
+                        future.set_exception(
+                            service_error(400, message["code"], message["message"])
+                        )
+        except ConnectionClosed:
+            pass
+        if not self._closed:
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        for delay in (0.1, 0.5, 1, 2, 5):
+            await asyncio.sleep(delay)
+            try:
+                await self.connect()
+                return
+            except ServiceError as error:
+                if isinstance(error, Unavailable):
+                    continue
+                await self._incoming.put(error)
+                return
+        await self._incoming.put(Unavailable(0, "disconnected", "the board connection is lost"))
+
+    async def _verified(self, data: dict[str, Any]) -> Post | None:
+        try:
+            post_id, body, signature = (
+                b64decode(data[k]) for k in ("post_id", "body", "signature")
+            )
+            user_id, key = await self._lookup(data["device_id"])
+            message = post_message(
+                self.room_id, post_id, data["kind"], data["device_id"], data["timestamp"], body
+            )
+            key.verify(signature, message)
+            if user_id != data["user_id"]:
+                raise InvalidSignature
+        except (InvalidSignature, ValueError, KeyError, ServiceError):
+            self.rejected += 1
+            return None
+        return Post(data["seq"], data["kind"], user_id, data["device_id"], data["timestamp"], body)
+
+    async def post(self, kind: str, body: bytes) -> int:
+        """Sign and post; returns the post's ``seq`` once the board has stored it."""
+        if self._socket is None:
+            raise RuntimeError("connect() first")
+        post_id = secrets.token_bytes(16)
+        timestamp = int(self._clock())
+        message = post_message(self.room_id, post_id, kind, self.device_id, timestamp, body)
+        key = b64encode(post_id)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        await self._socket.send(
+            json.dumps(
+                {
+                    "type": "post",
+                    "post_id": key,
+                    "kind": kind,
+                    "body": b64encode(body),
+                    "timestamp": timestamp,
+                    "signature": b64encode(self.signer.sign(message)),
+                }
+            )
+        )
+        return await asyncio.wait_for(future, 30)
+
+    async def next(self, timeout: float | None = None) -> Post:
+        item = await asyncio.wait_for(self._incoming.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def posts(self) -> AsyncIterator[Post]:
+        while True:
+            yield await self.next()
+
+    async def drop_connection(self) -> None:
+        """Close the socket as a network failure would (the board resumes on its own)."""
+        if self._socket is not None:
+            await self._socket.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._socket is not None:
+            await self._socket.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+class MediaChannel:
+    """One participant's media connection: send frames, receive everyone else's."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+
+    async def send(self, kind: MediaKind, frame: bytes) -> None:
+        await self._socket.send(bytes([kind]) + frame)
+
+    async def receive(self) -> tuple[MediaKind, bytes]:
+        """The next frame from another participant: (media kind, SFrame bytes)."""
+        while True:
+            message = await self._socket.recv()
+            if isinstance(message, bytes):
+                return MediaKind(message[0]), message[1:]
+
+    async def close(self) -> None:
+        await self._socket.close()

@@ -1,0 +1,419 @@
+"""``Device``: one device of one user, the root of the SDK.
+
+``Device.initialize`` follows the seed's SDK. On a device with a saved context it
+loads it (sealed at rest, see ``veil.client.store``) and checks the device is still
+active. On a new device it creates the user if needed, unlocks the escrowed user key
+and registers the device, in one of three modes:
+
+- ``"split-trust"`` (default): the escrow password is made from the key service's
+  and the platform's shares, each fetched with the user's JWT; the user types nothing.
+- ``"password"``: the escrow password is the user's own (``password`` callback).
+- ``"approval"``: nothing a server holds opens the user key. A new device shows an
+  approval payload (``show_approval``; short enough for a QR code) and waits until an
+  existing device of the user approves it (``Device.approve_device``). The escrow
+  password is derived from a PRE plaintext granted to the user as a document, so any
+  device the user approved, and only such a device, can recover the user key.
+"""
+
+import asyncio
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+
+from veil.client.conference import ConferenceClient
+from veil.client.errors import (
+    ApprovalPending,
+    DeviceRevoked,
+    NotFound,
+    ServiceError,
+    WrongPassword,
+)
+from veil.client.keyserver import KeyServerClient
+from veil.client.pins import KeyPins
+from veil.client.store import DeviceContext, DeviceStore, Mode
+from veil.crypto import kdf
+from veil.crypto.errors import DecryptionError
+from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
+from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, decrypt, encrypt
+from veil.crypto.signing import SigningKey, VerifyingKey
+from veil.protocol import b64decode, b64encode, device_id_for
+
+TokenSource = Callable[[], Awaitable[str]]
+"""Returns a fresh JWT for the user from the platform's IdP."""
+PasswordSource = Callable[[], Awaitable[str]]
+ApprovalDisplay = Callable[[str], Awaitable[None]]
+
+_APPROVAL_PREFIX = "veil-approve-v1"
+
+
+def _escrow_document(user_id: str) -> str:
+    return f"veil-escrow.{user_id}"
+
+
+def approval_payload(user_id: str, device_key: PublicKey, signing_key: VerifyingKey) -> str:
+    """What a new device shows for approval: its user and public keys (~150 characters)."""
+    return ":".join(
+        (_APPROVAL_PREFIX, user_id, b64encode(bytes(device_key)), b64encode(bytes(signing_key)))
+    )
+
+
+def parse_approval(payload: str) -> tuple[str, PublicKey, VerifyingKey]:
+    parts = payload.split(":")
+    if len(parts) != 4 or parts[0] != _APPROVAL_PREFIX:
+        raise ValueError("not a Veil device-approval payload")
+    return parts[1], PublicKey.from_bytes(b64decode(parts[2])), VerifyingKey(b64decode(parts[3]))
+
+
+class Device:
+    """A registered device. Use ``await Device.initialize(...)``; close it when done."""
+
+    def __init__(
+        self,
+        context: DeviceContext,
+        *,
+        keyserver: KeyServerClient,
+        conference: ConferenceClient,
+        tokens: TokenSource,
+        store: DeviceStore,
+        password: PasswordSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._context, self._store = context, store
+        self.keyserver, self.conference = keyserver, conference
+        self.tokens, self._password, self.clock = tokens, password, clock
+        self.session = keyserver.device(context.device_id, context.signer)
+        self.pins = KeyPins(context.pins)
+        self._signers: dict[str, tuple[str, VerifyingKey]] = {}
+        from veil.client.documents import Documents
+        from veil.client.groups import Groups
+
+        self.groups = Groups(self)
+        self.documents = Documents(self)
+
+    def __repr__(self) -> str:
+        return f"Device(user_id={self.user_id!r}, device_id={self.device_id!r})"
+
+    @property
+    def user_id(self) -> str:
+        return self._context.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self._context.device_id
+
+    @property
+    def mode(self) -> Mode:
+        return self._context.mode
+
+    @property
+    def master_public_key(self) -> PublicKey:
+        return self._context.master
+
+    @property
+    def signer(self) -> SigningKey:
+        return self._context.signer
+
+    # --- set-up --------------------------------------------------------------------------
+
+    @classmethod
+    async def initialize(
+        cls,
+        *,
+        keyserver_url: str,
+        conference_url: str,
+        tokens: TokenSource,
+        store: DeviceStore,
+        mode: Mode = "split-trust",
+        password: PasswordSource | None = None,
+        show_approval: ApprovalDisplay | None = None,
+        approval_timeout: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> "Device":
+        if mode == "password" and password is None:
+            raise ValueError("password mode needs a password callback")
+        if mode == "approval" and show_approval is None:
+            raise ValueError("approval mode needs a show_approval callback")
+        keyserver = KeyServerClient(
+            httpx.AsyncClient(base_url=keyserver_url, timeout=30), clock=clock
+        )
+        conference = ConferenceClient(
+            conference_url, httpx.AsyncClient(base_url=conference_url, timeout=30)
+        )
+        try:
+            context = store.load()
+            if context is None:
+                context = await _register(
+                    keyserver, conference, tokens, mode, password, show_approval, approval_timeout
+                )
+                store.save(context)
+            else:
+                record = await keyserver.device_record(context.device_id)
+                if not record.active:
+                    raise DeviceRevoked(403, "device_revoked", "this device has been revoked")
+        except BaseException:
+            await keyserver.http.aclose()
+            await conference.http.aclose()
+            raise
+        return cls(
+            context,
+            keyserver=keyserver,
+            conference=conference,
+            tokens=tokens,
+            store=store,
+            password=password,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        await self.keyserver.http.aclose()
+        await self.conference.http.aclose()
+
+    async def __aenter__(self) -> "Device":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def _save(self) -> None:
+        self._store.save(self._context)
+
+    # --- the user key ----------------------------------------------------------------------
+
+    async def user_key(self) -> PrivateKey:
+        """The user's private key (to approve or rotate devices): kept on the device in
+        approval mode, unlocked from the escrow otherwise."""
+        if self._context.user_key is not None:
+            return self._context.user_key
+        token = await self.tokens()
+        _, _, escrow = await self.keyserver.escrow(token)
+        secret = await _escrow_password(
+            self.keyserver, self.conference, token, self.mode, self._password
+        )
+        return _open_escrow(escrow, secret, self.user_id)
+
+    # --- devices --------------------------------------------------------------------------
+
+    async def devices(self) -> list[dict[str, Any]]:
+        return await self.session.devices()
+
+    async def revoke_device(self, device_id: str) -> None:
+        """Revoke one of this user's devices (a lost one): its transform key is deleted,
+        so it can decrypt nothing new and its requests fail."""
+        await self.session.revoke_device(device_id)
+
+    async def approve_device(self, payload: str) -> str:
+        """Approve a new device of this user from its approval payload; returns its id."""
+        user_id, device_key, signing_key = parse_approval(payload)
+        if user_id != self.user_id:
+            raise ValueError("this approval payload is for another user's device")
+        return await self.keyserver.add_device(
+            await self.tokens(),
+            user_key=await self.user_key(),
+            master=self.master_public_key,
+            device_key=device_key,
+            signer=self.signer,
+            device_signing_key=signing_key,
+        )
+
+    async def rotate_keys(self) -> None:
+        """Replace this device's PRE and signing keys (forward secrecy after a meeting:
+        a later theft of the device opens nothing recorded before the rotation)."""
+        from veil.client.keyserver import device_keys_body
+
+        user_key = await self.user_key()
+        device_key, signer = PrivateKey.generate(), SigningKey.generate()
+        token = await self.tokens()
+        body = device_keys_body(
+            token,
+            user_key=user_key,
+            master=self.master_public_key,
+            device_key=device_key.public_key,
+            signer=signer,
+            now=int(self.clock()),
+        )
+        await self.session.rotate_keys(token, body)
+        self._context.device_key, self._context.signer = device_key, signer
+        self.session = self.keyserver.device(self.device_id, signer)
+        self._save()
+
+    # --- keys of others ---------------------------------------------------------------------
+
+    async def public_keys(
+        self, user_ids: Sequence[str], *, accept_changes: bool = False
+    ) -> dict[str, PublicKey]:
+        """Master public keys, checked against (and added to) this device's pins.
+        Raises ``PinnedKeyChanged`` if one differs from its pin; ``NotFound`` if a user
+        has no keys."""
+        found = await self.session.public_keys(sorted(set(user_ids)))
+        missing = set(user_ids) - set(found)
+        if missing:
+            raise NotFound(404, "not_found", f"no keys for {sorted(missing)}")
+        changed = False
+        for user_id, key in found.items():
+            changed |= self.pins.check(user_id, key, accept_changes=accept_changes)
+        if changed:
+            self._save()
+        return found
+
+    async def signer_of(self, device_id: str) -> tuple[str, VerifyingKey]:
+        """(user id, signing key) of a device, as the key service publishes it."""
+        cached = self._signers.get(device_id)
+        if cached is None:
+            record = await self.keyserver.device_record(device_id)
+            cached = self._signers[device_id] = (record.user_id, record.signing_key)
+        return cached
+
+    # --- decryption -----------------------------------------------------------------------
+
+    def decrypt(
+        self, value: VerifiedEncryptedValue, *, origin: EncryptedValue | None = None
+    ) -> Plaintext:
+        """Decrypt a value transformed to this device."""
+        return decrypt(value, self._context.device_key, origin=origin)
+
+
+async def _escrow_password(
+    keyserver: KeyServerClient,
+    conference: ConferenceClient,
+    token: str,
+    mode: Mode,
+    password: PasswordSource | None,
+) -> bytes:
+    if mode == "split-trust":
+        shares = await asyncio.gather(keyserver.share(token), conference.share(token))
+        return kdf.split_trust_password(*shares)
+    if mode == "password":
+        assert password is not None
+        text = unicodedata.normalize("NFC", await password())
+        if not text:
+            raise WrongPassword("the password must not be empty")
+        return text.encode()
+    raise ApprovalPending("in approval mode the user key comes from an approved device")
+
+
+def _open_escrow(escrow: bytes, secret: bytes, user_id: str) -> PrivateKey:
+    try:
+        return PrivateKey.from_secret_bytes(
+            kdf.open_escrow(escrow, secret, context=user_id.encode())
+        )
+    except DecryptionError:
+        raise WrongPassword("the escrow password did not open the user key") from None
+
+
+async def _register(
+    keyserver: KeyServerClient,
+    conference: ConferenceClient,
+    tokens: TokenSource,
+    mode: Mode,
+    password: PasswordSource | None,
+    show_approval: ApprovalDisplay | None,
+    approval_timeout: float,
+) -> DeviceContext:
+    """A new device: create the user if needed, get the user key, register the device."""
+    device_key, signer = PrivateKey.generate(), SigningKey.generate()
+    token = await tokens()
+    try:
+        user_id, master, escrow = await keyserver.escrow(token)
+    except NotFound:
+        return await _new_user(
+            keyserver, conference, token, tokens, mode, password, device_key, signer
+        )
+    if mode == "approval":
+        assert show_approval is not None
+        device_id = device_id_for(bytes(signer.verifying_key))
+        await show_approval(approval_payload(user_id, device_key.public_key, signer.verifying_key))
+        await _wait_for_approval(keyserver, device_id, approval_timeout)
+        session = keyserver.device(device_id, signer)
+        grant = await session.document_key(_escrow_document(user_id))
+        secret = decrypt(grant, device_key).derive_key("escrow password")
+        user_key: PrivateKey | None = _open_escrow(escrow, secret, user_id)
+    else:
+        secret = await _escrow_password(keyserver, conference, token, mode, password)
+        user_key = _open_escrow(escrow, secret, user_id)
+        device_id = await keyserver.add_device(
+            await tokens(), user_key=user_key, master=master,
+            device_key=device_key.public_key, signer=signer,
+        )  # fmt: skip
+    return DeviceContext(
+        user_id=user_id,
+        device_id=device_id,
+        mode=mode,
+        device_key=device_key,
+        signer=signer,
+        master=master,
+        user_key=user_key if mode == "approval" else None,
+    )
+
+
+async def _new_user(
+    keyserver: KeyServerClient,
+    conference: ConferenceClient,
+    token: str,
+    tokens: TokenSource,
+    mode: Mode,
+    password: PasswordSource | None,
+    device_key: PrivateKey,
+    signer: SigningKey,
+) -> DeviceContext:
+    user_key = PrivateKey.generate()
+    recovery = Plaintext.generate()
+    if mode == "approval":
+        secret = recovery.derive_key("escrow password")
+    else:
+        secret = await _escrow_password(keyserver, conference, token, mode, password)
+    # The user id is the token's subject; the escrow binds it, so learn it first.
+    user_id = _subject(token)
+    escrow = kdf.seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
+    created_id, master = await keyserver.create_user(token, user_key.public_key, escrow)
+    device_id = await keyserver.add_device(
+        await tokens(), user_key=user_key, master=master,
+        device_key=device_key.public_key, signer=signer,
+    )  # fmt: skip
+    if mode == "approval":
+        grant = {
+            "grantee_kind": "user",
+            "grantee_id": created_id,
+            "encrypted_key": b64encode(bytes(encrypt(recovery, master, signer))),
+        }
+        session = keyserver.device(device_id, signer)
+        await session.create_document(_escrow_document(created_id), "other", [grant])
+    return DeviceContext(
+        user_id=created_id,
+        device_id=device_id,
+        mode=mode,
+        device_key=device_key,
+        signer=signer,
+        master=master,
+        user_key=user_key if mode == "approval" else None,
+    )
+
+
+def _subject(token: str) -> str:
+    """The ``sub`` claim of a JWT, read without verifying (the key service verifies it)."""
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        return str(json.loads(b64decode(payload.rstrip("=")))["sub"])
+    except (IndexError, ValueError, KeyError) as exc:
+        raise ValueError("the token is not a JWT with a sub claim") from exc
+
+
+async def _wait_for_approval(keyserver: KeyServerClient, device_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            record = await keyserver.device_record(device_id)
+            if record.active:
+                return
+            raise DeviceRevoked(403, "device_revoked", "this device was revoked before use")
+        except NotFound:
+            pass
+        except ServiceError:
+            raise
+        if time.monotonic() >= deadline:
+            raise ApprovalPending("no existing device approved this device in time")
+        await asyncio.sleep(0.25)

@@ -1,0 +1,101 @@
+"""Groups: a PRE key pair whose private key only admins hold (encrypted to them at the
+key service). Members get group -> user transform keys, made by an admin's client."""
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from veil.crypto.aead import open_document
+from veil.crypto.keys import PrivateKey
+
+if TYPE_CHECKING:
+    from veil.client.device import Device
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    group_id: str
+    admins: tuple[str, ...]
+    members: tuple[str, ...]
+
+
+class Groups:
+    def __init__(self, device: "Device") -> None:
+        self._device = device
+        self._keys: dict[str, PrivateKey] = {}
+
+    async def create(
+        self,
+        group_id: str | None = None,
+        *,
+        members: Sequence[str] = (),
+        admins: Sequence[str] = (),
+        accept_changes: bool = False,
+    ) -> str:
+        """Create a group (this user becomes an admin) and add members and admins."""
+        device = self._device
+        group_id = group_id or f"group-{secrets.token_hex(12)}"
+        group_key = PrivateKey.generate()
+        await device.session.create_group(
+            group_id, group_key, user_id=device.user_id, master=device.master_public_key
+        )
+        self._keys[group_id] = group_key
+        if members:
+            await self.add_members(group_id, members, accept_changes=accept_changes)
+        if admins:
+            await self.add_admins(group_id, admins, accept_changes=accept_changes)
+        return group_id
+
+    async def key(self, group_id: str) -> PrivateKey:
+        """The group's private key (admins only), fetched once and kept in memory."""
+        if group_id not in self._keys:
+            encrypted, envelope = await self._device.session.group_private_key(group_id)
+            plaintext = self._device.decrypt(encrypted)
+            secret = open_document(plaintext.derive_key("group key"), group_id, envelope)
+            self._keys[group_id] = PrivateKey.from_secret_bytes(secret)
+        return self._keys[group_id]
+
+    async def add_members(
+        self, group_id: str, user_ids: Sequence[str], *, accept_changes: bool = False
+    ) -> None:
+        keys = await self._device.public_keys(user_ids, accept_changes=accept_changes)
+        group_key = await self.key(group_id)
+        for user_id in user_ids:
+            await self._device.session.add_member(
+                group_id, group_key, user_id=user_id, master=keys[user_id]
+            )
+
+    async def remove_members(self, group_id: str, user_ids: Sequence[str]) -> None:
+        group_key = await self.key(group_id)
+        for user_id in user_ids:
+            await self._device.session.remove_member(group_id, group_key, user_id)
+
+    async def add_admins(
+        self, group_id: str, user_ids: Sequence[str], *, accept_changes: bool = False
+    ) -> None:
+        keys = await self._device.public_keys(user_ids, accept_changes=accept_changes)
+        group_key = await self.key(group_id)
+        for user_id in user_ids:
+            await self._device.session.add_admin(
+                group_id, group_key, user_id=user_id, master=keys[user_id]
+            )
+
+    async def remove_admins(self, group_id: str, user_ids: Sequence[str]) -> None:
+        for user_id in user_ids:
+            await self._device.session.remove_admin(group_id, user_id)
+
+    async def get(self, group_id: str) -> GroupInfo:
+        data = await self._device.session.group(group_id)
+        return GroupInfo(group_id, tuple(data["admins"]), tuple(data["members"]))
+
+    async def list(self) -> list[str]:
+        return await self._device.session.groups()
+
+    async def delete(self, group_id: str) -> None:
+        """Delete the group: every transform key of it goes, at once."""
+        await self._device.session.delete_group(group_id)
+        self._keys.pop(group_id, None)
+
+    def forget(self, group_id: str) -> None:
+        self._keys.pop(group_id, None)
