@@ -108,7 +108,6 @@ async def run_stack(
 def stack_in_thread(data_dir: Path, **options: Any) -> Iterator[Endpoints]:
     """``run_stack`` on its own event loop in a background thread (for synchronous
     callers such as tests, whose client code then runs on another loop)."""
-    ready: asyncio.Future[Endpoints] | None = None
     started = threading.Event()
     box: dict[str, Any] = {}
 

@@ -68,6 +68,11 @@ class NotAdmitted(VeilError):
     """The meeting did not admit this device: no key post could be transformed for it."""
 
 
+class UntrustedPost(VeilError):
+    """A board post that verified but must not be trusted (a key from a non-admin, or a
+    ciphertext its poster did not make); it is ignored."""
+
+
 class MeetingEnded(VeilError):
     """The meeting has ended; its keys are gone."""
 
