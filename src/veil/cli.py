@@ -159,6 +159,40 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from veil.serve import ConfigurationError, ServeOptions, serve
+
+    roles = [r for r in ("keyserver", "conference", "idp") if getattr(args, r)]
+    if len(roles) > 1:
+        print("veil serve: choose at most one of --keyserver, --conference, --idp", file=sys.stderr)
+        return 2
+    options = ServeOptions(
+        role=roles[0] if roles else "all",
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        database_url=args.database_url,
+        fanout_url=args.fanout_url,
+        jwks_url=args.jwks_url,
+        keyserver_url=args.keyserver_url,
+        workers=args.workers,
+        transform_workers=args.transform_workers,
+    )
+    try:
+        serve(options)
+    except ConfigurationError as error:
+        print(f"veil serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"veil serve: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="veil",
@@ -191,6 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(handler=_demo)
+
+    srv = commands.add_parser(
+        "serve",
+        help="run the services: all in one process, or one of them alone",
+        description="Without a role flag: the dev IdP, the key service and the conference "
+        "service in one process (key service on --port, default 8470; conference on port+1; "
+        "dev IdP on port+2), SQLite files in --data-dir unless --database-url. With "
+        "--keyserver or --conference: that service alone with --workers uvicorn processes, "
+        "configured by flags and VEIL_* variables (replicas share --database-url and, for "
+        "conference replicas, --fanout-url).",
+    )
+    role = srv.add_mutually_exclusive_group()
+    role.add_argument("--keyserver", action="store_true", help="only the key service")
+    role.add_argument("--conference", action="store_true", help="only the conference service")
+    role.add_argument("--idp", action="store_true", help="only the dev IdP (not for production)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="port (defaults: key service 8470, conference "
+                     "8471, IdP 8472)")  # fmt: skip
+    srv.add_argument("--data-dir", default="./veil-data", help="SQLite files and the key "
+                     "service secret (default ./veil-data)")  # fmt: skip
+    srv.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql://...")
+    srv.add_argument("--fanout-url", metavar="URL", help="redis://... or nats://... so "
+                     "conference replicas share rooms (default: in memory)")  # fmt: skip
+    srv.add_argument("--jwks-url", metavar="URL", help="the IdP's JWKS (key service and "
+                     "conference alone)")  # fmt: skip
+    srv.add_argument("--keyserver-url", metavar="URL", help="the key service (conference alone)")
+    srv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    srv.add_argument("--transform-workers", type=int, help="transform processes per key "
+                     "service process (default: cores - 1)")  # fmt: skip
+    srv.set_defaults(handler=_serve)
 
     bench = commands.add_parser("bench", help="measure Veil on this machine")
     targets = bench.add_subparsers(dest="target", required=True)

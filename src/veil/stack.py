@@ -56,6 +56,7 @@ async def run_stack(
     fanout_url: str | None = None,
     fanout: Fanout | None = None,
     transform_workers: int = 0,
+    service_secret: bytes | None = None,
     log_level: str = "warning",
 ) -> AsyncIterator[Endpoints]:
     """Serve the three services on this event loop until the block exits."""
@@ -64,7 +65,7 @@ async def run_stack(
     common: dict[str, Any] = {"issuer": idp.issuer, "audience": idp.audience, "jwks": idp.jwks()}
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
-        service_secret=secrets.token_bytes(32),
+        service_secret=service_secret or secrets.token_bytes(32),
         transform_workers=transform_workers,
         **common,
     )

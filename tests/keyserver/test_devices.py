@@ -261,7 +261,9 @@ def test_a_device_id_with_a_nul_byte_is_422_not_500(make_actor, request, databas
     assert_error(response, 422, "validation_error")
 
 
-def test_a_device_id_is_the_digest_of_its_signing_key_and_a_second_registration_is_409(make_actor) -> None:  # type: ignore[no-untyped-def]
+def test_device_ids_digest_the_signing_key_and_reregistering_is_409(
+    make_actor,
+) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
     assert alice.device_id == device_id_for(bytes(alice.signer.verifying_key))
     token = alice.token()

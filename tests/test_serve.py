@@ -1,0 +1,138 @@
+"""``veil serve``: configuration errors, all services in one process, and each service
+in its own process (as a deployment runs them), driven by the real SDK."""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from veil.bench.keyserver import free_port
+from veil.client import Device, MemoryDeviceStore
+
+VEIL = [sys.executable, "-m", "veil.cli"]
+
+
+def veil(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VEIL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keyserver"], "the key service verifies JWTs: pass --jwks-url"),
+        (["--conference", "--jwks-url", "http://127.0.0.1:1/j"], "pass --keyserver-url"),
+        (["--fanout-url", "ftp://example"], "--fanout-url must be redis://"),
+        (["--database-url", "mysql://x/y"], "--database-url must be sqlite:///"),
+        (["--workers", "2"], "all services in one process run one worker"),
+        (["--idp", "--workers", "2"], "the dev IdP holds its key in memory"),
+        (["--keyserver", "--fanout-url", "redis://127.0.0.1"], "--fanout-url is for the conf"),
+        (["--port", "70000"], "--port must lie in 1..65535"),
+    ],
+)
+def test_bad_configuration_is_refused_before_anything_starts(args: list[str], message: str) -> None:
+    completed = veil("serve", *args)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+
+
+@contextmanager
+def process(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    child = subprocess.Popen(
+        [*VEIL, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def wait_for(url: str, child: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert child.poll() is None, "the service exited"
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")
+
+
+async def a_device_meets_the_services(
+    idp_url: str, keyserver_url: str, conference_url: str
+) -> None:
+    async def token() -> str:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{idp_url}/token", json={"sub": "serve-user"})
+            return str(response.json()["token"])
+
+    device = await Device.initialize(
+        keyserver_url=keyserver_url,
+        conference_url=conference_url,
+        tokens=token,
+        store=MemoryDeviceStore(secrets.token_bytes(32)),
+    )
+    async with device:
+        document = await device.documents.encrypt(b"served", users=[])
+        assert await device.documents.decrypt(document) == b"served"
+        board = device.conference.board(
+            "serve-room", device_id=device.device_id, signer=device.signer,
+            token=device.tokens, lookup=device.signer_of, clock=time.time,
+        )  # fmt: skip
+        await board.connect()
+        assert await board.post("announce", b"{}") == 1
+        assert (await board.next(10)).user_id == "serve-user"
+        await board.close()
+
+
+def test_all_services_in_one_process(tmp_path: Path) -> None:
+    port = free_port()
+    with process(
+        "serve", "--port", str(port), "--data-dir", str(tmp_path), "--transform-workers", "0"
+    ) as child:
+        assert child.stdout is not None
+        endpoints = json.loads(child.stdout.readline())
+        assert endpoints["keyserver_url"] == f"http://127.0.0.1:{port}"
+        asyncio.run(a_device_meets_the_services(**endpoints))
+    assert child.returncode == 0
+    assert (tmp_path / "keyserver.secret").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keyserver.sqlite3").exists()
+    assert (tmp_path / "conference.sqlite3").exists()
+
+
+def test_each_service_in_its_own_process(tmp_path: Path) -> None:
+    idp_port, ks_port, conf_port = free_port(), free_port(), free_port()
+    idp_url, ks_url, conf_url = (f"http://127.0.0.1:{p}" for p in (idp_port, ks_port, conf_port))
+    jwks = f"{idp_url}/.well-known/jwks.json"
+    with process("serve", "--idp", "--port", str(idp_port)) as idp:
+        wait_for(jwks, idp)
+        with process(
+            "serve", "--keyserver", "--port", str(ks_port), "--jwks-url", jwks,
+            "--data-dir", str(tmp_path), "--transform-workers", "0",
+        ) as keyserver:  # fmt: skip
+            wait_for(f"{ks_url}/v1/service", keyserver)
+            with process(
+                "serve", "--conference", "--port", str(conf_port), "--jwks-url", jwks,
+                "--keyserver-url", ks_url, "--data-dir", str(tmp_path),
+            ) as conference:  # fmt: skip
+                wait_for(f"{conf_url}/openapi.json", conference)
+                asyncio.run(a_device_meets_the_services(idp_url, ks_url, conf_url))
