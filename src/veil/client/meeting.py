@@ -45,7 +45,7 @@ from veil.client.errors import (
 from veil.client.media import Frame, MeetingMedia
 from veil.crypto import kdf
 from veil.crypto.errors import AuthenticationError, DecodeError
-from veil.crypto.keys import Plaintext
+from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue, encrypt
 from veil.protocol import MediaKind, b64decode, b64encode
 
@@ -137,6 +137,7 @@ class Meeting:
         self._newest_key: Post | None = None
         self._manager: str | None = None  # device id of the newest key's poster
         self._admins: set[str] = set()
+        self._group_key: PublicKey | None = None
         self._epoch_signal = asyncio.Event()
         self._last_rekey = 0.0
         self._rekey_pending: asyncio.Task[None] | None = None
@@ -259,11 +260,15 @@ class Meeting:
             group = await self.device.groups.get(self.meeting_id)
             members = sorted(set(group.members))
             plaintext = Plaintext.generate()
-            group_key = await self.device.session.group_public_key(self.meeting_id)
+            if self._group_key is None:  # a group's public key never changes
+                self._group_key = await self.device.session.group_public_key(self.meeting_id)
+            group_key = self._group_key
             encrypted = bytes(encrypt(plaintext, group_key, self.device.signer))
             body = {
                 "epoch": epoch, "encrypted_key": b64encode(encrypted),
                 "members": members, "host": self.host,
+                # Invitees not yet in the group, so a manager who takes over admits them.
+                "invitees": sorted(self.invitees - set(members)),
             }  # fmt: skip
             self._install(epoch, plaintext, members)
             self._manager = self.device.device_id
@@ -305,6 +310,7 @@ class Meeting:
                 raise UntrustedPost("a key post from a user who is not a meeting admin")
         if body.get("host"):
             self.host = str(body["host"])
+        self.invitees.update(str(u) for u in body.get("invitees", ()))
         self._install(epoch, plaintext, [str(m) for m in body["members"]])
         self._manager = post.device_id
         self._last_rekey = self.clock.time()
