@@ -27,6 +27,8 @@ from veil.protocol import (
     sign_request,
 )
 
+LOOKUP_BATCH = 500
+
 
 def result(response: httpx.Response) -> Any:
     """The JSON of a successful response, or the matching ``ServiceError``."""
@@ -234,9 +236,16 @@ class DeviceSession:
     # --- users and devices -------------------------------------------------------------
 
     async def public_keys(self, user_ids: list[str]) -> dict[str, PublicKey]:
-        """Master public keys; users without keys are left out."""
-        data = await self.request("POST", "/v1/public-keys", {"user_ids": user_ids})
-        return {u: PublicKey.from_bytes(b64decode(k)) for u, k in data["public_keys"].items()}
+        """Master public keys; users without keys are left out. Asks in batches of
+        ``LOOKUP_BATCH`` (the service's limit per call)."""
+        found: dict[str, PublicKey] = {}
+        for start in range(0, len(user_ids), LOOKUP_BATCH):
+            batch = user_ids[start : start + LOOKUP_BATCH]
+            data = await self.request("POST", "/v1/public-keys", {"user_ids": batch})
+            found.update(
+                {u: PublicKey.from_bytes(b64decode(k)) for u, k in data["public_keys"].items()}
+            )
+        return found
 
     async def devices(self) -> list[dict[str, Any]]:
         data = await self.request("GET", "/v1/devices")
