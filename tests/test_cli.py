@@ -7,6 +7,8 @@ import sys
 from veil.bench.crypto import ratios
 from veil.cli import main
 
+VEIL_BENCH = [sys.executable, "-m", "veil.cli", "bench"]
+
 EXPECTED_KEYS = {
     "keygen",
     "encrypt",
@@ -74,3 +76,25 @@ def test_bench_keyserver_json_runs_against_a_real_server() -> None:
         assert result[key] > 0, key
     assert result["requests"] > 0
     assert result["p99_ms"] >= result["p50_ms"]
+
+
+def test_bench_meeting_json_measures_both_rekeys() -> None:
+    completed = subprocess.run(
+        [*VEIL_BENCH, "meeting", "--participants", "4", "--rounds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(completed.stdout)
+    assert result["participants"] == 4
+    for kind in ("veil", "pairwise"):
+        assert set(result[kind]) == {"host_cpu_ms", "rekey_to_all_ms", "bytes_per_device"}
+        assert result[kind]["host_cpu_ms"] > 0 and result[kind]["rekey_to_all_ms"] > 0
+    # A Veil device receives the key post and its transformed key (a level-2 ciphertext).
+    assert result["veil"]["bytes_per_device"] > 3251
+    assert result["pairwise"]["bytes_per_device"] > 3 * 60  # three wrapped keys at least
+
+
+def test_bench_meeting_refuses_a_one_person_meeting() -> None:
+    assert main(["bench", "meeting", "--participants", "1"]) == 2

@@ -359,8 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "runs", 1) < 1:
         print("veil: --runs must be at least 1", file=sys.stderr)
         return 2
-    if getattr(args, "participants", 3) < 3:
-        print("veil: --participants must be at least 3", file=sys.stderr)
+    least = 3 if args.command == "demo" else 2
+    if getattr(args, "participants", least) < least:
+        print(f"veil: --participants must be at least {least}", file=sys.stderr)
         return 2
     handler = args.handler
     return int(handler(args))
