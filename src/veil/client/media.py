@@ -144,7 +144,8 @@ class MeetingMedia:
             self._pending.append((self._clock(), frame))
             return None
         epoch = epochs[0]
-        if header.kid not in self._kids.setdefault(epoch, set()):
+        new_kid = header.kid not in self._kids.setdefault(epoch, set())
+        if new_kid:
             base = kdf.sender_base_key(
                 self._keys[epoch], meeting_id=self.meeting_id, epoch=epoch,
                 sender=sender, stream=stream,
@@ -157,6 +158,9 @@ class MeetingMedia:
             self.counters.replayed += 1
             return None
         except (DecryptionError, DecodeError, UnknownKeyId):
+            if new_kid:  # a made-up KID must not leave a key (and window) behind
+                self._receiver.remove_key(header.kid)
+                self._kids[epoch].discard(header.kid)
             self.counters.tampered += 1
             return None
         self.counters.decrypted += 1

@@ -14,7 +14,8 @@
   rotates the key.
 - **End**: the manager posts ``end`` and deletes the group; every client drops its keys.
 
-Every key post carries the members it was made for and is signed by its poster; a
+Every key post carries the members it was made for (and the invitees not in the group
+yet, so a host who takes over admits them) and is signed by its poster; a
 client accepts a key only from a device of a group admin, only if the ciphertext is
 the one that device signed (``decrypt(origin=...)``), and shows a security code
 derived from the epoch's key and that member list.
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veil.client.conference import Board, MediaChannel, Post
 from veil.client.errors import (
+    InvalidRequest,
     MeetingEnded,
     NotAdmitted,
     NotMember,
@@ -88,6 +90,10 @@ class ChatMessage:
     text: str = field(repr=False)
 
 
+_MALFORMED = (AuthenticationError, DecodeError, ValueError, KeyError, TypeError, RecursionError)
+"""What a post that is not well formed raises while it is read (anyone in the room can
+post): it is recorded in ``errors`` and skipped, never fatal to the board loop."""
+
 Admit = Callable[[str], Awaitable[bool]]
 """Asked by the manager when someone not invited knocks: admit this user?"""
 
@@ -135,6 +141,7 @@ class Meeting:
         self._admitted = False
         self._session_keys: dict[int, bytes] = {}
         self._newest_key: Post | None = None
+        self._key_posts: list[Post] = []  # key posts seen while waiting for admission
         self._manager: str | None = None  # device id of the newest key's poster
         self._admins: set[str] = set()
         self._group_key: PublicKey | None = None
@@ -229,15 +236,20 @@ class Meeting:
             await self.clock.sleep(delay)
             if self.ended.is_set():
                 raise MeetingEnded("the meeting ended before this device was admitted")
-            post = self._newest_key
-            if post is None:
-                continue
-            try:
-                await self._accept_key(post)
-            except NotMember:
-                continue
-            self._admitted = True
-            return
+            # Newest first; a post that is not to be trusted (anyone may post on the
+            # board) is set aside, so it cannot keep this device out.
+            for post in reversed(list(self._key_posts)):
+                try:
+                    await self._accept_key(post)
+                except NotMember:
+                    break
+                except (UntrustedPost, InvalidRequest, *_MALFORMED) as exc:
+                    self.errors.append(exc)
+                    self._key_posts = [p for p in self._key_posts if p is not post]
+                    continue
+                self._admitted = True
+                self._key_posts.clear()
+                return
         raise NotAdmitted(f"not admitted to {self.meeting_id!r}")
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -332,7 +344,7 @@ class Meeting:
         async for post in self.board.posts():
             try:
                 await self._handle(post)
-            except (VeilError, AuthenticationError, DecodeError, ValueError, KeyError) as exc:
+            except (VeilError, *_MALFORMED) as exc:
                 if isinstance(exc, NotMember) and self._admitted:
                     self.removed = True
                     self._drop_keys()
@@ -348,16 +360,21 @@ class Meeting:
         elif post.kind == "key":
             if post.device_id == self.device.device_id:
                 return
-            self._newest_key = post
-            if self._admitted and not self.left:
-                await self._accept_key(post)
-            elif self.left:
+            if self.left:  # hold no ciphertext after leaving (``ciphertexts_held``)
                 await self._try_as_outsider(post)
+                return
+            self._newest_key = post
+            if self._admitted:
+                await self._accept_key(post)
+            else:
+                self._key_posts.append(post)
         elif post.kind == "chat":
             self._receive_chat(post)
         elif post.kind == "leave":
             body = json.loads(post.body)
-            self.participants.pop(int(body["sender"]), None)
+            sender = int(body["sender"])
+            if self.participants.get(sender) == post.user_id:  # no one leaves for another
+                del self.participants[sender]
             if self.managing and post.device_id != self.device.device_id:
                 await self._remove(post.user_id)
         elif post.kind == "end":
@@ -425,13 +442,14 @@ class Meeting:
     def _drop_keys(self) -> None:
         self._session_keys.clear()
         self._newest_key = None
+        self._key_posts.clear()
         if self.media is not None:
             self.media.forget()
 
     # --- media and chat --------------------------------------------------------------------
 
     async def send_frame(self, kind: MediaKind, payload: bytes, *, stream: int = 0) -> None:
-        if self.media is None or self.media_channel is None or self.epoch is None:
+        if self.media is None or self.media_channel is None or self.media.epoch is None:
             raise MeetingEnded("no session key (ended, left, or not admitted)")
         await self.media_channel.send(kind, self.media.protect(payload, stream=stream))
 

@@ -1,0 +1,246 @@
+"""Ending a meeting (and rotating device keys after it), encrypted chat and
+transcripts, two devices of one user, and key posts forged by a non-admin."""
+
+import asyncio
+import json
+
+import pytest
+
+from veil.client import MeetingEnded, NotFound, NotMember, ServiceError, Unauthorized, VeilError
+from veil.client.errors import UntrustedPost
+from veil.client.meeting import Meeting
+from veil.crypto.keys import Plaintext
+from veil.crypto.pre import encrypt
+from veil.protocol import MediaKind, b64encode
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
+    async def main() -> None:
+        alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol])
+        meeting_id = ma.meeting_id
+        assert all(m.ciphertexts_held() >= 1 for m in (ma, mb, mc))
+
+        with pytest.raises(VeilError, match="manager"):
+            await mb.end()  # only the manager ends the meeting
+        assert not mb.ended.is_set()
+
+        await ma.end()
+        for m in (mb, mc):
+            await asyncio.wait_for(m.ended.wait(), 5)
+        for m in (ma, mb, mc):
+            assert m.ended.is_set()
+            assert m.ciphertexts_held() == 0
+            assert m.media is not None and m.media.epoch is None
+        for device in (alice, bob):
+            with pytest.raises(NotFound):
+                await device.groups.get(meeting_id)
+
+        # Nothing can be sent any more, neither media nor chat.
+        for m in (ma, mb):
+            with pytest.raises(MeetingEnded):
+                await m.send_frame(MediaKind.AUDIO, b"after the end")
+            with pytest.raises(MeetingEnded):
+                await m.send_chat("after the end")
+        # The board is closed to posts, and the relay to new connections.
+        with pytest.raises(ServiceError) as closed:
+            await mb.board.post("chat", b"{}")
+        assert closed.value.code == "room_ended"
+        with pytest.raises(ServiceError) as refused:
+            await carol.conference.media(
+                meeting_id, device_id=carol.device_id, signer=carol.signer,
+                token=await carol.tokens(),
+            )  # fmt: skip
+        assert refused.value.code == "room_ended"
+
+        # After the meeting, every device rotates its keys; the old signer is useless.
+        for device in (alice, bob):
+            old_signer = device.signer
+            old_record = await device.keyserver.device_record(device.device_id)
+            await device.rotate_keys()
+            record = await device.keyserver.device_record(device.device_id)
+            assert device.signer is not old_signer
+            assert record.signing_key == device.signer.verifying_key
+            assert record.signing_key != old_record.signing_key
+            assert record.public_key != old_record.public_key
+            assert record.active
+            stale = device.keyserver.device(device.device_id, old_signer)
+            with pytest.raises(Unauthorized) as rejected:
+                await stale.devices()
+            assert rejected.value.status == 401 and rejected.value.code == "bad_signature"
+            assert any(d["device_id"] == device.device_id for d in await device.devices())
+
+    env.run(main)
+
+
+def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol", "dave")]
+        alice, bob, carol, dave = await env.devices(*names)
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol])
+        meeting_id = ma.meeting_id
+
+        await ma.send_chat("hello from alice")
+        await mb.send_chat("hi from bob")
+        await env.eventually(lambda: _true(all(len(m.chat) == 2 for m in (ma, mb, mc))))
+        for m in (ma, mb, mc):
+            assert [(c.user_id, c.text, c.epoch) for c in m.chat] == [
+                (alice.user_id, "hello from alice", 0),
+                (bob.user_id, "hi from bob", 0),
+            ]
+            assert [c.sender for c in m.chat] == [ma.sender, mb.sender]
+
+        # The board holds ciphertext only: an outsider reading it sees no text.
+        board = dave.conference.board(
+            meeting_id, device_id=dave.device_id, signer=dave.signer, token=dave.tokens,
+            lookup=dave.signer_of, clock=dave.clock,
+        )  # fmt: skip
+        await board.connect(since=0)
+        posts = []
+        while not [p for p in posts if p.kind == "chat"][1:]:
+            posts.append(await board.next(timeout=5))
+        await board.close()
+        for post in posts:
+            assert b"hello from alice" not in post.body and b"hi from bob" not in post.body
+
+        # To the meeting's group: every member reads it, an outsider does not.
+        expected = f"{alice.user_id}: hello from alice\n{bob.user_id}: hi from bob".encode()
+        for_group = await mb.save_transcript(groups=[meeting_id])
+        assert for_group.kind == "transcript"
+        assert expected not in for_group.envelope
+        for device in (alice, bob, carol):
+            assert await device.documents.decrypt(for_group) == expected
+        with pytest.raises(NotMember):
+            await dave.documents.decrypt(for_group)
+
+        # To one user: she (and its author) read it; another member does not.
+        for_carol = await ma.save_transcript(users=[carol.user_id])
+        assert await carol.documents.decrypt(for_carol) == expected
+        assert await alice.documents.decrypt(for_carol) == expected
+        for device in (bob, dave):
+            with pytest.raises(NotMember):
+                await device.documents.decrypt(for_carol)
+
+        # After carol leaves, chat of the next epoch does not reach her.
+        await mc.leave()
+        for m in (ma, mb):
+            await m.wait_for_epoch(1, timeout=10)
+        await mb.send_chat("after carol left")
+        await env.eventually(lambda: _true(all(len(m.chat) == 3 for m in (ma, mb))))
+        assert ma.chat[-1].epoch == 1 and ma.chat[-1].text == "after carol left"
+        await asyncio.sleep(0.3)
+        assert len(mc.chat) == 2
+        with pytest.raises(MeetingEnded):
+            await mc.send_chat("i left")
+
+    env.run(main)
+
+
+def test_two_devices_of_one_user_share_a_meeting(env) -> None:
+    async def main() -> None:
+        alice_name, bob_name, mallory_name = (env.name(n) for n in ("alice", "bob", "mallory"))
+        alice, laptop, phone, mallory = await env.devices(
+            alice_name, bob_name, bob_name, mallory_name
+        )
+        ma, m_laptop, m_phone = await env.start_and_join(alice, [laptop, phone])
+        assert [m.epoch for m in (ma, m_laptop, m_phone)] == [0, 0, 0]
+        assert m_laptop.sender != m_phone.sender
+        assert len({m.security_code for m in (ma, m_laptop, m_phone)}) == 1
+
+        await m_laptop.send_frame(MediaKind.AUDIO, b"from the laptop")
+        for receiver in (ma, m_phone):
+            frame = await asyncio.wait_for(receiver.receive_frame(), 5)
+            assert frame is not None and frame.payload == b"from the laptop"
+            assert frame.sender == m_laptop.sender
+
+        # An outsider's leave post naming the phone's sender number changes nothing.
+        board = mallory.conference.board(
+            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
+            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+        )  # fmt: skip
+        await board.connect(since=0)
+        seq = await board.post("leave", json.dumps({"sender": m_phone.sender}).encode())
+        await board.close()
+        await env.eventually(lambda: _true(ma.board.last_seq >= seq))
+        await asyncio.sleep(0.2)  # the manager handles the post
+        assert ma.participants.get(m_phone.sender) == bob_name
+
+        # One device leaves; the user is still there on the other: bob stays a member.
+        await m_laptop.leave()
+        await asyncio.sleep(env.fast.debounce + 0.4)
+        group = await alice.groups.get(ma.meeting_id)
+        assert bob_name in group.members
+        await ma.send_frame(MediaKind.AUDIO, b"still here")
+        frame = await asyncio.wait_for(m_phone.receive_frame(), 5)
+        assert frame is not None and frame.payload == b"still here"
+        assert not m_phone.errors and not m_phone.removed
+
+        # When the last device of bob leaves, bob is removed and the key rotates.
+        assert ma._rekey_pending is None or ma._rekey_pending.done()
+        epoch = ma.epoch
+        assert epoch is not None
+        await m_phone.leave()
+        await ma.wait_for_epoch(epoch + 1, timeout=10)
+        group = await alice.groups.get(ma.meeting_id)
+        assert bob_name not in group.members
+
+    env.run(main)
+
+
+def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol", "dave", "mallory")]
+        alice, bob, carol, dave, mallory = await env.devices(*names)
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol], extra_invitees=[dave.user_id])
+        meeting_id = ma.meeting_id
+        code = ma.security_code
+
+        # Bob, a member, encrypts his own "session key" to the group and posts it.
+        group_key = await bob.session.group_public_key(meeting_id)
+        forged = encrypt(Plaintext.generate(), group_key, bob.signer)
+        body = {
+            "epoch": 5, "encrypted_key": b64encode(bytes(forged)),
+            "members": sorted([alice.user_id, bob.user_id, carol.user_id]), "host": bob.user_id,
+        }  # fmt: skip
+        await mb.board.post("key", json.dumps(body).encode())
+
+        def rejected(m: Meeting) -> bool:
+            return any(isinstance(e, UntrustedPost) for e in m.errors)
+
+        await env.eventually(lambda: _true(rejected(ma) and rejected(mc)))
+        for m in (ma, mc):
+            assert m.epoch == 0 and m.security_code == code and 5 not in m._session_keys
+            assert m.host == alice.user_id
+        assert ma.managing and mc._manager == alice.device_id
+
+        # An outsider (any valid JWT may post) adds key posts that are not even well formed.
+        board = mallory.conference.board(
+            meeting_id, device_id=mallory.device_id, signer=mallory.signer,
+            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+        )  # fmt: skip
+        await board.connect(since=0)
+        await board.post("key", b"not json")
+        await board.post("key", json.dumps({"epoch": 9, "encrypted_key": "AA"}).encode())
+        for kind in ("key", "chat", "leave"):  # JSON, but not an object; nested too deep
+            await board.post(kind, b"[]")
+            await board.post(kind, b"[" * 5000 + b"]" * 5000)
+        await board.close()
+
+        # A joiner who arrives after these posts is still admitted with the real key.
+        md = await Meeting.join(dave, meeting_id, timers=env.fast)
+        env.track(md)
+        assert md.epoch == 0 and md.security_code == code
+
+        # The real manager's next key is accepted as usual, and chat still flows.
+        await mb.leave()
+        for m in (ma, mc, md):
+            await m.wait_for_epoch(1, timeout=10)
+        assert mc.security_code == md.security_code == ma.security_code
+        await mc.send_chat("still talking")
+        await env.eventually(lambda: _true(all(len(m.chat) == 1 for m in (ma, mc, md))))
+
+    env.run(main)

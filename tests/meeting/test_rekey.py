@@ -1,0 +1,227 @@
+"""Leaves, rekeys and the ratchet (timers driven by an injected clock), and what a
+removed participant or a revoked device can still get: nothing of the next epoch."""
+
+import asyncio
+import json
+
+import pytest
+
+from veil.client import DeviceRevoked, NotMember
+from veil.client.media import MeetingMedia
+from veil.client.meeting import Meeting, MeetingTimers
+from veil.protocol import MediaKind, b64decode
+
+
+def test_the_default_timers_are_the_seeds() -> None:
+    timers = MeetingTimers()
+    assert timers.debounce == 10.0
+    assert timers.rekey_interval == 300.0
+    assert timers.join_retries == (1.0, 5.0, 10.0, 10.0)
+
+
+async def _settle() -> None:
+    """Give the meeting tasks (board loops, HTTP calls) wall time to act, if they would."""
+    await asyncio.sleep(0.4)
+
+
+def test_leaves_inside_one_debounce_window_give_exactly_one_rekey(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol", "dave", "erin")]
+        alice, *others = await env.devices(*names)
+        clock = env.FakeClock()
+        meeting_id = env.meeting_id()
+        # The manager runs on the default timers (10 s debounce), driven by the fake clock.
+        ma = await Meeting.start(
+            alice, meeting_id, invitees=[d.user_id for d in others], clock=clock
+        )
+        env.track(ma)
+        mb, mc, md, me = await asyncio.gather(
+            *(Meeting.join(d, meeting_id, timers=env.fast) for d in others)
+        )
+        env.track(mb, mc, md, me)
+        leavers = {m.device.user_id for m in (mb, mc, md)}
+
+        await asyncio.gather(mb.leave(), mc.leave(), md.leave())
+
+        async def removed() -> bool:
+            group = await alice.groups.get(meeting_id)
+            return not leavers & set(group.members)
+
+        await env.eventually(removed)
+        await env.eventually(lambda: _true(ma._rekey_pending is not None))
+        await _settle()
+        assert ma.epoch == me.epoch == 0  # wall time passes; the debounce does not
+
+        clock.advance(9.9)
+        await _settle()
+        assert ma.epoch == 0
+
+        clock.advance(0.1)
+        await me.wait_for_epoch(1, timeout=10)
+        await _settle()
+        assert ma.epoch == me.epoch == 1
+        assert ma.rekeys == me.rekeys == 1
+        group = await alice.groups.get(meeting_id)
+        assert sorted(group.members) == sorted([alice.user_id, me.device.user_id])
+        assert ma.members == me.members == tuple(sorted(group.members))
+        assert me.security_code == ma.security_code
+        assert not ma.errors and not me.errors
+
+    env.run(main)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol")]
+        alice, bob, carol = await env.devices(*names)
+        clock = env.FakeClock()
+        meeting_id = env.meeting_id()
+        ma = await Meeting.start(
+            alice, meeting_id, invitees=[bob.user_id, carol.user_id], clock=clock
+        )
+        env.track(ma)
+        mb, mc = await asyncio.gather(
+            *(Meeting.join(d, meeting_id, timers=env.fast) for d in (bob, carol))
+        )
+        env.track(mb, mc)
+
+        clock.advance(299)  # t = 299: not yet
+        await _settle()
+        assert ma.epoch == mb.epoch == 0
+
+        clock.advance(1)  # t = 300: the five-minute ratchet
+        await mb.wait_for_epoch(1, timeout=10)
+        assert ma.epoch == 1 and ma.rekeys == 1
+
+        clock.advance(100)  # t = 400: carol leaves; the debounce (10 s) rekeys at t = 410
+        await mc.leave()
+        await env.eventually(lambda: _true(ma._rekey_pending is not None))
+        clock.advance(10)
+        await mb.wait_for_epoch(2, timeout=10)
+        assert ma.epoch == 2
+
+        clock.advance(190)  # t = 600: the ratchet's old deadline, pushed out by the rekey
+        await _settle()
+        assert ma.epoch == mb.epoch == 2
+
+        clock.advance(109)  # t = 709
+        await _settle()
+        assert ma.epoch == 2
+
+        clock.advance(1)  # t = 710 = 410 + 300
+        await mb.wait_for_epoch(3, timeout=10)
+        await _settle()
+        assert ma.epoch == mb.epoch == 3
+        assert ma.rekeys == mb.rekeys == 3
+        assert ma.security_code == mb.security_code
+        assert mc.epoch == 1  # carol left during epoch 1: she never saw epochs 2 and 3
+        assert not ma.errors and not mb.errors
+
+    env.run(main)
+
+
+def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol")]
+        alice, bob, carol = await env.devices(*names)
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol])
+        assert mc.media is not None and mc.media_channel is not None
+
+        # Before leaving, carol decrypts the room; a malicious client would keep the key.
+        await ma.send_frame(MediaKind.AUDIO, b"epoch 0")
+        frame = await asyncio.wait_for(mc.receive_frame(), 5)
+        assert frame is not None and frame.payload == b"epoch 0"
+        kept_key = mc._session_keys[0]
+
+        await mc.leave()
+        assert mc.ciphertexts_held() == 0
+
+        # Carol's media channel stays open: she records everything the relay forwards.
+        relayed: list[bytes] = []
+
+        async def record() -> None:
+            assert mc.media_channel is not None
+            while True:
+                relayed.append((await mc.media_channel.receive())[1])
+
+        recorder = asyncio.create_task(record())
+        for m in (ma, mb):
+            await m.wait_for_epoch(1, timeout=10)
+        group = await alice.groups.get(ma.meeting_id)
+        assert carol.user_id not in group.members
+        sent = 0
+        for i in range(5):
+            await ma.send_frame(MediaKind.AUDIO, b"epoch 1 audio %d" % i)
+            await mb.send_frame(MediaKind.VIDEO, b"epoch 1 video %d" % i, stream=1)
+            sent += 2
+        await env.eventually(lambda: _true(len(relayed) >= sent))
+        recorder.cancel()
+        assert len(relayed) == sent
+        assert all(m.epoch == 1 for m in (ma, mb))
+
+        # Her own client: nothing decrypts; after the grace period all count as unknown.
+        decrypted_before = mc.media.counters.decrypted
+        assert [mc.media.unprotect(f) for f in relayed] == [None] * sent
+        await asyncio.sleep(env.fast.epoch_grace + 0.1)
+        assert mc.media.unprotect(relayed[0]) is None
+        assert mc.media.counters.decrypted == decrypted_before
+        assert mc.media.counters.unknown_epoch >= sent
+
+        # A client that kept the epoch-0 key (and tries it as epoch 1) gets nothing either.
+        evil = MeetingMedia(ma.meeting_id, sender=mc.sender, grace=60, clock=lambda: 0.0)
+        evil.install(0, kept_key)
+        assert all(evil.unprotect(f) is None for f in relayed)
+        assert evil.install(1, kept_key) == []  # the waiting epoch-1 frames: none opens
+        assert evil.counters.decrypted == 0 and evil.counters.tampered == sent
+
+        # The key service refuses her the epoch-1 key post.
+        assert mb._newest_key is not None
+        body = json.loads(mb._newest_key.body)
+        assert body["epoch"] == 1 and carol.user_id not in body["members"]
+        with pytest.raises(NotMember) as refused:
+            await carol.session.transform(b64decode(body["encrypted_key"]), group_id=ma.meeting_id)
+        assert refused.value.status == 403 and refused.value.code == "not_member"
+        assert mc.outsider_keys == 0 and mc.epoch == 0
+        assert mc.ciphertexts_held() == 0
+
+    env.run(main)
+
+
+def test_a_revoked_device_cannot_get_the_next_epoch_while_its_user_can(env) -> None:
+    async def main() -> None:
+        alice_name, bob_name, carol_name = (env.name(n) for n in ("alice", "bob", "carol"))
+        alice, laptop, phone, carol = await env.devices(alice_name, bob_name, bob_name, carol_name)
+        ma, m_laptop, m_phone, mc = await env.start_and_join(alice, [laptop, phone, carol])
+        assert [m.epoch for m in (ma, m_laptop, m_phone, mc)] == [0, 0, 0, 0]
+
+        # Bob's phone is lost: his laptop revokes it. Bob stays a member.
+        await laptop.revoke_device(phone.device_id)
+        await mc.leave()  # a rekey follows
+        for m in (ma, m_laptop):
+            await m.wait_for_epoch(1, timeout=10)
+        group = await alice.groups.get(ma.meeting_id)
+        assert bob_name in group.members
+        assert bob_name in ma.members
+
+        await env.eventually(
+            lambda: _true(any(isinstance(e, DeviceRevoked) for e in m_phone.errors))
+        )
+        assert m_phone.epoch == 0 and 1 not in m_phone._session_keys
+        assert m_phone._newest_key is not None
+        encrypted = b64decode(json.loads(m_phone._newest_key.body)["encrypted_key"])
+        with pytest.raises(DeviceRevoked) as refused:
+            await phone.session.transform(encrypted, group_id=ma.meeting_id)
+        assert refused.value.code == "device_revoked"
+        # The same ciphertext still opens for bob's active device.
+        transformed = await laptop.session.transform(encrypted, group_id=ma.meeting_id)
+        assert transformed is not None
+
+        await ma.send_frame(MediaKind.AUDIO, b"epoch 1")
+        frame = await asyncio.wait_for(m_laptop.receive_frame(), 5)
+        assert frame is not None and frame.payload == b"epoch 1" and frame.epoch == 1
+
+    env.run(main)
