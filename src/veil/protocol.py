@@ -150,3 +150,12 @@ class MediaKind(enum.IntEnum):
     AUDIO = 1
     VIDEO = 2
     DATA = 3
+
+
+def meeting_proof_message(
+    action: str, meeting_id: str, user_id: str, timestamp: int, payload: bytes = b""
+) -> bytes:
+    """What a meeting admin proves with the meeting group's private key on a ``key`` post
+    (over the encrypted key) or an ``end`` post: only admins hold that key, so anyone who
+    reads the group's public key can tell such a post from a member's or an outsider's."""
+    return group_proof_message(f"meeting-{action}", meeting_id, user_id, timestamp, payload)

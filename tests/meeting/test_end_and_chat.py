@@ -9,9 +9,10 @@ import pytest
 from veil.client import MeetingEnded, NotFound, NotMember, ServiceError, Unauthorized, VeilError
 from veil.client.errors import UntrustedPost
 from veil.client.meeting import Meeting
-from veil.crypto.keys import Plaintext
+from veil.crypto import schnorr
+from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt
-from veil.protocol import MediaKind, b64encode
+from veil.protocol import MediaKind, b64encode, meeting_proof_message
 
 
 async def _true(value: bool) -> bool:
@@ -242,5 +243,29 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         assert mc.security_code == md.security_code == ma.security_code
         await mc.send_chat("still talking")
         await env.eventually(lambda: _true(all(len(m.chat) == 1 for m in (ma, mc, md))))
+
+    env.run(main)
+
+
+def test_only_a_proof_with_the_group_key_ends_a_meeting(env) -> None:
+    async def main() -> None:
+        alice, bob = await env.devices(env.name("alice"), env.name("bob"))
+        ma, mb = await env.start_and_join(alice, [bob])
+        # Bob is a member, not an admin: he has no group key, so he proves with his own.
+        now = int(bob.clock())
+        message = meeting_proof_message("end", ma.meeting_id, bob.user_id, now)
+        forged = schnorr.sign(message, PrivateKey.generate())
+        body = {"timestamp": now, "proof": b64encode(bytes(forged))}
+        for end_body in (json.dumps(body).encode(), b"{}", b"not json"):
+            with pytest.raises(ServiceError) as refused:
+                await mb.board.post("end", end_body)
+            assert refused.value.code == "not_host"
+        await mb.send_chat("still on")
+        await asyncio.sleep(0.3)
+        assert not ma.ended.is_set() and not mb.ended.is_set()
+        assert [m.text for m in ma.chat] == ["still on"]
+        # The manager's own end carries the proof and closes the room.
+        await ma.end()
+        await asyncio.wait_for(mb.ended.wait(), 5)
 
     env.run(main)

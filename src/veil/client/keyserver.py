@@ -200,6 +200,10 @@ class KeyServerClient:
             active=data["status"] == "active",
         )
 
+    async def group_public_key(self, group_id: str) -> PublicKey:
+        data = await send(self.http, "GET", f"/v1/groups/{group_id}/public-key")
+        return PublicKey.from_bytes(b64decode(data["public_key"]))
+
     async def transform_signer(self) -> VerifyingKey:
         data = await send(self.http, "GET", "/v1/service")
         return VerifyingKey(b64decode(data["transform_signer"]))
@@ -277,8 +281,7 @@ class DeviceSession:
         return list((await self.request("GET", "/v1/groups"))["groups"])
 
     async def group_public_key(self, group_id: str) -> PublicKey:
-        data = await self.request("GET", f"/v1/groups/{group_id}/public-key")
-        return PublicKey.from_bytes(b64decode(data["public_key"]))
+        return await self.client.group_public_key(group_id)
 
     async def group_private_key(self, group_id: str) -> tuple[VerifiedEncryptedValue, bytes]:
         """For an admin: the group key's ciphertext (transformed to this device) and envelope."""

@@ -16,9 +16,11 @@
 
 Every key post carries the members it was made for (and the invitees not in the group
 yet, so a host who takes over admits them) and is signed by its poster; a
-client accepts a key only from a device of a group admin, only if the ciphertext is
-the one that device signed (``decrypt(origin=...)``), and shows a security code
-derived from the epoch's key and that member list.
+client accepts a key only with a proof made with the group's private key (which only
+admins hold) over the encrypted key, only if the ciphertext is the one the posting
+device signed (``decrypt(origin=...)``), and shows a security code derived from the
+epoch's key and that member list. An ``end`` carries such a proof too; the conference
+service checks it before it closes the room.
 """
 
 import asyncio
@@ -45,11 +47,11 @@ from veil.client.errors import (
     VeilError,
 )
 from veil.client.media import Frame, MeetingMedia
-from veil.crypto import kdf
-from veil.crypto.errors import AuthenticationError, DecodeError
+from veil.crypto import kdf, schnorr
+from veil.crypto.errors import AuthenticationError, DecodeError, InvalidSignature
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue, encrypt
-from veil.protocol import MediaKind, b64decode, b64encode
+from veil.protocol import MediaKind, b64decode, b64encode, meeting_proof_message
 
 if TYPE_CHECKING:
     from veil.client.device import Device
@@ -143,7 +145,6 @@ class Meeting:
         self._newest_key: Post | None = None
         self._key_posts: list[Post] = []  # key posts seen while waiting for admission
         self._manager: str | None = None  # device id of the newest key's poster
-        self._admins: set[str] = set()
         self._group_key: PublicKey | None = None
         self._epoch_signal = asyncio.Event()
         self._last_rekey = 0.0
@@ -187,7 +188,6 @@ class Meeting:
         )
         if host != device.user_id and host in known:
             await device.groups.add_admins(meeting_id, [host])
-        meeting._admins = {device.user_id} | ({host} if host in known else set())
         meeting._admitted = True
         await meeting._open()
         await meeting._rekey()
@@ -278,6 +278,7 @@ class Meeting:
             encrypted = bytes(encrypt(plaintext, group_key, self.device.signer))
             body = {
                 "epoch": epoch, "encrypted_key": b64encode(encrypted),
+                **await self._proof("key", encrypted),
                 "members": members, "host": self.host,
                 # Invitees not yet in the group, so a manager who takes over admits them.
                 "invitees": sorted(self.invitees - set(members)),
@@ -286,6 +287,32 @@ class Meeting:
             self._manager = self.device.device_id
             self._last_rekey = self.clock.time()
             await self.board.post("key", json.dumps(body).encode())
+
+    async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
+        """A proof with the group's private key (only admins hold it) over this post."""
+        now = int(self.device.clock())
+        message = meeting_proof_message(action, self.meeting_id, self.device.user_id, now, payload)
+        proof = schnorr.sign(message, await self.device.groups.key(self.meeting_id))
+        return {"timestamp": now, "proof": b64encode(bytes(proof))}
+
+    async def _check_proof(
+        self, post: Post, body: dict[str, object], action: str, payload: bytes = b""
+    ) -> None:
+        """``UntrustedPost`` unless the post carries a proof made with the group key."""
+        if self._group_key is None:
+            self._group_key = await self.device.keyserver.group_public_key(self.meeting_id)
+        try:
+            timestamp, proof = body["timestamp"], body["proof"]
+            if type(timestamp) is not int or not isinstance(proof, str):
+                raise ValueError
+            message = meeting_proof_message(
+                action, self.meeting_id, post.user_id, timestamp, payload
+            )
+            schnorr.verify(
+                schnorr.SchnorrSignature.from_bytes(b64decode(proof)), message, self._group_key
+            )
+        except (KeyError, ValueError, DecodeError, InvalidSignature):
+            raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None
 
     def _install(self, epoch: int, plaintext: Plaintext, members: Sequence[str]) -> None:
         session_key = kdf.session_key(plaintext, meeting_id=self.meeting_id, epoch=epoch)
@@ -310,16 +337,14 @@ class Meeting:
         epoch = int(body["epoch"])
         if self.epoch is not None and epoch <= self.epoch:
             return
-        origin = EncryptedValue.from_bytes(b64decode(body["encrypted_key"])).verify()
+        encrypted = b64decode(body["encrypted_key"])
+        # Checked before any transform is asked for: a forged key post costs nothing.
+        await self._check_proof(post, body, "key", encrypted)
+        origin = EncryptedValue.from_bytes(encrypted).verify()
         if origin.signer != (await self.device.signer_of(post.device_id))[1]:
             raise UntrustedPost("the key was not encrypted by its poster")
         transformed = await self.device.session.transform(bytes(origin), group_id=self.meeting_id)
         plaintext = self.device.decrypt(transformed, origin=origin)
-        if post.user_id not in self._admins:
-            group = await self.device.groups.get(self.meeting_id)
-            self._admins = set(group.admins)
-            if post.user_id not in self._admins:
-                raise UntrustedPost("a key post from a user who is not a meeting admin")
         if body.get("host"):
             self.host = str(body["host"])
         self.invitees.update(str(u) for u in body.get("invitees", ()))
@@ -349,7 +374,7 @@ class Meeting:
                     self.removed = True
                     self._drop_keys()
                 self.errors.append(exc)
-            if post.kind == "end":
+            if self.ended.is_set():
                 return
 
     async def _handle(self, post: Post) -> None:
@@ -378,6 +403,8 @@ class Meeting:
             if self.managing and post.device_id != self.device.device_id:
                 await self._remove(post.user_id)
         elif post.kind == "end":
+            if post.device_id != self.device.device_id:
+                await self._check_proof(post, json.loads(post.body), "end")
             self._drop_keys()
             self.ended.set()
             self._signal()
@@ -395,7 +422,6 @@ class Meeting:
         await self.device.groups.add_members(self.meeting_id, [user_id])
         if user_id == self.host and user_id not in group.admins:
             await self.device.groups.add_admins(self.meeting_id, [user_id])
-            self._admins.add(user_id)
 
     async def _remove(self, user_id: str) -> None:
         others = [u for u in self.participants.values() if u == user_id]
@@ -520,7 +546,7 @@ class Meeting:
         """For the manager: end the meeting, delete the group (its transform keys go)."""
         if not self.managing:
             raise VeilError("only the meeting's manager (the newest key's poster) ends it")
-        await self.board.post("end", b"{}")
+        await self.board.post("end", json.dumps(await self._proof("end")).encode())
         await self.device.groups.delete(self.meeting_id)
         self._drop_keys()
         self.ended.set()

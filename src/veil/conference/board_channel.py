@@ -18,14 +18,17 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from veil.conference.board import KINDS, NewPost
 from veil.conference.fanout import channel
 from veil.conference.handshake import Participant, Refused, device_record, receive_hello
 from veil.conference.service import ConferenceService
-from veil.crypto.errors import InvalidSignature
-from veil.protocol import b64decode, post_message
+from veil.crypto import schnorr
+from veil.crypto.errors import DecodeError, InvalidSignature
+from veil.crypto.keys import PublicKey
+from veil.protocol import b64decode, meeting_proof_message, post_message
 from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
 
 _OVERFLOW = b""  # queued when a subscriber falls too far behind
@@ -175,6 +178,8 @@ async def _verify(
         except InvalidSignature:
             if fresh:
                 raise unauthorized("bad_signature", "the post signature did not verify") from None
+    if data["kind"] == "end":
+        await _check_end(service, room_id, participant.user_id, body)
     return NewPost(
         room_id=room_id,
         post_id=post_id,
@@ -185,3 +190,33 @@ async def _verify(
         body=body,
         signature=signature,
     )
+
+
+async def _check_end(service: ConferenceService, room_id: str, user_id: str, body: bytes) -> None:
+    """An ``end`` closes the room for everyone: it must carry a proof made with the
+    meeting group's private key (``veil.protocol.meeting_proof_message``), which only
+    the group's admins hold. The group's public key comes from the key service."""
+    refused = forbidden("not_host", "ending a meeting needs a proof by a meeting admin")
+    try:
+        data = json.loads(body)
+        timestamp, proof = data["timestamp"], b64decode(data["proof"])
+        if type(timestamp) is not int:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise refused from None
+    if abs(service.now() - timestamp) > service.settings.clock_skew_seconds:
+        raise unauthorized("stale_post", "the end proof's timestamp is too far from now")
+    try:
+        response = await service.http.get(f"/v1/groups/{room_id}/public-key")
+    except httpx.HTTPError:
+        raise ApiError(503, "keyserver_unavailable", "the key service did not answer") from None
+    if response.status_code == 404:
+        raise refused
+    if not response.is_success:
+        raise ApiError(503, "keyserver_unavailable", "the key service did not answer")
+    try:
+        group_key = PublicKey.from_bytes(b64decode(response.json()["public_key"]))
+        message = meeting_proof_message("end", room_id, user_id, timestamp)
+        schnorr.verify(schnorr.SchnorrSignature.from_bytes(proof), message, group_key)
+    except (DecodeError, InvalidSignature, ValueError):
+        raise refused from None
