@@ -269,3 +269,25 @@ def test_only_a_proof_with_the_group_key_ends_a_meeting(env) -> None:
         await asyncio.wait_for(mb.ended.wait(), 5)
 
     env.run(main)
+
+
+def test_the_manager_hands_over_before_leaving(env) -> None:
+    async def main() -> None:
+        alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol])
+        with pytest.raises(VeilError, match="hands it over"):
+            await ma.leave()
+        with pytest.raises(VeilError, match="only the meeting's manager"):
+            await mb.hand_over(mc.sender)
+        await ma.hand_over(mb.sender)
+        for m in (ma, mb, mc):
+            await m.wait_for_epoch(1, timeout=10)
+        assert mb.managing and not ma.managing and not mc.managing
+        assert alice.user_id in (await bob.groups.get(ma.meeting_id)).members
+        await ma.leave()  # no longer the manager: it may go, and bob rotates it out
+        for m in (mb, mc):
+            await m.wait_for_epoch(2, timeout=10)
+        assert ma.epoch == 1 and alice.user_id not in (await bob.groups.get(ma.meeting_id)).members
+        assert mb.security_code == mc.security_code
+
+    env.run(main)

@@ -360,7 +360,8 @@ class Meeting:
         await asyncio.wait_for(reached(), timeout)
 
     async def _take_over(self) -> None:
-        """A late host: become an admin's equal and rotate the key (it manages from now)."""
+        """A late host, or the participant management was handed to: rotate the key (the
+        newest key's poster manages)."""
         await self._rekey()
 
     # --- the board -----------------------------------------------------------------------
@@ -395,6 +396,12 @@ class Meeting:
                 self._key_posts.append(post)
         elif post.kind == "chat":
             self._receive_chat(post)
+        elif post.kind == "notice":
+            body = json.loads(post.body)
+            if isinstance(body, dict) and body.get("hand_over") == self.sender and self._admitted:
+                await self._check_proof(post, body, "hand-over", str(self.sender).encode())
+                if not self.left and not self.ended.is_set():
+                    await self._take_over()
         elif post.kind == "leave":
             body = json.loads(post.body)
             sender = int(body["sender"])
@@ -428,15 +435,38 @@ class Meeting:
         if others:
             return  # another device of this user is still in the meeting
         group = await self.device.groups.get(self.meeting_id)
-        if user_id in group.members:
-            await self.device.groups.remove_members(self.meeting_id, [user_id])
+        if user_id not in group.members:
+            return  # not a member (an outsider's leave notice): nothing to rotate away from
+        await self.device.groups.remove_members(self.meeting_id, [user_id])
         if self._rekey_pending is None or self._rekey_pending.done():
             self._rekey_pending = asyncio.create_task(self._debounced_rekey())
 
     async def _debounced_rekey(self) -> None:
         await self.clock.sleep(self.timers.debounce)
-        if self.managing and not self.ended.is_set():
+        if self.managing and not self.left and not self.ended.is_set():
             await self._rekey()
+
+    async def rekey(self) -> None:
+        """For the manager: rotate the key now (after revoking a participant's device, say:
+        the revoked device cannot get the new key)."""
+        if not self.managing or self.left or self.ended.is_set():
+            raise VeilError("only the meeting's manager rekeys, while it is in the meeting")
+        await self._rekey()
+
+    async def hand_over(self, sender: int) -> None:
+        """For the manager: pass management to the participant that joined as ``sender``
+        (its user becomes an admin); it rotates the key and manages from then on. A
+        manager hands over before it leaves."""
+        if not self.managing:
+            raise VeilError("only the meeting's manager hands management over")
+        user_id = self.participants.get(sender)
+        if user_id is None or sender == self.sender:
+            raise VeilError(f"no other participant joined as sender {sender}")
+        group = await self.device.groups.get(self.meeting_id)
+        if user_id not in group.admins:
+            await self.device.groups.add_admins(self.meeting_id, [user_id])
+        body = {"hand_over": sender, **await self._proof("hand-over", str(sender).encode())}
+        await self.board.post("notice", json.dumps(body).encode())
 
     async def _ratchet(self) -> None:
         """Rekey when ``rekey_interval`` passes without one (restarts at every rekey)."""
@@ -536,7 +566,10 @@ class Meeting:
 
     async def leave(self) -> None:
         """Post a leave notice and drop this meeting's keys (the board stays open, so an
-        application may keep watching; it can decrypt nothing new)."""
+        application may keep watching; it can decrypt nothing new). The manager first
+        ends the meeting or hands it over (``hand_over``)."""
+        if self.managing and not self.ended.is_set():
+            raise VeilError("the manager ends the meeting or hands it over before leaving")
         if not self.left:
             self.left = True
             await self.board.post("leave", json.dumps({"sender": self.sender}).encode())
