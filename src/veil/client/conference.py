@@ -153,10 +153,15 @@ class Board:
     async def _read(self, socket: ClientConnection) -> None:
         try:
             async for raw in socket:
-                message = json.loads(raw)
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue  # not a message of the protocol: nothing to deliver
+                if not isinstance(message, dict):
+                    continue
                 kind = message.get("type")
                 if kind == "post":
-                    post = await self._verified(message["post"])
+                    post = await self._verified(message.get("post"))
                     if post is not None and post.seq > self.last_seq:
                         self.last_seq = post.seq
                         await self._incoming.put(post)
@@ -186,22 +191,28 @@ class Board:
                 return
         await self._incoming.put(Unavailable(0, "disconnected", "the board connection is lost"))
 
-    async def _verified(self, data: dict[str, Any]) -> Post | None:
+    async def _verified(self, data: Any) -> Post | None:
         try:
             post_id, body, signature = (
                 b64decode(data[k]) for k in ("post_id", "body", "signature")
             )
-            user_id, key = await self._lookup(data["device_id"])
-            message = post_message(
-                self.room_id, post_id, data["kind"], data["device_id"], data["timestamp"], body
+            seq, kind, device_id, timestamp = (
+                data[k] for k in ("seq", "kind", "device_id", "timestamp")
             )
+            if not (isinstance(kind, str) and isinstance(device_id, str)):
+                raise ValueError("kind and device_id are strings")
+            if not all(type(n) is int and n >= 0 for n in (seq, timestamp)):
+                raise ValueError("seq and timestamp are integers")
+            user_id, key = await self._lookup(device_id)
+            message = post_message(self.room_id, post_id, kind, device_id, timestamp, body)
             key.verify(signature, message)
             if user_id != data["user_id"]:
                 raise InvalidSignature
-        except (InvalidSignature, ValueError, KeyError, ServiceError):
+        except (InvalidSignature, ValueError, KeyError, TypeError, OverflowError, ServiceError):
+            # Malformed (a service that is not conforming, or not honest) or forged.
             self.rejected += 1
             return None
-        return Post(data["seq"], data["kind"], user_id, data["device_id"], data["timestamp"], body)
+        return Post(seq, kind, user_id, device_id, timestamp, body)
 
     async def post(self, kind: str, body: bytes) -> int:
         """Sign and post; returns the post's ``seq`` once the board has stored it."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from veil.crypto.aead import open_document, open_stream, seal_document, seal_stream
+from veil.crypto.errors import DecodeError, DecryptionError
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import encrypt
 from veil.protocol import b64encode
@@ -32,6 +33,14 @@ class EncryptedDocument:
 
 def _dek(plaintext: Plaintext, document_id: str) -> bytes:
     return plaintext.derive_key("document", context=document_id.encode())
+
+
+def _opened(segments: Iterator[bytes]) -> Iterator[bytes]:
+    """A stream's plaintext; a malformed (altered) header fails as ``DecryptionError``."""
+    try:
+        yield from segments
+    except DecodeError:
+        raise DecryptionError from None
 
 
 class Documents:
@@ -110,13 +119,16 @@ class Documents:
     async def decrypt(self, document: EncryptedDocument) -> bytes:
         """``NotMember`` if no grant reaches this device; ``DecryptionError`` if altered."""
         plaintext = await self._plaintext(document.document_id)
-        return open_document(
-            _dek(plaintext, document.document_id), document.document_id, document.envelope
-        )
+        try:
+            return open_document(
+                _dek(plaintext, document.document_id), document.document_id, document.envelope
+            )
+        except DecodeError:  # an altered version, kind or length byte
+            raise DecryptionError from None
 
     async def decrypt_stream(self, document_id: str, segments: Iterable[bytes]) -> Iterator[bytes]:
         plaintext = await self._plaintext(document_id)
-        return open_stream(_dek(plaintext, document_id), document_id, segments)
+        return _opened(open_stream(_dek(plaintext, document_id), document_id, segments))
 
     async def grant(
         self, document_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = ()

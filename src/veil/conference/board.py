@@ -67,7 +67,10 @@ class BoardStore:
         raise conflict("busy", "the board is busy; retry")
 
     def _append(self, session: Session, post: NewPost, now: int) -> dict[str, Any]:
-        room = session.get(Room, post.room_id)
+        # Lock the room's row (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway):
+        # concurrent posts to one room, from any replica, then take turns for the next
+        # seq instead of colliding, and no post lands after a concurrent ``end``.
+        room = session.get(Room, post.room_id, with_for_update=True)
         if room is None:
             room = Room(id=post.room_id, created_at=now)
             session.add(room)

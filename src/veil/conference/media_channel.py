@@ -87,7 +87,7 @@ async def _receive_frames(
         if message["type"] == "websocket.disconnect":
             return
         frame = message.get("bytes")
-        if not frame or len(frame) > limit or frame[0] not in kinds:
+        if not frame or not 2 <= len(frame) <= limit or frame[0] not in kinds:
             # Not a frame: say so once per bad frame, keep the connection.
             await websocket.send_json(
                 {

@@ -1,0 +1,483 @@
+"""The board: signed posts in one order for everyone, resume after a reconnect, and
+every forgery the service must refuse, with its exact error code. Raw tests speak
+the WebSocket protocol themselves (see ``veil.conference.board_channel``)."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from veil.client import DeviceRevoked, Forbidden, ServiceError, Unauthorized
+from veil.crypto import schnorr
+from veil.crypto.keys import PrivateKey
+from veil.crypto.signing import SigningKey
+from veil.idp import DevIdentityProvider
+from veil.protocol import b64decode, b64encode, meeting_proof_message
+
+# --- order -------------------------------------------------------------------------------
+
+
+def test_posts_reach_every_subscriber_in_one_order(conf) -> None:  # type: ignore[no-untyped-def]
+    people = [conf.person(n) for n in ("alice", "bob", "carol")]
+    room = conf.room()
+
+    async def main() -> None:
+        boards = [p.board(room) for p in people]
+        for board in boards:
+            await board.connect()
+        sent: dict[int, tuple[str, bytes]] = {}
+        for i in range(3):  # one after another...
+            body = f"alice {i}".encode()
+            sent[await boards[0].post("chat", body)] = (people[0].user_id, body)
+        posts = [  # ...and all at once, from everyone
+            (person, board, f"{person.user_id} {i}".encode())
+            for person, board in zip(people, boards, strict=True)
+            for i in range(4)
+        ]
+        seqs = await asyncio.gather(*(board.post("chat", body) for _, board, body in posts))
+        sent.update(
+            {
+                seq: (person.user_id, body)
+                for seq, (person, _, body) in zip(seqs, posts, strict=True)
+            }
+        )
+        assert sorted(sent) == list(range(1, 16))
+
+        for board in boards:
+            got = [await board.next(5) for _ in range(15)]
+            assert [p.seq for p in got] == list(range(1, 16))
+            assert {p.seq: (p.user_id, p.body) for p in got} == sent
+            assert all(p.kind == "chat" for p in got)
+            with pytest.raises(TimeoutError):
+                await board.next(0.2)
+            assert board.rejected == 0
+            await board.close()
+
+    asyncio.run(main())
+
+
+# --- resume -------------------------------------------------------------------------------
+
+
+def test_a_subscriber_resumes_with_exactly_the_posts_it_missed(conf) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = conf.person("alice"), conf.person("bob")
+    room = conf.room()
+
+    async def main() -> None:
+        poster = alice.board(room)
+        await poster.connect()
+
+        async def post(numbers: range) -> None:
+            for n in numbers:
+                assert await poster.post("chat", b"post %d" % n) == n
+
+        reader = bob.board(room)
+        await reader.connect()
+        await post(range(1, 4))
+        assert [(await reader.next(5)).seq for _ in range(3)] == [1, 2, 3]
+        await reader.close()
+
+        await post(range(4, 7))  # while bob is away
+        resumed = bob.board(room)
+        await resumed.connect(since=reader.last_seq)
+        got = [await resumed.next(5) for _ in range(3)]
+        assert [(p.seq, p.body) for p in got] == [(n, b"post %d" % n) for n in (4, 5, 6)]
+        with pytest.raises(TimeoutError):
+            await resumed.next(0.3)
+
+        # The SDK board resumes on its own after a dropped connection.
+        await resumed.drop_connection()
+        await post(range(7, 10))
+        assert [(await resumed.next(5)).seq for _ in range(3)] == [7, 8, 9]
+        with pytest.raises(TimeoutError):
+            await resumed.next(0.3)
+        await resumed.close()
+
+        # On the wire: the service itself sends each missed post exactly once, in order.
+        socket, welcome = await conf.open("board", room, bob, since=6)
+        assert welcome["type"] == "welcome"
+        assert [p["seq"] for p in await conf.posts(socket, 3)] == [7, 8, 9]
+        assert await conf.silent(socket)
+        await socket.close()
+        socket, _ = await conf.open("board", room, bob, since=9)
+        assert await conf.silent(socket)
+        await post(range(10, 11))
+        assert [p["seq"] for p in await conf.posts(socket, 1)] == [10]
+        await socket.close()
+        await poster.close()
+
+    asyncio.run(main())
+
+
+def test_joining_while_others_post_delivers_each_post_once(conf) -> None:  # type: ignore[no-untyped-def]
+    """A subscriber that connects mid-stream reads the backlog while live posts arrive:
+    it must see 1..n with no gap and no duplicate."""
+    alice, bob = conf.person("alice"), conf.person("bob")
+    room = conf.room()
+    total = 40
+
+    async def main() -> None:
+        poster = alice.board(room)
+        await poster.connect()
+        await poster.post("chat", b"first")
+
+        async def keep_posting() -> None:
+            for n in range(2, total + 1):
+                await poster.post("chat", b"%d" % n)
+
+        posting = asyncio.create_task(keep_posting())
+        await asyncio.sleep(0.02)
+        sockets = []
+        for _ in range(3):  # join at different points of the stream
+            socket, welcome = await conf.open("board", room, bob)
+            assert welcome["type"] == "welcome"
+            sockets.append(socket)
+            await asyncio.sleep(0.01)
+        await posting
+        for socket in sockets:
+            assert [p["seq"] for p in await conf.posts(socket, total)] == list(range(1, total + 1))
+            assert await conf.silent(socket, 0.2)
+            await socket.close()
+        await poster.close()
+
+    asyncio.run(main())
+
+
+# --- forged and malformed posts ------------------------------------------------------------
+
+
+def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[no-untyped-def]
+    alice, mallory = conf.person("alice"), conf.person("mallory")
+    room, elsewhere = conf.room(), conf.room()
+
+    async def main() -> None:
+        socket, welcome = await conf.open("board", room, alice)
+        assert welcome == {
+            "type": "welcome",
+            "user_id": alice.user_id,
+            "device_id": alice.device_id,
+        }
+
+        async def reply_to(message: object) -> dict[str, object]:
+            await socket.send(message if isinstance(message, str | bytes) else json.dumps(message))
+            return await conf.answer(socket)
+
+        async def refused(message: dict[str, object], code: str) -> None:
+            reply = await reply_to(message)
+            assert (reply["type"], reply["code"], reply["post_id"]) == (
+                "error",
+                code,
+                message["post_id"],
+            )
+
+        now = int(time.time())
+        await refused(alice.post(room, signer=SigningKey.generate()), "bad_signature")
+        await refused(alice.post(room, signer=mallory.signer), "bad_signature")
+        await refused(alice.post(room, signed_room=elsewhere), "bad_signature")
+        await refused(alice.post(room, timestamp=now - 3600), "stale_post")
+        await refused(alice.post(room, timestamp=now + 3600), "stale_post")
+        altered = alice.post(room, body=b"original")
+        altered["body"] = b64encode(b"altered")
+        await refused(altered, "bad_signature")
+        await refused(alice.post(room, kind="end"), "not_host")  # no proof by a meeting admin
+
+        good = alice.post(room, body=b"the only good post")
+        assert await reply_to(good) == {"type": "ack", "post_id": good["post_id"], "seq": 1}
+        await refused(good, "replayed_post")
+
+        malformed: list[object] = [
+            "this is not JSON",
+            b"\x00binary",
+            json.dumps([1, 2]),
+            {"type": "post"},
+            {**alice.post(room), "type": "chat"},
+            {k: v for k, v in alice.post(room).items() if k != "signature"},
+            {**alice.post(room), "extra": 1},
+            {**alice.post(room), "kind": "bogus"},
+            {**alice.post(room), "timestamp": str(now)},
+            {**alice.post(room), "timestamp": True},
+        ]
+        for message in malformed:
+            reply = await reply_to(message)
+            assert (reply["type"], reply["code"]) == ("error", "bad_message"), message
+        # Malformed fields of an otherwise well-formed post name the post.
+        for field, value in (
+            ("signature", "not base64!"),
+            ("signature", b64encode(b"short")),
+            ("post_id", b64encode(b"short")),
+            ("body", "a+b/c="),
+        ):
+            await refused({**alice.post(room), field: value}, "bad_message")
+
+        # The connection is still usable, and nothing refused was stored.
+        later = alice.post(room, body=b"still here")
+        assert await reply_to(later) == {"type": "ack", "post_id": later["post_id"], "seq": 2}
+        await socket.close()
+
+        # A replay on another connection, or into another room, fails too.
+        again, _ = await conf.open("board", room, alice)
+        await again.send(json.dumps(good))
+        assert (await conf.answer(again))["code"] == "replayed_post"
+        await again.close()
+        other, _ = await conf.open("board", elsewhere, alice)
+        await other.send(json.dumps(good))
+        assert (await conf.answer(other))["code"] == "bad_signature"
+        await other.close()
+
+        reader, _ = await conf.open("board", room, mallory)
+        stored = await conf.posts(reader, 2)
+        assert [(p["seq"], b64decode(p["body"])) for p in stored] == [
+            (1, b"the only good post"),
+            (2, b"still here"),
+        ]
+        assert await conf.silent(reader)
+        await reader.close()
+
+    asyncio.run(main())
+
+
+# --- the hello ---------------------------------------------------------------------------
+
+
+def test_hellos_that_do_not_prove_an_active_device_of_the_user_are_refused(conf) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = conf.person("alice"), conf.person("bob")
+    revoked_signer = SigningKey.generate()
+    revoked = alice.add_device(revoked_signer)
+    alice.revoke(revoked)
+    room = conf.room()
+    stranger = DevIdentityProvider()  # an IdP the services do not trust
+    header = b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    claims = {
+        "iss": stranger.issuer,
+        "aud": stranger.audience,
+        "sub": alice.user_id,
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 300,
+    }
+    unsigned = f"{header}.{b64encode(json.dumps(claims).encode())}."
+
+    cases = [
+        ({"signer": SigningKey.generate()}, "bad_signature", 4401),
+        ({"signed_room": conf.room()}, "bad_signature", 4401),
+        ({"device_id": revoked, "signer": revoked_signer}, "device_revoked", 4403),
+        ({"device_id": bob.device_id, "signer": bob.signer}, "not_your_device", 4403),
+        ({"device_id": "0" * 32}, "unknown_device", 4401),
+        ({"token": unsigned}, "invalid_token", 4401),
+        ({"token": stranger.issue(alice.user_id)}, "invalid_token", 4401),
+        ({"token": "not a token"}, "invalid_token", 4401),
+        (
+            {"token": conf.stack.idp.issue(alice.user_id, exp=int(time.time()) - 5)},
+            "token_expired",
+            4401,
+        ),
+    ]
+
+    async def main() -> None:
+        for channel in ("board", "media"):
+            for forged, code, close_code in cases:
+                socket, reply = await conf.open(channel, room, alice, **forged)
+                assert (reply["type"], reply["code"]) == ("error", code), (channel, forged)
+                assert await conf.refused(socket, close_code) == code
+
+        # A first message that is not a hello.
+        from websockets.asyncio.client import connect
+
+        url = conf.url.replace("http://", "ws://") + f"/v1/rooms/{room}/board"
+        for first in ('{"type": "post"}', "not json", '["hello"]'):
+            async with connect(url) as socket:
+                await socket.recv()  # the challenge
+                await socket.send(first)
+                reply = json.loads(await socket.recv())
+                assert (reply["type"], reply["code"]) == ("error", "bad_hello")
+                assert await conf.refused(socket, 4401) == "bad_hello"
+
+        # The SDK turns the refusals into its errors.
+        with pytest.raises(DeviceRevoked):
+            await alice.board(room, device_id=revoked, signer=revoked_signer).connect()
+        with pytest.raises(Forbidden) as forbidden:
+            await alice.board(room, device_id=bob.device_id, signer=bob.signer).connect()
+        assert forbidden.value.code == "not_your_device"
+        with pytest.raises(Unauthorized) as unauthorized:
+            await alice.board(room, signer=SigningKey.generate()).connect()
+        assert unauthorized.value.code == "bad_signature"
+
+    asyncio.run(main())
+
+
+# --- ending a meeting ---------------------------------------------------------------------
+
+
+def test_only_a_meeting_admin_may_end_the_meeting(conf) -> None:  # type: ignore[no-untyped-def]
+    """An ``end`` post must carry a proof made with the private key of the meeting's
+    group (the group whose id is the room's), which only its admins hold."""
+    host, guest = conf.person("host"), conf.person("guest")
+    room = conf.room()
+    group_key = host.create_group(room)
+
+    def end(person, key, *, meeting: str = room, timestamp: int | None = None) -> bytes:  # type: ignore[no-untyped-def]
+        now = int(time.time()) if timestamp is None else timestamp
+        proof = schnorr.sign(meeting_proof_message("end", meeting, person.user_id, now), key)
+        return json.dumps({"timestamp": now, "proof": b64encode(bytes(proof))}).encode()
+
+    async def main() -> None:
+        host_board, guest_board = host.board(room), guest.board(room)
+        await host_board.connect()
+        await guest_board.connect()
+        refusals = [
+            (guest_board, b"", "not_host"),
+            (guest_board, b"not JSON", "not_host"),
+            (guest_board, json.dumps({"timestamp": int(time.time())}).encode(), "not_host"),
+            (guest_board, end(guest, PrivateKey.generate()), "not_host"),  # not the group's key
+            (host_board, end(host, PrivateKey.generate()), "not_host"),
+            (host_board, end(host, group_key, meeting=conf.room()), "not_host"),  # another room
+            (guest_board, end(host, group_key), "not_host"),  # host's proof, posted by guest
+            (host_board, end(host, group_key, timestamp=int(time.time()) - 3600), "stale_post"),
+        ]
+        for board, body, code in refusals:
+            with pytest.raises(ServiceError) as caught:
+                await board.post("end", body)
+            assert caught.value.code == code, body
+        # No group at the key service for this room: nobody can end it.
+        orphan = host.board(conf.room())
+        await orphan.connect()
+        with pytest.raises(ServiceError) as caught:
+            await orphan.post("end", end(host, group_key, meeting=orphan.room_id))
+        assert caught.value.code == "not_host"
+        await orphan.close()
+
+        assert await guest_board.post("chat", b"bye") == 1  # nothing refused was stored
+        assert await host_board.post("end", end(host, group_key)) == 2
+        for board, kind, body in (
+            (guest_board, "chat", b"too late"),
+            (host_board, "chat", b"too late"),
+            (host_board, "end", end(host, group_key)),  # a valid end, but it already ended
+        ):
+            with pytest.raises(ServiceError) as caught:
+                await board.post(kind, body)
+            assert caught.value.code == "room_ended"
+        # Everyone saw the end; the board stays readable; media is closed.
+        assert [(await guest_board.next(5)).kind for _ in range(2)] == ["chat", "end"]
+        late = guest.board(room)
+        await late.connect()
+        assert [(await late.next(5)).seq for _ in range(2)] == [1, 2]
+        socket, reply = await conf.open("media", room, guest)
+        assert (reply["type"], reply["code"]) == ("error", "room_ended")
+        assert await conf.refused(socket, 4403) == "room_ended"
+        for board in (host_board, guest_board, late):
+            await board.close()
+
+    asyncio.run(main())
+
+
+# --- the SDK's own check ---------------------------------------------------------------------
+
+
+def test_the_sdk_board_delivers_only_posts_whose_signature_verifies(conf) -> None:  # type: ignore[no-untyped-def]
+    """The conference service is not trusted: the SDK checks every post against the
+    poster device's key from the key service. A post the service altered (or made up)
+    is counted in ``rejected`` and never delivered."""
+    alice, bob = conf.person("alice"), conf.person("bob")
+    room = conf.room()
+
+    async def main() -> None:
+        board = bob.board(room)
+        await board.connect()
+        poster = alice.board(room)
+        await poster.connect()
+        await poster.post("chat", b"genuine")
+        delivered = await board.next(5)
+        assert (delivered.user_id, delivered.device_id, delivered.body) == (
+            alice.user_id,
+            alice.device_id,
+            b"genuine",
+        )
+        socket, _ = await conf.open("board", room, bob)
+        (wire,) = await conf.posts(socket, 1)
+        await socket.close()
+        assert await board._verified(dict(wire)) == delivered
+        assert board.rejected == 0
+
+        signature = bytearray(b64decode(wire["signature"]))
+        signature[0] ^= 1
+        forgeries = [
+            {**wire, "signature": b64encode(bytes(signature))},
+            {**wire, "body": b64encode(b"forged")},
+            {**wire, "kind": "end"},
+            {**wire, "timestamp": wire["timestamp"] + 1},
+            {**wire, "user_id": bob.user_id},  # alice's post passed off as bob's
+            {**wire, "device_id": bob.device_id},  # ...or as signed by bob's device
+            {**wire, "device_id": "0" * 32},  # a device the key service does not know
+            {**wire, "post_id": b64encode(b"\x00" * 16)},
+            {k: v for k, v in wire.items() if k != "signature"},
+            {**wire, "signature": "not base64!"},
+            # Malformed beyond the signature: rejected too, never a crash of the reader.
+            {k: v for k, v in wire.items() if k != "seq"},
+            {**wire, "seq": str(wire["seq"])},
+            {**wire, "timestamp": str(wire["timestamp"])},
+            {**wire, "timestamp": 1 << 64},
+            {**wire, "kind": 5},
+            {**wire, "device_id": None},
+            "not a post",
+            None,
+        ]
+        for number, forged in enumerate(forgeries, start=1):
+            assert await board._verified(forged) is None, forged
+            assert board.rejected == number
+        # Verified against this board's room: the same post on another room's board fails.
+        elsewhere = bob.board(conf.room())
+        assert await elsewhere._verified(dict(wire)) is None
+        assert elsewhere.rejected == 1
+        with pytest.raises(TimeoutError):
+            await board.next(0.2)
+        await board.close()
+        await poster.close()
+
+    asyncio.run(main())
+
+
+def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: ignore[no-untyped-def]
+    """A fake conference service sends garbage and forged posts before a genuine one:
+    the board delivers the genuine post only, and keeps reading."""
+    alice, bob = conf.person("alice"), conf.person("bob")
+    room = conf.room()
+
+    async def main() -> None:
+        socket, _ = await conf.open("board", room, alice)
+        good = alice.post(room, body=b"genuine")
+        await socket.send(json.dumps(good))
+        (wire,) = await conf.posts(socket, 1)
+        await socket.close()
+        unsigned = {k: v for k, v in wire.items() if k != "seq"}
+
+        async def dishonest(connection: ServerConnection) -> None:
+            await connection.send(
+                json.dumps({"type": "challenge", "challenge": b64encode(b"c" * 16)})
+            )
+            await connection.recv()
+            await connection.send(json.dumps({"type": "welcome", **{"user_id": bob.user_id}}))
+            for message in (
+                "not JSON",
+                json.dumps([1, 2, 3]),
+                json.dumps({"type": "post"}),
+                json.dumps({"type": "post", "post": {**wire, "body": b64encode(b"forged")}}),
+                json.dumps({"type": "post", "post": unsigned}),
+                json.dumps({"type": "post", "post": {**wire, "timestamp": "soon"}}),
+                json.dumps({"type": "post", "post": wire}),
+            ):
+                await connection.send(message)
+            await connection.wait_closed()
+
+        async with serve(dishonest, "127.0.0.1", 0) as server:
+            host, port = next(iter(server.sockets)).getsockname()[:2]
+            board = bob.board(room, f"http://{host}:{port}")
+            await board.connect()
+            post = await board.next(5)
+            assert (post.seq, post.user_id, post.body) == (1, alice.user_id, b"genuine")
+            assert board.rejected == 4
+            with pytest.raises(TimeoutError):
+                await board.next(0.2)
+            await board.close()
+
+    asyncio.run(main())

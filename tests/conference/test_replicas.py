@@ -1,0 +1,115 @@
+"""Two conference-service replicas on one PostgreSQL database and one fan-out backend
+(Redis pub/sub, or NATS): participants connected to different replicas share one
+board, in one order, and each other's media."""
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from veil.conference import create_app
+from veil.protocol import MediaKind
+
+POSTGRES = "host=127.0.0.1 dbname=test user=postgres"
+BACKENDS = [
+    pytest.param("redis://127.0.0.1:6379/0", id="redis"),
+    pytest.param("nats://127.0.0.1:4222", id="nats"),
+]
+
+
+@pytest.fixture
+def postgres_url(conf) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A fresh PostgreSQL database, dropped afterwards."""
+    if not conf.answers("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432 (replicas share a database)")
+    import psycopg
+
+    name = f"veil_conference_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def replicas(request, conf, postgres_url) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    fanout_url = request.param
+    where = urlsplit(fanout_url)
+    if not conf.answers(where.hostname, where.port):
+        pytest.skip(f"{where.scheme} is not answering on {where.hostname}:{where.port}")
+    settings = conf.settings(postgres_url, fanout_url=fanout_url)
+    with conf.serve(create_app(settings)) as first, conf.serve(create_app(settings)) as second:
+        yield first, second
+
+
+def test_participants_on_two_replicas_share_board_and_media(conf, replicas) -> None:  # type: ignore[no-untyped-def]
+    first, second = replicas
+    alice, bob, carol = (conf.person(n) for n in ("alice", "bob", "carol"))
+    room = conf.room()
+    placed = [(alice, first), (bob, second), (carol, second)]
+
+    async def main() -> None:
+        boards = [person.board(room, url) for person, url in placed]
+        for board in boards:
+            await board.connect()
+        # Everyone posts at once, through both replicas: one order is decided (and no
+        # post fails for losing a race for its seq).
+        posts = [
+            (board, person.user_id, b"%s %d" % (person.user_id.encode(), i))
+            for (person, _), board in zip(placed, boards, strict=True)
+            for i in range(8)
+        ]
+        seqs = await asyncio.gather(*(board.post("chat", body) for board, _, body in posts))
+        assert sorted(seqs) == list(range(1, 25))
+        expected = {
+            seq: (user_id, body) for seq, (_, user_id, body) in zip(seqs, posts, strict=True)
+        }
+        for board in boards:
+            got = [await board.next(10) for _ in range(24)]
+            assert [p.seq for p in got] == list(range(1, 25))
+            assert {p.seq: (p.user_id, p.body) for p in got} == expected
+            with pytest.raises(TimeoutError):
+                await board.next(0.3)
+            await board.close()
+
+        # A late subscriber on either replica reads the same board.
+        for url in (first, second):
+            late = alice.board(room, url)
+            await late.connect()
+            assert [(await late.next(10)).seq for _ in range(24)] == list(range(1, 25))
+            await late.close()
+
+        # Media: each participant's frames reach the two others, across replicas.
+        channels = []
+        for person, url in placed:
+            socket, welcome = await conf.open("media", room, person, base_url=url)
+            assert welcome["type"] == "welcome"
+            channels.append(socket)
+        frames = {
+            person.user_id: [
+                bytes([MediaKind.AUDIO]) + person.user_id.encode() + b"|%d|" % i + os.urandom(64)
+                for i in range(5)
+            ]
+            for person, _ in placed
+        }
+        for (person, _), socket in zip(placed, channels, strict=True):
+            for frame in frames[person.user_id]:
+                await socket.send(frame)
+        for (person, _), socket in zip(placed, channels, strict=True):
+            got = [await asyncio.wait_for(socket.recv(), 10) for _ in range(10)]
+            by_sender: dict[str, list[bytes]] = {}
+            for frame in got:
+                by_sender.setdefault(frame[1:].split(b"|", 1)[0].decode(), []).append(frame)
+            others = {p.user_id for p, _ in placed} - {person.user_id}
+            assert by_sender == {u: frames[u] for u in others}
+            assert await conf.silent(socket)
+        for socket in channels:
+            await socket.close()
+
+    asyncio.run(main())
