@@ -217,3 +217,14 @@ def test_a_document_id_with_a_nul_byte_is_422_not_500(make_actor, request, datab
     except Exception as error:  # raise_server_exceptions: a 500 surfaces as the exception
         pytest.fail(f"500: {error!r}"[:300])
     assert_error(response, 422, "validation_error")
+
+
+def test_a_deleted_groups_grants_go_with_it(make_actor) -> None:  # type: ignore[no-untyped-def]
+    s = scene(make_actor)
+    assert s.alice.signed("DELETE", "/v1/groups/g1").status_code == 200
+    assert_error(fetch(s.carol), 403, "no_access")
+    # Dave makes a group of the same id and joins it: the old grant does not reach him.
+    dave_key = s.dave.create_group("g1")
+    assert s.dave.add_member("g1", dave_key, s.dave).status_code == 201
+    assert_error(fetch(s.dave), 403, "no_access")
+    assert opened(s.bob, "user", s.sealed) == b"minutes of the meeting"

@@ -3,7 +3,9 @@ message board and the media relay (see ``veil.conference`` for the wire protocol
 
 Board posts are checked here, end to end: a post is delivered only if its signature
 verifies against the poster device's key *as the key service publishes it*, so the
-conference service can reorder nothing undetected and forge nothing.
+conference service can forge or alter no post. It can still drop, delay or reorder
+posts (``seq`` is the service's, not signed): meetings rely on posts' content (epochs,
+proofs by the group key), never on their order alone.
 """
 
 import asyncio
@@ -24,8 +26,9 @@ from veil.crypto.errors import InvalidSignature
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol import MediaKind, b64decode, b64encode, hello_message, post_message
 
-KeyLookup = Callable[[str], Awaitable[tuple[str, VerifyingKey]]]
-"""device id -> (its user id, its signing key), from the key service."""
+KeyLookup = Callable[..., Awaitable[tuple[str, VerifyingKey]]]
+"""``(device_id, fresh=False)`` -> (its user id, its signing key), from the key service
+(cached unless ``fresh``: a device may have rotated its keys)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ async def _open(
     **extra: Any,
 ) -> ClientConnection:
     try:
-        socket = await connect(url, max_size=1 << 20, open_timeout=10)
+        # No per-message compression: what travels is ciphertext, which does not compress.
+        socket = await connect(url, max_size=1 << 20, open_timeout=10, compression=None)
     except (OSError, TimeoutError) as exc:
         raise Unavailable(0, "unreachable", f"{url}: {type(exc).__name__}") from None
     try:
@@ -167,11 +171,16 @@ class Board:
                         await self._incoming.put(post)
                 elif kind in ("ack", "error") and message.get("post_id") in self._pending:
                     future = self._pending.pop(message["post_id"])
-                    if kind == "ack":
-                        future.set_result(int(message["seq"]))
+                    seq, status = message.get("seq"), message.get("status", 400)
+                    if kind == "ack" and type(seq) is int:
+                        future.set_result(seq)
                     else:
                         future.set_exception(
-                            service_error(400, message["code"], message["message"])
+                            service_error(
+                                status if type(status) is int else 400,
+                                str(message.get("code", "bad_reply")),
+                                str(message.get("message", "the board sent a malformed reply")),
+                            )
                         )
         except ConnectionClosed:
             pass
@@ -203,9 +212,13 @@ class Board:
                 raise ValueError("kind and device_id are strings")
             if not all(type(n) is int and n >= 0 for n in (seq, timestamp)):
                 raise ValueError("seq and timestamp are integers")
-            user_id, key = await self._lookup(device_id)
             message = post_message(self.room_id, post_id, kind, device_id, timestamp, body)
-            key.verify(signature, message)
+            user_id, key = await self._lookup(device_id)
+            try:
+                key.verify(signature, message)
+            except InvalidSignature:  # the poster may have rotated its keys since
+                user_id, key = await self._lookup(device_id, fresh=True)
+                key.verify(signature, message)
             if user_id != data["user_id"]:
                 raise InvalidSignature
         except (InvalidSignature, ValueError, KeyError, TypeError, OverflowError, ServiceError):

@@ -252,15 +252,18 @@ class Device:
         if missing:
             raise NotFound(404, "not_found", f"no keys for {sorted(missing)}")
         changed = False
-        for user_id, key in found.items():
-            changed |= self.pins.check(user_id, key, accept_changes=accept_changes)
-        if changed:
-            self._save()
+        try:
+            for user_id, key in found.items():
+                changed |= self.pins.check(user_id, key, accept_changes=accept_changes)
+        finally:
+            if changed:  # keep the pins made before a changed key was found
+                self._save()
         return found
 
-    async def signer_of(self, device_id: str) -> tuple[str, VerifyingKey]:
-        """(user id, signing key) of a device, as the key service publishes it."""
-        cached = self._signers.get(device_id)
+    async def signer_of(self, device_id: str, fresh: bool = False) -> tuple[str, VerifyingKey]:
+        """(user id, signing key) of a device, as the key service publishes it (cached;
+        ``fresh`` asks again, for a device that may have rotated its keys)."""
+        cached = None if fresh else self._signers.get(device_id)
         if cached is None:
             record = await self.keyserver.device_record(device_id)
             cached = self._signers[device_id] = (record.user_id, record.signing_key)

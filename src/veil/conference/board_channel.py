@@ -6,7 +6,7 @@ Client -> server, after the hello (which may carry ``"since": N``):
 Server -> client:
     {"type": "welcome", "user_id", "device_id"}
     {"type": "post", "post": {seq, post_id, kind, device_id, user_id, timestamp, body, signature}}
-    {"type": "ack", "post_id", "seq"} | {"type": "error", "code", "message", "post_id"?}
+    {"type": "ack", "post_id", "seq"} | {"type": "error", "status", "code", "message", "post_id"?}
 
 Every post with ``seq > since`` is delivered once, in order: the connection joins the
 room's channel before reading the backlog, skips what it already sent, and fills a
@@ -22,7 +22,7 @@ import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from veil.conference.board import KINDS, NewPost
-from veil.conference.fanout import channel
+from veil.conference.fanout import MemoryFanout, channel
 from veil.conference.handshake import Participant, Refused, device_record, receive_hello
 from veil.conference.service import ConferenceService
 from veil.crypto import schnorr
@@ -32,6 +32,7 @@ from veil.protocol import b64decode, meeting_proof_message, post_message
 from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
 
 _OVERFLOW = b""  # queued when a subscriber falls too far behind
+_QUIET_POLL_SECONDS = 5.0
 
 
 async def serve_board(websocket: WebSocket, service: ConferenceService, room_id: str) -> None:
@@ -87,8 +88,17 @@ async def _forward(
     for post in await asyncio.to_thread(service.board.after, room_id, last):
         await send({"type": "post", "post": post})
         last = post["seq"]
+    # Across replicas fan-out is at-most-once: a lost post is filled in when the next one
+    # arrives, or by this poll when the room goes quiet. In one process nothing is lost.
+    poll = None if isinstance(service.hub.fanout, MemoryFanout) else _QUIET_POLL_SECONDS
     while True:
-        message = await queue.get()
+        try:
+            message = await asyncio.wait_for(queue.get(), poll)
+        except TimeoutError:
+            for missed in await asyncio.to_thread(service.board.after, room_id, last):
+                await send({"type": "post", "post": missed})
+                last = missed["seq"]
+            continue
         if message == _OVERFLOW:
             await websocket.close(code=4429, reason="slow_subscriber")
             return
@@ -122,7 +132,10 @@ async def _receive(
             new = await _verify(service, room_id, participant, data)
             stored = await asyncio.to_thread(service.board.append, new, service.now())
         except ApiError as error:
-            reply = {"type": "error", "code": error.code, "message": error.message}
+            reply = {
+                "type": "error", "status": error.status, "code": error.code,
+                "message": error.message,
+            }  # fmt: skip
             if isinstance(post_id, str):
                 reply["post_id"] = post_id
             await send(reply)

@@ -8,12 +8,14 @@ Delivery callbacks run on the event loop and must not block (they only enqueue).
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 Deliver = Callable[[bytes], None]
+logger = logging.getLogger(__name__)
 
 
 class Fanout(ABC):
@@ -70,8 +72,18 @@ class RedisFanout(Fanout):
             self._listener = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
+        import redis.exceptions
+
         while True:
-            message = await self._pubsub.get_message(timeout=1.0)
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                # redis-py reconnects and subscribes again on the next call; messages
+                # published meanwhile are lost (pub/sub is at-most-once), and boards
+                # fill such gaps from the database.
+                logger.warning("fan-out: lost the Redis connection; reconnecting")
+                await asyncio.sleep(1.0)
+                continue
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"].decode()

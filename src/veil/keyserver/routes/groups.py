@@ -5,7 +5,7 @@ from sqlalchemy import delete, func, select
 
 from veil.crypto.keys import PublicKey
 from veil.keyserver.deps import Service, Signed
-from veil.keyserver.models import Group, GroupAdmin, GroupMember
+from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember
 from veil.keyserver.routes.common import (
     check_proof,
     device_transform_key,
@@ -117,6 +117,12 @@ def delete_group(group_id: PathId, call: Signed, service: Service) -> Done:
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         session.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+        # Grants to the group go too: a later group with the same id must not inherit them.
+        session.execute(
+            delete(DocumentGrant).where(
+                DocumentGrant.grantee_kind == "group", DocumentGrant.grantee_id == group_id
+            )
+        )
         session.execute(delete(GroupAdmin).where(GroupAdmin.group_id == group_id))
         session.delete(group)
         record(service, session, caller, "group.delete", group_id)
