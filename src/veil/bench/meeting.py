@@ -17,6 +17,12 @@ board clients). For each rekey:
 - ``bytes_per_device``: bytes each device received for it (median over devices):
   the board messages that carried it, plus, for Veil, the transform response.
 
+All three parties share this machine's cores, where in a deployment each has its own:
+so that the host's CPU is not inflated by the devices' work competing for the same
+cores and caches, devices queue what they receive and start working on a rekey when
+the host's rekey call returns (a few milliseconds after the post; ``rekey_to_all_ms``
+still counts from the start of the host's rekey).
+
 The pairwise keys travel on the board like Veil's key post, in posts of at most
 ``PAIRWISE_PER_POST`` wrapped keys (a board post is limited to 64 KiB), and every
 device receives all of them, as on any broadcast channel.
@@ -100,6 +106,16 @@ class _Receivers:
         self.conn, self.urls, self.count = conn, urls, count
         self.devices: list[dict[str, Any]] = []
         self.reports: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        self.released: dict[tuple[str, int], asyncio.Event] = {}
+
+    def _gate(self, kind: str, epoch: int) -> asyncio.Event:
+        return self.released.setdefault((kind, epoch), asyncio.Event())
+
+    async def _hear_the_host(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            _, kind, epoch = await loop.run_in_executor(None, self.conn.recv)
+            self._gate(kind, epoch).set()
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -117,6 +133,7 @@ class _Receivers:
                 *(self._connect(d, meeting_id, semaphore) for d in self.devices)
             )
             self.conn.send(("connected",))
+            asyncio.get_running_loop().create_task(self._hear_the_host())
             await asyncio.gather(
                 *(
                     self._listen(d, s, meeting_id)
@@ -171,6 +188,7 @@ class _Receivers:
             body = json.loads(b64decode(post["body"]))
             if post["kind"] == "key":
                 epoch = int(body["epoch"])
+                await self._gate("veil", epoch).wait()
                 received = len(raw) + await self._transform(device, meeting_id, body)
                 self._report("veil", epoch, time.time(), received)
             elif post["kind"] == "notice" and "pairwise" in body:
@@ -178,6 +196,7 @@ class _Receivers:
                 pairwise_bytes[epoch] = pairwise_bytes.get(epoch, 0) + len(raw)
                 mine = body["keys"].get(device["device_id"])
                 if mine is not None:
+                    await self._gate("pairwise", epoch).wait()
                     device["pairwise_done"] = (
                         epoch,
                         time.time(),
@@ -263,6 +282,7 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
             meeting = await Meeting.start(host, invitees=users, timers=timers)
             conn.send(meeting.meeting_id)
             await loop.run_in_executor(None, conn.recv)  # every device is on the board
+            conn.send(("go", "veil", 0))
             # The board replays the epoch-0 key to every device as it connects: wait for them.
             await loop.run_in_executor(None, conn.recv)
             samples: dict[str, list[tuple[float, float, float]]] = {"veil": [], "pairwise": []}
@@ -276,6 +296,7 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
                         epoch = round_
                         await _pairwise_rekey(meeting, epoch, x25519)
                     host_cpu = time.process_time() - cpu
+                    conn.send(("go", kind, epoch))
                     _, got_kind, got_epoch, rows = await loop.run_in_executor(None, conn.recv)
                     assert (got_kind, got_epoch) == (kind, epoch), (got_kind, got_epoch)
                     to_all = max(done for done, _ in rows) - started

@@ -23,7 +23,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from veil.conference.board import KINDS, NewPost
 from veil.conference.fanout import MemoryFanout, channel
-from veil.conference.handshake import Participant, Refused, device_record, receive_hello
+from veil.conference.handshake import (
+    Participant,
+    Refused,
+    device_record,
+    receive_hello,
+    until_either,
+)
 from veil.conference.service import ConferenceService
 from veil.crypto import schnorr
 from veil.crypto.errors import DecodeError, InvalidSignature
@@ -62,16 +68,10 @@ async def serve_board(websocket: WebSocket, service: ConferenceService, room_id:
 
     try:
         await send({"type": "welcome", **participant.__dict__})
-        tasks = [
-            asyncio.create_task(_forward(websocket, service, room_id, since, queue, send)),
-            asyncio.create_task(_receive(websocket, service, room_id, participant, send)),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await until_either(
+            _forward(websocket, service, room_id, since, queue, send),
+            _receive(websocket, service, room_id, participant, send),
+        )
     finally:
         await service.hub.leave(name, listener)
 

@@ -11,6 +11,7 @@ closed with 4000 + the matching HTTP status (4401, 4403, ...).
 
 import asyncio
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +97,15 @@ async def device_record(
         return await service.directory.get(device_id, fresh=fresh)
     except DeviceLookupError:
         raise ApiError(503, "keyserver_unavailable", "the key service did not answer") from None
+
+
+async def until_either(*work: Coroutine[Any, Any, None]) -> None:
+    """Run a connection's sending and receiving sides until one of them ends (the peer
+    left, or the server closed it), then stop the other."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

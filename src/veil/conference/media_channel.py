@@ -15,7 +15,7 @@ import hashlib
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from veil.conference.fanout import channel
-from veil.conference.handshake import Refused, receive_hello, refuse
+from veil.conference.handshake import Refused, receive_hello, refuse, until_either
 from veil.conference.service import ConferenceService
 from veil.protocol import MediaKind
 from veil.web.errors import forbidden
@@ -50,16 +50,10 @@ async def serve_media(websocket: WebSocket, service: ConferenceService, room_id:
     listener = await service.hub.join(name, deliver)
     try:
         await websocket.send_json({"type": "welcome", **participant.__dict__})
-        tasks = [
-            asyncio.create_task(_send_frames(websocket, queue, stats)),
-            asyncio.create_task(_receive_frames(websocket, service, name, tag, stats)),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await until_either(
+            _send_frames(websocket, queue, stats),
+            _receive_frames(websocket, service, name, tag, stats),
+        )
     finally:
         await service.hub.leave(name, listener)
 
