@@ -98,7 +98,7 @@ async def _token(http: httpx.AsyncClient, idp_url: str, user: str) -> str:
 
 
 def receivers_main(conn: Connection, urls: dict[str, str], count: int) -> None:
-    asyncio.run(_Receivers(conn, urls, count).run())
+    asyncio.run(_Receivers(conn, urls, count).main())
 
 
 class _Receivers:
@@ -116,6 +116,13 @@ class _Receivers:
         while True:
             _, kind, epoch = await loop.run_in_executor(None, self.conn.recv)
             self._gate(kind, epoch).set()
+
+    async def main(self) -> None:
+        try:
+            await self.run()
+        except BaseException as exc:  # the host must hear of it, not wait forever
+            self.conn.send(("failed", f"{type(exc).__name__}: {exc!r}"))
+            raise
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -213,17 +220,18 @@ class _Receivers:
         request = json.dumps(
             {"encrypted_key": body["encrypted_key"], "group_id": meeting_id}
         ).encode()
-        headers = sign_request(
-            device["signer"],
-            device["device_id"],
-            "POST",
-            "/v1/transform",
-            "",
-            request,
-            int(time.time()),
-        )
-        headers["content-type"] = "application/json"
-        response = await self.http.post("/v1/transform", content=request, headers=headers)
+        for attempt in range(3):
+            headers = sign_request(
+                device["signer"], device["device_id"], "POST", "/v1/transform", "", request,
+                int(time.time()),
+            )  # fmt: skip
+            headers["content-type"] = "application/json"
+            try:
+                response = await self.http.post("/v1/transform", content=request, headers=headers)
+                break
+            except httpx.TransportError:  # a kept-alive connection the server had closed
+                if attempt == 2:
+                    raise
         data = result(response)
         value = EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
         decrypt(value, device["device_key"], origin=origin)
@@ -265,8 +273,18 @@ async def _pairwise_rekey(meeting: Meeting, epoch: int, devices: dict[str, bytes
         await meeting.board.post("notice", json.dumps(body).encode())
 
 
-async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str, Any]:
+async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
+    """The devices' next message; their failure or silence is an error, never a hang."""
     loop = asyncio.get_running_loop()
+    if not await loop.run_in_executor(None, conn.poll, timeout):
+        raise RuntimeError(f"the devices said nothing for {timeout:.0f} s")
+    message = conn.recv()
+    if isinstance(message, tuple) and message and message[0] == "failed":
+        raise RuntimeError(f"the devices failed: {message[1]}")
+    return message
+
+
+async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
 
         async def token() -> str:
@@ -277,14 +295,14 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
             tokens=token, store=MemoryDeviceStore(secrets.token_bytes(32)),
         )  # fmt: skip
         async with host:
-            _, users, x25519 = await loop.run_in_executor(None, conn.recv)
+            _, users, x25519 = await _from_devices(conn)
             timers = MeetingTimers(rekey_interval=1e9)
             meeting = await Meeting.start(host, invitees=users, timers=timers)
             conn.send(meeting.meeting_id)
-            await loop.run_in_executor(None, conn.recv)  # every device is on the board
+            await _from_devices(conn)  # every device is on the board
             conn.send(("go", "veil", 0))
             # The board replays the epoch-0 key to every device as it connects: wait for them.
-            await loop.run_in_executor(None, conn.recv)
+            await _from_devices(conn)
             samples: dict[str, list[tuple[float, float, float]]] = {"veil": [], "pairwise": []}
             for round_ in range(1, rounds + 1):
                 for kind in ("veil", "pairwise"):
@@ -297,7 +315,7 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
                         await _pairwise_rekey(meeting, epoch, x25519)
                     host_cpu = time.process_time() - cpu
                     conn.send(("go", kind, epoch))
-                    _, got_kind, got_epoch, rows = await loop.run_in_executor(None, conn.recv)
+                    _, got_kind, got_epoch, rows = await _from_devices(conn)
                     assert (got_kind, got_epoch) == (kind, epoch), (got_kind, got_epoch)
                     to_all = max(done for done, _ in rows) - started
                     per_device = statistics.median(received for _, received in rows)
