@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from veil.bench.keyserver import free_port
 from veil.client import Device, MemoryDeviceStore
-from veil.client.conference import _open, _ws_url
+from veil.client.conference import open_socket, ws_url
 from veil.client.keyserver import KeyServerClient, result
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.crypto.keys import PrivateKey
@@ -173,9 +173,9 @@ class _Receivers:
         self, device: dict[str, Any], meeting_id: str, semaphore: asyncio.Semaphore
     ) -> Any:
         async with semaphore:
-            url = _ws_url(self.urls["conference_url"], f"/v1/rooms/{meeting_id}/board")
+            url = ws_url(self.urls["conference_url"], f"/v1/rooms/{meeting_id}/board")
             token = await _token(self.http, self.urls["idp_url"], device["user"])
-            return await _open(
+            return await open_socket(
                 url, meeting_id, "board", token, device["device_id"], device["signer"], since=0
             )
 

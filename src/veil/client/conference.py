@@ -43,13 +43,14 @@ class Post:
     body: bytes = field(repr=False)
 
 
-def _ws_url(base_url: str, path: str) -> str:
+def ws_url(base_url: str, path: str) -> str:
+    """The ws:// (or wss://) URL of a path on an http(s) service."""
     url = httpx.URL(base_url)
     scheme = "wss" if url.scheme == "https" else "ws"
     return str(url.copy_with(scheme=scheme, path=url.path.rstrip("/") + path))
 
 
-async def _open(
+async def open_socket(
     url: str,
     room_id: str,
     channel: str,
@@ -58,6 +59,7 @@ async def _open(
     signer: SigningKey,
     **extra: Any,
 ) -> ClientConnection:
+    """A board or media WebSocket, past the hello (``veil.conference.handshake``)."""
     try:
         # No per-message compression: what travels is ciphertext, which does not compress.
         socket = await connect(url, max_size=1 << 20, open_timeout=10, compression=None)
@@ -109,8 +111,8 @@ class ConferenceClient:
     async def media(
         self, room_id: str, *, device_id: str, signer: SigningKey, token: str
     ) -> "MediaChannel":
-        url = _ws_url(self.base_url, f"/v1/rooms/{room_id}/media")
-        return MediaChannel(await _open(url, room_id, "media", token, device_id, signer))
+        url = ws_url(self.base_url, f"/v1/rooms/{room_id}/media")
+        return MediaChannel(await open_socket(url, room_id, "media", token, device_id, signer))
 
 
 class Board:
@@ -130,7 +132,7 @@ class Board:
         clock: Callable[[], float],
     ) -> None:
         self.room_id, self.device_id, self.signer = room_id, device_id, signer
-        self._url = _ws_url(base_url, f"/v1/rooms/{room_id}/board")
+        self._url = ws_url(base_url, f"/v1/rooms/{room_id}/board")
         self._token, self._lookup, self._clock = token, lookup, clock
         self.last_seq = 0
         self.rejected = 0
@@ -143,7 +145,7 @@ class Board:
     async def connect(self, since: int | None = None) -> None:
         if since is not None:
             self.last_seq = since
-        self._socket = await _open(
+        self._socket = await open_socket(
             self._url,
             self.room_id,
             "board",
