@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--idp", action="store_true", help="only the dev IdP (not for production)")
     srv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (defaults: key service 8470, conference "
-                     "8471, IdP 8472)")  # fmt: skip
+                     "8471, IdP 8472; 0 for any free ports, printed at start)")  # fmt: skip
     srv.add_argument("--data-dir", default="./veil-data", help="SQLite files and the key "
                      "service secret (default ./veil-data)")  # fmt: skip
     srv.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql://...")

@@ -49,8 +49,8 @@ class ServeOptions:
             raise ConfigurationError("--workers must be at least 1")
         if self.transform_workers is not None and self.transform_workers < 0:
             raise ConfigurationError("--transform-workers must not be negative")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ConfigurationError("--port must lie in 1..65535")
+        if self.port is not None and not 0 <= self.port < 65536:
+            raise ConfigurationError("--port must lie in 0..65535 (0: any free ports)")
         if self.database_url and urlsplit(self.database_url).scheme.split("+")[0] not in (
             "sqlite",
             "postgresql",
@@ -90,7 +90,7 @@ def serve(options: ServeOptions) -> None:
         asyncio.run(_serve_all(options))
     elif options.role == "idp":
         provider = DevIdentityProvider()
-        port = options.port or DEFAULT_PORTS["idp"]
+        port = DEFAULT_PORTS["idp"] if options.port is None else options.port
         print(f"veil dev IdP (not for production) on http://{options.host}:{port}", flush=True)
         uvicorn.run(create_idp(provider), host=options.host, port=port, log_level="info")
     else:
@@ -115,7 +115,7 @@ def _serve_one(options: ServeOptions) -> None:
         # Create the shared secret once, before the workers start, so they all read it.
         load_or_create_secret(options.data_dir / "keyserver.secret")
     factory = f"veil.{options.role}.app:create_app_from_env"
-    port = options.port or DEFAULT_PORTS[options.role]
+    port = DEFAULT_PORTS[options.role] if options.port is None else options.port
     print(f"veil {options.role} on http://{options.host}:{port}", flush=True)
     uvicorn.run(
         factory, factory=True, host=options.host, port=port, workers=options.workers,
@@ -125,8 +125,9 @@ def _serve_one(options: ServeOptions) -> None:
 
 async def _serve_all(options: ServeOptions) -> None:
     idp = DevIdentityProvider()
-    base = options.port or DEFAULT_PORTS["keyserver"]
-    ports = (base + 2, base, base + 1)  # idp, key service, conference
+    base = DEFAULT_PORTS["keyserver"] if options.port is None else options.port
+    # idp, key service, conference; port 0 lets the system pick three free ports
+    ports = (0, 0, 0) if base == 0 else (base + 2, base, base + 1)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(options.data_dir / "keyserver.secret")
     async with run_stack(

@@ -163,7 +163,7 @@ class Env:
             finally:
                 for meeting in self._meetings:
                     with contextlib.suppress(Exception):
-                        await meeting.close()
+                        await meeting.close(rotate_device_keys=False)
                 for device in self._devices:
                     await device.close()
                 self._meetings.clear()

@@ -58,11 +58,11 @@ def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
             )  # fmt: skip
         assert refused.value.code == "room_ended"
 
-        # After the meeting, every device rotates its keys; the old signer is useless.
-        for device in (alice, bob):
+        # After the meeting, closing it rotates the device's keys; the old signer is useless.
+        for device, meeting in ((alice, ma), (bob, mb)):
             old_signer = device.signer
             old_record = await device.keyserver.device_record(device.device_id)
-            await device.rotate_keys()
+            await meeting.close()
             record = await device.keyserver.device_record(device.device_id)
             assert device.signer is not old_signer
             assert record.signing_key == device.signer.verifying_key

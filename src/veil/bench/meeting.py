@@ -50,7 +50,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from veil.bench.keyserver import free_port
 from veil.client import Device, MemoryDeviceStore
 from veil.client.conference import open_socket, ws_url
 from veil.client.keyserver import KeyServerClient, result
@@ -75,7 +74,7 @@ def _wrap_key(shared: bytes, meeting_id: str, epoch: int, device_id: str) -> byt
 
 def _start_services(folder: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     command = [
-        sys.executable, "-m", "veil.cli", "serve", "--port", str(free_port()),
+        sys.executable, "-m", "veil.cli", "serve", "--port", "0",
         "--data-dir", str(folder), "--transform-workers", "1",
     ]  # fmt: skip
     process = subprocess.Popen(  # noqa: S603
@@ -320,7 +319,7 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
                     to_all = max(done for done, _ in rows) - started
                     per_device = statistics.median(received for _, received in rows)
                     samples[kind].append((host_cpu * 1000, to_all * 1000, per_device))
-            await meeting.close()
+            await meeting.close(rotate_device_keys=False)
     return {
         kind: {
             "host_cpu_ms": round(statistics.median(s[0] for s in rows), 3),

@@ -212,7 +212,7 @@ class Meeting:
         try:
             await meeting._wait_for_admission()
         except BaseException:
-            await meeting.close()
+            await meeting.close(rotate_device_keys=False)
             raise
         meeting._spawn(meeting._ratchet())
         if meeting.host == device.user_id and not meeting.managing:
@@ -584,7 +584,11 @@ class Meeting:
         self._drop_keys()
         self.ended.set()
 
-    async def close(self) -> None:
+    async def close(self, *, rotate_device_keys: bool = True) -> None:
+        """Stop following the meeting and drop its keys; then, by default, rotate this
+        device's keys (the seed's "after the meeting" step: a later theft of the device
+        opens nothing from this meeting). A failed rotation raises, after the rest is
+        released, so the application knows forward secrecy was not reached."""
         for task in [*self._tasks, self._rekey_pending]:
             if task is not None:
                 task.cancel()
@@ -595,6 +599,8 @@ class Meeting:
             with contextlib.suppress(Exception):
                 await self.media_channel.close()
         self._drop_keys()
+        if rotate_device_keys:
+            await self.device.rotate_keys()
 
     def ciphertexts_held(self) -> int:
         """Encrypted keys this client still holds (zero after the end or a leave)."""
