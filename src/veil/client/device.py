@@ -47,6 +47,9 @@ PasswordSource = Callable[[], Awaitable[str]]
 ApprovalDisplay = Callable[[str], Awaitable[None]]
 
 _APPROVAL_PREFIX = "veil-approve-v1"
+_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+"""Idle connections are dropped before servers drop them (uvicorn: after 5 s), so a
+signed request is never sent on a connection the server has just closed."""
 
 
 def _escrow_document(user_id: str) -> str:
@@ -137,10 +140,11 @@ class Device:
         if mode == "approval" and show_approval is None:
             raise ValueError("approval mode needs a show_approval callback")
         keyserver = KeyServerClient(
-            httpx.AsyncClient(base_url=keyserver_url, timeout=30), clock=clock
+            httpx.AsyncClient(base_url=keyserver_url, timeout=30, limits=_LIMITS), clock=clock
         )
         conference = ConferenceClient(
-            conference_url, httpx.AsyncClient(base_url=conference_url, timeout=30)
+            conference_url,
+            httpx.AsyncClient(base_url=conference_url, timeout=30, limits=_LIMITS),
         )
         try:
             context = store.load()
