@@ -35,7 +35,7 @@ from veil.stack import run_stack
 
 AUDIO_FPS, VIDEO_FPS = 50, 30
 AUDIO_BYTES, VIDEO_BYTES = 160, 1_000
-_FRAME_ID = struct.Struct(">IBI")  # sender, stream, counter
+_FRAME_ID = struct.Struct(">QBI")  # sender, stream, counter
 
 
 class TappedFanout(MemoryFanout):

@@ -481,3 +481,30 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
             await board.close()
 
     asyncio.run(main())
+
+
+def test_one_connection_cannot_flood_a_board(conf) -> None:  # type: ignore[no-untyped-def]
+    alice = conf.person("alice")
+    room = conf.room()
+
+    async def main() -> None:
+        socket, _ = await conf.open("board", room, alice)
+        burst = 100  # ConferenceSettings.post_burst
+        for _ in range(burst + 5):
+            await socket.send(json.dumps(alice.post(room)))
+        replies = [await conf.answer(socket) for _ in range(burst + 5)]
+        acks = [r for r in replies if r["type"] == "ack"]
+        limited = [r for r in replies if r.get("code") == "rate_limited"]
+        assert burst <= len(acks) < burst + 5 and limited
+        assert all(r["status"] == 429 for r in limited)
+        await asyncio.sleep(0.2)  # the bucket refills (20 posts a second)
+        await socket.send(json.dumps(alice.post(room)))
+        assert (await conf.answer(socket))["type"] == "ack"
+        await socket.close()
+        # A resume of the whole board arrives in pages, every post once, in order.
+        resumed, _ = await conf.open("board", room, alice, since=0)
+        seqs = [(await conf.receive(resumed))["post"]["seq"] for _ in range(len(acks) + 1)]
+        assert seqs == list(range(1, len(acks) + 2))
+        await resumed.close()
+
+    asyncio.run(main())

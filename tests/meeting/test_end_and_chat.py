@@ -291,3 +291,25 @@ def test_the_manager_hands_over_before_leaving(env) -> None:
         assert mb.security_code == mc.security_code
 
     env.run(main)
+
+
+def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -> None:
+    async def main() -> None:
+        alice, bob, mallory = await env.devices(*(env.name(n) for n in ("alice", "bob", "m")))
+        ma, mb = await env.start_and_join(alice, [bob])
+        assert ma.sender != mb.sender and max(ma.sender, mb.sender) < 2**44
+        assert ma.participants == {ma.sender: alice.user_id, mb.sender: bob.user_id}
+        # Anyone may post on the board; claiming bob's number changes nothing.
+        board = mallory.conference.board(
+            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
+            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+        )  # fmt: skip
+        await board.connect(since=0)
+        await board.post("announce", json.dumps({"sender": mb.sender}).encode())
+        await board.post("announce", json.dumps({"sender": -1}).encode())
+        await board.close()
+        await asyncio.sleep(0.3)
+        assert ma.participants[mb.sender] == bob.user_id
+        assert any(isinstance(e, UntrustedPost) for e in ma.errors)
+
+    env.run(main)

@@ -90,6 +90,8 @@ class Device:
         self.session = keyserver.device(context.device_id, context.signer)
         self.pins = KeyPins(context.pins)
         self._signers: dict[str, tuple[str, VerifyingKey]] = {}
+        self.open_meetings: set[object] = set()
+        """Meetings of this device not closed yet (keys rotate when the last one closes)."""
         from veil.client.documents import Documents
         from veil.client.groups import Groups
 

@@ -1,7 +1,8 @@
 """A participant's SFrame keys for one meeting (RFC 9605 with Veil's key schedule).
 
-Each join of a device has a sender number (the board ``seq`` of its announce post:
-unique in the meeting and never reused). Every (epoch, sender, stream) gets its own
+Each join of a device has a sender number: 44 random bits it draws itself and names
+in its signed announce post (a new join draws a new one; clients refuse a number
+already taken). Every (epoch, sender, stream) gets its own
 base key from the session key, ``kdf.sender_base_key``, and its own KID,
 ``kdf.media_kid`` (sender, stream and epoch mod 2^16). A sender switches to a new
 epoch as soon as it holds the key; a receiver keeps the previous epoch for

@@ -211,17 +211,22 @@ class Meeting:
         meeting._spawn(meeting._board_loop())
         try:
             await meeting._wait_for_admission()
+            if meeting.host == device.user_id and not meeting.managing:
+                await meeting._take_over()
         except BaseException:
             await meeting.close(rotate_device_keys=False)
             raise
         meeting._spawn(meeting._ratchet())
-        if meeting.host == device.user_id and not meeting.managing:
-            await meeting._take_over()
         return meeting
 
     async def _open(self) -> None:
+        self.device.open_meetings.add(self)
         await self.board.connect(since=0)
-        self.sender = await self.board.post("announce", b"{}")
+        # Each join draws its own sender number (44 random bits) and announces it, signed:
+        # the board's sequence numbers are the service's and must not pick SFrame keys,
+        # or a dishonest service could make two senders share a key and nonces.
+        self.sender = secrets.randbelow(kdf.SENDER_LIMIT)
+        await self.board.post("announce", json.dumps({"sender": self.sender}).encode())
         self.media = MeetingMedia(
             self.meeting_id, sender=self.sender, grace=self.timers.epoch_grace,
             clock=self.clock.time,
@@ -248,7 +253,12 @@ class Meeting:
                     self._key_posts = [p for p in self._key_posts if p is not post]
                     continue
                 self._admitted = True
-                self._key_posts.clear()
+                # Key posts that arrived while this one was being transformed: take the
+                # newer ones now (``_accept_key`` skips what is not newer).
+                waiting, self._key_posts = self._key_posts, []
+                for later in waiting:
+                    with contextlib.suppress(UntrustedPost, InvalidRequest, *_MALFORMED):
+                        await self._accept_key(later)
                 return
         raise NotAdmitted(f"not admitted to {self.meeting_id!r}")
 
@@ -283,10 +293,11 @@ class Meeting:
                 # Invitees not yet in the group, so a manager who takes over admits them.
                 "invitees": sorted(self.invitees - set(members)),
             }  # fmt: skip
+            await self.board.post("key", json.dumps(body).encode())
+            # Only once the board holds the key post: a failed post changes nothing here.
             self._install(epoch, plaintext, members)
             self._manager = self.device.device_id
             self._last_rekey = self.clock.time()
-            await self.board.post("key", json.dumps(body).encode())
 
     async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
         """A proof with the group's private key (only admins hold it) over this post."""
@@ -380,7 +391,12 @@ class Meeting:
 
     async def _handle(self, post: Post) -> None:
         if post.kind == "announce":
-            self.participants[post.seq] = post.user_id
+            sender = json.loads(post.body)["sender"]
+            if type(sender) is not int or not 0 <= sender < kdf.SENDER_LIMIT:
+                raise ValueError("an announce names a sender number in [0, 2^44)")
+            if sender in self.participants:
+                raise UntrustedPost("a sender number already taken in this meeting")
+            self.participants[sender] = post.user_id
             if self.managing and post.device_id != self.device.device_id:
                 await self._consider(post.user_id)
         elif post.kind == "key":
@@ -587,8 +603,9 @@ class Meeting:
     async def close(self, *, rotate_device_keys: bool = True) -> None:
         """Stop following the meeting and drop its keys; then, by default, rotate this
         device's keys (the seed's "after the meeting" step: a later theft of the device
-        opens nothing from this meeting). A failed rotation raises, after the rest is
-        released, so the application knows forward secrecy was not reached."""
+        opens nothing from this meeting), once no other meeting of the device is open.
+        A failed rotation raises, after the rest is released, so the application knows
+        forward secrecy was not reached."""
         for task in [*self._tasks, self._rekey_pending]:
             if task is not None:
                 task.cancel()
@@ -599,7 +616,10 @@ class Meeting:
             with contextlib.suppress(Exception):
                 await self.media_channel.close()
         self._drop_keys()
-        if rotate_device_keys:
+        self.device.open_meetings.discard(self)
+        if rotate_device_keys and not self.device.open_meetings:
+            # With another meeting of this device still open, its sockets speak with the
+            # current keys: the rotation waits for the last meeting to close.
             await self.device.rotate_keys()
 
     def ciphertexts_held(self) -> int:

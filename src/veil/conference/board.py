@@ -24,6 +24,9 @@ room's board (``board_channel`` accepts one only with a proof by the meeting gro
 key)."""
 
 _RETRIES = 8
+PAGE = 200
+"""Posts read from the database at a time (a resume of a long board is streamed)."""
+MAX_POSTS_PER_ROOM = 100_000
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class BoardStore:
         last = session.execute(
             select(func.max(Post.seq)).where(Post.room_id == post.room_id)
         ).scalar_one()
+        if (last or 0) >= MAX_POSTS_PER_ROOM:
+            raise forbidden("room_full", f"a board holds at most {MAX_POSTS_PER_ROOM} posts")
         stored = Post(
             room_id=post.room_id,
             seq=(last or 0) + 1,
@@ -102,13 +107,16 @@ class BoardStore:
         session.flush()
         return wire(stored)
 
-    def after(self, room_id: str, since: int, until: int | None = None) -> list[dict[str, Any]]:
-        """Posts with ``since < seq`` (and ``seq <= until``), in order."""
+    def after(
+        self, room_id: str, since: int, until: int | None = None, *, limit: int = PAGE
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` posts with ``since < seq`` (and ``seq <= until``), in order."""
         query = select(Post).where(Post.room_id == room_id, Post.seq > since)
         if until is not None:
             query = query.where(Post.seq <= until)
+        query = query.order_by(Post.seq).limit(limit)
         with transaction(self.sessions) as session:
-            return [wire(p) for p in session.execute(query.order_by(Post.seq)).scalars()]
+            return [wire(p) for p in session.execute(query).scalars()]
 
     def ended(self, room_id: str) -> bool:
         with transaction(self.sessions) as session:

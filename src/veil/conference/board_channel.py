@@ -16,12 +16,13 @@ up is disconnected (4429) and resumes from its last ``seq``.
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from veil.conference.board import KINDS, NewPost
+from veil.conference.board import KINDS, PAGE, NewPost
 from veil.conference.fanout import MemoryFanout, channel
 from veil.conference.handshake import (
     Participant,
@@ -84,10 +85,17 @@ async def _forward(
     queue: "asyncio.Queue[bytes]",
     send: Any,
 ) -> None:
-    last = since
-    for post in await asyncio.to_thread(service.board.after, room_id, last):
-        await send({"type": "post", "post": post})
-        last = post["seq"]
+    async def catch_up(last: int, until: int | None = None) -> int:
+        """Send what the board holds after ``last`` (up to ``until``), page by page."""
+        while True:
+            page = await asyncio.to_thread(service.board.after, room_id, last, until)
+            for post in page:
+                await send({"type": "post", "post": post})
+                last = post["seq"]
+            if len(page) < PAGE:
+                return last
+
+    last = await catch_up(since)
     # Across replicas fan-out is at-most-once: a lost post is filled in when the next one
     # arrives, or by this poll when the room goes quiet. In one process nothing is lost.
     poll = None if isinstance(service.hub.fanout, MemoryFanout) else _QUIET_POLL_SECONDS
@@ -95,9 +103,7 @@ async def _forward(
         try:
             message = await asyncio.wait_for(queue.get(), poll)
         except TimeoutError:
-            for missed in await asyncio.to_thread(service.board.after, room_id, last):
-                await send({"type": "post", "post": missed})
-                last = missed["seq"]
+            last = await catch_up(last)
             continue
         if message == _OVERFLOW:
             await websocket.close(code=4429, reason="slow_subscriber")
@@ -106,10 +112,7 @@ async def _forward(
         if post["seq"] <= last:
             continue
         if post["seq"] > last + 1:
-            for missed in await asyncio.to_thread(
-                service.board.after, room_id, last, post["seq"] - 1
-            ):
-                await send({"type": "post", "post": missed})
+            await catch_up(last, post["seq"] - 1)
         await send({"type": "post", "post": post})
         last = post["seq"]
 
@@ -121,6 +124,8 @@ async def _receive(
     participant: Participant,
     send: Any,
 ) -> None:
+    rate, burst = service.settings.post_rate_per_second, service.settings.post_burst
+    allowance, stamp = float(burst), time.monotonic()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -129,6 +134,13 @@ async def _receive(
         try:
             data = _parse(message.get("text"), service.settings.max_post_bytes)
             post_id = data["post_id"]
+            # A token bucket per connection: any holder of a JWT may post, so no one
+            # may fill a board (or its subscribers' memory) faster than this.
+            now = time.monotonic()
+            allowance, stamp = min(float(burst), allowance + (now - stamp) * rate), now
+            if allowance < 1:
+                raise ApiError(429, "rate_limited", f"at most {rate:g} posts per second")
+            allowance -= 1
             new = await _verify(service, room_id, participant, data)
             stored = await asyncio.to_thread(service.board.append, new, service.now())
         except ApiError as error:

@@ -36,6 +36,9 @@ class ConferenceSettings:
     """Frames waiting for one receiver; past this its frames are skipped, not queued."""
     board_queue_posts: int = 4096
     """Posts waiting for one subscriber; past this it is disconnected and resumes."""
+    post_rate_per_second: float = 20.0
+    post_burst: int = 100
+    """Posts one connection may make: ``post_burst`` at once, then this many a second."""
     device_cache_seconds: float = 5.0
     hello_timeout_seconds: float = 10.0
     clock: Callable[[], float] = time.time

@@ -9,8 +9,8 @@ SFrame KIDs carry the sender, its stream and the epoch::
 
     kid = sender << 20 | stream << 16 | (epoch mod 2^16)
 
-A *sender* is a number the meeting gives one join of one device (below 2^44) and never
-gives again: a client that restarts joins again and gets a new one. A *stream* (0-15)
+A *sender* is a number below 2^44 that one join of one device draws at random and
+announces (signed): a client that restarts joins again and draws a new one. A *stream* (0-15)
 is one media track of that join (audio, camera, screen...). Every (sender, stream,
 epoch) has its own base key, so two SFrame senders never share a key and nonce space
 (AES-GCM nonce reuse would leak plaintexts). The low 16 bits of the epoch tell a
