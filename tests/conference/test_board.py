@@ -466,6 +466,8 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
                 json.dumps({"type": "post", "post": unsigned}),
                 json.dumps({"type": "post", "post": {**wire, "timestamp": "soon"}}),
                 json.dumps({"type": "post", "post": wire}),
+                # The same signed post again under a new seq: a replay, not a new post.
+                json.dumps({"type": "post", "post": {**wire, "seq": wire["seq"] + 1}}),
             ):
                 await connection.send(message)
             await connection.wait_closed()
@@ -476,7 +478,7 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
             await board.connect()
             post = await board.next(5)
             assert (post.seq, post.user_id, post.body) == (1, alice.user_id, b"genuine")
-            assert board.rejected == 4
+            assert board.rejected == 5
             with pytest.raises(TimeoutError):
                 await board.next(0.2)
             await board.close()

@@ -136,6 +136,7 @@ class Board:
         self._token, self._lookup, self._clock = token, lookup, clock
         self.last_seq = 0
         self.rejected = 0
+        self._seen: set[str] = set()
         self._socket: ClientConnection | None = None
         self._incoming: asyncio.Queue[Post | BaseException] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[int]] = {}
@@ -168,9 +169,17 @@ class Board:
                 kind = message.get("type")
                 if kind == "post":
                     post = await self._verified(message.get("post"))
-                    if post is not None and post.seq > self.last_seq:
-                        self.last_seq = post.seq
-                        await self._incoming.put(post)
+                    if post is None or post.seq <= self.last_seq:
+                        continue
+                    self.last_seq = post.seq
+                    # The service numbers posts, so it could deliver a signed post twice
+                    # under two numbers: a post id is delivered once.
+                    post_id = message["post"]["post_id"]
+                    if post_id in self._seen:
+                        self.rejected += 1
+                        continue
+                    self._seen.add(post_id)
+                    await self._incoming.put(post)
                 elif kind in ("ack", "error") and message.get("post_id") in self._pending:
                     future = self._pending.pop(message["post_id"])
                     seq, status = message.get("seq"), message.get("status", 400)

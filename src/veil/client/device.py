@@ -334,7 +334,10 @@ async def _register(
         assert show_approval is not None
         device_id = device_id_for(bytes(signer.verifying_key))
         await show_approval(approval_payload(user_id, device_key.public_key, signer.verifying_key))
-        await _wait_for_approval(keyserver, device_id, approval_timeout)
+        await _wait_for_approval(
+            keyserver, device_id, approval_timeout, user_id=user_id,
+            device_key=device_key.public_key, signing_key=signer.verifying_key,
+        )  # fmt: skip
         session = keyserver.device(device_id, signer)
         grant = await session.document_key(_escrow_document(user_id))
         secret = decrypt(grant, device_key).derive_key("escrow password")
@@ -411,11 +414,24 @@ def _subject(token: str) -> str:
         raise ValueError("the token is not a JWT with a sub claim") from exc
 
 
-async def _wait_for_approval(keyserver: KeyServerClient, device_id: str, timeout: float) -> None:
+async def _wait_for_approval(
+    keyserver: KeyServerClient,
+    device_id: str,
+    timeout: float,
+    *,
+    user_id: str,
+    device_key: PublicKey,
+    signing_key: VerifyingKey,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             record = await keyserver.device_record(device_id)
+            mine = (record.user_id, record.public_key, record.signing_key) == (
+                user_id, device_key, signing_key,
+            )  # fmt: skip
+            if not mine:
+                raise ApprovalPending("a device of this id was registered with other keys")
             if record.active:
                 return
             raise DeviceRevoked(403, "device_revoked", "this device was revoked before use")
