@@ -32,7 +32,8 @@ from veil.keyserver import transformer
 from veil.protocol import b64encode, sign_request
 
 GROUP = "bench-group"
-_ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
+PLACEHOLDER_ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
+"""A well-formed escrow blob for benchmark users, whose keys are never recovered."""
 
 
 def free_port() -> int:
@@ -75,7 +76,7 @@ async def _setup(
             user, user_key, device_key = f"bench-{i}", PrivateKey.generate(), PrivateKey.generate()
             signer = SigningKey.generate()
             token = idp.issue(user)
-            _, master = await client.create_user(token, user_key.public_key, _ESCROW)
+            _, master = await client.create_user(token, user_key.public_key, PLACEHOLDER_ESCROW)
             device_id = await client.add_device(
                 idp.issue(user), user_key=user_key, master=master,
                 device_key=device_key.public_key, signer=signer,

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from veil.bench.keyserver import PLACEHOLDER_ESCROW
 from veil.client import Device, MemoryDeviceStore
 from veil.client.conference import open_socket, ws_url
 from veil.client.keyserver import KeyServerClient, result
@@ -60,7 +61,6 @@ from veil.crypto.signing import SigningKey
 from veil.protocol import b64decode, b64encode, sign_request
 
 PAIRWISE_PER_POST = 256
-_ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
 _RAW = PublicFormat.Raw
 
 
@@ -157,7 +157,9 @@ class _Receivers:
             )
             client = KeyServerClient(self.http)
             _, master = await client.create_user(
-                await _token(self.http, self.urls["idp_url"], user), user_key.public_key, _ESCROW
+                await _token(self.http, self.urls["idp_url"], user),
+                user_key.public_key,
+                PLACEHOLDER_ESCROW,
             )
             device_id = await client.add_device(
                 await _token(self.http, self.urls["idp_url"], user), user_key=user_key,

@@ -280,9 +280,6 @@ class DeviceSession:
     async def groups(self) -> list[str]:
         return list((await self.request("GET", "/v1/groups"))["groups"])
 
-    async def group_public_key(self, group_id: str) -> PublicKey:
-        return await self.client.group_public_key(group_id)
-
     async def group_private_key(self, group_id: str) -> tuple[VerifiedEncryptedValue, bytes]:
         """For an admin: the group key's ciphertext (transformed to this device) and envelope."""
         data = await self.request("GET", f"/v1/groups/{group_id}/private-key")

@@ -282,9 +282,7 @@ class Meeting:
             group = await self.device.groups.get(self.meeting_id)
             members = sorted(set(group.members))
             plaintext = Plaintext.generate()
-            if self._group_key is None:  # a group's public key never changes
-                self._group_key = await self.device.session.group_public_key(self.meeting_id)
-            group_key = self._group_key
+            group_key = await self._group_public_key()
             encrypted = bytes(encrypt(plaintext, group_key, self.device.signer))
             body = {
                 "epoch": epoch, "encrypted_key": b64encode(encrypted),
@@ -299,6 +297,11 @@ class Meeting:
             self._manager = self.device.device_id
             self._last_rekey = self.clock.time()
 
+    async def _group_public_key(self) -> PublicKey:
+        if self._group_key is None:  # a group's public key never changes: fetched once
+            self._group_key = await self.device.keyserver.group_public_key(self.meeting_id)
+        return self._group_key
+
     async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
         """A proof with the group's private key (only admins hold it) over this post."""
         now = int(self.device.clock())
@@ -310,8 +313,7 @@ class Meeting:
         self, post: Post, body: dict[str, object], action: str, payload: bytes = b""
     ) -> None:
         """``UntrustedPost`` unless the post carries a proof made with the group key."""
-        if self._group_key is None:
-            self._group_key = await self.device.keyserver.group_public_key(self.meeting_id)
+        group_key = await self._group_public_key()
         try:
             timestamp, proof = body["timestamp"], body["proof"]
             if type(timestamp) is not int or not isinstance(proof, str):
@@ -320,7 +322,7 @@ class Meeting:
                 action, self.meeting_id, post.user_id, timestamp, payload
             )
             schnorr.verify(
-                schnorr.SchnorrSignature.from_bytes(b64decode(proof)), message, self._group_key
+                schnorr.SchnorrSignature.from_bytes(b64decode(proof)), message, group_key
             )
         except (KeyError, ValueError, DecodeError, InvalidSignature):
             raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None
