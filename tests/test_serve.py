@@ -12,18 +12,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from veil.bench.keyserver import free_port
 from veil.client import Device, MemoryDeviceStore
+from veil.conference import ConferenceSettings
+from veil.keyserver import KeyServerSettings
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 
 VEIL = [sys.executable, "-m", "veil.cli"]
 
 
-def veil(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*VEIL, *args], capture_output=True, text=True, timeout=60, check=False)
+def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*VEIL, *args], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -43,6 +50,28 @@ def test_bad_configuration_is_refused_before_anything_starts(args: list[str], me
     completed = veil("serve", *args)
     assert completed.returncode == 2, completed.stderr
     assert message in completed.stderr
+
+
+def test_the_services_refuse_to_share_a_token_audience() -> None:
+    # One audience for both would let either service replay users' tokens at the other
+    # and collect both split-trust shares.
+    completed = veil(
+        "serve", "--conference", "--jwks-url", "http://127.0.0.1:1/j",
+        "--keyserver-url", "http://127.0.0.1:1", env={"VEIL_CONFERENCE_AUDIENCE": "veil-keyserver"},
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "VEIL_KEYSERVER_AUDIENCE and VEIL_CONFERENCE_AUDIENCE must differ" in completed.stderr
+    common: dict[str, Any] = {"issuer": "i", "jwks": {"keys": []}}
+    with pytest.raises(ValueError, match="must not take the key service's tokens"):
+        ConferenceSettings(
+            database_url="sqlite://", keyserver_url="http://127.0.0.1:1",
+            audience=KEYSERVER_AUDIENCE, **common,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="must not take the conference service's tokens"):
+        KeyServerSettings(
+            database_url="sqlite://", service_secret=bytes(32), audience=CONFERENCE_AUDIENCE,
+            **common,
+        )  # fmt: skip
 
 
 @contextmanager
@@ -80,9 +109,10 @@ def wait_for(url: str, child: subprocess.Popen[str]) -> None:
 async def a_device_meets_the_services(
     idp_url: str, keyserver_url: str, conference_url: str
 ) -> None:
-    async def token() -> str:
+    async def token(audience: str) -> str:
         async with httpx.AsyncClient() as http:
-            response = await http.post(f"{idp_url}/token", json={"sub": "serve-user"})
+            body = {"sub": "serve-user", "audience": audience}
+            response = await http.post(f"{idp_url}/token", json=body)
             return str(response.json()["token"])
 
     device = await Device.initialize(
@@ -96,7 +126,7 @@ async def a_device_meets_the_services(
         assert await device.documents.decrypt(document) == b"served"
         board = device.conference.board(
             "serve-room", device_id=device.device_id, signer=device.signer,
-            token=device.tokens, lookup=device.signer_of, clock=time.time,
+            token=device.conference_token, lookup=device.signer_of, clock=time.time,
         )  # fmt: skip
         await board.connect()
         assert await board.post("announce", b"{}") == 1

@@ -120,8 +120,8 @@ async def run_demo(
 
 async def _devices(endpoints: Any, idp: DevIdentityProvider, names: list[str]) -> list[Participant]:
     async def one(name: str) -> Participant:
-        async def token() -> str:
-            return idp.issue(name)
+        async def token(audience: str) -> str:
+            return idp.issue(name, aud=audience)
 
         device = await Device.initialize(
             keyserver_url=endpoints.keyserver_url,

@@ -24,6 +24,12 @@ TIMESTAMP_HEADER = "veil-timestamp"
 NONCE_HEADER = "veil-nonce"
 SIGNATURE_HEADER = "veil-signature"
 NONCE_SIZE = 16
+
+KEYSERVER_AUDIENCE = "veil-keyserver"
+CONFERENCE_AUDIENCE = "veil-conference"
+"""Default JWT audiences (``aud``) of the two services. They must differ: each service
+releases one split-trust share to a token of the user, so a service able to replay the
+tokens it receives at the other could collect both shares and open the user's escrow."""
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from veil.idp import DevIdentityProvider
 from veil.idp import create_app as create_idp
 from veil.keyserver.settings import load_or_create_secret
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import run_stack
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
@@ -69,6 +70,15 @@ class ServeOptions:
             raise ConfigurationError("--fanout-url is for the conference service")
         if self.role == "idp" and self.workers != 1:
             raise ConfigurationError("the dev IdP holds its key in memory: it runs one worker")
+        audiences = (
+            os.environ.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
+            os.environ.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
+        )
+        if self.role != "idp" and audiences[0] == audiences[1]:
+            raise ConfigurationError(
+                "VEIL_KEYSERVER_AUDIENCE and VEIL_CONFERENCE_AUDIENCE must differ: a service "
+                "that could replay users' tokens at the other could open split-trust escrows"
+            )
         needs_jwks = self.role in ("keyserver", "conference")
         if needs_jwks and not (self.jwks_url or os.environ.get("VEIL_JWKS")):
             raise ConfigurationError(

@@ -22,6 +22,7 @@ from veil.idp import DevIdentityProvider
 from veil.idp import create_app as create_idp
 from veil.keyserver import KeyServerSettings
 from veil.keyserver import create_app as create_keyserver
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,19 @@ async def run_stack(
     """Serve the three services on this event loop until the block exits."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
-    common: dict[str, Any] = {"issuer": idp.issuer, "audience": idp.audience, "jwks": idp.jwks()}
+    common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
         service_secret=service_secret or secrets.token_bytes(32),
         transform_workers=transform_workers,
+        audience=KEYSERVER_AUDIENCE,
         **common,
     )
     conference = ConferenceSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'conference.sqlite3').as_posix()}",
         keyserver_url=endpoints.keyserver_url,
         fanout_url=fanout_url,
+        audience=CONFERENCE_AUDIENCE,
         **common,
     )
     apps = [

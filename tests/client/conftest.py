@@ -55,9 +55,9 @@ class Sdk:
     def user(prefix: str = "user") -> str:
         return f"{prefix}-{secrets.token_hex(4)}"
 
-    def tokens(self, user_id: str) -> Callable[[], Awaitable[str]]:
-        async def token() -> str:
-            return self.stack.idp.issue(user_id)
+    def tokens(self, user_id: str) -> Callable[[str], Awaitable[str]]:
+        async def token(audience: str) -> str:
+            return self.stack.idp.issue(user_id, aud=audience)
 
         return token
 
@@ -69,10 +69,10 @@ class Sdk:
         self, user_id: str, *, store: DeviceStore | None = None, **options: Any
     ) -> Device:
         """``Device.initialize`` for ``user_id`` (split trust unless ``mode`` says otherwise)."""
+        options.setdefault("tokens", self.tokens(user_id))
         device = await Device.initialize(
             keyserver_url=self.stack.endpoints.keyserver_url,
             conference_url=self.stack.endpoints.conference_url,
-            tokens=self.tokens(user_id),
             store=store if store is not None else self.store(),
             **options,
         )

@@ -12,6 +12,7 @@ from veil.client import (
     ApprovalPending,
     DeviceRevoked,
     FileDeviceStore,
+    Unauthorized,
     WrongPassword,
     approval_payload,
 )
@@ -21,7 +22,7 @@ from veil.crypto import kdf
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import PrivateKey
 from veil.crypto.signing import SigningKey
-from veil.protocol import b64encode, device_id_for
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE, b64encode, device_id_for
 
 
 def said(text: str):  # type: ignore[no-untyped-def]
@@ -59,10 +60,9 @@ def test_split_trust_needs_nothing_typed_and_a_second_device_decrypts(sdk) -> No
 
         # The escrow password needs both shares: the key service's share alone (with
         # any other platform share) does not open the escrowed user key.
-        token = await sdk.tokens(alice)()
-        _, _, escrow = await first.keyserver.escrow(token)
-        keyserver_share = await first.keyserver.share(token)
-        platform_share = await first.conference.share(token)
+        _, _, escrow = await first.keyserver.escrow(await first.keyserver_token())
+        keyserver_share = await first.keyserver.share(await first.keyserver_token())
+        platform_share = await first.conference.share(await first.conference_token())
         assert keyserver_share != platform_share
         with pytest.raises(DecryptionError):
             kdf.open_escrow(
@@ -70,6 +70,37 @@ def test_split_trust_needs_nothing_typed_and_a_second_device_decrypts(sdk) -> No
                 kdf.split_trust_password(keyserver_share, secrets.token_bytes(16)),
                 context=alice.encode(),
             )
+
+    sdk.run(main)
+
+
+def test_neither_service_can_replay_the_tokens_it_receives_at_the_other(sdk) -> None:  # type: ignore[no-untyped-def]
+    # The review's attack: a key service that replays a user's JWT at the conference
+    # service collects both split-trust shares. Each service takes its own audience only.
+    alice = sdk.user("alice")
+    issued: dict[str, list[str]] = {KEYSERVER_AUDIENCE: [], CONFERENCE_AUDIENCE: []}
+    tokens = sdk.tokens(alice)
+
+    async def recording(audience: str) -> str:
+        issued[audience].append(token := await tokens(audience))
+        return token
+
+    async def main() -> None:
+        device = await sdk.device(alice, tokens=recording)
+        assert issued[KEYSERVER_AUDIENCE] and issued[CONFERENCE_AUDIENCE]
+        for token in issued[KEYSERVER_AUDIENCE]:
+            with pytest.raises(Unauthorized) as refused:
+                await device.conference.share(token)
+            assert refused.value.code == "wrong_audience"
+        for token in issued[CONFERENCE_AUDIENCE]:
+            with pytest.raises(Unauthorized) as refused:
+                await device.keyserver.share(token)
+            assert refused.value.code == "wrong_audience"
+            with pytest.raises(Unauthorized):
+                await device.keyserver.escrow(token)
+
+        with pytest.raises(ValueError, match="distinct token audiences"):
+            await sdk.device(alice, keyserver_audience="one", conference_audience="one")
 
     sdk.run(main)
 

@@ -30,7 +30,15 @@ from veil.conference import ConferenceSettings
 from veil.crypto.keys import PrivateKey, PublicKey
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.idp import DevIdentityProvider
-from veil.protocol import b64decode, b64encode, hello_message, post_message, sign_request
+from veil.protocol import (
+    CONFERENCE_AUDIENCE,
+    KEYSERVER_AUDIENCE,
+    b64decode,
+    b64encode,
+    hello_message,
+    post_message,
+    sign_request,
+)
 from veil.stack import Endpoints, stack_in_thread
 
 
@@ -54,7 +62,7 @@ class Stack:
             database_url=database_url,
             keyserver_url=self.endpoints.keyserver_url,
             issuer=self.idp.issuer,
-            audience=self.idp.audience,
+            audience=CONFERENCE_AUDIENCE,
             jwks=self.idp.jwks(),
             **overrides,
         )
@@ -62,7 +70,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    idp = DevIdentityProvider()
+    idp = DevIdentityProvider(audience=CONFERENCE_AUDIENCE)  # tokens for this service
     data_dir = tmp_path_factory.mktemp("stack")
     with stack_in_thread(data_dir, idp=idp) as endpoints:
         yield Stack(endpoints, idp, data_dir)
@@ -112,8 +120,8 @@ class Person:
     master: PublicKey | None = None
     _signers: dict[str, tuple[str, VerifyingKey]] = field(default_factory=dict)
 
-    def token(self) -> str:
-        return self.stack.idp.issue(self.user_id)
+    def token(self, audience: str = CONFERENCE_AUDIENCE) -> str:
+        return self.stack.idp.issue(self.user_id, aud=audience)
 
     async def tokens(self) -> str:
         return self.token()
@@ -125,7 +133,7 @@ class Person:
         with self._http() as http:
             response = http.post(
                 "/v1/users",
-                headers={"Authorization": f"Bearer {self.token()}"},
+                headers={"Authorization": f"Bearer {self.token(KEYSERVER_AUDIENCE)}"},
                 json={
                     "public_key": b64encode(bytes(self.user_key.public_key)),
                     "escrow": b64encode(fake_escrow()),
@@ -139,7 +147,7 @@ class Person:
     def add_device(self, signer: SigningKey) -> str:
         """Register a device with ``signer`` as its signing key; returns its id."""
         assert self.master is not None
-        token = self.token()
+        token = self.token(KEYSERVER_AUDIENCE)
         body = device_keys_body(
             token,
             user_key=self.user_key,

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from veil.idp import DevIdentityProvider
-from veil.protocol import b64decode
+from veil.protocol import KEYSERVER_AUDIENCE, b64decode
 
 
 def test_the_platform_share_needs_a_token_and_is_stable_per_user(conf) -> None:  # type: ignore[no-untyped-def]
@@ -33,6 +33,9 @@ def test_the_platform_share_needs_a_token_and_is_stable_per_user(conf) -> None: 
         )
         expired = idp.issue(alice, exp=int(idp.clock()) - 5)
         assert refused({"Authorization": f"Bearer {expired}"}) == "token_expired"
+        # A token the key service received cannot be replayed here (split trust).
+        for_keyserver = idp.issue(alice, aud=KEYSERVER_AUDIENCE)
+        assert refused({"Authorization": f"Bearer {for_keyserver}"}) == "wrong_audience"
 
         first = share(idp.issue(alice))
         assert len(first) == 16
@@ -40,11 +43,18 @@ def test_the_platform_share_needs_a_token_and_is_stable_per_user(conf) -> None: 
         assert share(idp.issue(alice)) == first
         assert share(idp.issue(bob)) != first
 
-        # The key service's share is another, independent one.
+        # The key service's share is another, independent one, released only to a token
+        # of the key service's audience (so the platform cannot replay one either).
         with httpx.Client(base_url=conf.stack.endpoints.keyserver_url, timeout=30) as keyserver:
-            response = keyserver.post(
-                "/v1/users/me/share", headers={"Authorization": f"Bearer {idp.issue(alice)}"}
-            )
+
+            def keyserver_share(token: str) -> httpx.Response:
+                headers = {"Authorization": f"Bearer {token}"}
+                return keyserver.post("/v1/users/me/share", headers=headers)
+
+            refused_there = keyserver_share(idp.issue(alice))
+            response = keyserver_share(idp.issue(alice, aud=KEYSERVER_AUDIENCE))
+        assert refused_there.status_code == 401
+        assert refused_there.json()["error"]["code"] == "wrong_audience"
         assert response.status_code == 200
         assert b64decode(response.json()["share"]) != first
 

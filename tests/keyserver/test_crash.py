@@ -33,7 +33,7 @@ def server_env(database_url: str) -> Iterator[tuple[dict[str, str], DevIdentityP
         "VEIL_SERVICE_SECRET": b64encode(secrets.token_bytes(32)),
         "VEIL_JWKS": json.dumps(idp.jwks()),
         "VEIL_JWT_ISSUER": idp.issuer,
-        "VEIL_JWT_AUDIENCE": idp.audience,
+        "VEIL_KEYSERVER_AUDIENCE": idp.audience,
     }
     yield env, idp
 

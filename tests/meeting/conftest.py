@@ -92,9 +92,9 @@ class Env:
     def meeting_id(prefix: str = "meeting") -> str:
         return f"{prefix}-{secrets.token_hex(6)}"
 
-    def tokens(self, user_id: str) -> Callable[[], Awaitable[str]]:
-        async def token() -> str:
-            return self.stack.idp.issue(user_id)
+    def tokens(self, user_id: str) -> Callable[[str], Awaitable[str]]:
+        async def token(audience: str) -> str:
+            return self.stack.idp.issue(user_id, aud=audience)
 
         return token
 

@@ -54,7 +54,7 @@ def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
         with pytest.raises(ServiceError) as refused:
             await carol.conference.media(
                 meeting_id, device_id=carol.device_id, signer=carol.signer,
-                token=await carol.tokens(),
+                token=await carol.conference_token(),
             )  # fmt: skip
         assert refused.value.code == "room_ended"
 
@@ -97,7 +97,7 @@ def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> N
 
         # The board holds ciphertext only: an outsider reading it sees no text.
         board = dave.conference.board(
-            meeting_id, device_id=dave.device_id, signer=dave.signer, token=dave.tokens,
+            meeting_id, device_id=dave.device_id, signer=dave.signer, token=dave.conference_token,
             lookup=dave.signer_of, clock=dave.clock,
         )  # fmt: skip
         await board.connect(since=0)
@@ -161,7 +161,7 @@ def test_two_devices_of_one_user_share_a_meeting(env) -> None:
         # An outsider's leave post naming the phone's sender number changes nothing.
         board = mallory.conference.board(
             ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
         )  # fmt: skip
         await board.connect(since=0)
         seq = await board.post("leave", json.dumps({"sender": m_phone.sender}).encode())
@@ -221,7 +221,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         # An outsider (any valid JWT may post) adds key posts that are not even well formed.
         board = mallory.conference.board(
             meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
         )  # fmt: skip
         await board.connect(since=0)
         await board.post("key", b"not json")
@@ -302,7 +302,7 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         # Anyone may post on the board; claiming bob's number changes nothing.
         board = mallory.conference.board(
             ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.tokens, lookup=mallory.signer_of, clock=mallory.clock,
+            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
         )  # fmt: skip
         await board.connect(since=0)
         await board.post("announce", json.dumps({"sender": mb.sender}).encode())

@@ -151,7 +151,7 @@ def run(
             "VEIL_SERVICE_SECRET": b64encode(secrets.token_bytes(32)),
             "VEIL_JWKS": json.dumps(idp.jwks()),
             "VEIL_JWT_ISSUER": idp.issuer,
-            "VEIL_JWT_AUDIENCE": idp.audience,
+            "VEIL_KEYSERVER_AUDIENCE": idp.audience,
             "VEIL_TRANSFORM_WORKERS": str(transform_workers),
         }
         port = free_port()

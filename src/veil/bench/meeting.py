@@ -58,7 +58,7 @@ from veil.client.meeting import Meeting, MeetingTimers
 from veil.crypto.keys import PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt
 from veil.crypto.signing import SigningKey
-from veil.protocol import b64decode, b64encode, sign_request
+from veil.protocol import CONFERENCE_AUDIENCE, b64decode, b64encode, sign_request
 
 PAIRWISE_PER_POST = 256
 _RAW = PublicFormat.Raw
@@ -88,8 +88,8 @@ def _start_services(folder: Path) -> tuple[subprocess.Popen[str], dict[str, str]
     return process, json.loads(line)
 
 
-async def _token(http: httpx.AsyncClient, idp_url: str, user: str) -> str:
-    response = await http.post(f"{idp_url}/token", json={"sub": user})
+async def _token(http: httpx.AsyncClient, idp_url: str, user: str, audience: str) -> str:
+    response = await http.post(f"{idp_url}/token", json={"sub": user, "audience": audience})
     return str(response.json()["token"])
 
 
@@ -157,13 +157,14 @@ class _Receivers:
             )
             client = KeyServerClient(self.http)
             _, master = await client.create_user(
-                await _token(self.http, self.urls["idp_url"], user),
+                await _token(self.http, self.urls["idp_url"], user, client.audience),
                 user_key.public_key,
                 PLACEHOLDER_ESCROW,
             )
+            token = await _token(self.http, self.urls["idp_url"], user, client.audience)
             device_id = await client.add_device(
-                await _token(self.http, self.urls["idp_url"], user), user_key=user_key,
-                master=master, device_key=device_key.public_key, signer=signer,
+                token, user_key=user_key, master=master,
+                device_key=device_key.public_key, signer=signer,
             )  # fmt: skip
             self.devices.append({
                 "user": user, "device_id": device_id, "device_key": device_key,
@@ -175,7 +176,9 @@ class _Receivers:
     ) -> Any:
         async with semaphore:
             url = ws_url(self.urls["conference_url"], f"/v1/rooms/{meeting_id}/board")
-            token = await _token(self.http, self.urls["idp_url"], device["user"])
+            token = await _token(
+                self.http, self.urls["idp_url"], device["user"], CONFERENCE_AUDIENCE
+            )
             return await open_socket(
                 url, meeting_id, "board", token, device["device_id"], device["signer"], since=0
             )
@@ -288,8 +291,8 @@ async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
 async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
 
-        async def token() -> str:
-            return await _token(http, urls["idp_url"], "bench-host")
+        async def token(audience: str) -> str:
+            return await _token(http, urls["idp_url"], "bench-host", audience)
 
         host = await Device.initialize(
             keyserver_url=urls["keyserver_url"], conference_url=urls["conference_url"],

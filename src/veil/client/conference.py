@@ -24,7 +24,14 @@ from veil.client.errors import ServiceError, Unavailable, service_error
 from veil.client.keyserver import send
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.signing import SigningKey, VerifyingKey
-from veil.protocol import MediaKind, b64decode, b64encode, hello_message, post_message
+from veil.protocol import (
+    CONFERENCE_AUDIENCE,
+    MediaKind,
+    b64decode,
+    b64encode,
+    hello_message,
+    post_message,
+)
 
 KeyLookup = Callable[..., Awaitable[tuple[str, VerifyingKey]]]
 """``(device_id, fresh=False)`` -> (its user id, its signing key), from the key service
@@ -87,8 +94,13 @@ async def open_socket(
 
 
 class ConferenceClient:
-    def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:
-        self.base_url, self.http = base_url, http
+    """``audience`` is the ``aud`` of the JWTs the conference service takes (its own,
+    never the key service's: see ``veil.protocol.CONFERENCE_AUDIENCE``)."""
+
+    def __init__(
+        self, base_url: str, http: httpx.AsyncClient, *, audience: str = CONFERENCE_AUDIENCE
+    ) -> None:
+        self.base_url, self.http, self.audience = base_url, http, audience
 
     async def share(self, token: str) -> bytes:
         """The platform's share of this user's escrow password."""

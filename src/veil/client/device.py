@@ -39,10 +39,18 @@ from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey, VerifyingKey
-from veil.protocol import b64decode, b64encode, device_id_for
+from veil.protocol import (
+    CONFERENCE_AUDIENCE,
+    KEYSERVER_AUDIENCE,
+    b64decode,
+    b64encode,
+    device_id_for,
+)
 
-TokenSource = Callable[[], Awaitable[str]]
-"""Returns a fresh JWT for the user from the platform's IdP."""
+TokenSource = Callable[[str], Awaitable[str]]
+"""``tokens(audience)`` returns a fresh JWT for the user from the platform's IdP, with
+``aud`` = ``audience``. The SDK asks for the key service's and the conference service's
+audiences separately, so neither service receives a token the other would accept."""
 PasswordSource = Callable[[], Awaitable[str]]
 ApprovalDisplay = Callable[[str], Awaitable[None]]
 
@@ -135,18 +143,29 @@ class Device:
         password: PasswordSource | None = None,
         show_approval: ApprovalDisplay | None = None,
         approval_timeout: float = 300.0,
+        keyserver_audience: str = KEYSERVER_AUDIENCE,
+        conference_audience: str = CONFERENCE_AUDIENCE,
         clock: Callable[[], float] = time.time,
     ) -> "Device":
+        if keyserver_audience == conference_audience:
+            raise ValueError(
+                "the key service and the conference service need distinct token audiences: "
+                "with one, either could replay the user's token at the other and collect "
+                "both split-trust shares"
+            )
         if mode == "password" and password is None:
             raise ValueError("password mode needs a password callback")
         if mode == "approval" and show_approval is None:
             raise ValueError("approval mode needs a show_approval callback")
         keyserver = KeyServerClient(
-            httpx.AsyncClient(base_url=keyserver_url, timeout=30, limits=_LIMITS), clock=clock
+            httpx.AsyncClient(base_url=keyserver_url, timeout=30, limits=_LIMITS),
+            audience=keyserver_audience,
+            clock=clock,
         )
         conference = ConferenceClient(
             conference_url,
             httpx.AsyncClient(base_url=conference_url, timeout=30, limits=_LIMITS),
+            audience=conference_audience,
         )
         try:
             context = store.load()
@@ -186,6 +205,14 @@ class Device:
     def _save(self) -> None:
         self._store.save(self._context)
 
+    async def keyserver_token(self) -> str:
+        """A fresh JWT for the key service (its audience only)."""
+        return await self.tokens(self.keyserver.audience)
+
+    async def conference_token(self) -> str:
+        """A fresh JWT for the conference service (its audience only)."""
+        return await self.tokens(self.conference.audience)
+
     # --- the user key ----------------------------------------------------------------------
 
     async def user_key(self) -> PrivateKey:
@@ -193,10 +220,9 @@ class Device:
         approval mode, unlocked from the escrow otherwise."""
         if self._context.user_key is not None:
             return self._context.user_key
-        token = await self.tokens()
-        _, _, escrow = await self.keyserver.escrow(token)
+        _, _, escrow = await self.keyserver.escrow(await self.keyserver_token())
         secret = await _escrow_password(
-            self.keyserver, self.conference, token, self.mode, self._password
+            self.keyserver, self.conference, self.tokens, self.mode, self._password
         )
         return _open_escrow(escrow, secret, self.user_id)
 
@@ -216,7 +242,7 @@ class Device:
         if user_id != self.user_id:
             raise ValueError("this approval payload is for another user's device")
         return await self.keyserver.add_device(
-            await self.tokens(),
+            await self.keyserver_token(),
             user_key=await self.user_key(),
             master=self.master_public_key,
             device_key=device_key,
@@ -231,7 +257,7 @@ class Device:
 
         user_key = await self.user_key()
         device_key, signer = PrivateKey.generate(), SigningKey.generate()
-        token = await self.tokens()
+        token = await self.keyserver_token()
         body = device_keys_body(
             token,
             user_key=user_key,
@@ -287,12 +313,17 @@ class Device:
 async def _escrow_password(
     keyserver: KeyServerClient,
     conference: ConferenceClient,
-    token: str,
+    tokens: TokenSource,
     mode: Mode,
     password: PasswordSource | None,
 ) -> bytes:
     if mode == "split-trust":
-        shares = await asyncio.gather(keyserver.share(token), conference.share(token))
+        keyserver_token, conference_token = await asyncio.gather(
+            tokens(keyserver.audience), tokens(conference.audience)
+        )
+        shares = await asyncio.gather(
+            keyserver.share(keyserver_token), conference.share(conference_token)
+        )
         return kdf.split_trust_password(*shares)
     if mode == "password":
         assert password is not None
@@ -323,7 +354,7 @@ async def _register(
 ) -> DeviceContext:
     """A new device: create the user if needed, get the user key, register the device."""
     device_key, signer = PrivateKey.generate(), SigningKey.generate()
-    token = await tokens()
+    token = await tokens(keyserver.audience)
     try:
         user_id, master, escrow = await keyserver.escrow(token)
     except NotFound:
@@ -343,10 +374,10 @@ async def _register(
         secret = decrypt(grant, device_key).derive_key("escrow password")
         user_key: PrivateKey | None = _open_escrow(escrow, secret, user_id)
     else:
-        secret = await _escrow_password(keyserver, conference, token, mode, password)
+        secret = await _escrow_password(keyserver, conference, tokens, mode, password)
         user_key = _open_escrow(escrow, secret, user_id)
         device_id = await keyserver.add_device(
-            await tokens(), user_key=user_key, master=master,
+            await tokens(keyserver.audience), user_key=user_key, master=master,
             device_key=device_key.public_key, signer=signer,
         )  # fmt: skip
     return DeviceContext(
@@ -375,13 +406,13 @@ async def _new_user(
     if mode == "approval":
         secret = recovery.derive_key("escrow password")
     else:
-        secret = await _escrow_password(keyserver, conference, token, mode, password)
+        secret = await _escrow_password(keyserver, conference, tokens, mode, password)
     # The user id is the token's subject; the escrow binds it, so learn it first.
     user_id = _subject(token)
     escrow = kdf.seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
     created_id, master = await keyserver.create_user(token, user_key.public_key, escrow)
     device_id = await keyserver.add_device(
-        await tokens(), user_key=user_key, master=master,
+        await tokens(keyserver.audience), user_key=user_key, master=master,
         device_key=device_key.public_key, signer=signer,
     )  # fmt: skip
     if mode == "approval":

@@ -20,6 +20,7 @@ from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol import (
+    KEYSERVER_AUDIENCE,
     b64decode,
     b64encode,
     device_proof_message,
@@ -142,8 +143,17 @@ class DeviceRecord:
 
 
 class KeyServerClient:
-    def __init__(self, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.time) -> None:
-        self.http, self.clock = http, clock
+    """``audience`` is the ``aud`` of the JWTs the key service takes (its own, never the
+    conference service's: see ``veil.protocol.KEYSERVER_AUDIENCE``)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        audience: str = KEYSERVER_AUDIENCE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http, self.audience, self.clock = http, audience, clock
 
     def _bearer(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}

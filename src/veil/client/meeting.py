@@ -126,7 +126,7 @@ class Meeting:
         self._admit, self.invitees, self.host = admit, set(invitees), host
         self.board: Board = device.conference.board(
             meeting_id, device_id=device.device_id, signer=device.signer,
-            token=device.tokens, lookup=device.signer_of, clock=device.clock,
+            token=device.conference_token, lookup=device.signer_of, clock=device.clock,
         )  # fmt: skip
         self.media_channel: MediaChannel | None = None
         self.media: MeetingMedia | None = None
@@ -233,7 +233,7 @@ class Meeting:
         )  # fmt: skip
         self.media_channel = await self.device.conference.media(
             self.meeting_id, device_id=self.device.device_id, signer=self.device.signer,
-            token=await self.device.tokens(),
+            token=await self.device.conference_token(),
         )  # fmt: skip
 
     async def _wait_for_admission(self) -> None:

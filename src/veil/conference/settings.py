@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
+
 
 @dataclass(frozen=True)
 class ConferenceSettings:
@@ -44,6 +46,11 @@ class ConferenceSettings:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
+        if self.audience == KEYSERVER_AUDIENCE:
+            raise ValueError(
+                "audience: the conference service must not take the key service's tokens "
+                "(it could replay them to collect both escrow shares)"
+            )
         if (self.jwks is None) == (self.jwks_url is None):
             raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
         if urlsplit(self.keyserver_url).scheme not in ("http", "https"):
@@ -69,7 +76,7 @@ class ConferenceSettings:
             or f"sqlite:///{(data_dir / 'conference.sqlite3').as_posix()}",
             "keyserver_url": env.get("VEIL_KEYSERVER_URL", "http://127.0.0.1:8470"),
             "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
-            "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
+            "audience": env.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
             "jwks_url": env.get("VEIL_JWKS_URL"),
             "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
             "fanout_url": env.get("VEIL_FANOUT_URL") or None,

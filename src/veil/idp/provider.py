@@ -16,7 +16,9 @@ DEFAULT_AUDIENCE = "veil"
 
 
 class DevIdentityProvider:
-    """Issues tokens for any ``sub``. For the demo and tests only."""
+    """Issues tokens for any ``sub`` and audience. For the demo and tests only.
+
+    ``audience`` is the default ``aud``; ``issue(sub, aud=...)`` names another one."""
 
     def __init__(
         self,
@@ -51,6 +53,8 @@ class DevIdentityProvider:
 
 class TokenRequest(BaseModel):
     sub: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")
+    audience: str | None = Field(default=None, min_length=1, max_length=256)
+    """The service the token is for (``aud``); the provider's default when absent."""
 
 
 class TokenResponse(BaseModel):
@@ -72,6 +76,7 @@ def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
 
     @app.post("/token")
     def token(request: TokenRequest) -> TokenResponse:
-        return TokenResponse(token=provider.issue(request.sub))
+        audience = request.audience or provider.audience
+        return TokenResponse(token=provider.issue(request.sub, aud=audience))
 
     return app

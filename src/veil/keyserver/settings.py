@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veil.protocol import b64decode
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE, b64decode
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class KeyServerSettings:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
+        if self.audience == CONFERENCE_AUDIENCE:
+            raise ValueError(
+                "audience: the key service must not take the conference service's tokens "
+                "(it could replay them to collect both escrow shares)"
+            )
         if len(self.service_secret) != 32:
             raise ValueError("service_secret must be 32 bytes")
         if (self.jwks is None) == (self.jwks_url is None):
@@ -54,7 +59,7 @@ class KeyServerSettings:
             "database_url": env.get("VEIL_DATABASE_URL")
             or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
             "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
-            "audience": env.get("VEIL_JWT_AUDIENCE", "veil"),
+            "audience": env.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
             "jwks_url": env.get("VEIL_JWKS_URL"),
             "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
             # pymcl holds the GIL: transforms go to their own processes by default, so
