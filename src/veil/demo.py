@@ -158,14 +158,15 @@ async def _meeting(
     host.state = "host"
     update("joining")
     joined = await asyncio.gather(
-        *(Meeting.join(p.device, meeting_id, timers=timers) for p in people[1:])
+        *(Meeting.join(p.device, host.meeting.invitation, timers=timers) for p in people[1:])
     )
     for person, meeting in zip(people[1:], joined, strict=True):
         person.meeting, person.state = meeting, "in meeting"
     checks["everyone_admitted"] = all(p.meeting and p.meeting.epoch == 0 for p in people)
 
     try:
-        await Meeting.join(imposter.device, meeting_id, timers=timers)
+        # the imposter holds the invitation too (a leaked link): admission still says no
+        await Meeting.join(imposter.device, host.meeting.invitation, timers=timers)
         checks["imposter_not_admitted"] = False
     except NotAdmitted:
         checks["imposter_not_admitted"] = True

@@ -142,6 +142,19 @@ def post_message(
     )
 
 
+def device_certificate_message(
+    user_id: str, device_id: str, public_key: bytes, signing_key: bytes
+) -> bytes:
+    """What a user's key certifies (a Schnorr signature checked against the user's
+    client public key) for each of its devices: whose device it is, its id and its
+    keys. The key service publishes the certificate with the device's record, and
+    clients check it against the user's pinned keys, so the key service cannot present
+    keys of its own as a user's device."""
+    return b"veil-device-cert-v1" + _fields(
+        user_id.encode(), device_id.encode(), public_key, signing_key
+    )
+
+
 def hello_message(room_id: str, channel: str, challenge: bytes, device_id: str) -> bytes:
     """What a device signs to open a board or media connection: the server's fresh
     challenge, so a captured hello cannot open another connection."""

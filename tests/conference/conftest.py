@@ -150,6 +150,7 @@ class Person:
         token = self.token(KEYSERVER_AUDIENCE)
         body = device_keys_body(
             token,
+            user_id=self.user_id,
             user_key=self.user_key,
             master=self.master,
             device_key=PrivateKey.generate().public_key,

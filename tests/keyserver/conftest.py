@@ -126,10 +126,16 @@ class Actor:
         self.add_device()
         return self
 
-    def device_body(self, device_key: PrivateKey, signer: SigningKey, token: str) -> dict[str, Any]:
+    def device_body(
+        self, device_key: PrivateKey, signer: SigningKey, token: str, device_id: str | None = None
+    ) -> dict[str, Any]:
+        """A device's keys with the user's proof and certificate (``device_id``: of the
+        device whose keys rotate; a new device's id is its signing key's digest)."""
         assert self.master is not None
         return device_keys_body(
             token,
+            user_id=self.name,
+            device_id=device_id,
             user_key=self.user_key,
             master=self.master,
             device_key=device_key.public_key,

@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 
+from veil.crypto import schnorr
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
-from veil.protocol import b64decode, b64encode, device_id_for, sign_request
+from veil.protocol import (
+    b64decode,
+    b64encode,
+    device_certificate_message,
+    device_id_for,
+    sign_request,
+)
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -47,7 +54,7 @@ def rotate(actor: Any, device_id: str, device_key: PrivateKey, signer: SigningKe
     return actor.signed(
         "PUT",
         f"/v1/devices/{device_id}/keys",
-        actor.device_body(device_key, signer, token),
+        actor.device_body(device_key, signer, token, device_id),
         headers={"Authorization": f"Bearer {token}"},
     )
 
@@ -212,7 +219,7 @@ def test_rotating_another_device_is_403(make_actor) -> None:  # type: ignore[no-
     response = alice.signed(
         "PUT",
         f"/v1/devices/{alice.device_id}/keys",
-        alice.device_body(new_key, new_signer, token),
+        alice.device_body(new_key, new_signer, token, alice.device_id),
         headers={"Authorization": f"Bearer {token}"},
     )
     assert_error(response, 403, "forbidden")
@@ -224,7 +231,7 @@ def test_rotation_needs_a_fresh_token_and_a_valid_proof(make_actor, clock) -> No
     new_key, new_signer = PrivateKey.generate(), SigningKey.generate()
     token = alice.token()
     clock.now += 200
-    body = alice.device_body(new_key, new_signer, token)
+    body = alice.device_body(new_key, new_signer, token, alice.device_id)
     response = alice.signed(
         "PUT",
         f"/v1/devices/{alice.device_id}/keys",
@@ -238,7 +245,7 @@ def test_rotation_needs_a_fresh_token_and_a_valid_proof(make_actor, clock) -> No
     response = alice.signed(
         "PUT",
         f"/v1/devices/{alice.device_id}/keys",
-        imposter.device_body(new_key, new_signer, token),
+        imposter.device_body(new_key, new_signer, token, alice.device_id),
         headers={"Authorization": f"Bearer {token}"},
     )
     assert_error(response, 403, "invalid_proof")
@@ -277,13 +284,51 @@ def test_the_public_device_record_names_the_user_and_follows_revocation(make_act
     laptop.add_device()
     record = alice.client.get(f"/v1/devices/{laptop.device_id}")
     assert record.status_code == 200, record.text
-    assert record.json() == {
+    published = record.json()
+    certificate = schnorr.SchnorrSignature.from_bytes(b64decode(published.pop("certificate")))
+    assert published == {
         "device_id": laptop.device_id,
         "user_id": "alice",
         "public_key": b64encode(bytes(laptop.device_key.public_key)),
         "signing_key": b64encode(bytes(laptop.signer.verifying_key)),
         "status": "active",
     }
+    # Anyone can check the record against alice's identity key (her client public key).
+    certified = device_certificate_message(
+        "alice", laptop.device_id, bytes(laptop.device_key.public_key),
+        bytes(laptop.signer.verifying_key),
+    )  # fmt: skip
+    schnorr.verify(certificate, certified, alice.user_key.public_key)
     assert alice.signed("DELETE", f"/v1/devices/{laptop.device_id}").status_code == 200
     assert alice.client.get(f"/v1/devices/{laptop.device_id}").json()["status"] == "revoked"
     assert_error(alice.client.get("/v1/devices/00ff"), 404, "not_found")
+
+
+def test_a_device_needs_its_users_certificate_of_its_keys(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice, mallory = make_actor("alice"), make_actor("mallory")
+    laptop = another_device(alice)
+    token = alice.token()
+    body = alice.device_body(laptop.device_key, laptop.signer, token)
+
+    missing = {k: v for k, v in body.items() if k != "certificate"}
+    assert_error(add_device(alice, missing, token), 422, "validation_error")
+    # Made with another user's key; made for other keys; made for another device id.
+    forged = dataclasses.replace(alice, user_key=mallory.user_key)
+    by_mallory = forged.device_body(laptop.device_key, laptop.signer, token)["certificate"]
+    other_keys = alice.device_body(PrivateKey.generate(), laptop.signer, token)["certificate"]
+    other_id = alice.device_body(laptop.device_key, laptop.signer, token, "00ff")["certificate"]
+    for certificate in (by_mallory, other_keys, other_id):
+        response = add_device(alice, {**body, "certificate": certificate}, token)
+        assert_error(response, 403, "invalid_certificate")
+    assert_error(add_device(alice, {**body, "certificate": "AAAA"}, token), 422, "invalid_encoding")
+    assert len(devices_of(alice)) == 1  # nothing was added
+
+    assert add_device(alice, body, token).status_code == 201
+
+    # Clients pin both of a user's keys: the master key and the identity key.
+    response = mallory.signed("POST", "/v1/public-keys", {"user_ids": ["alice", "nobody"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "public_keys": {"alice": b64encode(bytes(alice.master))},
+        "identity_keys": {"alice": b64encode(bytes(alice.user_key.public_key))},
+    }

@@ -99,6 +99,7 @@ class Device:
         assert self.master is not None
         return device_keys_body(
             token,
+            user_id=self.name,
             user_key=self.user_key,
             master=self.master,
             device_key=device_key.public_key,

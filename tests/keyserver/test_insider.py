@@ -126,6 +126,7 @@ class Party:
         token = self.idp.issue(self.name)
         body = device_keys_body(
             token,
+            user_id=self.name,
             user_key=self.user_key,
             master=self.master,
             device_key=self.device_key.public_key,

@@ -259,7 +259,7 @@ def test_concurrent_duplicate_registrations_give_201_and_409_user_exists(
     assert sorted(results) == [(201, None), (409, "user_exists")], results
 
 
-def test_public_keys_returns_master_keys_and_omits_unknown_ids(make_actor) -> None:  # type: ignore[no-untyped-def]
+def test_public_keys_returns_master_and_identity_keys_and_omits_unknown_ids(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_actor("alice"), make_actor("bob")
     response = alice.signed(
         "POST", "/v1/public-keys", {"user_ids": ["alice", "bob", "nobody", "bob"]}
@@ -272,9 +272,15 @@ def test_public_keys_returns_master_keys_and_omits_unknown_ids(make_actor) -> No
     assert keys["bob"] != b64encode(
         bytes(bob.user_key.public_key)
     )  # the master, not the client key
+    identities = response.json()["identity_keys"]
+    assert identities == {
+        "alice": b64encode(bytes(alice.user_key.public_key)),
+        "bob": b64encode(bytes(bob.user_key.public_key)),
+    }  # the client key: it certifies the user's devices
 
     response = alice.signed("POST", "/v1/public-keys", {"user_ids": ["nobody"]})
-    assert response.status_code == 200 and response.json() == {"public_keys": {}}
+    assert response.status_code == 200
+    assert response.json() == {"public_keys": {}, "identity_keys": {}}
 
 
 def test_public_keys_rejects_an_empty_list_and_unsigned_calls(make_actor, client) -> None:  # type: ignore[no-untyped-def]

@@ -142,7 +142,8 @@ class Env:
         )
         self.track(started)
         joined = await asyncio.gather(
-            *(Meeting.join(d, meeting_id, timers=timers) for d in others), return_exceptions=True
+            *(Meeting.join(d, started.invitation, timers=timers) for d in others),
+            return_exceptions=True,
         )
         self.track(*(m for m in joined if isinstance(m, Meeting)))
         for outcome in joined:

@@ -201,7 +201,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         code = ma.security_code
 
         # Bob, a member, encrypts his own "session key" to the group and posts it.
-        group_key = await bob.keyserver.group_public_key(meeting_id)
+        group_key = mb.invitation.group_key
         forged = encrypt(Plaintext.generate(), group_key, bob.signer)
         body = {
             "epoch": 5, "encrypted_key": b64encode(bytes(forged)),
@@ -232,7 +232,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         await board.close()
 
         # A joiner who arrives after these posts is still admitted with the real key.
-        md = await Meeting.join(dave, meeting_id, timers=env.fast)
+        md = await Meeting.join(dave, ma.invitation, timers=env.fast)
         env.track(md)
         assert md.epoch == 0 and md.security_code == code
 

@@ -123,8 +123,8 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
         listener = asyncio.create_task(listen())
         Spy.made.clear()
         outcomes = await asyncio.gather(
-            Spy.join(mallory, meeting_id, timers=env.fast),
-            Spy.join(dave, meeting_id, timers=env.fast),
+            Spy.join(mallory, ma.invitation, timers=env.fast),
+            Spy.join(dave, ma.invitation, timers=env.fast),
             ma.send_frame(MediaKind.AUDIO, b"secret audio"),
             return_exceptions=True,
         )
@@ -194,7 +194,7 @@ def test_a_late_host_takes_over_management_and_rotates_the_key(env) -> None:
         assert host.user_id in group.members and host.user_id in group.admins
         assert ma.managing and ma.epoch == 0
 
-        mh = await Meeting.join(host, meeting_id, admit=host_admit, timers=env.fast)
+        mh = await Meeting.join(host, str(ma.invitation), admit=host_admit, timers=env.fast)
         env.track(mh)
         assert mh.managing
         assert mh.epoch == 1 and mh.rekeys == 1
@@ -207,9 +207,9 @@ def test_a_late_host_takes_over_management_and_rotates_the_key(env) -> None:
         # The host admits the next joiners: one its admit callback approves, and one
         # alice invited who had no keys when the meeting started.
         carol = await env.device(carol_name)
-        md = await Meeting.join(dave, meeting_id, timers=env.fast)
+        md = await Meeting.join(dave, ma.invitation, timers=env.fast)
         env.track(md)
-        mc = await Meeting.join(carol, meeting_id, timers=env.fast)
+        mc = await Meeting.join(carol, ma.invitation, timers=env.fast)
         env.track(mc)
         assert md.epoch == mc.epoch == 1
         assert host_asked == [dave.user_id]
@@ -239,7 +239,7 @@ def test_a_host_without_keys_at_the_start_becomes_admin_when_joining(env) -> Non
         assert ma.host == host_name
 
         host = await env.device(host_name)
-        mh = await Meeting.join(host, ma.meeting_id, timers=env.fast)
+        mh = await Meeting.join(host, ma.invitation, timers=env.fast)
         env.track(mh)
         group = await alice.groups.get(ma.meeting_id)
         assert host_name in group.members and host_name in group.admins

@@ -36,7 +36,7 @@ def test_leaves_inside_one_debounce_window_give_exactly_one_rekey(env) -> None:
         )
         env.track(ma)
         mb, mc, md, me = await asyncio.gather(
-            *(Meeting.join(d, meeting_id, timers=env.fast) for d in others)
+            *(Meeting.join(d, ma.invitation, timers=env.fast) for d in others)
         )
         env.track(mb, mc, md, me)
         leavers = {m.device.user_id for m in (mb, mc, md)}
@@ -85,7 +85,7 @@ def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> Non
         )
         env.track(ma)
         mb, mc = await asyncio.gather(
-            *(Meeting.join(d, meeting_id, timers=env.fast) for d in (bob, carol))
+            *(Meeting.join(d, ma.invitation, timers=env.fast) for d in (bob, carol))
         )
         env.track(mb, mc)
 

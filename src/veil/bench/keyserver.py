@@ -78,7 +78,7 @@ async def _setup(
             token = idp.issue(user)
             _, master = await client.create_user(token, user_key.public_key, PLACEHOLDER_ESCROW)
             device_id = await client.add_device(
-                idp.issue(user), user_key=user_key, master=master,
+                idp.issue(user), user_id=user, user_key=user_key, master=master,
                 device_key=device_key.public_key, signer=signer,
             )  # fmt: skip
             sessions.append(client.device(device_id, signer))

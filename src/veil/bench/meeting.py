@@ -163,7 +163,7 @@ class _Receivers:
             )
             token = await _token(self.http, self.urls["idp_url"], user, client.audience)
             device_id = await client.add_device(
-                token, user_key=user_key, master=master,
+                token, user_id=user, user_key=user_key, master=master,
                 device_key=device_key.public_key, signer=signer,
             )  # fmt: skip
             self.devices.append({

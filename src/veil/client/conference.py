@@ -20,7 +20,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from veil.client.errors import ServiceError, Unavailable, service_error
+from veil.client.errors import ServiceError, Unavailable, VeilError, service_error
 from veil.client.keyserver import send
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.signing import SigningKey, VerifyingKey
@@ -244,8 +244,9 @@ class Board:
                 key.verify(signature, message)
             if user_id != data["user_id"]:
                 raise InvalidSignature
-        except (InvalidSignature, ValueError, KeyError, TypeError, OverflowError, ServiceError):
-            # Malformed (a service that is not conforming, or not honest) or forged.
+        except (InvalidSignature, ValueError, KeyError, TypeError, OverflowError, VeilError):
+            # Malformed (a service that is not conforming, or not honest), forged, or
+            # from a device its user's pinned key did not certify.
             self.rejected += 1
             return None
         return Post(seq, kind, user_id, device_id, timestamp, body)

@@ -31,7 +31,7 @@ from veil.client.errors import (
     ServiceError,
     WrongPassword,
 )
-from veil.client.keyserver import KeyServerClient
+from veil.client.keyserver import KeyServerClient, UserKeys
 from veil.client.pins import KeyPins
 from veil.client.store import DeviceContext, DeviceStore, Mode
 from veil.crypto import kdf
@@ -243,6 +243,7 @@ class Device:
             raise ValueError("this approval payload is for another user's device")
         return await self.keyserver.add_device(
             await self.keyserver_token(),
+            user_id=self.user_id,
             user_key=await self.user_key(),
             master=self.master_public_key,
             device_key=device_key,
@@ -260,6 +261,8 @@ class Device:
         token = await self.keyserver_token()
         body = device_keys_body(
             token,
+            user_id=self.user_id,
+            device_id=self.device_id,
             user_key=user_key,
             master=self.master_public_key,
             device_key=device_key.public_key,
@@ -279,25 +282,36 @@ class Device:
         """Master public keys, checked against (and added to) this device's pins.
         Raises ``PinnedKeyChanged`` if one differs from its pin; ``NotFound`` if a user
         has no keys."""
+        found = await self.user_keys(user_ids, accept_changes=accept_changes)
+        return {user_id: keys.master for user_id, keys in found.items()}
+
+    async def user_keys(
+        self, user_ids: Sequence[str], *, accept_changes: bool = False
+    ) -> dict[str, UserKeys]:
+        """Master and identity keys, checked against (and added to) the pins."""
         found = await self.session.public_keys(sorted(set(user_ids)))
         missing = set(user_ids) - set(found)
         if missing:
             raise NotFound(404, "not_found", f"no keys for {sorted(missing)}")
         changed = False
         try:
-            for user_id, key in found.items():
-                changed |= self.pins.check(user_id, key, accept_changes=accept_changes)
+            for user_id, keys in found.items():
+                changed |= self.pins.check(user_id, keys.pin(), accept_changes=accept_changes)
         finally:
             if changed:  # keep the pins made before a changed key was found
                 self._save()
         return found
 
     async def signer_of(self, device_id: str, fresh: bool = False) -> tuple[str, VerifyingKey]:
-        """(user id, signing key) of a device, as the key service publishes it (cached;
-        ``fresh`` asks again, for a device that may have rotated its keys)."""
+        """(user id, signing key) of a device, as the key service publishes it *and its
+        user's pinned identity key certified*: ``UncertifiedDevice`` otherwise,
+        ``PinnedKeyChanged`` if the user's keys changed. Cached; ``fresh`` asks again,
+        for a device that may have rotated its keys."""
         cached = None if fresh else self._signers.get(device_id)
         if cached is None:
             record = await self.keyserver.device_record(device_id)
+            keys = (await self.user_keys([record.user_id]))[record.user_id]
+            record.check_certificate(keys.identity)
             cached = self._signers[device_id] = (record.user_id, record.signing_key)
         return cached
 
@@ -377,8 +391,8 @@ async def _register(
         secret = await _escrow_password(keyserver, conference, tokens, mode, password)
         user_key = _open_escrow(escrow, secret, user_id)
         device_id = await keyserver.add_device(
-            await tokens(keyserver.audience), user_key=user_key, master=master,
-            device_key=device_key.public_key, signer=signer,
+            await tokens(keyserver.audience), user_id=user_id, user_key=user_key,
+            master=master, device_key=device_key.public_key, signer=signer,
         )  # fmt: skip
     return DeviceContext(
         user_id=user_id,
@@ -412,8 +426,8 @@ async def _new_user(
     escrow = kdf.seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
     created_id, master = await keyserver.create_user(token, user_key.public_key, escrow)
     device_id = await keyserver.add_device(
-        await tokens(keyserver.audience), user_key=user_key, master=master,
-        device_key=device_key.public_key, signer=signer,
+        await tokens(keyserver.audience), user_id=created_id, user_key=user_key,
+        master=master, device_key=device_key.public_key, signer=signer,
     )  # fmt: skip
     if mode == "approval":
         grant = {

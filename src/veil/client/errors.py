@@ -68,6 +68,11 @@ class NotAdmitted(VeilError):
     """The meeting did not admit this device: no key post could be transformed for it."""
 
 
+class UncertifiedDevice(VeilError):
+    """A device record whose keys its user's (pinned) identity key did not certify: the
+    key service is presenting keys that are not the user's. Its posts are refused."""
+
+
 class UntrustedPost(VeilError):
     """A board post that verified but must not be trusted (a key from a non-admin, or a
     ciphertext its poster did not make); it is ignored."""

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
-from veil.client.errors import Unavailable, service_error
+from veil.client.errors import Unavailable, UncertifiedDevice, service_error
 from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
+from veil.crypto.errors import DecodeError, InvalidSignature
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey, VerifyingKey
@@ -23,6 +24,8 @@ from veil.protocol import (
     KEYSERVER_AUDIENCE,
     b64decode,
     b64encode,
+    device_certificate_message,
+    device_id_for,
     device_proof_message,
     group_proof_message,
     sign_request,
@@ -59,27 +62,34 @@ async def send(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) ->
 def device_keys_body(
     token: str,
     *,
+    user_id: str,
     user_key: PrivateKey,
     master: PublicKey,
     device_key: PublicKey,
     signer: SigningKey,
     now: int,
     device_signing_key: VerifyingKey | None = None,
+    device_id: str | None = None,
 ) -> dict[str, Any]:
     """Body of ``POST /v1/devices`` (and key rotation): the device's keys, the user ->
-    device transform key, and the user's proof over them and the JWT. ``signer`` signs
-    the transform key; it is also the device's signing key unless another device makes
-    the body for it (device approval), naming the new device's ``device_signing_key``."""
+    device transform key, the user's proof over them and the JWT, and the user's
+    certificate of the device (published with its record). ``signer`` signs the
+    transform key; it is also the device's signing key unless another device makes the
+    body for it (device approval), naming the new device's ``device_signing_key``. A
+    new device's id is the digest of its signing key; a rotation names ``device_id``."""
     signing_key = bytes(device_signing_key or signer.verifying_key)
+    device_id = device_id or device_id_for(signing_key)
     transform_key = generate_transform_key(user_key, device_key, signer)
     message = device_proof_message(now, bytes(transform_key), token, bytes(master), signing_key)
     proof = schnorr.sign(message, user_key, public_key=master)
+    certified = device_certificate_message(user_id, device_id, bytes(device_key), signing_key)
     return {
         "public_key": b64encode(bytes(device_key)),
         "signing_key": b64encode(signing_key),
         "transform_key": b64encode(bytes(transform_key)),
         "timestamp": now,
         "proof": b64encode(bytes(proof)),
+        "certificate": b64encode(bytes(schnorr.sign(certified, user_key))),
     }
 
 
@@ -140,6 +150,39 @@ class DeviceRecord:
     public_key: PublicKey
     signing_key: VerifyingKey
     active: bool
+    certificate: bytes | None
+    """The user's certificate of these keys (``None`` for a device registered before
+    certificates existed: clients do not trust its keys)."""
+
+    def check_certificate(self, identity: PublicKey) -> None:
+        """``UncertifiedDevice`` unless ``identity`` (the user's pinned identity key)
+        certified this record's user, id and keys."""
+        message = device_certificate_message(
+            self.user_id, self.device_id, bytes(self.public_key), bytes(self.signing_key)
+        )
+        try:
+            if self.certificate is None:
+                raise InvalidSignature
+            signature = schnorr.SchnorrSignature.from_bytes(self.certificate)
+            schnorr.verify(signature, message, identity)
+        except (InvalidSignature, DecodeError):
+            raise UncertifiedDevice(
+                f"device {self.device_id!r} is not certified by {self.user_id!r}'s key"
+            ) from None
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    """A user's public keys as the key service publishes them."""
+
+    master: PublicKey
+    """The augmented master key: what is encrypted to the user."""
+    identity: PublicKey
+    """The client part of it, held by the user alone: it certifies the user's devices."""
+
+    def pin(self) -> bytes:
+        """What a device pins for the user: both keys."""
+        return bytes(self.master) + bytes(self.identity)
 
 
 class KeyServerClient:
@@ -181,6 +224,7 @@ class KeyServerClient:
         self,
         token: str,
         *,
+        user_id: str,
         user_key: PrivateKey,
         master: PublicKey,
         device_key: PublicKey,
@@ -190,6 +234,7 @@ class KeyServerClient:
         """Register a device for the token's user (needs the user's private key)."""
         body = device_keys_body(
             token,
+            user_id=user_id,
             user_key=user_key,
             master=master,
             device_key=device_key,
@@ -208,6 +253,7 @@ class KeyServerClient:
             public_key=PublicKey.from_bytes(b64decode(data["public_key"])),
             signing_key=VerifyingKey(b64decode(data["signing_key"])),
             active=data["status"] == "active",
+            certificate=b64decode(data["certificate"]) if data.get("certificate") else None,
         )
 
     async def group_public_key(self, group_id: str) -> PublicKey:
@@ -249,15 +295,22 @@ class DeviceSession:
 
     # --- users and devices -------------------------------------------------------------
 
-    async def public_keys(self, user_ids: list[str]) -> dict[str, PublicKey]:
-        """Master public keys; users without keys are left out. Asks in batches of
-        ``LOOKUP_BATCH`` (the service's limit per call)."""
-        found: dict[str, PublicKey] = {}
+    async def public_keys(self, user_ids: list[str]) -> dict[str, UserKeys]:
+        """Users' master and identity keys; users without keys are left out. Asks in
+        batches of ``LOOKUP_BATCH`` (the service's limit per call)."""
+        found: dict[str, UserKeys] = {}
         for start in range(0, len(user_ids), LOOKUP_BATCH):
             batch = user_ids[start : start + LOOKUP_BATCH]
             data = await self.request("POST", "/v1/public-keys", {"user_ids": batch})
+            identities = data["identity_keys"]
             found.update(
-                {u: PublicKey.from_bytes(b64decode(k)) for u, k in data["public_keys"].items()}
+                {
+                    user: UserKeys(
+                        PublicKey.from_bytes(b64decode(master)),
+                        PublicKey.from_bytes(b64decode(identities[user])),
+                    )
+                    for user, master in data["public_keys"].items()
+                }
             )
         return found
 

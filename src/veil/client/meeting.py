@@ -4,6 +4,9 @@
   meeting id; the creator is its admin and a member), adds the invitees who already
   have keys, makes the named host an admin (now, or when the host first joins),
   draws the epoch-0 key, encrypts it once to the group and posts it.
+- **Invitation** (``meeting.invitation``): the meeting id and the group's public key,
+  passed to joiners by the platform (``veil.client.invitation``): the key service
+  alone cannot substitute a group key, so it cannot plant a session key.
 - **Join** (``Meeting.join``): announce on the board; the manager (the device that
   posted the newest key) admits invitees by adding them to the group; the joiner asks
   the key service to transform the newest key post, retrying after 1, 5, 10 and 10 s,
@@ -46,6 +49,7 @@ from veil.client.errors import (
     UntrustedPost,
     VeilError,
 )
+from veil.client.invitation import Invitation
 from veil.client.media import Frame, MeetingMedia
 from veil.crypto import kdf, schnorr
 from veil.crypto.errors import AuthenticationError, DecodeError, InvalidSignature
@@ -115,6 +119,7 @@ class Meeting:
         self,
         device: "Device",
         meeting_id: str,
+        group_key: PublicKey,
         *,
         timers: MeetingTimers,
         clock: Clock,
@@ -123,6 +128,9 @@ class Meeting:
         host: str | None = None,
     ) -> None:
         self.device, self.meeting_id, self.timers, self.clock = device, meeting_id, timers, clock
+        self.invitation = Invitation(meeting_id, group_key)
+        """What joiners need (``str()`` of it is the text form); the group key in it is
+        what every proof on this meeting's board is checked against."""
         self._admit, self.invitees, self.host = admit, set(invitees), host
         self.board: Board = device.conference.board(
             meeting_id, device_id=device.device_id, signer=device.signer,
@@ -145,7 +153,6 @@ class Meeting:
         self._newest_key: Post | None = None
         self._key_posts: list[Post] = []  # key posts seen while waiting for admission
         self._manager: str | None = None  # device id of the newest key's poster
-        self._group_key: PublicKey | None = None
         self._epoch_signal = asyncio.Event()
         self._last_rekey = 0.0
         self._rekey_pending: asyncio.Task[None] | None = None
@@ -175,17 +182,20 @@ class Meeting:
         timers: MeetingTimers = MeetingTimers(),
         clock: Clock | None = None,
     ) -> "Meeting":
-        """Start a meeting as its first user (and manager until a late host takes over)."""
+        """Start a meeting as its first user (and manager until a late host takes over).
+        Send ``meeting.invitation`` to the people who will join."""
         meeting_id = meeting_id or f"meeting-{secrets.token_hex(12)}"
         host = host or device.user_id
-        meeting = cls(
-            device, meeting_id, timers=timers, clock=clock or SystemClock(), admit=admit,
-            invitees=[*invitees, host], host=host,
-        )  # fmt: skip
-        known = set(await device.session.public_keys(sorted(meeting.invitees)))
+        invited = sorted({*invitees, host})
+        known = set(await device.session.public_keys(invited))
         await device.groups.create(
             meeting_id, members=sorted((known - {device.user_id}) | {device.user_id})
         )
+        group_key = (await device.groups.key(meeting_id)).public_key
+        meeting = cls(
+            device, meeting_id, group_key, timers=timers, clock=clock or SystemClock(),
+            admit=admit, invitees=invited, host=host,
+        )  # fmt: skip
         if host != device.user_id and host in known:
             await device.groups.add_admins(meeting_id, [host])
         meeting._admitted = True
@@ -199,14 +209,20 @@ class Meeting:
     async def join(
         cls,
         device: "Device",
-        meeting_id: str,
+        invitation: Invitation | str,
         *,
         admit: Admit | None = None,
         timers: MeetingTimers = MeetingTimers(),
         clock: Clock | None = None,
     ) -> "Meeting":
-        """Announce, wait to be admitted, and fetch the key; ``NotAdmitted`` otherwise."""
-        meeting = cls(device, meeting_id, timers=timers, clock=clock or SystemClock(), admit=admit)
+        """Announce, wait to be admitted, and fetch the key; ``NotAdmitted`` otherwise.
+        ``invitation`` is the starter's ``meeting.invitation`` (or its text form)."""
+        if isinstance(invitation, str):
+            invitation = Invitation.parse(invitation)
+        meeting = cls(
+            device, invitation.meeting_id, invitation.group_key, timers=timers,
+            clock=clock or SystemClock(), admit=admit,
+        )  # fmt: skip
         await meeting._open()
         meeting._spawn(meeting._board_loop())
         try:
@@ -282,8 +298,7 @@ class Meeting:
             group = await self.device.groups.get(self.meeting_id)
             members = sorted(set(group.members))
             plaintext = Plaintext.generate()
-            group_key = await self._group_public_key()
-            encrypted = bytes(encrypt(plaintext, group_key, self.device.signer))
+            encrypted = bytes(encrypt(plaintext, self.invitation.group_key, self.device.signer))
             body = {
                 "epoch": epoch, "encrypted_key": b64encode(encrypted),
                 **await self._proof("key", encrypted),
@@ -297,23 +312,21 @@ class Meeting:
             self._manager = self.device.device_id
             self._last_rekey = self.clock.time()
 
-    async def _group_public_key(self) -> PublicKey:
-        if self._group_key is None:  # a group's public key never changes: fetched once
-            self._group_key = await self.device.keyserver.group_public_key(self.meeting_id)
-        return self._group_key
-
     async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
         """A proof with the group's private key (only admins hold it) over this post."""
         now = int(self.device.clock())
         message = meeting_proof_message(action, self.meeting_id, self.device.user_id, now, payload)
-        proof = schnorr.sign(message, await self.device.groups.key(self.meeting_id))
+        group_key = await self.device.groups.key(self.meeting_id)
+        if group_key.public_key != self.invitation.group_key:
+            # The key service handed this admin a group key other than the invitation's.
+            raise UntrustedPost("the key service's group key is not the invitation's")
+        proof = schnorr.sign(message, group_key)
         return {"timestamp": now, "proof": b64encode(bytes(proof))}
 
     async def _check_proof(
         self, post: Post, body: dict[str, object], action: str, payload: bytes = b""
     ) -> None:
         """``UntrustedPost`` unless the post carries a proof made with the group key."""
-        group_key = await self._group_public_key()
         try:
             timestamp, proof = body["timestamp"], body["proof"]
             if type(timestamp) is not int or not isinstance(proof, str):
@@ -322,7 +335,9 @@ class Meeting:
                 action, self.meeting_id, post.user_id, timestamp, payload
             )
             schnorr.verify(
-                schnorr.SchnorrSignature.from_bytes(b64decode(proof)), message, group_key
+                schnorr.SchnorrSignature.from_bytes(b64decode(proof)),
+                message,
+                self.invitation.group_key,
             )
         except (KeyError, ValueError, DecodeError, InvalidSignature):
             raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None

@@ -37,6 +37,8 @@ class Device(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     signing_key: Mapped[bytes] = mapped_column(LargeBinary)
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The user's Schnorr signature over the device's id and keys (published)."""
     transform_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -29,6 +29,9 @@ class LookupKeys(Model):
 
 class PublicKeys(Model):
     public_keys: dict[str, B64]
+    """Master (augmented) public keys: what is encrypted to."""
+    identity_keys: dict[str, B64]
+    """Client public keys: what device certificates are checked against."""
 
 
 class DeviceKeys(Model):
@@ -39,6 +42,8 @@ class DeviceKeys(Model):
     transform_key: B64
     timestamp: Timestamp
     proof: B64
+    certificate: B64
+    """The user's Schnorr signature (``veil.protocol.device_certificate_message``)."""
 
 
 class DeviceCreated(Model):
@@ -49,6 +54,7 @@ class DeviceInfo(Model):
     device_id: str
     public_key: B64
     signing_key: B64
+    certificate: B64 | None
     status: Literal["active", "revoked"]
     created_at: int
     revoked_at: int | None
@@ -59,6 +65,7 @@ class DeviceRecord(Model):
     user_id: str
     public_key: B64
     signing_key: B64
+    certificate: B64 | None
     status: Literal["active", "revoked"]
 
 

@@ -3,6 +3,8 @@
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from veil.crypto import schnorr
+from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
 from veil.crypto.signing import VerifyingKey
 from veil.keyserver import audit
@@ -18,7 +20,12 @@ from veil.keyserver.schemas import (
     Done,
 )
 from veil.keyserver.service import KeyService
-from veil.protocol import b64encode, device_id_for, device_proof_message
+from veil.protocol import (
+    b64encode,
+    device_certificate_message,
+    device_id_for,
+    device_proof_message,
+)
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId
 from veil.web.tokens import Identity
@@ -26,8 +33,11 @@ from veil.web.tokens import Identity
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
-def _checked_keys(service: KeyService, body: DeviceKeys, identity: Identity, user: User) -> bytes:
-    """Verify a device's keys and the user's proof; return the augmented transform key."""
+def _checked_keys(
+    service: KeyService, body: DeviceKeys, identity: Identity, user: User, device_id: str
+) -> bytes:
+    """Verify a device's keys, the user's proof and the user's certificate of the keys;
+    return the augmented transform key."""
     device_key = PublicKey.from_bytes(body.public_key)
     VerifyingKey(body.signing_key)
     key = verified_transform_key(body.transform_key)
@@ -43,6 +53,17 @@ def _checked_keys(service: KeyService, body: DeviceKeys, identity: Identity, use
         body.signing_key,
     )
     check_proof(service, body.proof, message, master, timestamp=body.timestamp, augmentation=secret)
+    certified = device_certificate_message(user.id, device_id, body.public_key, body.signing_key)
+    try:
+        schnorr.verify(
+            schnorr.SchnorrSignature.from_bytes(body.certificate),
+            certified,
+            PublicKey.from_bytes(user.client_public_key),
+        )
+    except InvalidSignature:
+        raise forbidden(
+            "invalid_certificate", "the user's certificate of the device's keys did not verify"
+        ) from None
     return bytes(key.augment(secret))
 
 
@@ -56,13 +77,14 @@ def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> Devic
         if session.get(Device, device_id) is not None:
             raise taken
         user = get_user(session, identity.user_id)
-        augmented = _checked_keys(service, body, identity, user)
+        augmented = _checked_keys(service, body, identity, user, device_id)
         session.add(
             Device(
                 id=device_id,
                 user_id=user.id,
                 public_key=body.public_key,
                 signing_key=body.signing_key,
+                certificate=body.certificate,
                 transform_key=augmented,
                 status="active",
                 created_at=service.now(),
@@ -92,6 +114,7 @@ def list_devices(call: Signed, service: Service) -> DeviceList:
                     device_id=d.id,
                     public_key=d.public_key,
                     signing_key=d.signing_key,
+                    certificate=d.certificate,
                     status="active" if d.status == "active" else "revoked",
                     created_at=d.created_at,
                     revoked_at=d.revoked_at,
@@ -115,6 +138,7 @@ def device_record(device_id: PathId, service: Service) -> DeviceRecord:
             user_id=device.user_id,
             public_key=device.public_key,
             signing_key=device.signing_key,
+            certificate=device.certificate,
             status="active" if device.status == "active" else "revoked",
         )
 
@@ -144,7 +168,8 @@ def rotate_device_keys(
         device = session.get(Device, device_id)
         if device is None or device.status != "active":
             raise forbidden("device_revoked", "this device has been revoked")
-        device.transform_key = _checked_keys(service, body, identity, user)
+        device.transform_key = _checked_keys(service, body, identity, user, device_id)
         device.public_key, device.signing_key = body.public_key, body.signing_key
+        device.certificate = body.certificate
         record(service, session, caller, "device.rotate", device_id)
     return Done()

@@ -93,12 +93,18 @@ def get_share(identity: User, service: Service) -> Share:
 
 @router.post("/public-keys")
 def lookup_public_keys(body: LookupKeys, call: Signed, service: Service) -> PublicKeys:
-    """Master public keys of many users at once (clients pin them). Unknown ids are omitted."""
+    """Master and identity (client) public keys of many users at once (clients pin
+    both). Unknown ids are omitted."""
     with service.signed(call) as (session, _):
         rows = session.execute(
-            select(UserRow.id, UserRow.master_public_key).where(UserRow.id.in_(set(body.user_ids)))
+            select(UserRow.id, UserRow.master_public_key, UserRow.client_public_key).where(
+                UserRow.id.in_(set(body.user_ids))
+            )
         ).all()
-    return PublicKeys(public_keys={user_id: key for user_id, key in rows})
+    return PublicKeys(
+        public_keys={user_id: master for user_id, master, _ in rows},
+        identity_keys={user_id: identity for user_id, _, identity in rows},
+    )
 
 
 @router.get("/service")

@@ -1,0 +1,126 @@
+"""The invitation pins the meeting group's public key: proofs on the board are checked
+against it, never against a key the key service presents (which could otherwise plant
+a session key it knows)."""
+
+import json
+
+import pytest
+
+from veil.client import NotAdmitted
+from veil.client.errors import UntrustedPost
+from veil.client.invitation import Invitation
+from veil.client.meeting import Meeting
+from veil.crypto import schnorr
+from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
+from veil.crypto.pre import encrypt
+from veil.protocol import b64encode, meeting_proof_message
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_an_invitation_round_trips_and_malformed_ones_are_refused() -> None:
+    key = PrivateKey.generate().public_key
+    invitation = Invitation("team:weekly-42", key)  # ids may hold ':'
+    text = str(invitation)
+    assert text.startswith("veil-meeting-v1:team:weekly-42:")
+    assert Invitation.parse(text) == invitation
+    encoded = b64encode(bytes(key))
+    for bad in (
+        "",
+        "meeting-1",
+        f"veil-meeting-v2:m:{encoded}",
+        f"veil-meeting-v1::{encoded}",
+        "veil-meeting-v1:m:",
+        f"veil-meeting-v1:m:{encoded}=",  # padding: not canonical base64url
+        f"veil-meeting-v1:m:{encoded[:-4]}",  # truncated key
+        f"veil-meeting-v1:m:{b64encode(b'x' * 50)}",  # not a point
+    ):
+        with pytest.raises(ValueError):
+            Invitation.parse(bad)
+
+
+def test_a_joiner_with_another_group_key_in_its_invitation_is_not_admitted(env) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+        ma, _ = await env.start_and_join(alice, [bob], extra_invitees=[carol.user_id])
+        # Carol is invited and in the group, but her invitation carries another group key
+        # (as a key service and a platform working together could hand her).
+        forged = Invitation(ma.meeting_id, PrivateKey.generate().public_key)
+        made: list[Meeting] = []
+
+        class Recorded(Meeting):
+            def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        with pytest.raises(NotAdmitted):
+            await Recorded.join(carol, forged, timers=env.fast)
+        assert made and made[0].epoch is None and not made[0]._session_keys
+        assert any(isinstance(e, UntrustedPost) for e in made[0].errors)
+
+    env.run(main)
+
+
+def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "mallory")]
+        alice, bob, mallory = await env.devices(*names)
+        ma, mb = await env.start_and_join(alice, [bob])
+        code = ma.security_code
+
+        # The key service lies about the group's public key (to everyone who asks) and
+        # an accomplice posts a key proved with the matching private key.
+        substitute = PrivateKey.generate()
+
+        async def lying(group_id: str) -> PublicKey:
+            return substitute.public_key
+
+        for device in (alice, bob):
+            device.keyserver.group_public_key = lying  # type: ignore[method-assign]
+        encrypted = bytes(encrypt(Plaintext.generate(), substitute.public_key, mallory.signer))
+        message = meeting_proof_message("key", ma.meeting_id, mallory.user_id, 0, encrypted)
+        body = {
+            "epoch": 7, "encrypted_key": b64encode(encrypted), "timestamp": 0,
+            "proof": b64encode(bytes(schnorr.sign(message, substitute))),
+            "members": [alice.user_id, bob.user_id, mallory.user_id], "host": mallory.user_id,
+        }  # fmt: skip
+        board = mallory.conference.board(
+            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
+            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
+        )  # fmt: skip
+        await board.connect(since=0)
+        await board.post("key", json.dumps(body).encode())
+        await board.close()
+
+        def refused(m: Meeting) -> bool:
+            return any(isinstance(e, UntrustedPost) for e in m.errors)
+
+        await env.eventually(lambda: _true(refused(ma) and refused(mb)))
+        for m in (ma, mb):
+            assert m.epoch == 0 and m.security_code == code and 7 not in m._session_keys
+            assert m.host == alice.user_id
+
+    env.run(main)
+
+
+def test_an_admin_given_another_group_key_by_the_key_service_posts_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        alice, bob = await env.devices(*(env.name(n) for n in ("alice", "bob")))
+        ma, mb = await env.start_and_join(alice, [bob])
+
+        async def chat_reaches_bob(text: str) -> int:
+            await ma.send_chat(text)
+            await env.eventually(lambda: _true(any(m.text == text for m in mb.chat)))
+            return int(mb.board.last_seq)
+
+        before = await chat_reaches_bob("before")
+        # As if the key service had sealed a group private key of its own for this admin.
+        alice.groups._keys[ma.meeting_id] = PrivateKey.generate()
+        with pytest.raises(UntrustedPost, match="not the invitation's"):
+            await ma.rekey()
+        assert await chat_reaches_bob("after") == before + 1  # no key post between
+        assert ma.epoch == 0 and mb.epoch == 0
+
+    env.run(main)
