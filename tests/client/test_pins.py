@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from veil.client import PinnedKeyChanged
+from veil.crypto.keys import PrivateKey
 
 
 def substitute_key(database: Path, user_id: str, key: bytes) -> None:
@@ -98,5 +99,27 @@ def test_groups_add_members_refuses_a_changed_pin(sdk) -> None:  # type: ignore[
         await alice.groups.add_members(group, [c], accept_changes=True)
         assert (await alice.groups.get(group)).members == (c,)
         assert not alice.pins._pinned[c].startswith(bytes(mallory.master_public_key))
+
+    sdk.run(main)
+
+
+def test_group_keys_are_pinned_for_what_is_encrypted_to_groups(sdk, stack) -> None:  # type: ignore[no-untyped-def]
+    a, b = sdk.user("alice"), sdk.user("bob")
+
+    async def main() -> None:
+        alice, bob = await sdk.device(a), await sdk.device(b)
+        group = await alice.groups.create(members=[b])
+        genuine = await bob.groups.public_key(group)  # bob's first sight of it: pinned
+        assert genuine == await alice.groups.public_key(group)  # alice pinned it at creation
+
+        # The key service serves a group key of its own (one it holds the private key of).
+        planted = PrivateKey.generate().public_key
+        with contextlib.closing(sqlite3.connect(stack.keyserver_database, timeout=30)) as db, db:
+            db.execute("UPDATE groups SET public_key = ? WHERE id = ?", (bytes(planted), group))
+        for device in (alice, bob):
+            with pytest.raises(PinnedKeyChanged) as caught:
+                await device.documents.encrypt(b"for the group", groups=[group])
+            assert caught.value.user_id == group
+        assert await alice.groups.public_key(group, accept_changes=True) == planted
 
     sdk.run(main)

@@ -205,6 +205,11 @@ class Device:
     def _save(self) -> None:
         self._store.save(self._context)
 
+    def pin(self, entry: str, encoded: bytes, *, accept_changes: bool = False) -> None:
+        """Check ``encoded`` keys against the pin ``entry`` and pin them (saved at once)."""
+        if self.pins.check(entry, encoded, accept_changes=accept_changes):
+            self._save()
+
     async def keyserver_token(self) -> str:
         """A fresh JWT for the key service (its audience only)."""
         return await self.tokens(self.keyserver.audience)

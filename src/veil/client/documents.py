@@ -56,9 +56,7 @@ class Documents:
             keys = await device.public_keys(users)
             recipients += [("user", u, keys[u]) for u in users]
         for group_id in groups:
-            recipients.append(
-                ("group", group_id, await device.keyserver.group_public_key(group_id))
-            )
+            recipients.append(("group", group_id, await device.groups.public_key(group_id)))
         return [
             {
                 "grantee_kind": kind,

@@ -47,9 +47,10 @@ class Unavailable(ServiceError):
 
 
 class PinnedKeyChanged(VeilError):
-    """A user's public key differs from the one this device pinned earlier. Either the
-    user reset their keys or someone is substituting keys: ask the user before
-    accepting the change (``accept_changes=True``)."""
+    """A user's (or a group's) public keys differ from the ones this device pinned
+    earlier. Either the user reset their keys or someone is substituting keys: ask the
+    user before accepting the change (``accept_changes=True``). ``user_id`` names the
+    user, or the group."""
 
     def __init__(self, user_id: str) -> None:
         super().__init__(f"the public key of {user_id!r} changed since it was pinned")

@@ -6,11 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from veil.client.errors import PinnedKeyChanged
 from veil.crypto.aead import open_document
-from veil.crypto.keys import PrivateKey
+from veil.crypto.keys import PrivateKey, PublicKey
 
 if TYPE_CHECKING:
     from veil.client.device import Device
+
+
+def _pin(group_id: str) -> str:
+    """A group's entry among the pins ('/' is in no user id, so none collides)."""
+    return f"group/{group_id}"
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,25 @@ class Groups:
             group_id, group_key, user_id=device.user_id, master=device.master_public_key
         )
         self._keys[group_id] = group_key
+        # Pinned at creation (over any pin of an earlier group of this id): what is
+        # encrypted to the group later goes to this key, whatever the key service says.
+        self._device.pin(_pin(group_id), bytes(group_key.public_key), accept_changes=True)
         if members:
             await self.add_members(group_id, members, accept_changes=accept_changes)
         if admins:
             await self.add_admins(group_id, admins, accept_changes=accept_changes)
         return group_id
+
+    async def public_key(self, group_id: str, *, accept_changes: bool = False) -> PublicKey:
+        """The group's public key, pinned like users' keys: the one this device created
+        the group with, or the first one the key service served; ``PinnedKeyChanged``
+        if it serves another later."""
+        key = await self._device.keyserver.group_public_key(group_id)
+        try:
+            self._device.pin(_pin(group_id), bytes(key), accept_changes=accept_changes)
+        except PinnedKeyChanged:
+            raise PinnedKeyChanged(group_id) from None
+        return key
 
     async def key(self, group_id: str) -> PrivateKey:
         """The group's private key (admins only), fetched once and kept in memory."""
