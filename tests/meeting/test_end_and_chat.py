@@ -279,6 +279,9 @@ def test_the_manager_hands_over_before_leaving(env) -> None:
             await ma.leave()
         with pytest.raises(VeilError, match="only the meeting's manager"):
             await mb.hand_over(mc.sender)
+        # Invitees are in the group from the start, so joins do not wait for the manager
+        # to read their announces: wait until it has seen bob's.
+        await env.eventually(lambda: _true(mb.sender in ma.participants))
         await ma.hand_over(mb.sender)
         for m in (ma, mb, mc):
             await m.wait_for_epoch(1, timeout=10)
@@ -298,6 +301,7 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         alice, bob, mallory = await env.devices(*(env.name(n) for n in ("alice", "bob", "m")))
         ma, mb = await env.start_and_join(alice, [bob])
         assert ma.sender != mb.sender and max(ma.sender, mb.sender) < 2**44
+        await env.eventually(lambda: _true(mb.sender in ma.participants))
         assert ma.participants == {ma.sender: alice.user_id, mb.sender: bob.user_id}
         # Anyone may post on the board; claiming bob's number changes nothing.
         board = mallory.conference.board(

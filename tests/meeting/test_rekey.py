@@ -225,3 +225,34 @@ def test_a_revoked_device_cannot_get_the_next_epoch_while_its_user_can(env) -> N
         assert frame is not None and frame.payload == b"epoch 1" and frame.epoch == 1
 
     env.run(main)
+
+
+def test_two_admins_rotating_at_once_converge_on_one_key_and_one_manager(env) -> None:  # type: ignore[no-untyped-def]
+    # A hand-over (or a late host) racing the manager's own rekey: both post epoch 1.
+    # The board's order decides (its first key post of an epoch wins everywhere), and the
+    # admin that was taking over, if it lost, takes over again at the next epoch.
+    async def main() -> None:
+        alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol])
+        await alice.groups.add_admins(ma.meeting_id, [bob.user_id])
+        await asyncio.gather(ma.rekey(), mb._take_over())
+        meetings = (ma, mb, mc)
+
+        async def converged() -> bool:
+            return (
+                len({m.epoch for m in meetings}) == 1
+                and len({m.security_code for m in meetings}) == 1
+                and all(m._manager == bob.device_id for m in meetings)
+            )
+
+        await env.eventually(converged)
+        assert [m.managing for m in meetings] == [False, True, False]
+        assert ma.epoch is not None and ma.epoch >= 1
+        # Media flows on the key everyone holds.
+        await mb.send_frame(MediaKind.AUDIO, b"one key")
+        for m in (ma, mc):
+            frame = await asyncio.wait_for(m.receive_frame(), 5)
+            assert frame is not None and frame.payload == b"one key"
+
+    for _ in range(3):  # the race resolves either way round; run it a few times
+        env.run(main)

@@ -72,10 +72,15 @@ class MeetingMedia:
 
     def install(self, epoch: int, session_key: bytes) -> list[Frame]:
         """Hold a new epoch's session key and send with it from now on. Returns the
-        waiting frames that this key decrypts."""
-        if self.epoch is not None and epoch <= self.epoch:
+        waiting frames that this key decrypts. A different key for the current epoch
+        replaces it (two managers raced; the board's first key post of an epoch wins)."""
+        if self.epoch is not None and epoch < self.epoch:
             return []
-        if self.epoch is not None:
+        if epoch == self.epoch:
+            if self._keys.get(epoch) == session_key:
+                return []
+            self._drop(epoch)
+        elif self.epoch is not None:
             self._expires[self.epoch] = self._clock() + self._grace
         self._keys[epoch] = session_key
         self.epoch = epoch

@@ -153,6 +153,8 @@ class Meeting:
         self._newest_key: Post | None = None
         self._key_posts: list[Post] = []  # key posts seen while waiting for admission
         self._manager: str | None = None  # device id of the newest key's poster
+        self._epoch_seq = 0  # board seq of the installed key's post (the first of its epoch)
+        self._taking_over = False  # until this device's take-over key post is confirmed
         self._epoch_signal = asyncio.Event()
         self._last_rekey = 0.0
         self._rekey_pending: asyncio.Task[None] | None = None
@@ -306,10 +308,10 @@ class Meeting:
                 # Invitees not yet in the group, so a manager who takes over admits them.
                 "invitees": sorted(self.invitees - set(members)),
             }  # fmt: skip
-            await self.board.post("key", json.dumps(body).encode())
+            seq = await self.board.post("key", json.dumps(body).encode())
             # Only once the board holds the key post: a failed post changes nothing here.
             self._install(epoch, plaintext, members)
-            self._manager = self.device.device_id
+            self._manager, self._epoch_seq = self.device.device_id, seq
             self._last_rekey = self.clock.time()
 
     async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
@@ -363,7 +365,7 @@ class Meeting:
         the group; a post from a non-admin or not matching its signature is ignored."""
         body = json.loads(post.body)
         epoch = int(body["epoch"])
-        if self.epoch is not None and epoch <= self.epoch:
+        if not self._supersedes(epoch, post.seq):
             return
         encrypted = b64decode(body["encrypted_key"])
         # Checked before any transform is asked for: a forged key post costs nothing.
@@ -373,12 +375,27 @@ class Meeting:
             raise UntrustedPost("the key was not encrypted by its poster")
         transformed = await self.device.session.transform(bytes(origin), group_id=self.meeting_id)
         plaintext = self.device.decrypt(transformed, origin=origin)
-        if body.get("host"):
-            self.host = str(body["host"])
-        self.invitees.update(str(u) for u in body.get("invitees", ()))
-        self._install(epoch, plaintext, [str(m) for m in body["members"]])
-        self._manager = post.device_id
-        self._last_rekey = self.clock.time()
+        async with self._lock:  # this device's own rekey may have installed a key meanwhile
+            if not self._supersedes(epoch, post.seq):
+                return
+            if body.get("host"):
+                self.host = str(body["host"])
+            self.invitees.update(str(u) for u in body.get("invitees", ()))
+            lost_race = epoch == self.epoch and self.managing
+            self._install(epoch, plaintext, [str(m) for m in body["members"]])
+            self._manager, self._epoch_seq = post.device_id, post.seq
+            self._last_rekey = self.clock.time()
+        if lost_race and self._taking_over:  # take over again, at the next epoch
+            self._taking_over = False
+            self._spawn(self._rekey())
+
+    def _supersedes(self, epoch: int, seq: int) -> bool:
+        """Whether a key post for ``epoch`` at board position ``seq`` replaces the key
+        held. Two admins may post one epoch at once (a hand-over or a late host racing
+        a rekey): every client keeps the epoch's first post in board order."""
+        if self.epoch is None or epoch > self.epoch:
+            return True
+        return epoch == self.epoch and seq < self._epoch_seq
 
     async def wait_for_epoch(self, epoch: int, timeout: float = 30.0) -> None:
         async def reached() -> None:
@@ -390,6 +407,7 @@ class Meeting:
     async def _take_over(self) -> None:
         """A late host, or the participant management was handed to: rotate the key (the
         newest key's poster manages)."""
+        self._taking_over = True
         await self._rekey()
 
     # --- the board -----------------------------------------------------------------------
@@ -418,6 +436,8 @@ class Meeting:
                 await self._consider(post.user_id)
         elif post.kind == "key":
             if post.device_id == self.device.device_id:
+                # Posts arrive in board order: any rival key of this epoch came before.
+                self._taking_over = False
                 return
             if self.left:  # hold no ciphertext after leaving (``ciphertexts_held``)
                 await self._try_as_outsider(post)
