@@ -15,8 +15,11 @@ import enum
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
+from veil.crypto import schnorr
+from veil.crypto.keys import PrivateKey, PublicKey
 from veil.crypto.signing import SigningKey
 
 DEVICE_HEADER = "veil-device"
@@ -178,3 +181,51 @@ def meeting_proof_message(
     (over the encrypted key) or an ``end`` post: only admins hold that key, so anyone who
     reads the group's public key can tell such a post from a member's or an outsider's."""
     return group_proof_message(f"meeting-{action}", meeting_id, user_id, timestamp, payload)
+
+
+@dataclass(frozen=True)
+class MeetingProof:
+    """A meeting admin's proof on a board post: the ``timestamp`` and ``proof`` fields of
+    the post's JSON body. Made by clients; checked by clients and, for ``end``, by the
+    conference service."""
+
+    timestamp: int
+    signature: schnorr.SchnorrSignature
+
+    @classmethod
+    def make(
+        cls,
+        action: str,
+        meeting_id: str,
+        user_id: str,
+        now: int,
+        group_key: PrivateKey,
+        payload: bytes = b"",
+    ) -> "MeetingProof":
+        message = meeting_proof_message(action, meeting_id, user_id, now, payload)
+        return cls(now, schnorr.sign(message, group_key))
+
+    @classmethod
+    def read(cls, body: object) -> "MeetingProof":
+        """Strictly decode the fields of a post body; ``ValueError`` if malformed."""
+        if not isinstance(body, dict):
+            raise ValueError("a proved post's body is a JSON object")
+        timestamp, proof = body.get("timestamp"), body.get("proof")
+        if type(timestamp) is not int or not isinstance(proof, str):
+            raise ValueError("a proved post has an integer timestamp and a base64url proof")
+        return cls(timestamp, schnorr.SchnorrSignature.from_bytes(b64decode(proof)))
+
+    def fields(self) -> dict[str, object]:
+        return {"timestamp": self.timestamp, "proof": b64encode(bytes(self.signature))}
+
+    def verify(
+        self,
+        action: str,
+        meeting_id: str,
+        user_id: str,
+        group_key: PublicKey,
+        payload: bytes = b"",
+    ) -> None:
+        """Nothing, or ``InvalidSignature``."""
+        message = meeting_proof_message(action, meeting_id, user_id, self.timestamp, payload)
+        schnorr.verify(self.signature, message, group_key)

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from veil.bench.keyserver import PLACEHOLDER_ESCROW
 from veil.client.conference import Board
 from veil.client.keyserver import KeyServerClient, create_group_body, device_keys_body
 from veil.conference import ConferenceSettings
@@ -103,11 +104,6 @@ def serve(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-def fake_escrow() -> bytes:
-    """A well-formed escrow blob (the conference service never opens escrows)."""
-    return b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
-
-
 @dataclass
 class Person:
     """A user with a registered device, made over the key service's real HTTP API."""
@@ -136,7 +132,7 @@ class Person:
                 headers={"Authorization": f"Bearer {self.token(KEYSERVER_AUDIENCE)}"},
                 json={
                     "public_key": b64encode(bytes(self.user_key.public_key)),
-                    "escrow": b64encode(fake_escrow()),
+                    "escrow": b64encode(PLACEHOLDER_ESCROW),
                 },
             )
             assert response.status_code == 201, response.text

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from veil.bench.keyserver import PLACEHOLDER_ESCROW
 from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
 from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey, PublicKey
@@ -112,7 +113,7 @@ class Actor:
         return {"Authorization": f"Bearer {self.token(**claims)}"}
 
     def register(self) -> "Actor":
-        escrow = fake_escrow()
+        escrow = PLACEHOLDER_ESCROW
         response = self.client.post(
             "/v1/users",
             headers=self.bearer(),
@@ -218,12 +219,6 @@ class Actor:
         if group_id is not None:
             body["group_id"] = group_id
         return self.signed("POST", "/v1/transform", body)
-
-
-def fake_escrow() -> bytes:
-    """A well-formed escrow blob without paying for PBKDF2 in every fixture (the real
-    escrow round trip is tested in test_users.py)."""
-    return b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from starlette.datastructures import URL as StarletteURL
 
+from veil.bench.keyserver import PLACEHOLDER_ESCROW
 from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
 from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
@@ -59,11 +60,6 @@ AUTH_CODES = {
 # --- a device of our own, independent of conftest ---------------------------------------
 
 
-def fake_escrow() -> bytes:
-    """Structurally valid escrow bytes (header, iterations, salt, nonce, body)."""
-    return b"\x01\x20" + (600_000).to_bytes(4, "big") + secrets.token_bytes(16 + 12 + 48)
-
-
 @dataclass
 class Device:
     name: str
@@ -87,7 +83,7 @@ class Device:
             headers={"Authorization": f"Bearer {self.token()}"},
             json={
                 "public_key": b64encode(bytes(self.user_key.public_key)),
-                "escrow": b64encode(fake_escrow()),
+                "escrow": b64encode(PLACEHOLDER_ESCROW),
             },
         )
         assert response.status_code == 201, response.text
@@ -494,7 +490,7 @@ def body_routes(world: dict[str, Any]) -> list[Route]:
             "/v1/users",
             {
                 "public_key": B(bytes(carol.user_key.public_key)),
-                "escrow": B(fake_escrow()),
+                "escrow": B(PLACEHOLDER_ESCROW),
             },
             {"public_key": key, "escrow": opaque},
             carol,

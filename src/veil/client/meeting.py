@@ -51,11 +51,11 @@ from veil.client.errors import (
 )
 from veil.client.invitation import Invitation
 from veil.client.media import Frame, MeetingMedia
-from veil.crypto import kdf, schnorr
+from veil.crypto import kdf
 from veil.crypto.errors import AuthenticationError, DecodeError, InvalidSignature
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue, encrypt
-from veil.protocol import MediaKind, b64decode, b64encode, meeting_proof_message
+from veil.protocol import MediaKind, MeetingProof, b64decode, b64encode
 
 if TYPE_CHECKING:
     from veil.client.device import Device
@@ -316,32 +316,23 @@ class Meeting:
 
     async def _proof(self, action: str, payload: bytes = b"") -> dict[str, object]:
         """A proof with the group's private key (only admins hold it) over this post."""
-        now = int(self.device.clock())
-        message = meeting_proof_message(action, self.meeting_id, self.device.user_id, now, payload)
         group_key = await self.device.groups.key(self.meeting_id)
         if group_key.public_key != self.invitation.group_key:
             # The key service handed this admin a group key other than the invitation's.
             raise UntrustedPost("the key service's group key is not the invitation's")
-        proof = schnorr.sign(message, group_key)
-        return {"timestamp": now, "proof": b64encode(bytes(proof))}
+        proof = MeetingProof.make(
+            action, self.meeting_id, self.device.user_id, int(self.device.clock()), group_key,
+            payload,
+        )  # fmt: skip
+        return proof.fields()
 
-    async def _check_proof(
-        self, post: Post, body: dict[str, object], action: str, payload: bytes = b""
-    ) -> None:
-        """``UntrustedPost`` unless the post carries a proof made with the group key."""
+    def _check_proof(self, post: Post, body: object, action: str, payload: bytes = b"") -> None:
+        """``UntrustedPost`` unless the post carries a proof made with the group key of
+        the invitation."""
         try:
-            timestamp, proof = body["timestamp"], body["proof"]
-            if type(timestamp) is not int or not isinstance(proof, str):
-                raise ValueError
-            message = meeting_proof_message(
-                action, self.meeting_id, post.user_id, timestamp, payload
-            )
-            schnorr.verify(
-                schnorr.SchnorrSignature.from_bytes(b64decode(proof)),
-                message,
-                self.invitation.group_key,
-            )
-        except (KeyError, ValueError, DecodeError, InvalidSignature):
+            proof = MeetingProof.read(body)
+            proof.verify(action, self.meeting_id, post.user_id, self.invitation.group_key, payload)
+        except (ValueError, InvalidSignature):
             raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None
 
     def _install(self, epoch: int, plaintext: Plaintext, members: Sequence[str]) -> None:
@@ -369,7 +360,7 @@ class Meeting:
             return
         encrypted = b64decode(body["encrypted_key"])
         # Checked before any transform is asked for: a forged key post costs nothing.
-        await self._check_proof(post, body, "key", encrypted)
+        self._check_proof(post, body, "key", encrypted)
         origin = EncryptedValue.from_bytes(encrypted).verify()
         if origin.signer != (await self.device.signer_of(post.device_id))[1]:
             raise UntrustedPost("the key was not encrypted by its poster")
@@ -452,7 +443,7 @@ class Meeting:
         elif post.kind == "notice":
             body = json.loads(post.body)
             if isinstance(body, dict) and body.get("hand_over") == self.sender and self._admitted:
-                await self._check_proof(post, body, "hand-over", str(self.sender).encode())
+                self._check_proof(post, body, "hand-over", str(self.sender).encode())
                 if not self.left and not self.ended.is_set():
                     await self._take_over()
         elif post.kind == "leave":
@@ -464,7 +455,7 @@ class Meeting:
                 await self._remove(post.user_id)
         elif post.kind == "end":
             if post.device_id != self.device.device_id:
-                await self._check_proof(post, json.loads(post.body), "end")
+                self._check_proof(post, json.loads(post.body), "end")
             self._drop_keys()
             self.ended.set()
             self._signal()

@@ -32,10 +32,9 @@ from veil.conference.handshake import (
     until_either,
 )
 from veil.conference.service import ConferenceService
-from veil.crypto import schnorr
-from veil.crypto.errors import DecodeError, InvalidSignature
+from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
-from veil.protocol import b64decode, meeting_proof_message, post_message
+from veil.protocol import MeetingProof, b64decode, post_message
 from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
 
 _OVERFLOW = b""  # queued when a subscriber falls too far behind
@@ -223,13 +222,10 @@ async def _check_end(service: ConferenceService, room_id: str, user_id: str, bod
     the group's admins hold. The group's public key comes from the key service."""
     refused = forbidden("not_host", "ending a meeting needs a proof by a meeting admin")
     try:
-        data = json.loads(body)
-        timestamp, proof = data["timestamp"], b64decode(data["proof"])
-        if type(timestamp) is not int:
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+        proof = MeetingProof.read(json.loads(body))
+    except (ValueError, RecursionError):
         raise refused from None
-    if abs(service.now() - timestamp) > service.settings.clock_skew_seconds:
+    if abs(service.now() - proof.timestamp) > service.settings.clock_skew_seconds:
         raise unauthorized("stale_post", "the end proof's timestamp is too far from now")
     try:
         response = await service.http.get(f"/v1/groups/{room_id}/public-key")
@@ -241,7 +237,6 @@ async def _check_end(service: ConferenceService, room_id: str, user_id: str, bod
         raise ApiError(503, "keyserver_unavailable", "the key service did not answer")
     try:
         group_key = PublicKey.from_bytes(b64decode(response.json()["public_key"]))
-        message = meeting_proof_message("end", room_id, user_id, timestamp)
-        schnorr.verify(schnorr.SchnorrSignature.from_bytes(proof), message, group_key)
-    except (DecodeError, InvalidSignature, ValueError):
+        proof.verify("end", room_id, user_id, group_key)
+    except (InvalidSignature, ValueError, KeyError, TypeError):
         raise refused from None
