@@ -10,6 +10,7 @@ import pytest
 
 from veil.client.conference import ConferenceClient
 from veil.conference import create_app
+from veil.crypto.signing import SigningKey
 from veil.protocol import MediaKind
 
 
@@ -157,5 +158,36 @@ def test_a_slow_receiver_does_not_stall_the_others(conf, tmp_path) -> None:  # t
             assert await asyncio.wait_for(b.recv(), 5) == last
             for connection in (a, b, s):
                 await connection.close()
+
+        asyncio.run(main())
+
+
+def test_a_revoked_devices_open_connections_are_closed(conf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = conf.settings(
+        f"sqlite:///{tmp_path / 'conference.sqlite3'}",
+        device_recheck_seconds=0.2,
+        device_cache_seconds=0.1,
+    )
+    alice, bob = conf.person("alice"), conf.person("bob")
+    lost_signer = SigningKey.generate()
+    lost = alice.add_device(lost_signer)
+    room = conf.room()
+
+    with conf.serve(create_app(settings)) as url:
+
+        async def main() -> None:
+            opened = {
+                channel: await conf.open(
+                    channel, room, alice, base_url=url, device_id=lost, signer=lost_signer
+                )
+                for channel in ("board", "media")
+            }
+            kept, _ = await conf.open("media", room, bob, base_url=url)
+            assert all(reply["type"] == "welcome" for _, reply in opened.values())
+            alice.revoke(lost)
+            for socket_, _ in opened.values():
+                assert await conf.refused(socket_, 4403) == "device_revoked"
+            assert await conf.silent(kept, 0.5)  # an active device's connection stays up
+            await kept.close()
 
         asyncio.run(main())

@@ -30,6 +30,7 @@ from veil.conference.handshake import (
     device_record,
     receive_hello,
     until_either,
+    watch_device,
 )
 from veil.conference.service import ConferenceService
 from veil.crypto.errors import InvalidSignature
@@ -71,6 +72,7 @@ async def serve_board(websocket: WebSocket, service: ConferenceService, room_id:
         await until_either(
             _forward(websocket, service, room_id, since, queue, send),
             _receive(websocket, service, room_id, participant, send),
+            watch_device(websocket, service, participant),
         )
     finally:
         await service.hub.leave(name, listener)

@@ -99,9 +99,27 @@ async def device_record(
         raise ApiError(503, "keyserver_unavailable", "the key service did not answer") from None
 
 
+async def watch_device(
+    websocket: WebSocket, service: ConferenceService, participant: Participant
+) -> None:
+    """Return (after telling the client why) once the connection's device is revoked,
+    looking it up every ``device_recheck_seconds``. While the key service does not
+    answer the connection stays up: it proved an active device when it opened."""
+    while True:
+        await asyncio.sleep(service.settings.device_recheck_seconds)
+        try:
+            record = await service.directory.get(participant.device_id)
+        except DeviceLookupError:
+            continue
+        if record is None or not record.active:
+            await refuse(websocket, forbidden("device_revoked", "this device has been revoked"))
+            return
+
+
 async def until_either(*work: Coroutine[Any, Any, None]) -> None:
-    """Run a connection's sending and receiving sides until one of them ends (the peer
-    left, or the server closed it), then stop the other."""
+    """Run a connection's sides (sending, receiving, watching its device) until one of
+    them ends (the peer left, the server closed it, the device was revoked), then stop
+    the others."""
     tasks = [asyncio.create_task(w) for w in work]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

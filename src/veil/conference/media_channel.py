@@ -15,7 +15,13 @@ import hashlib
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from veil.conference.fanout import channel
-from veil.conference.handshake import Refused, receive_hello, refuse, until_either
+from veil.conference.handshake import (
+    Refused,
+    receive_hello,
+    refuse,
+    until_either,
+    watch_device,
+)
 from veil.conference.service import ConferenceService
 from veil.protocol import MediaKind
 from veil.web.errors import forbidden
@@ -53,6 +59,7 @@ async def serve_media(websocket: WebSocket, service: ConferenceService, room_id:
         await until_either(
             _send_frames(websocket, queue, stats),
             _receive_frames(websocket, service, name, tag, stats),
+            watch_device(websocket, service, participant),
         )
     finally:
         await service.hub.leave(name, listener)

@@ -42,6 +42,9 @@ class ConferenceSettings:
     post_burst: int = 100
     """Posts one connection may make: ``post_burst`` at once, then this many a second."""
     device_cache_seconds: float = 5.0
+    device_recheck_seconds: float = 30.0
+    """How often an open connection's device is looked up again: a revoked device's
+    board and media connections are closed within this time."""
     hello_timeout_seconds: float = 10.0
     clock: Callable[[], float] = time.time
 
@@ -61,6 +64,8 @@ class ConferenceSettings:
             "nats",
         ):
             raise ValueError("fanout_url must be redis://, rediss:// or nats:// (or unset)")
+        if self.device_recheck_seconds <= 0:
+            raise ValueError("device_recheck_seconds must be positive")
         for name in ("relay_queue_frames", "board_queue_posts", "max_post_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
