@@ -19,9 +19,9 @@ board clients). For each rekey:
 
 All three parties share this machine's cores, where in a deployment each has its own:
 so that the host's CPU is not inflated by the devices' work competing for the same
-cores and caches, devices queue what they receive and start working on a rekey when
-the host's rekey call returns (a few milliseconds after the post; ``rekey_to_all_ms``
-still counts from the start of the host's rekey).
+cores and caches, the devices pause before each rekey (they leave what they receive
+unread) and resume when the host's rekey call returns (a few milliseconds after the
+post; ``rekey_to_all_ms`` still counts from the start of the host's rekey).
 
 The pairwise keys travel on the board like Veil's key post, in posts of at most
 ``PAIRWISE_PER_POST`` wrapped keys (a board post is limited to 64 KiB), and every
@@ -106,6 +106,8 @@ class _Receivers:
         self.devices: list[dict[str, Any]] = []
         self.reports: dict[tuple[str, int], list[tuple[float, int]]] = {}
         self.released: dict[tuple[str, int], asyncio.Event] = {}
+        self.resumed = asyncio.Event()  # cleared while the host is timing its rekey
+        self.resumed.set()
 
     def _gate(self, kind: str, epoch: int) -> asyncio.Event:
         return self.released.setdefault((kind, epoch), asyncio.Event())
@@ -113,8 +115,14 @@ class _Receivers:
     async def _hear_the_host(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            _, kind, epoch = await loop.run_in_executor(None, self.conn.recv)
+            message = await loop.run_in_executor(None, self.conn.recv)
+            if message == ("pause",):
+                self.resumed.clear()
+                self.conn.send(("paused",))
+                continue
+            _, kind, epoch = message
             self._gate(kind, epoch).set()
+            self.resumed.set()
 
     async def main(self) -> None:
         try:
@@ -192,6 +200,7 @@ class _Receivers:
     async def _listen(self, device: dict[str, Any], socket: Any, meeting_id: str) -> None:
         pairwise_bytes: dict[int, int] = {}
         async for raw in socket:
+            await self.resumed.wait()
             message = json.loads(raw)
             if message.get("type") != "post":
                 continue
@@ -310,6 +319,8 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
             samples: dict[str, list[tuple[float, float, float]]] = {"veil": [], "pairwise": []}
             for round_ in range(1, rounds + 1):
                 for kind in ("veil", "pairwise"):
+                    conn.send(("pause",))
+                    assert await _from_devices(conn) == ("paused",)
                     cpu, started = time.process_time(), time.time()
                     if kind == "veil":
                         await meeting._rekey()
