@@ -11,13 +11,15 @@ import sqlite3
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from veil.client import PinnedKeyChanged, UncertifiedDevice
+from veil.client import DeviceRevoked, PinnedKeyChanged, UncertifiedDevice
+from veil.client.keyserver import KeyServerClient, UserKeys
 from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey
 from veil.crypto.signing import SigningKey
-from veil.protocol import device_certificate_message
+from veil.protocol import b64encode, device_certificate_message
 
 
 def rewrite(database: Path, sql: str, *values: object) -> None:
@@ -103,5 +105,74 @@ def test_posts_from_a_device_its_user_did_not_certify_are_not_delivered(sdk, sta
         assert at_bob.rejected == 2
         await by_alice.close()
         await at_bob.close()
+
+    sdk.run(main)
+
+
+def test_records_of_revoked_or_other_devices_are_refused(sdk) -> None:  # type: ignore[no-untyped-def]
+    a = sdk.user("alice")
+
+    async def main() -> None:
+        alice = await sdk.device(a)
+        laptop = await sdk.device(a)
+        await alice.revoke_device(laptop.device_id)
+        with pytest.raises(DeviceRevoked):  # a revoked device's keys are presumed lost
+            await alice.signer_of(laptop.device_id)
+
+        # A key service answering for another device than the one asked for.
+        async def answer(request: httpx.Request) -> httpx.Response:
+            record = {
+                "device_id": alice.device_id, "user_id": a, "status": "active",
+                "public_key": b64encode(bytes(alice._context.device_key.public_key)),
+                "signing_key": b64encode(bytes(alice.signer.verifying_key)),
+                "certificate": None,
+            }  # fmt: skip
+            return httpx.Response(200, json=record)
+
+        async with httpx.AsyncClient(
+            base_url="http://keys.invalid", transport=httpx.MockTransport(answer)
+        ) as http:
+            with pytest.raises(UncertifiedDevice, match="a device other than"):
+                await KeyServerClient(http).device_record("0" * 32)
+
+    sdk.run(main)
+
+
+def test_a_device_pins_its_own_users_keys_at_registration(sdk) -> None:  # type: ignore[no-untyped-def]
+    a, b = sdk.user("alice"), sdk.user("bob")
+    store = sdk.store()
+
+    async def main() -> None:
+        alice, bob = await sdk.device(a, store=store), await sdk.device(b)
+        own = UserKeys(alice.master_public_key, (await alice.user_key()).public_key).pin()
+        assert store.load().pins == {a: own}  # before the key service was ever asked
+
+        # A pin from before identity keys (the master key alone) is upgraded, not refused.
+        alice.pins._pinned[b] = bytes(bob.master_public_key)
+        assert await alice.public_keys([b]) == {b: bob.master_public_key}
+        assert len(alice.pins._pinned[b]) == 2 * len(bytes(bob.master_public_key))
+
+    sdk.run(main)
+
+
+def test_a_device_registered_before_certificates_certifies_itself_on_load(sdk, stack) -> None:  # type: ignore[no-untyped-def]
+    a = sdk.user("alice")
+    store = sdk.store()
+
+    async def main() -> None:
+        alice = await sdk.device(a, store=store)
+        old_signer = alice.signer
+        await alice.close()
+        rewrite(
+            stack.keyserver_database,
+            "UPDATE devices SET certificate = NULL WHERE id = ?",
+            alice.device_id,
+        )
+        again = await sdk.device(a, store=store)  # loads the stored context
+        assert again.device_id == alice.device_id
+        assert again.signer.verifying_key != old_signer.verifying_key  # rotated
+        record = await again.keyserver.device_record(again.device_id)
+        assert record.certificate is not None
+        assert await again.signer_of(again.device_id) == (a, again.signer.verifying_key)
 
     sdk.run(main)

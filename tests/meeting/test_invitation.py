@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from veil.client import NotAdmitted
+from veil.client import NotFound, UntrustedInvitation
 from veil.client.errors import UntrustedPost
 from veil.client.invitation import Invitation
 from veil.client.meeting import Meeting
@@ -41,13 +41,14 @@ def test_an_invitation_round_trips_and_malformed_ones_are_refused() -> None:
             Invitation.parse(bad)
 
 
-def test_a_joiner_with_another_group_key_in_its_invitation_is_not_admitted(env) -> None:  # type: ignore[no-untyped-def]
+def test_an_invitation_whose_group_key_the_key_service_does_not_hold_is_refused(env) -> None:  # type: ignore[no-untyped-def]
+    # The platform alone hands carol a link with a group key of its (or an accomplice's)
+    # own: every proof made with that key would pass, so the join must stop first.
     async def main() -> None:
         alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
         ma, _ = await env.start_and_join(alice, [bob], extra_invitees=[carol.user_id])
-        # Carol is invited and in the group, but her invitation carries another group key
-        # (as a key service and a platform working together could hand her).
-        forged = Invitation(ma.meeting_id, PrivateKey.generate().public_key)
+        mallory_key = PrivateKey.generate()
+        forged = Invitation(ma.meeting_id, mallory_key.public_key)
         made: list[Meeting] = []
 
         class Recorded(Meeting):
@@ -55,10 +56,16 @@ def test_a_joiner_with_another_group_key_in_its_invitation_is_not_admitted(env) 
                 super().__init__(*args, **kwargs)
                 made.append(self)
 
-        with pytest.raises(NotAdmitted):
-            await Recorded.join(carol, forged, timers=env.fast)
-        assert made and made[0].epoch is None and not made[0]._session_keys
-        assert any(isinstance(e, UntrustedPost) for e in made[0].errors)
+        with pytest.raises(UntrustedInvitation):
+            await Recorded.join(carol, str(forged), timers=env.fast)
+        assert not made  # refused before announcing anything on the board
+        # An invitation for a meeting the key service has no group for is refused too.
+        with pytest.raises(NotFound):
+            await Meeting.join(carol, Invitation("no-such-meeting", mallory_key.public_key))
+        # The genuine invitation still works.
+        mc = await Meeting.join(carol, str(ma.invitation), timers=env.fast)
+        env.track(mc)
+        assert mc.security_code == ma.security_code
 
     env.run(main)
 

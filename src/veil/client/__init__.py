@@ -17,6 +17,7 @@ from veil.client.errors import (
     Unauthorized,
     Unavailable,
     UncertifiedDevice,
+    UntrustedInvitation,
     VeilError,
     WrongPassword,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UncertifiedDevice",
+    "UntrustedInvitation",
     "VeilError",
     "WrongPassword",
     "approval_payload",

@@ -169,6 +169,7 @@ class Device:
         )
         try:
             context = store.load()
+            uncertified = False
             if context is None:
                 context = await _register(
                     keyserver, conference, tokens, mode, password, show_approval, approval_timeout
@@ -178,19 +179,24 @@ class Device:
                 record = await keyserver.device_record(context.device_id)
                 if not record.active:
                     raise DeviceRevoked(403, "device_revoked", "this device has been revoked")
+                uncertified = record.certificate is None
+            device = cls(
+                context,
+                keyserver=keyserver,
+                conference=conference,
+                tokens=tokens,
+                store=store,
+                password=password,
+                clock=clock,
+            )
+            if uncertified:
+                # Registered before device certificates: new keys, certified this time.
+                await device.rotate_keys()
         except BaseException:
             await keyserver.http.aclose()
             await conference.http.aclose()
             raise
-        return cls(
-            context,
-            keyserver=keyserver,
-            conference=conference,
-            tokens=tokens,
-            store=store,
-            password=password,
-            clock=clock,
-        )
+        return device
 
     async def close(self) -> None:
         await self.keyserver.http.aclose()
@@ -301,20 +307,27 @@ class Device:
         changed = False
         try:
             for user_id, keys in found.items():
-                changed |= self.pins.check(user_id, keys.pin(), accept_changes=accept_changes)
+                # A pin from before identity keys holds the master key alone: same user.
+                legacy = self._context.pins.get(user_id) == bytes(keys.master)
+                changed |= self.pins.check(
+                    user_id, keys.pin(), accept_changes=accept_changes or legacy
+                )
         finally:
             if changed:  # keep the pins made before a changed key was found
                 self._save()
         return found
 
     async def signer_of(self, device_id: str, fresh: bool = False) -> tuple[str, VerifyingKey]:
-        """(user id, signing key) of a device, as the key service publishes it *and its
-        user's pinned identity key certified*: ``UncertifiedDevice`` otherwise,
-        ``PinnedKeyChanged`` if the user's keys changed. Cached; ``fresh`` asks again,
-        for a device that may have rotated its keys."""
+        """(user id, signing key) of an active device, as the key service publishes it
+        *and its user's pinned identity key certified*: ``UncertifiedDevice`` otherwise,
+        ``DeviceRevoked`` for a revoked one, ``PinnedKeyChanged`` if the user's keys
+        changed. Cached; ``fresh`` asks again, for a device that may have rotated its
+        keys."""
         cached = None if fresh else self._signers.get(device_id)
         if cached is None:
             record = await self.keyserver.device_record(device_id)
+            if not record.active:  # a revoked device's keys are presumed lost
+                raise DeviceRevoked(403, "device_revoked", f"device {device_id!r} is revoked")
             keys = (await self.user_keys([record.user_id]))[record.user_id]
             record.check_certificate(keys.identity)
             cached = self._signers[device_id] = (record.user_id, record.signing_key)
@@ -391,7 +404,7 @@ async def _register(
         session = keyserver.device(device_id, signer)
         grant = await session.document_key(_escrow_document(user_id))
         secret = decrypt(grant, device_key).derive_key("escrow password")
-        user_key: PrivateKey | None = _open_escrow(escrow, secret, user_id)
+        user_key: PrivateKey = _open_escrow(escrow, secret, user_id)
     else:
         secret = await _escrow_password(keyserver, conference, tokens, mode, password)
         user_key = _open_escrow(escrow, secret, user_id)
@@ -407,6 +420,7 @@ async def _register(
         signer=signer,
         master=master,
         user_key=user_key if mode == "approval" else None,
+        pins={user_id: UserKeys(master, user_key.public_key).pin()},  # its own, known
     )
 
 
@@ -450,6 +464,9 @@ async def _new_user(
         signer=signer,
         master=master,
         user_key=user_key if mode == "approval" else None,
+        pins={
+            created_id: UserKeys(master, user_key.public_key).pin()
+        },  # its own user's keys, known
     )
 
 

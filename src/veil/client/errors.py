@@ -74,6 +74,11 @@ class UncertifiedDevice(VeilError):
     key service is presenting keys that are not the user's. Its posts are refused."""
 
 
+class UntrustedInvitation(VeilError):
+    """A meeting invitation whose group key is not the key service's for that meeting:
+    the platform or the key service is handing this device a key of its own."""
+
+
 class UntrustedPost(VeilError):
     """A board post that verified but must not be trusted (a key from a non-admin, or a
     ciphertext its poster did not make); it is ignored."""

@@ -247,8 +247,12 @@ class KeyServerClient:
 
     async def device_record(self, device_id: str) -> DeviceRecord:
         data = await send(self.http, "GET", f"/v1/devices/{device_id}")
+        if data["device_id"] != device_id:
+            raise UncertifiedDevice(
+                f"the key service answered for a device other than {device_id!r}"
+            )
         return DeviceRecord(
-            device_id=data["device_id"],
+            device_id=device_id,
             user_id=data["user_id"],
             public_key=PublicKey.from_bytes(b64decode(data["public_key"])),
             signing_key=VerifyingKey(b64decode(data["signing_key"])),

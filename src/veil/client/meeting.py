@@ -46,6 +46,7 @@ from veil.client.errors import (
     NotAdmitted,
     NotMember,
     ServiceError,
+    UntrustedInvitation,
     UntrustedPost,
     VeilError,
 )
@@ -221,6 +222,14 @@ class Meeting:
         ``invitation`` is the starter's ``meeting.invitation`` (or its text form)."""
         if isinstance(invitation, str):
             invitation = Invitation.parse(invitation)
+        # The key travelled through the platform; the key service must hold the same
+        # one, so neither alone can hand this device a group key of its own.
+        # (Re-pinned as served: a meeting id may be reused by a later meeting.)
+        served = await device.groups.public_key(invitation.meeting_id, accept_changes=True)
+        if served != invitation.group_key:
+            raise UntrustedInvitation(
+                "the invitation's group key is not the one the key service holds"
+            )
         meeting = cls(
             device, invitation.meeting_id, invitation.group_key, timers=timers,
             clock=clock or SystemClock(), admit=admit,
@@ -399,7 +408,11 @@ class Meeting:
         """A late host, or the participant management was handed to: rotate the key (the
         newest key's poster manages)."""
         self._taking_over = True
-        await self._rekey()
+        try:
+            await self._rekey()
+        except BaseException:
+            self._taking_over = False
+            raise
 
     # --- the board -----------------------------------------------------------------------
 
@@ -429,7 +442,13 @@ class Meeting:
             if post.device_id == self.device.device_id:
                 # Posts arrive in board order: any rival key of this epoch came before.
                 self._taking_over = False
-                return
+                if self.managing and json.loads(post.body).get("epoch") == self.epoch:
+                    # The key held: number it as every other client does (the ack's
+                    # number is the service's word to this client alone).
+                    self._epoch_seq = post.seq
+                    return
+                # Otherwise a key of this device it does not hold (its post's ack was
+                # lost): taken like anyone's, if it is the epoch's first.
             if self.left:  # hold no ciphertext after leaving (``ciphertexts_held``)
                 await self._try_as_outsider(post)
                 return
@@ -470,9 +489,11 @@ class Meeting:
         )
         if not invited:
             return
-        await self.device.groups.add_members(self.meeting_id, [user_id])
+        # The host becomes an admin first: once a member it is admitted, and it then
+        # takes over at once, which needs the group key.
         if user_id == self.host and user_id not in group.admins:
             await self.device.groups.add_admins(self.meeting_id, [user_id])
+        await self.device.groups.add_members(self.meeting_id, [user_id])
 
     async def _remove(self, user_id: str) -> None:
         others = [u for u in self.participants.values() if u == user_id]
