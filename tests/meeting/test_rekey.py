@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from veil.client import DeviceRevoked, NotMember
+from veil.client import DeviceRevoked, NotMember, Unavailable
 from veil.client.media import MeetingMedia
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.protocol import MediaKind, b64decode
@@ -265,5 +265,29 @@ def test_two_admins_rotating_at_once_converge_on_one_key_and_one_manager(env, fi
         for m in (ma, mc):
             frame = await asyncio.wait_for(m.receive_frame(), 5)
             assert frame is not None and frame.payload == b"one key"
+
+    env.run(main)
+
+
+def test_a_key_post_whose_ack_was_lost_is_taken_back_from_the_board(env) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        alice, bob = await env.devices(*(env.name(n) for n in ("alice", "bob")))
+        ma, mb = await env.start_and_join(alice, [bob])
+        post = ma.board.post
+
+        async def ack_lost(kind: str, body: bytes) -> int:
+            await post(kind, body)  # the board stores and broadcasts it...
+            raise Unavailable(0, "closed", "the connection dropped before the ack")
+
+        ma.board.post = ack_lost  # type: ignore[method-assign]
+        with pytest.raises(Unavailable):
+            await ma.rekey()
+        ma.board.post = post  # type: ignore[method-assign]
+
+        async def converged() -> bool:  # ...so everyone, the poster too, holds epoch 1
+            return ma.epoch == mb.epoch == 1 and ma.security_code == mb.security_code
+
+        await env.eventually(converged)
+        assert ma.managing and mb._manager == alice.device_id
 
     env.run(main)

@@ -442,13 +442,15 @@ class Meeting:
             if post.device_id == self.device.device_id:
                 # Posts arrive in board order: any rival key of this epoch came before.
                 self._taking_over = False
+                async with self._lock:  # this device's rekey, if posting it now, ends first
+                    pass
                 if self.managing and json.loads(post.body).get("epoch") == self.epoch:
                     # The key held: number it as every other client does (the ack's
                     # number is the service's word to this client alone).
                     self._epoch_seq = post.seq
                     return
-                # Otherwise a key of this device it does not hold (its post's ack was
-                # lost): taken like anyone's, if it is the epoch's first.
+                # Otherwise taken like anyone's if it is its epoch's first: a post whose
+                # ack was lost, which every other client took.
             if self.left:  # hold no ciphertext after leaving (``ciphertexts_held``)
                 await self._try_as_outsider(post)
                 return
