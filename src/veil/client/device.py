@@ -464,9 +464,7 @@ async def _new_user(
         signer=signer,
         master=master,
         user_key=user_key if mode == "approval" else None,
-        pins={
-            created_id: UserKeys(master, user_key.public_key).pin()
-        },  # its own user's keys, known
+        pins={created_id: UserKeys(master, user_key.public_key).pin()},  # its own, known
     )
 
 

@@ -5,7 +5,8 @@ Revises: 0001
 Create Date: 2026-11-25 12:15:00
 
 Devices registered before this revision have no certificate; clients do not trust
-their keys until they register again (a rotation certifies them too).
+their keys until they are rotated, certified (the SDK does it when it next loads such a
+device).
 """
 
 import sqlalchemy as sa
