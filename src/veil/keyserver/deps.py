@@ -10,7 +10,7 @@ from veil.protocol import DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTA
 from veil.web.tokens import Identity, bearer_token
 
 
-def get_service(request: Request) -> KeyService:
+async def get_service(request: Request) -> KeyService:  # async: no thread hop per request
     service: KeyService = request.app.state.service
     return service
 

@@ -9,6 +9,7 @@ keys never change (rotation and revocation write new rows or delete them), so a 
 is identified by its bytes.
 """
 
+import asyncio
 import functools
 import multiprocessing
 from collections.abc import Sequence
@@ -63,6 +64,13 @@ class Transformer:
         if self._pool is None:
             return transform_chain(value, keys)
         return self._pool.submit(transform_chain, value, tuple(keys)).result()
+
+    async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
+        """From the event loop: a process of the pool, or a worker thread without one
+        (handing the pool the work directly saves a thread that would wait for it)."""
+        if self._pool is None:
+            return await asyncio.to_thread(transform_chain, value, keys)
+        return await asyncio.wrap_future(self._pool.submit(transform_chain, value, tuple(keys)))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -26,7 +26,7 @@ async def transform_for_device(
     # The transformer decodes strictly (lengths, points, GT membership, signature)
     # before any pairing: a malformed value is a 422, a bad signature a 400.
     keys = await run_in_threadpool(_authorize, service, call, body.group_id)
-    transformed = await run_in_threadpool(service.transformer.run, body.encrypted_key, keys)
+    transformed = await service.transformer.run_async(body.encrypted_key, keys)
     return Transformed(encrypted_key=transformed)
 
 
