@@ -123,3 +123,40 @@ def test_group_keys_are_pinned_for_what_is_encrypted_to_groups(sdk, stack) -> No
         assert await alice.groups.public_key(group, accept_changes=True) == planted
 
     sdk.run(main)
+
+
+def test_safety_numbers_match_for_genuine_keys_and_reveal_a_first_contact_swap(sdk, stack) -> None:  # type: ignore[no-untyped-def]
+    a, b, c, m = sdk.user("alice"), sdk.user("bob"), sdk.user("carol"), sdk.user("mallory")
+
+    async def main() -> None:
+        alice, bob = await sdk.device(a), await sdk.device(b)
+        await sdk.device(m)
+        number = await alice.safety_number(b)
+        assert number == await bob.safety_number(a)  # the same on both screens
+        assert len(number.split()) == 6 and all(len(g) == 5 for g in number.split())
+        assert number != await alice.safety_number(m)
+
+        # Carol's device first meets bob while the key service serves mallory's keys as
+        # his: pins cannot tell (nothing was pinned yet); the numbers can.
+        database = stack.keyserver_database
+        with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+            genuine = db.execute(
+                "SELECT master_public_key, client_public_key FROM users WHERE id = ?", (b,)
+            ).fetchone()
+            swapped = db.execute(
+                "SELECT master_public_key, client_public_key FROM users WHERE id = ?", (m,)
+            ).fetchone()
+            db.execute(
+                "UPDATE users SET master_public_key = ?, client_public_key = ? WHERE id = ?",
+                (*swapped, b),
+            )
+        carol = await sdk.device(c)
+        carols_view = await carol.safety_number(b)
+        with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+            db.execute(
+                "UPDATE users SET master_public_key = ?, client_public_key = ? WHERE id = ?",
+                (*genuine, b),
+            )
+        assert carols_view != await bob.safety_number(c)
+
+    sdk.run(main)

@@ -16,6 +16,7 @@ and registers the device, in one of three modes:
 """
 
 import asyncio
+import hashlib
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
@@ -316,6 +317,18 @@ class Device:
             if changed:  # keep the pins made before a changed key was found
                 self._save()
         return found
+
+    async def safety_number(self, user_id: str) -> str:
+        """Thirty digits this user and ``user_id`` see alike if each device holds the
+        other's genuine keys: compared out of band (read aloud, a QR code), they catch a
+        key service that substituted keys before a device first saw (and pinned) them."""
+        keys = await self.user_keys([self.user_id, user_id])
+        parts = sorted((u.encode(), keys[u].pin()) for u in {self.user_id, user_id})
+        digest = hashlib.sha256(
+            b"veil/v1 safety number" + b"".join(len(u).to_bytes(2, "big") + u + p for u, p in parts)
+        ).digest()
+        digits = f"{int.from_bytes(digest[:13], 'big') % 10**30:030d}"
+        return " ".join(digits[i : i + 5] for i in range(0, 30, 5))
 
     async def signer_of(self, device_id: str, fresh: bool = False) -> tuple[str, VerifyingKey]:
         """(user id, signing key) of an active device, as the key service publishes it
