@@ -5,7 +5,7 @@ replay fails on any replica.
 """
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
@@ -25,6 +25,8 @@ class CallingDevice:
     device_id: str
     user_id: str
     signature: str
+    transform_key: bytes | None = field(default=None, repr=False)
+    """The device's user -> device key as this request's transaction read it."""
 
 
 @dataclass(frozen=True)
@@ -108,4 +110,4 @@ def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall
         session.execute(
             delete(RequestNonce).where(RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds)
         )
-    return CallingDevice(call.device_id, device.user_id, call.signature_text)
+    return CallingDevice(call.device_id, device.user_id, call.signature_text, device.transform_key)

@@ -8,7 +8,7 @@ from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.crypto.pre import EncryptedValue, TransformKey, VerifiedTransformKey
 from veil.keyserver import audit
 from veil.keyserver.auth import CallingDevice
-from veil.keyserver.models import Device, Group, GroupAdmin, GroupMember, User
+from veil.keyserver.models import Group, GroupAdmin, GroupMember, User
 from veil.keyserver.service import KeyService
 from veil.web.errors import bad_request, forbidden, not_found, unprocessable
 
@@ -62,17 +62,19 @@ def require_admin(session: Session, group_id: str, user_id: str) -> None:
         raise forbidden("not_admin", "only the group's admins may do this")
 
 
-def device_transform_key(session: Session, caller: CallingDevice) -> bytes:
-    """The calling device's user -> device key, re-read inside this transaction."""
-    device = session.get(Device, caller.device_id)
-    if device is None or device.status != "active" or device.transform_key is None:
+def device_transform_key(caller: CallingDevice) -> bytes:
+    """The calling device's user -> device key, as this request's transaction read it
+    when it authenticated the device (an active device has one)."""
+    if caller.transform_key is None:
         raise forbidden("device_revoked", "this device has been revoked")
-    return device.transform_key
+    return caller.transform_key
 
 
 def member_transform_key(session: Session, group_id: str, user_id: str) -> bytes:
+    """404 for an unknown group, 403 for a group the user is not a member of."""
     member = session.get(GroupMember, (group_id, user_id))
     if member is None:
+        get_group(session, group_id)
         raise forbidden("not_member", "the caller is not a member of this group")
     return member.transform_key
 

@@ -110,7 +110,7 @@ def document_key(document_id: PathId, call: Signed, service: Service) -> Documen
     with service.signed(call) as (session, caller):
         if session.get(Document, document_id) is None:
             raise not_found(f"no document {document_id!r}")
-        device_key = device_transform_key(session, caller)
+        device_key = device_transform_key(caller)
         via: Literal["user", "group"]
         direct = session.get(DocumentGrant, (document_id, "user", caller.user_id))
         if direct is not None:

@@ -243,7 +243,7 @@ def group_private_key(group_id: PathId, call: Signed, service: Service) -> Group
         admin = session.get(GroupAdmin, (group_id, caller.user_id))
         if admin is None:
             raise forbidden("not_admin", "only the group's admins may do this")
-        device_key = device_transform_key(session, caller)
+        device_key = device_transform_key(caller)
         encrypted, envelope = admin.encrypted_key, admin.key_envelope
         record(service, session, caller, "group.read_key", group_id)
     transformed = service.transformer.run(encrypted, [device_key])

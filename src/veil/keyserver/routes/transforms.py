@@ -7,7 +7,6 @@ from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.routes.common import (
     device_transform_key,
-    get_group,
     member_transform_key,
     record,
 )
@@ -33,9 +32,8 @@ async def transform_for_device(
 def _authorize(service: KeyService, call: SignedCall, group_id: str | None) -> list[bytes]:
     with service.signed(call) as (session, caller):
         chain: list[bytes] = []
-        if group_id is not None:
-            get_group(session, group_id)
+        if group_id is not None:  # a member row exists only while its group does
             chain.append(member_transform_key(session, group_id, caller.user_id))
-        chain.append(device_transform_key(session, caller))
+        chain.append(device_transform_key(caller))
         record(service, session, caller, "transform", group_id or f"user:{caller.user_id}")
     return chain
