@@ -13,6 +13,7 @@ replayed, or of an epoch this participant never gets are dropped and counted, ne
 delivered.
 """
 
+import hmac
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class MeetingMedia:
         if self.epoch is not None and epoch < self.epoch:
             return []
         if epoch == self.epoch:
-            if self._keys.get(epoch) == session_key:
+            if hmac.compare_digest(self._keys.get(epoch, b""), session_key):
                 return []
             self._drop(epoch)
         elif self.epoch is not None:
