@@ -124,10 +124,7 @@ async def a_device_meets_the_services(
     async with device:
         document = await device.documents.encrypt(b"served", users=[])
         assert await device.documents.decrypt(document) == b"served"
-        board = device.conference.board(
-            "serve-room", device_id=device.device_id, signer=device.signer,
-            token=device.conference_token, lookup=device.signer_of, clock=time.time,
-        )  # fmt: skip
+        board = device.board("serve-room")
         await board.connect()
         assert await board.post("announce", b"{}") == 1
         assert (await board.next(10)).user_id == "serve-user"

@@ -8,7 +8,6 @@ the SDK really receives the substituted records from the real service over HTTP.
 
 import contextlib
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
@@ -83,13 +82,7 @@ def test_posts_from_a_device_its_user_did_not_certify_are_not_delivered(sdk, sta
     async def main() -> None:
         alice, bob = await sdk.device(a), await sdk.device(b)
 
-        def board(device):  # type: ignore[no-untyped-def]
-            return device.conference.board(
-                room, device_id=device.device_id, signer=device.signer,
-                token=device.conference_token, lookup=device.signer_of, clock=time.time,
-            )  # fmt: skip
-
-        by_alice, at_bob = board(alice), board(bob)
+        by_alice, at_bob = alice.board(room), bob.board(room)
         await by_alice.connect(since=0)
         await by_alice.post("chat", b"before")
         # The key service now presents alice's device with a public key of its choosing

@@ -52,10 +52,7 @@ def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
             await mb.board.post("chat", b"{}")
         assert closed.value.code == "room_ended"
         with pytest.raises(ServiceError) as refused:
-            await carol.conference.media(
-                meeting_id, device_id=carol.device_id, signer=carol.signer,
-                token=await carol.conference_token(),
-            )  # fmt: skip
+            await carol.media(meeting_id)
         assert refused.value.code == "room_ended"
 
         # After the meeting, closing it rotates the device's keys; the old signer is useless.
@@ -96,10 +93,7 @@ def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> N
             assert [c.sender for c in m.chat] == [ma.sender, mb.sender]
 
         # The board holds ciphertext only: an outsider reading it sees no text.
-        board = dave.conference.board(
-            meeting_id, device_id=dave.device_id, signer=dave.signer, token=dave.conference_token,
-            lookup=dave.signer_of, clock=dave.clock,
-        )  # fmt: skip
+        board = dave.board(meeting_id)
         await board.connect(since=0)
         posts = []
         while not [p for p in posts if p.kind == "chat"][1:]:
@@ -159,10 +153,7 @@ def test_two_devices_of_one_user_share_a_meeting(env) -> None:
             assert frame.sender == m_laptop.sender
 
         # An outsider's leave post naming the phone's sender number changes nothing.
-        board = mallory.conference.board(
-            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
-        )  # fmt: skip
+        board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
         seq = await board.post("leave", json.dumps({"sender": m_phone.sender}).encode())
         await board.close()
@@ -219,10 +210,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         assert ma.managing and mc._manager == alice.device_id
 
         # An outsider (any valid JWT may post) adds key posts that are not even well formed.
-        board = mallory.conference.board(
-            meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
-        )  # fmt: skip
+        board = mallory.board(meeting_id)
         await board.connect(since=0)
         await board.post("key", b"not json")
         await board.post("key", json.dumps({"epoch": 9, "encrypted_key": "AA"}).encode())
@@ -304,10 +292,7 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         await env.eventually(lambda: _true(mb.sender in ma.participants))
         assert ma.participants == {ma.sender: alice.user_id, mb.sender: bob.user_id}
         # Anyone may post on the board; claiming bob's number changes nothing.
-        board = mallory.conference.board(
-            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
-        )  # fmt: skip
+        board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
         await board.post("announce", json.dumps({"sender": mb.sender}).encode())
         await board.post("announce", json.dumps({"sender": -1}).encode())

@@ -93,10 +93,7 @@ def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # ty
             "proof": b64encode(bytes(schnorr.sign(message, substitute))),
             "members": [alice.user_id, bob.user_id, mallory.user_id], "host": mallory.user_id,
         }  # fmt: skip
-        board = mallory.conference.board(
-            ma.meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=mallory.conference_token, lookup=mallory.signer_of, clock=mallory.clock,
-        )  # fmt: skip
+        board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
         await board.post("key", json.dumps(body).encode())
         await board.close()

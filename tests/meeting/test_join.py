@@ -110,10 +110,7 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
         meeting_id = ma.meeting_id
 
         # Mallory has a valid JWT, so the relay lets her listen; keep her raw channel.
-        tap = await mallory.conference.media(
-            meeting_id, device_id=mallory.device_id, signer=mallory.signer,
-            token=await mallory.conference_token(),
-        )  # fmt: skip
+        tap = await mallory.media(meeting_id)
         heard: list[bytes] = []
 
         async def listen() -> None:

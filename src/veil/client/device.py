@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from veil.client.conference import ConferenceClient
+from veil.client.conference import Board, ConferenceClient, MediaChannel
 from veil.client.errors import (
     ApprovalPending,
     DeviceRevoked,
@@ -224,6 +224,21 @@ class Device:
     async def conference_token(self) -> str:
         """A fresh JWT for the conference service (its audience only)."""
         return await self.tokens(self.conference.audience)
+
+    def board(self, room_id: str) -> Board:
+        """A room's board as this device sees it: its posts signed with this device's
+        key, everyone's checked against their certified keys (``signer_of``)."""
+        return self.conference.board(
+            room_id, device_id=self.device_id, signer=self.signer,
+            token=self.conference_token, lookup=self.signer_of, clock=self.clock,
+        )  # fmt: skip
+
+    async def media(self, room_id: str) -> MediaChannel:
+        """This device's media relay connection for a room."""
+        return await self.conference.media(
+            room_id, device_id=self.device_id, signer=self.signer,
+            token=await self.conference_token(),
+        )  # fmt: skip
 
     # --- the user key ----------------------------------------------------------------------
 

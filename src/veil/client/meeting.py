@@ -133,10 +133,7 @@ class Meeting:
         """What joiners need (``str()`` of it is the text form); the group key in it is
         what every proof on this meeting's board is checked against."""
         self._admit, self.invitees, self.host = admit, set(invitees), host
-        self.board: Board = device.conference.board(
-            meeting_id, device_id=device.device_id, signer=device.signer,
-            token=device.conference_token, lookup=device.signer_of, clock=device.clock,
-        )  # fmt: skip
+        self.board: Board = device.board(meeting_id)
         self.media_channel: MediaChannel | None = None
         self.media: MeetingMedia | None = None
         self.sender = 0
@@ -258,10 +255,7 @@ class Meeting:
             self.meeting_id, sender=self.sender, grace=self.timers.epoch_grace,
             clock=self.clock.time,
         )  # fmt: skip
-        self.media_channel = await self.device.conference.media(
-            self.meeting_id, device_id=self.device.device_id, signer=self.device.signer,
-            token=await self.device.conference_token(),
-        )  # fmt: skip
+        self.media_channel = await self.device.media(self.meeting_id)
 
     async def _wait_for_admission(self) -> None:
         for delay in (0.0, *self.timers.join_retries):
