@@ -158,6 +158,29 @@ def device_certificate_message(
     )
 
 
+def certify_device(
+    user_key: PrivateKey, user_id: str, device_id: str, public_key: bytes, signing_key: bytes
+) -> bytes:
+    """The user's certificate of a device's id and keys (made with the user's client key)."""
+    message = device_certificate_message(user_id, device_id, public_key, signing_key)
+    return bytes(schnorr.sign(message, user_key))
+
+
+def check_device_certificate(
+    certificate: bytes,
+    identity: PublicKey,
+    user_id: str,
+    device_id: str,
+    public_key: bytes,
+    signing_key: bytes,
+) -> None:
+    """Nothing, or ``DecodeError`` (malformed) or ``InvalidSignature`` (not made by
+    ``identity`` for this user, device id and keys). The key service checks it when a
+    device registers or rotates; clients when they trust a device's record."""
+    message = device_certificate_message(user_id, device_id, public_key, signing_key)
+    schnorr.verify(schnorr.SchnorrSignature.from_bytes(certificate), message, identity)
+
+
 def hello_message(room_id: str, channel: str, challenge: bytes, device_id: str) -> bytes:
     """What a device signs to open a board or media connection: the server's fresh
     challenge, so a captured hello cannot open another connection."""

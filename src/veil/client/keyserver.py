@@ -24,7 +24,8 @@ from veil.protocol import (
     KEYSERVER_AUDIENCE,
     b64decode,
     b64encode,
-    device_certificate_message,
+    certify_device,
+    check_device_certificate,
     device_id_for,
     device_proof_message,
     group_proof_message,
@@ -82,14 +83,15 @@ def device_keys_body(
     transform_key = generate_transform_key(user_key, device_key, signer)
     message = device_proof_message(now, bytes(transform_key), token, bytes(master), signing_key)
     proof = schnorr.sign(message, user_key, public_key=master)
-    certified = device_certificate_message(user_id, device_id, bytes(device_key), signing_key)
     return {
         "public_key": b64encode(bytes(device_key)),
         "signing_key": b64encode(signing_key),
         "transform_key": b64encode(bytes(transform_key)),
         "timestamp": now,
         "proof": b64encode(bytes(proof)),
-        "certificate": b64encode(bytes(schnorr.sign(certified, user_key))),
+        "certificate": b64encode(
+            certify_device(user_key, user_id, device_id, bytes(device_key), signing_key)
+        ),
     }
 
 
@@ -157,14 +159,13 @@ class DeviceRecord:
     def check_certificate(self, identity: PublicKey) -> None:
         """``UncertifiedDevice`` unless ``identity`` (the user's pinned identity key)
         certified this record's user, id and keys."""
-        message = device_certificate_message(
-            self.user_id, self.device_id, bytes(self.public_key), bytes(self.signing_key)
-        )
         try:
             if self.certificate is None:
                 raise InvalidSignature
-            signature = schnorr.SchnorrSignature.from_bytes(self.certificate)
-            schnorr.verify(signature, message, identity)
+            check_device_certificate(
+                self.certificate, identity, self.user_id, self.device_id,
+                bytes(self.public_key), bytes(self.signing_key),
+            )  # fmt: skip
         except (InvalidSignature, DecodeError):
             raise UncertifiedDevice(
                 f"device {self.device_id!r} is not certified by {self.user_id!r}'s key"

@@ -3,7 +3,6 @@
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from veil.crypto import schnorr
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
 from veil.crypto.signing import VerifyingKey
@@ -22,7 +21,7 @@ from veil.keyserver.schemas import (
 from veil.keyserver.service import KeyService
 from veil.protocol import (
     b64encode,
-    device_certificate_message,
+    check_device_certificate,
     device_id_for,
     device_proof_message,
 )
@@ -53,12 +52,10 @@ def _checked_keys(
         body.signing_key,
     )
     check_proof(service, body.proof, message, master, timestamp=body.timestamp, augmentation=secret)
-    certified = device_certificate_message(user.id, device_id, body.public_key, body.signing_key)
+    identity_key = PublicKey.from_bytes(user.client_public_key)
     try:
-        schnorr.verify(
-            schnorr.SchnorrSignature.from_bytes(body.certificate),
-            certified,
-            PublicKey.from_bytes(user.client_public_key),
+        check_device_certificate(
+            body.certificate, identity_key, user.id, device_id, body.public_key, body.signing_key
         )
     except InvalidSignature:
         raise forbidden(
