@@ -9,6 +9,7 @@ share one stack without seeing each other's users, groups or boards.
 
 import asyncio
 import contextlib
+import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -116,10 +117,13 @@ class Env:
     FakeClock = FakeClock
 
     @staticmethod
-    async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-        """Poll ``check`` until it holds (or fail after ``timeout`` s of wall time)."""
+    async def eventually(
+        check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0
+    ) -> None:
+        """Poll ``check`` (plain or async) until it holds (or fail after ``timeout`` s of
+        wall time)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await check():
+        while not await _held(check()):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the condition did not hold in time")
             await asyncio.sleep(0.05)
@@ -176,3 +180,7 @@ class Env:
 @pytest.fixture
 def env(meeting_stack: Stack) -> Env:
     return Env(meeting_stack)
+
+
+async def _held(outcome: bool | Awaitable[bool]) -> bool:
+    return await outcome if inspect.isawaitable(outcome) else bool(outcome)

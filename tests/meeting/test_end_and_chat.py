@@ -15,10 +15,6 @@ from veil.crypto.pre import encrypt
 from veil.protocol import MediaKind, b64encode, meeting_proof_message
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
     async def main() -> None:
         alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
@@ -84,7 +80,7 @@ def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> N
 
         await ma.send_chat("hello from alice")
         await mb.send_chat("hi from bob")
-        await env.eventually(lambda: _true(all(len(m.chat) == 2 for m in (ma, mb, mc))))
+        await env.eventually(lambda: all(len(m.chat) == 2 for m in (ma, mb, mc)))
         for m in (ma, mb, mc):
             assert [(c.user_id, c.text, c.epoch) for c in m.chat] == [
                 (alice.user_id, "hello from alice", 0),
@@ -125,7 +121,7 @@ def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> N
         for m in (ma, mb):
             await m.wait_for_epoch(1, timeout=10)
         await mb.send_chat("after carol left")
-        await env.eventually(lambda: _true(all(len(m.chat) == 3 for m in (ma, mb))))
+        await env.eventually(lambda: all(len(m.chat) == 3 for m in (ma, mb)))
         assert ma.chat[-1].epoch == 1 and ma.chat[-1].text == "after carol left"
         await asyncio.sleep(0.3)
         assert len(mc.chat) == 2
@@ -157,7 +153,7 @@ def test_two_devices_of_one_user_share_a_meeting(env) -> None:
         await board.connect(since=0)
         seq = await board.post("leave", json.dumps({"sender": m_phone.sender}).encode())
         await board.close()
-        await env.eventually(lambda: _true(ma.board.last_seq >= seq))
+        await env.eventually(lambda: ma.board.last_seq >= seq)
         await asyncio.sleep(0.2)  # the manager handles the post
         assert ma.participants.get(m_phone.sender) == bob_name
 
@@ -203,7 +199,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         def rejected(m: Meeting) -> bool:
             return any(isinstance(e, UntrustedPost) for e in m.errors)
 
-        await env.eventually(lambda: _true(rejected(ma) and rejected(mc)))
+        await env.eventually(lambda: rejected(ma) and rejected(mc))
         for m in (ma, mc):
             assert m.epoch == 0 and m.security_code == code and 5 not in m._session_keys
             assert m.host == alice.user_id
@@ -230,7 +226,7 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
             await m.wait_for_epoch(1, timeout=10)
         assert mc.security_code == md.security_code == ma.security_code
         await mc.send_chat("still talking")
-        await env.eventually(lambda: _true(all(len(m.chat) == 1 for m in (ma, mc, md))))
+        await env.eventually(lambda: all(len(m.chat) == 1 for m in (ma, mc, md)))
 
     env.run(main)
 
@@ -269,7 +265,7 @@ def test_the_manager_hands_over_before_leaving(env) -> None:
             await mb.hand_over(mc.sender)
         # Invitees are in the group from the start, so joins do not wait for the manager
         # to read their announces: wait until it has seen bob's.
-        await env.eventually(lambda: _true(mb.sender in ma.participants))
+        await env.eventually(lambda: mb.sender in ma.participants)
         await ma.hand_over(mb.sender)
         for m in (ma, mb, mc):
             await m.wait_for_epoch(1, timeout=10)
@@ -289,7 +285,7 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         alice, bob, mallory = await env.devices(*(env.name(n) for n in ("alice", "bob", "m")))
         ma, mb = await env.start_and_join(alice, [bob])
         assert ma.sender != mb.sender and max(ma.sender, mb.sender) < 2**44
-        await env.eventually(lambda: _true(mb.sender in ma.participants))
+        await env.eventually(lambda: mb.sender in ma.participants)
         assert ma.participants == {ma.sender: alice.user_id, mb.sender: bob.user_id}
         # Anyone may post on the board; claiming bob's number changes nothing.
         board = mallory.board(ma.meeting_id)

@@ -16,10 +16,6 @@ from veil.crypto.pre import encrypt
 from veil.protocol import b64encode, meeting_proof_message
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 def test_an_invitation_round_trips_and_malformed_ones_are_refused() -> None:
     key = PrivateKey.generate().public_key
     invitation = Invitation("team:weekly-42", key)  # ids may hold ':'
@@ -101,7 +97,7 @@ def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # ty
         def refused(m: Meeting) -> bool:
             return any(isinstance(e, UntrustedPost) for e in m.errors)
 
-        await env.eventually(lambda: _true(refused(ma) and refused(mb)))
+        await env.eventually(lambda: refused(ma) and refused(mb))
         for m in (ma, mb):
             assert m.epoch == 0 and m.security_code == code and 7 not in m._session_keys
             assert m.host == alice.user_id
@@ -116,7 +112,7 @@ def test_an_admin_given_another_group_key_by_the_key_service_posts_nothing(env) 
 
         async def chat_reaches_bob(text: str) -> int:
             await ma.send_chat(text)
-            await env.eventually(lambda: _true(any(m.text == text for m in mb.chat)))
+            await env.eventually(lambda: any(m.text == text for m in mb.chat))
             return int(mb.board.last_seq)
 
         before = await chat_reaches_bob("before")

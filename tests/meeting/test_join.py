@@ -129,7 +129,7 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
         assert isinstance(md, Meeting)
         env.track(md)
         await ma.send_frame(MediaKind.AUDIO, b"more audio")
-        await env.eventually(lambda: _true(len(heard) >= 2))
+        await env.eventually(lambda: len(heard) >= 2)
         listener.cancel()
         await tap.close()
 
@@ -160,10 +160,6 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
             await mallory.session.transform(encrypted, group_id=meeting_id)
 
     env.run(main)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_a_late_host_takes_over_management_and_rotates_the_key(env) -> None:

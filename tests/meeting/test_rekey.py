@@ -48,7 +48,7 @@ def test_leaves_inside_one_debounce_window_give_exactly_one_rekey(env) -> None:
             return not leavers & set(group.members)
 
         await env.eventually(removed)
-        await env.eventually(lambda: _true(ma._rekey_pending is not None))
+        await env.eventually(lambda: ma._rekey_pending is not None)
         await _settle()
         assert ma.epoch == me.epoch == 0  # wall time passes; the debounce does not
 
@@ -68,10 +68,6 @@ def test_leaves_inside_one_debounce_window_give_exactly_one_rekey(env) -> None:
         assert not ma.errors and not me.errors
 
     env.run(main)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> None:
@@ -99,7 +95,7 @@ def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> Non
 
         clock.advance(100)  # t = 400: carol leaves; the debounce (10 s) rekeys at t = 410
         await mc.leave()
-        await env.eventually(lambda: _true(ma._rekey_pending is not None))
+        await env.eventually(lambda: ma._rekey_pending is not None)
         clock.advance(10)
         await mb.wait_for_epoch(2, timeout=10)
         assert ma.epoch == 2
@@ -158,7 +154,7 @@ def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
             await ma.send_frame(MediaKind.AUDIO, b"epoch 1 audio %d" % i)
             await mb.send_frame(MediaKind.VIDEO, b"epoch 1 video %d" % i, stream=1)
             sent += 2
-        await env.eventually(lambda: _true(len(relayed) >= sent))
+        await env.eventually(lambda: len(relayed) >= sent)
         recorder.cancel()
         assert len(relayed) == sent
         assert all(m.epoch == 1 for m in (ma, mb))
@@ -207,9 +203,7 @@ def test_a_revoked_device_cannot_get_the_next_epoch_while_its_user_can(env) -> N
         assert bob_name in group.members
         assert bob_name in ma.members
 
-        await env.eventually(
-            lambda: _true(any(isinstance(e, DeviceRevoked) for e in m_phone.errors))
-        )
+        await env.eventually(lambda: any(isinstance(e, DeviceRevoked) for e in m_phone.errors))
         assert m_phone.epoch == 0 and 1 not in m_phone._session_keys
         assert m_phone._newest_key is not None
         encrypted = b64decode(json.loads(m_phone._newest_key.body)["encrypted_key"])
