@@ -220,7 +220,7 @@ def check_encryption(v: Vector) -> None:
     state = sframe._KeyState(suite, kid, base_key, 1)
     nonce = state.nonce(ctr)
     assert nonce == _hex(v, "nonce")
-    assert state.aead.encrypt(nonce, pt, aad) == ct[len(header) :]
+    assert state.encrypt(nonce, pt, aad) == ct[len(header) :]
     assert len(ct) == len(header) + len(pt) + TAG_SIZE[suite]
 
     receiver = SFrameReceiver()

@@ -98,22 +98,34 @@ class SFrameHeader:
         return cls(kid, ctr), size
 
 
+def _header_layout(config: int) -> tuple[int, int, int, int, int]:
+    """How to read a header that starts with ``config``, taken whole as one big-endian
+    integer: ``(length, KID shift, KID mask, CTR shift, CTR mask)``."""
+    kid_nibble, ctr_nibble = config >> 4, config & 0x0F
+    # A nibble of 0b1xxx announces xxx + 1 bytes of value after the config byte.
+    kid_size = kid_nibble - 7 if kid_nibble > 7 else 0
+    ctr_size = ctr_nibble - 7 if ctr_nibble > 7 else 0
+    length = 1 + kid_size + ctr_size
+    config_shift = 8 * (length - 1)
+    kid = (8 * ctr_size, (1 << 8 * kid_size) - 1) if kid_size else (config_shift + 4, 7)
+    ctr = (0, (1 << 8 * ctr_size) - 1) if ctr_size else (config_shift, 7)
+    return length, *kid, *ctr
+
+
+# Indexed by the config byte: one table lookup and one int.from_bytes read a header,
+# since unprotect() runs for every media frame.
+_LAYOUTS: Final = tuple(_header_layout(config) for config in range(256))
+
+
 def _read_header(data: bytes) -> tuple[int, int, int]:
     """``(kid, ctr, header length)``; at most 8 bytes each, so always below 2^64."""
     if not data:
         raise InvalidLength("SFrame header: empty input")
-    config = data[0]
-    kid, ctr, end = config >> 4, config & 0x0F, 1
-    # A nibble of 0b1xxx announces xxx + 1 bytes of value after the config byte.
-    if kid > 7:
-        end = kid - 6
-        kid = int.from_bytes(data[1:end], "big")
-    if ctr > 7:
-        start, end = end, end + ctr - 7
-        ctr = int.from_bytes(data[start:end], "big")
+    end, kid_shift, kid_mask, ctr_shift, ctr_mask = _LAYOUTS[data[0]]
     if end > len(data):
         raise InvalidLength("SFrame header: truncated")
-    return kid, ctr, end
+    value = int.from_bytes(data[:end], "big")
+    return (value >> kid_shift) & kid_mask, (value >> ctr_shift) & ctr_mask, end
 
 
 # --- §4.4.2 key schedule --------------------------------------------------------------
@@ -164,7 +176,7 @@ class _CtrHmac:
 class _KeyState:
     """One KID's derived key and salt, ready for §4.4.3 nonces."""
 
-    __slots__ = ("aead", "fingerprint", "salt", "window")
+    __slots__ = ("decrypt", "encrypt", "fingerprint", "salt", "window")
 
     def __init__(self, suite: CipherSuite, kid: int, base_key: bytes, window: int) -> None:
         suite = CipherSuite(suite)
@@ -172,57 +184,60 @@ class _KeyState:
         # Compares keys without keeping a second copy of them in the clear.
         self.fingerprint = hmac.new(key, b"veil sframe key fingerprint", "sha256").digest()
         params = _PARAMS[suite]
-        self.aead: AESGCM | _CtrHmac = AESGCM(key) if params.nka == 0 else _CtrHmac(key, params)
+        aead: AESGCM | _CtrHmac = AESGCM(key) if params.nka == 0 else _CtrHmac(key, params)
+        self.encrypt, self.decrypt = aead.encrypt, aead.decrypt
         self.salt = int.from_bytes(salt, "big")
         self.window = ReplayWindow(window)
 
     def nonce(self, ctr: int) -> bytes:
-        """§4.4.3: the salt XOR the counter, left-padded to the nonce size."""
+        """§4.4.3: the salt XOR the counter, left-padded to the nonce size. (protect() and
+        unprotect() inline this, as they run for every frame.)"""
         return (self.salt ^ ctr).to_bytes(12, "big")
 
 
 class ReplayWindow:
     """Accepts each counter once, and none more than ``size`` behind the highest seen."""
 
-    __slots__ = ("_full", "_mask", "_size", "_top")
+    __slots__ = ("_full", "_mask", "_size", "top")
 
     def __init__(self, size: int = DEFAULT_REPLAY_WINDOW) -> None:
         if size < 1:
             raise ValueError("a replay window holds at least one counter")
         self._size = size
         self._full = (1 << size) - 1
-        self._top = -1
+        self.top = -1
         self._mask = 0  # bit i set: counter top - i was accepted
 
     def check(self, ctr: int) -> None:
-        if ctr > self._top:
+        if ctr > self.top:
             return
-        behind = self._top - ctr
+        behind = self.top - ctr
         if behind >= self._size or (self._mask >> behind) & 1:
             raise ReplayedFrame
 
     def accept(self, ctr: int) -> None:
         """Record ``ctr`` as seen; call only after ``check`` passed and the frame authenticated."""
-        if ctr > self._top:
-            shift = ctr - self._top
+        if ctr > self.top:
+            shift = ctr - self.top
             # Past a whole window nothing older survives; shifting further would only
             # allocate (a forged jump to 2^64 must not cost memory).
             self._mask = ((self._mask << shift) | 1) & self._full if shift < self._size else 1
-            self._top = ctr
+            self.top = ctr
         else:
-            self._mask |= 1 << (self._top - ctr)
+            self._mask |= 1 << (self.top - ctr)
 
 
 class SFrameSender:
     """Protects one sender's frames under one KID, counting from 0."""
 
-    __slots__ = ("_ctr", "_heads", "_kid", "_prefixes", "_state")
+    __slots__ = ("_ctr", "_encrypt", "_heads", "_kid", "_prefixes", "_salt")
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
 
     def __init__(self, kid: int, base_key: bytes, *, suite: CipherSuite = DEFAULT_SUITE) -> None:
         _check_value(kid, "KID")
         self._kid = kid
-        self._state = _KeyState(suite, kid, base_key, 1)
+        state = _KeyState(suite, kid, base_key, 1)
+        self._encrypt, self._salt = state.encrypt, state.salt
         self._ctr = 0
         # Every header this sender can write is one of these, plus the counter bytes:
         # precomputed because protect() runs for every media frame.
@@ -246,9 +261,8 @@ class SFrameSender:
         else:
             raise OverflowError("SFrame counter exhausted: derive a new key")
         self._ctr = ctr + 1
-        state = self._state
         aad = head + metadata if metadata else head
-        return head + state.aead.encrypt(state.nonce(ctr), payload, aad)
+        return head + self._encrypt((self._salt ^ ctr).to_bytes(12, "big"), payload, aad)
 
     def __repr__(self) -> str:
         return f"SFrameSender(kid={self._kid}, ctr={self._ctr})"
@@ -286,17 +300,31 @@ class SFrameReceiver:
 
     def unprotect(self, frame: bytes, metadata: bytes = b"") -> bytes:
         """The payload of ``frame``; ``UnknownKeyId``, ``ReplayedFrame`` or ``DecryptionError``."""
-        kid, ctr, size = _read_header(frame)
+        # _read_header and the window's common case inlined: this runs for every frame.
+        if not frame:
+            raise InvalidLength("SFrame header: empty input")
+        end, kid_shift, kid_mask, ctr_shift, ctr_mask = _LAYOUTS[frame[0]]
+        header = frame[:end]
+        if len(header) != end:
+            raise InvalidLength("SFrame header: truncated")
+        value = int.from_bytes(header, "big")
+        kid = (value >> kid_shift) & kid_mask
         state = self._keys.get(kid)
         if state is None:
             raise UnknownKeyId(f"no SFrame key for KID {kid}")
-        state.window.check(ctr)
-        aad = frame[:size] + metadata if metadata else frame[:size]
+        ctr = (value >> ctr_shift) & ctr_mask
+        window = state.window
+        if ctr <= window.top:
+            window.check(ctr)
         try:
-            payload = state.aead.decrypt(state.nonce(ctr), frame[size:], aad)
+            payload = state.decrypt(
+                (state.salt ^ ctr).to_bytes(12, "big"),
+                frame[end:],
+                header + metadata if metadata else header,
+            )
         except InvalidTag:
             raise DecryptionError from None
-        state.window.accept(ctr)
+        window.accept(ctr)
         return payload
 
     def __repr__(self) -> str:
