@@ -7,7 +7,7 @@ replay fails on any replica.
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
@@ -88,13 +88,20 @@ it cost about 0.35 ms on every signed request."""
 def _spend_nonce(session: Session, device_id: str, nonce: str, now: int) -> bool:
     """Record the nonce; False if it was already recorded (on any replica)."""
     values = {"device_id": device_id, "nonce": nonce, "now": now}
-    return session.execute(_SPEND_NONCE, values).first() is not None
+    return session.connection().execute(_SPEND_NONCE, values).first() is not None
+
+
+_DEVICE = select(Device.user_id, Device.status, Device.signing_key, Device.transform_key).where(
+    Device.id == bindparam("device_id")
+)
+"""Columns through Core, not an ORM entity: every signed request runs this, and the
+ORM's identity map and attribute tracking cost about 0.2 ms here."""
 
 
 def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall) -> CallingDevice:
     """Verify the signature against the device on record and spend the nonce, inside the
     request's own transaction (so a replay fails on any replica)."""
-    device = session.get(Device, call.device_id)
+    device = session.connection().execute(_DEVICE, {"device_id": call.device_id}).first()
     if device is None:
         raise unauthorized("unknown_device", "no such device")
     if device.status != "active":

@@ -1,5 +1,6 @@
 """Checks shared by the resources."""
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from veil.crypto import schnorr
@@ -72,11 +73,18 @@ def device_transform_key(caller: CallingDevice) -> bytes:
 
 def member_transform_key(session: Session, group_id: str, user_id: str) -> bytes:
     """404 for an unknown group, 403 for a group the user is not a member of."""
-    member = session.get(GroupMember, (group_id, user_id))
-    if member is None:
+    values = {"group_id": group_id, "user_id": user_id}
+    key: bytes | None = session.connection().execute(_MEMBER_KEY, values).scalar()
+    if key is None:
         get_group(session, group_id)
         raise forbidden("not_member", "the caller is not a member of this group")
-    return member.transform_key
+    return key
+
+
+_MEMBER_KEY = select(GroupMember.transform_key).where(
+    GroupMember.group_id == bindparam("group_id"), GroupMember.user_id == bindparam("user_id")
+)
+"""Through Core: every group transform reads it."""
 
 
 def record(
