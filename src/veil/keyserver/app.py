@@ -3,12 +3,14 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from veil.keyserver.routes import devices, documents, groups, transforms, users
 from veil.keyserver.service import KeyService
 from veil.keyserver.settings import KeyServerSettings
-from veil.web.errors import install_handlers
+from veil.keyserver.transformer import TransformerUnavailable
+from veil.web.errors import error_body, install_handlers
 from veil.web.limits import BodyLimit
 
 
@@ -29,6 +31,12 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
     )
     app.state.service = service
     install_handlers(app)
+
+    @app.exception_handler(TransformerUnavailable)
+    async def transformer_unavailable(_: Request, __: TransformerUnavailable) -> JSONResponse:
+        body = error_body("transformer_unavailable", "the transform worker failed; retry")
+        return JSONResponse(body, status_code=503)
+
     for module in (users, devices, groups, transforms, documents):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

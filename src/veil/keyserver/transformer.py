@@ -2,18 +2,29 @@
 
 pymcl holds the GIL, so threads cannot run transforms in parallel and a transform
 on the event loop's thread would stall every other request. With
-``transform_workers > 0`` each transform chain runs in a process pool; with 0 it
-runs in the request's worker thread (fine for one-process embedded use).
-Each process keeps its decoded, verified transform keys in a small cache: stored
-keys never change (rotation and revocation write new rows or delete them), so a key
-is identified by its bytes.
+``transform_workers > 0`` each transform chain runs in one of that many worker
+processes; with 0 it runs in a worker thread (fine for one-process embedded use).
+
+Each worker process owns one pipe. The event loop writes a job to an idle worker's
+pipe and watches the pipe for the answer (``loop.add_reader``): no executor threads
+or queues in between, which ``concurrent.futures.ProcessPoolExecutor`` needs and
+which cost about 0.4 ms per request. A worker that dies fails only its own job
+(``TransformerUnavailable``, a 503) and is replaced; an executor would have marked
+the whole pool broken.
+
+Each process keeps its decoded, verified transform keys in a small cache: stored keys
+never change (rotation and revocation write new rows or delete them), so a key is
+identified by its bytes.
 """
 
 import asyncio
 import functools
 import multiprocessing
+import threading
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from veil.crypto.errors import DecodeError
 from veil.crypto.pre import MAX_LEVEL, EncryptedValue, TransformKey, VerifiedTransformKey, transform
@@ -43,35 +54,140 @@ def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
     return bytes(current)
 
 
-class Transformer:
-    def __init__(self, signer_seed: bytes, workers: int) -> None:
-        self._pool = (
-            ProcessPoolExecutor(
-                workers,
-                # spawn, not fork: the server process has threads by the time it needs one
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(signer_seed,),
-            )
-            if workers
-            else None
+def _serve(connection: Connection, signer_seed: bytes) -> None:
+    """A worker process: answer each job on the pipe until the server closes it."""
+    _init_worker(signer_seed)
+    while True:
+        try:
+            value, keys = connection.recv()
+        except EOFError:
+            return
+        try:
+            answer: tuple[bool, object] = (True, transform_chain(value, keys))
+        except Exception as error:
+            answer = (False, error)
+        connection.send(answer)
+
+
+class TransformerUnavailable(Exception):
+    """A worker process died during the job, or the service is shutting down."""
+
+
+class _Worker:
+    def __init__(self, context: multiprocessing.context.SpawnContext, signer_seed: bytes) -> None:
+        self.connection, child = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(child, signer_seed), name="veil-transform", daemon=True
         )
-        if self._pool is None:
-            _init_worker(signer_seed)
-
-    def run(self, value: bytes, keys: Sequence[bytes]) -> bytes:
-        """Blocking: call from a worker thread, never from the event loop."""
-        if self._pool is None:
-            return transform_chain(value, keys)
-        return self._pool.submit(transform_chain, value, tuple(keys)).result()
-
-    async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
-        """From the event loop: a process of the pool, or a worker thread without one
-        (handing the pool the work directly saves a thread that would wait for it)."""
-        if self._pool is None:
-            return await asyncio.to_thread(transform_chain, value, keys)
-        return await asyncio.wrap_future(self._pool.submit(transform_chain, value, tuple(keys)))
+        self.process.start()
+        child.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+        self.connection.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+class Transformer:
+    def __init__(self, signer_seed: bytes, workers: int) -> None:
+        self._seed = signer_seed
+        # spawn, not fork: the server process has threads by the time it needs a worker
+        self._context = multiprocessing.get_context("spawn")
+        self._idle = [_Worker(self._context, signer_seed) for _ in range(workers)]
+        self._pooled = workers > 0
+        self._waiting: deque[asyncio.Future[_Worker]] = deque()
+        self._lock = threading.Lock()  # requests may arrive on more than one event loop
+        self._closed = False
+        if not self._pooled:
+            _init_worker(signer_seed)
+
+    async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
+        """``transform_chain`` in a worker process (or a worker thread without any)."""
+        if not self._pooled:
+            return await asyncio.to_thread(transform_chain, value, keys)
+        worker = await self._acquire()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
+        fd = worker.connection.fileno()
+        try:
+            # A job is a few kB, far below a pipe's buffer: this write does not block.
+            worker.connection.send((value, tuple(keys)))
+        except OSError:
+            self._replace(worker)
+            raise TransformerUnavailable from None
+        loop.add_reader(fd, self._collect, loop, fd, worker, answer)
+        ok, result = await answer  # a cancelled request leaves the collecting to _collect
+        if not ok:
+            assert isinstance(result, BaseException)
+            raise result
+        assert isinstance(result, bytes)
+        return result
+
+    def _collect(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        worker: _Worker,
+        answer: "asyncio.Future[tuple[bool, object]]",
+    ) -> None:
+        loop.remove_reader(fd)
+        try:
+            received = worker.connection.recv()
+        except (EOFError, OSError):
+            self._replace(worker)
+            if not answer.done():
+                answer.set_exception(TransformerUnavailable())
+            return
+        self._release(worker)
+        if not answer.done():
+            answer.set_result(received)
+
+    async def _acquire(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise TransformerUnavailable
+            if self._idle:
+                return self._idle.pop()
+            waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+        return await waiter
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            closed = self._closed
+            while self._waiting and not closed:
+                waiter = self._waiting.popleft()
+                if not waiter.done():  # a cancelled waiter passes the worker on
+                    waiter.get_loop().call_soon_threadsafe(self._hand_over, waiter, worker)
+                    return
+            if not closed:
+                self._idle.append(worker)
+        if closed:  # finished a job that was running when the service shut down
+            worker.close()
+
+    def _hand_over(self, waiter: "asyncio.Future[_Worker]", worker: _Worker) -> None:
+        if waiter.done():  # cancelled meanwhile
+            self._release(worker)
+        else:
+            waiter.set_result(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.close()
+        if not self._closed:
+            self._release(_Worker(self._context, self._seed))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            waiting, self._waiting = self._waiting, deque()
+        for waiter in waiting:
+            waiter.get_loop().call_soon_threadsafe(_fail, waiter)
+        for worker in idle:
+            worker.close()
+
+
+def _fail(waiter: "asyncio.Future[_Worker]") -> None:
+    if not waiter.done():
+        waiter.set_exception(TransformerUnavailable())

@@ -5,11 +5,14 @@ from typing import Literal
 from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
 from veil.keyserver.routes.common import device_transform_key, record, stored_ciphertext
 from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
+from veil.keyserver.service import KeyService
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId
 
@@ -104,9 +107,17 @@ def revoke_grant(
 
 
 @router.get("/{document_id}/key")
-def document_key(document_id: PathId, call: Signed, service: Service) -> DocumentKey:
+async def document_key(document_id: PathId, call: Signed, service: Service) -> DocumentKey:
     """The document's key transformed to the calling device, through a user grant or a
     grant to a group the caller belongs to."""
+    encrypted, chain, via = await run_in_threadpool(_document_access, service, call, document_id)
+    transformed = await service.transformer.run_async(encrypted, chain)
+    return DocumentKey(encrypted_key=transformed, via=via)
+
+
+def _document_access(
+    service: KeyService, call: SignedCall, document_id: str
+) -> tuple[bytes, list[bytes], Literal["user", "group"]]:
     with service.signed(call) as (session, caller):
         if session.get(Document, document_id) is None:
             raise not_found(f"no document {document_id!r}")
@@ -133,4 +144,4 @@ def document_key(document_id: PathId, call: Signed, service: Service) -> Documen
                 raise forbidden("no_access", "no grant reaches the caller")
             encrypted, chain, via = row[0], [row[1], device_key], "group"
         record(service, session, caller, "document.access", document_id)
-    return DocumentKey(encrypted_key=service.transformer.run(encrypted, chain), via=via)
+    return encrypted, chain, via

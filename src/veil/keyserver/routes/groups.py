@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter
 from sqlalchemy import delete, func, select
+from starlette.concurrency import run_in_threadpool
 
 from veil.crypto.keys import PublicKey
+from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember
 from veil.keyserver.routes.common import (
@@ -26,6 +28,7 @@ from veil.keyserver.schemas import (
     GroupList,
     GroupPublicKey,
 )
+from veil.keyserver.service import KeyService
 from veil.protocol import b64decode, group_proof_message
 from veil.web.errors import conflict, forbidden, unprocessable
 from veil.web.schemas import PathId, Timestamp
@@ -236,8 +239,18 @@ def remove_admin(group_id: PathId, user_id: PathId, call: Signed, service: Servi
 
 
 @router.get("/{group_id}/private-key")
-def group_private_key(group_id: PathId, call: Signed, service: Service) -> GroupKey:
+async def group_private_key(group_id: PathId, call: Signed, service: Service) -> GroupKey:
     """For an admin: the group key's ciphertext, transformed to the calling device."""
+    encrypted, envelope, device_key = await run_in_threadpool(
+        _admin_key_access, service, call, group_id
+    )
+    transformed = await service.transformer.run_async(encrypted, [device_key])
+    return GroupKey(encrypted_key=transformed, key_envelope=envelope)
+
+
+def _admin_key_access(
+    service: KeyService, call: SignedCall, group_id: str
+) -> tuple[bytes, bytes, bytes]:
     with service.signed(call) as (session, caller):
         get_group(session, group_id)
         admin = session.get(GroupAdmin, (group_id, caller.user_id))
@@ -246,5 +259,4 @@ def group_private_key(group_id: PathId, call: Signed, service: Service) -> Group
         device_key = device_transform_key(caller)
         encrypted, envelope = admin.encrypted_key, admin.key_envelope
         record(service, session, caller, "group.read_key", group_id)
-    transformed = service.transformer.run(encrypted, [device_key])
-    return GroupKey(encrypted_key=transformed, key_envelope=envelope)
+    return encrypted, envelope, device_key
