@@ -3,12 +3,15 @@
 import subprocess
 import sys
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
 from veil.crypto.keys import Plaintext
 from veil.crypto.pre import encrypt
+from veil.keyserver import audit
 from veil.keyserver.maintenance import verify_audit
-from veil.keyserver.models import AuditEntry
+from veil.keyserver.models import AuditEntry, EscrowShare
+from veil.keyserver.service import MIGRATIONS
+from veil.web.database import create_db_engine, migrate, session_factory
 
 
 def _flow(make_actor):  # type: ignore[no-untyped-def]
@@ -91,3 +94,25 @@ def test_cli_audit_verify(make_actor, database_url) -> None:  # type: ignore[no-
     broken = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert broken.returncode == 1
     assert "BROKEN at entry 2" in broken.stdout
+
+
+def test_a_routes_own_writes_reach_the_database_before_the_audit_head_is_locked(
+    database_url: str,
+) -> None:
+    """Row locks in one order on every request: a remove_member that locked the head
+    before its member row deadlocked with a delete_group on PostgreSQL."""
+    engine = create_db_engine(database_url)
+    migrate(engine, MIGRATIONS, version_table="keyserver_alembic_version")
+    statements: list[str] = []
+    event.listen(
+        engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0])
+    )
+    sessions = session_factory(engine)
+    with sessions() as session, session.begin():
+        session.add(EscrowShare(user_id="u", share=bytes(16), created_at=0))
+        audit.append(
+            session, at=0, action="a", user_id="u", device_id="d", subject="s",
+            request_signature="sig",
+        )  # fmt: skip
+    engine.dispose()
+    assert statements.index("INSERT") < statements.index("SELECT")

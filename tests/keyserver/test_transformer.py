@@ -4,7 +4,10 @@ import asyncio
 import os
 import secrets
 import signal
+import threading
 from collections.abc import Iterator
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
 
 import pytest
 
@@ -12,7 +15,8 @@ from veil.crypto.errors import DecodeError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey
-from veil.keyserver.transformer import Transformer, TransformerUnavailable
+from veil.keyserver import transformer as transformer_module
+from veil.keyserver.transformer import Transformer, TransformerUnavailable, TransformFailed
 
 SIGNER = SigningKey.generate()
 GROUP, USER, DEVICE = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
@@ -86,3 +90,97 @@ def test_a_closed_transformer_refuses_work() -> None:
     pool.close()
     with pytest.raises(TransformerUnavailable):
         asyncio.run(pool.run_async(_sealed()[1], KEYS))
+
+
+class _CancelsOnHandOver(Transformer):
+    """Cancels a chosen request in the same loop turn that hands it a worker, as a
+    client disconnect or a timeout may."""
+
+    victim: "asyncio.Task[bytes] | None" = None
+
+    def _hand_over(self, waiter, worker) -> None:  # type: ignore[no-untyped-def]
+        super()._hand_over(waiter, worker)
+        if self.victim is not None:
+            self.victim.cancel()
+
+
+def test_a_request_cancelled_as_it_is_handed_a_worker_gives_the_worker_back() -> None:
+    pool = _CancelsOnHandOver(secrets.token_bytes(32), workers=1)
+    secret, value = _sealed()
+
+    async def run() -> bytes:
+        first = asyncio.create_task(pool.run_async(value, KEYS))
+        await asyncio.sleep(0)
+        pool.victim = asyncio.create_task(pool.run_async(value, KEYS))  # waits for the worker
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await pool.victim
+        pool.victim = None
+        return await asyncio.wait_for(pool.run_async(value, KEYS), 10)
+
+    try:
+        assert _opened(asyncio.run(run())) == secret
+    finally:
+        pool.close()
+
+
+class _Garbled:
+    """A worker's pipe whose answer cannot be read back."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._connection, name)
+
+    def recv(self) -> object:
+        self._connection.recv()
+        raise TypeError("cannot rebuild the answer")
+
+
+def test_a_garbled_answer_fails_its_job_and_the_worker_is_replaced(
+    transformer: Transformer,
+) -> None:
+    worker = transformer._idle[0]
+    worker.connection = _Garbled(worker.connection)
+    secret, value = _sealed()
+    with pytest.raises(TransformerUnavailable):
+        asyncio.run(transformer.run_async(value, KEYS))
+    assert transformer._idle and transformer._idle[0] is not worker
+    assert _opened(asyncio.run(transformer.run_async(value, KEYS))) == secret
+
+
+class _Unpicklable(Exception):
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(first)  # pickle rebuilds it with one argument: a TypeError
+
+
+def test_an_error_that_cannot_cross_processes_arrives_as_transform_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing(value: bytes, keys: object) -> bytes:
+        raise _Unpicklable("a", "b")
+
+    monkeypatch.setattr(transformer_module, "transform_chain", failing)
+    server, worker = Pipe()
+    serving = threading.Thread(target=transformer_module._serve, args=(worker, bytes(32)))
+    serving.start()
+    server.send((b"value", (b"key",)))
+    ok, error = server.recv()
+    server.close()
+    serving.join(timeout=10)
+    assert not ok and type(error) is TransformFailed
+
+
+def test_closing_fails_the_requests_waiting_for_a_worker() -> None:
+    pool = Transformer(secrets.token_bytes(32), workers=1)
+
+    async def run() -> list[object]:
+        busy = asyncio.create_task(pool.run_async(_sealed()[1], KEYS))
+        waiting = asyncio.create_task(pool.run_async(_sealed()[1], KEYS))
+        await asyncio.sleep(0.001)
+        pool.close()
+        return await asyncio.gather(busy, waiting, return_exceptions=True)
+
+    outcomes = asyncio.run(asyncio.wait_for(run(), 20))
+    assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2

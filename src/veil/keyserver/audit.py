@@ -50,6 +50,10 @@ def append(
     subject: str,
     request_signature: str,
 ) -> None:
+    # The route's own ORM writes go first, as the ORM's autoflush used to send them:
+    # row locks are then always taken before the head's, in one order on every replica
+    # (writing them after the head lock deadlocked e.g. remove_member with delete_group).
+    session.flush()
     connection = session.connection()
     seq, prev_hash = connection.execute(_LOCK_HEAD).one()
     entry: dict[str, object] = {

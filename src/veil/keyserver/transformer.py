@@ -18,8 +18,10 @@ identified by its bytes.
 """
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
+import pickle
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -65,8 +67,23 @@ def _serve(connection: Connection, signer_seed: bytes) -> None:
         try:
             answer: tuple[bool, object] = (True, transform_chain(value, keys))
         except Exception as error:
-            answer = (False, error)
-        connection.send(answer)
+            answer = (False, error if _survives_pickling(error) else TransformFailed())
+        try:
+            connection.send(answer)
+        except OSError:  # the server went away
+            return
+
+
+def _survives_pickling(error: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        return False
+    return True
+
+
+class TransformFailed(Exception):
+    """The worker raised an error that cannot cross the process boundary (a 500)."""
 
 
 class TransformerUnavailable(Exception):
@@ -94,8 +111,9 @@ class Transformer:
         self._seed = signer_seed
         # spawn, not fork: the server process has threads by the time it needs a worker
         self._context = multiprocessing.get_context("spawn")
-        self._idle = [_Worker(self._context, signer_seed) for _ in range(workers)]
         self._pooled = workers > 0
+        self._workers = {_Worker(self._context, signer_seed) for _ in range(workers)}
+        self._idle = list(self._workers)
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
         self._lock = threading.Lock()  # requests may arrive on more than one event loop
         self._closed = False
@@ -109,13 +127,13 @@ class Transformer:
         worker = await self._acquire()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
-        fd = worker.connection.fileno()
         try:
             # A job is a few kB, far below a pipe's buffer: this write does not block.
             worker.connection.send((value, tuple(keys)))
         except OSError:
-            self._replace(worker)
+            self._retire(worker)
             raise TransformerUnavailable from None
+        fd = worker.connection.fileno()
         loop.add_reader(fd, self._collect, loop, fd, worker, answer)
         ok, result = await answer  # a cancelled request leaves the collecting to _collect
         if not ok:
@@ -131,11 +149,12 @@ class Transformer:
         worker: _Worker,
         answer: "asyncio.Future[tuple[bool, object]]",
     ) -> None:
+        """The worker's answer is ready: hand it over, and the worker back to the pool."""
         loop.remove_reader(fd)
         try:
             received = worker.connection.recv()
-        except (EOFError, OSError):
-            self._replace(worker)
+        except Exception:
+            self._retire(worker)
             if not answer.done():
                 answer.set_exception(TransformerUnavailable())
             return
@@ -145,26 +164,34 @@ class Transformer:
 
     async def _acquire(self) -> _Worker:
         with self._lock:
-            if self._closed:
+            if self._closed or not self._workers:
                 raise TransformerUnavailable
             if self._idle:
                 return self._idle.pop()
             waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over, then cancelled
+                self._release(waiter.result())
+            raise
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
-            closed = self._closed
-            while self._waiting and not closed:
+            while self._waiting and not self._closed:
                 waiter = self._waiting.popleft()
-                if not waiter.done():  # a cancelled waiter passes the worker on
+                if waiter.done():  # cancelled while it waited
+                    continue
+                try:
                     waiter.get_loop().call_soon_threadsafe(self._hand_over, waiter, worker)
-                    return
-            if not closed:
+                except RuntimeError:  # its event loop is gone
+                    continue
+                return
+            if not self._closed:
                 self._idle.append(worker)
-        if closed:  # finished a job that was running when the service shut down
-            worker.close()
+                return
+        worker.close()  # it finished a job that was running when the service shut down
 
     def _hand_over(self, waiter: "asyncio.Future[_Worker]", worker: _Worker) -> None:
         if waiter.done():  # cancelled meanwhile
@@ -172,20 +199,38 @@ class Transformer:
         else:
             waiter.set_result(worker)
 
-    def _replace(self, worker: _Worker) -> None:
+    def _retire(self, worker: _Worker) -> None:
+        """Replace a worker that died or garbled an answer."""
         worker.close()
-        if not self._closed:
-            self._release(_Worker(self._context, self._seed))
+        with self._lock:
+            self._workers.discard(worker)
+            if self._closed:
+                return
+        try:
+            fresh = _Worker(self._context, self._seed)
+        except OSError:  # e.g. out of processes: the pool shrinks
+            if not self._workers:
+                self.close()  # nobody could serve the waiting requests
+            return
+        with self._lock:
+            self._workers.add(fresh)
+        self._release(fresh)
 
     def close(self) -> None:
+        """Stop every worker; waiting requests fail with ``TransformerUnavailable``."""
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
+            idle, busy = self._idle, self._workers.difference(self._idle)
+            self._workers, self._idle = set(), []
             waiting, self._waiting = self._waiting, deque()
         for waiter in waiting:
-            waiter.get_loop().call_soon_threadsafe(_fail, waiter)
+            if not waiter.done():
+                with contextlib.suppress(RuntimeError):  # its event loop is gone
+                    waiter.get_loop().call_soon_threadsafe(_fail, waiter)
         for worker in idle:
             worker.close()
+        for worker in busy:  # its request sees it die (_collect), which closes it
+            worker.process.kill()
 
 
 def _fail(waiter: "asyncio.Future[_Worker]") -> None:
