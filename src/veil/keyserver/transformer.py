@@ -128,7 +128,9 @@ class Transformer:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
         try:
-            # A job is a few kB, far below a pipe's buffer: this write does not block.
+            # An idle worker is blocked reading its pipe, so this write returns at once
+            # for a real job (a few kB, below the pipe's buffer) and soon for any other
+            # (the request body limit bounds it).
             worker.connection.send((value, tuple(keys)))
         except OSError:
             self._retire(worker)
