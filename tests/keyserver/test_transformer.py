@@ -83,6 +83,7 @@ def test_a_dead_worker_fails_its_job_and_is_replaced(transformer: Transformer) -
         asyncio.run(transformer.run_async(value, KEYS))
     assert transformer._idle and transformer._idle[0] is not worker
     assert _opened(asyncio.run(transformer.run_async(value, KEYS))) == secret
+    assert transformer._idle[0].ready
 
 
 def test_a_closed_transformer_refuses_work() -> None:
@@ -165,6 +166,7 @@ def test_an_error_that_cannot_cross_processes_arrives_as_transform_failed(
     server, worker = Pipe()
     serving = threading.Thread(target=transformer_module._serve, args=(worker, bytes(32)))
     serving.start()
+    assert server.recv() == transformer_module._READY
     server.send((b"value", (b"key",)))
     ok, error = server.recv()
     server.close()
@@ -183,4 +185,39 @@ def test_closing_fails_the_requests_waiting_for_a_worker() -> None:
         return await asyncio.gather(busy, waiting, return_exceptions=True)
 
     outcomes = asyncio.run(asyncio.wait_for(run(), 20))
+    assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2
+
+
+def _cannot_start(connection: Connection, signer_seed: bytes) -> None:
+    raise SystemExit(3)  # e.g. a missing library in the worker's environment
+
+
+def test_a_worker_that_cannot_start_stops_the_service_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transformer_module, "_serve", _cannot_start)
+    with pytest.raises(RuntimeError, match="failed to start"):
+        Transformer(secrets.token_bytes(32), workers=1)
+
+
+def test_a_replacement_that_cannot_start_leaves_requests_a_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = Transformer(secrets.token_bytes(32), workers=1)
+    worker = pool._idle[0]
+    assert worker.process.pid is not None
+    monkeypatch.setattr(transformer_module, "_serve", _cannot_start)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.join(timeout=10)
+
+    async def run() -> list[object]:
+        value = _sealed()[1]
+        first = await asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True)
+        # the replacement dies before it is ready: the pool is empty and says so
+        second = await asyncio.wait_for(
+            asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True), 30
+        )
+        return [*first, *second]
+
+    outcomes = asyncio.run(run())
     assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2

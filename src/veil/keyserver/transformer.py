@@ -8,8 +8,9 @@ processes; with 0 it runs in a worker thread (fine for one-process embedded use)
 Each worker process owns one pipe. The event loop writes a job to an idle worker's
 pipe and watches the pipe for the answer (``loop.add_reader``): no executor threads
 or queues in between, which ``concurrent.futures.ProcessPoolExecutor`` needs and
-which cost about 0.4 ms per request. A worker that dies fails only its own job
-(``TransformerUnavailable``, a 503) and is replaced; an executor would have marked
+which cost about 0.4 ms per request. Workers say they are ready on their pipe: the
+service does not start if one cannot. A worker that dies later fails only its own
+job (``TransformerUnavailable``, a 503) and is replaced; an executor would have marked
 the whole pool broken.
 
 Each process keeps its decoded, verified transform keys in a small cache: stored keys
@@ -56,9 +57,15 @@ def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
     return bytes(current)
 
 
+_READY = "ready"
+_START_SECONDS = 60
+
+
 def _serve(connection: Connection, signer_seed: bytes) -> None:
-    """A worker process: answer each job on the pipe until the server closes it."""
+    """A worker process: say it is ready, then answer each job on the pipe until the
+    server closes it."""
     _init_worker(signer_seed)
+    connection.send(_READY)
     while True:
         try:
             value, keys = connection.recv()
@@ -98,6 +105,7 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        self.ready = False  # until it says so on its pipe
 
     def close(self) -> None:
         self.connection.close()
@@ -114,6 +122,12 @@ class Transformer:
         self._pooled = workers > 0
         self._workers = {_Worker(self._context, signer_seed) for _ in range(workers)}
         self._idle = list(self._workers)
+        for worker in self._idle:  # a worker that cannot start stops the service now
+            if not _started(worker.connection, _START_SECONDS):
+                for started in self._idle:
+                    started.close()
+                raise RuntimeError("a transform worker process failed to start")
+            worker.ready = True
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
         self._lock = threading.Lock()  # requests may arrive on more than one event loop
         self._closed = False
@@ -125,6 +139,8 @@ class Transformer:
         if not self._pooled:
             return await asyncio.to_thread(transform_chain, value, keys)
         worker = await self._acquire()
+        if not worker.ready:
+            await self._until_ready(worker)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
         try:
@@ -155,7 +171,7 @@ class Transformer:
         loop.remove_reader(fd)
         try:
             received = worker.connection.recv()
-        except Exception:
+        except Exception:  # EOF (the worker died) or an answer that cannot be read
             self._retire(worker)
             if not answer.done():
                 answer.set_exception(TransformerUnavailable())
@@ -210,13 +226,40 @@ class Transformer:
                 return
         try:
             fresh = _Worker(self._context, self._seed)
-        except OSError:  # e.g. out of processes: the pool shrinks
-            if not self._workers:
-                self.close()  # nobody could serve the waiting requests
+        except OSError:  # e.g. out of processes
+            self._shrink()
             return
         with self._lock:
             self._workers.add(fresh)
-        self._release(fresh)
+        self._release(fresh)  # the request that takes it waits until it is ready
+
+    async def _until_ready(self, worker: _Worker) -> None:
+        """Wait, without blocking the event loop, for a replacement worker to say it
+        is ready. One that cannot start is not replaced again: that would loop."""
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+        fd = worker.connection.fileno()
+        loop.add_reader(fd, _settle, readable)
+        try:
+            await readable
+        except asyncio.CancelledError:
+            self._release(worker)  # still starting: the next request waits for it
+            raise
+        finally:
+            loop.remove_reader(fd)
+        if not _started(worker.connection, 0):
+            worker.close()
+            with self._lock:
+                self._workers.discard(worker)
+            self._shrink()
+            raise TransformerUnavailable
+        worker.ready = True
+
+    def _shrink(self) -> None:
+        """The pool lost a worker for good; with none left, nobody could serve the
+        requests waiting for one."""
+        if not self._workers:
+            self.close()
 
     def close(self) -> None:
         """Stop every worker; waiting requests fail with ``TransformerUnavailable``."""
@@ -233,6 +276,19 @@ class Transformer:
             worker.close()
         for worker in busy:  # its request sees it die (_collect), which closes it
             worker.process.kill()
+
+
+def _started(connection: Connection, timeout: float) -> bool:
+    """Whether the worker on ``connection`` said it is ready within ``timeout``."""
+    try:
+        return connection.poll(timeout) and connection.recv() == _READY
+    except (EOFError, OSError):
+        return False
+
+
+def _settle(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _fail(waiter: "asyncio.Future[_Worker]") -> None:
