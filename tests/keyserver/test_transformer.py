@@ -83,7 +83,7 @@ def test_a_dead_worker_fails_its_job_and_is_replaced(transformer: Transformer) -
         asyncio.run(transformer.run_async(value, KEYS))
     assert transformer._idle and transformer._idle[0] is not worker
     assert _opened(asyncio.run(transformer.run_async(value, KEYS))) == secret
-    assert transformer._idle[0].ready
+    assert transformer._idle[0].started
 
 
 def test_a_closed_transformer_refuses_work() -> None:
@@ -220,4 +220,51 @@ def test_a_replacement_that_cannot_start_leaves_requests_a_503(
         return [*first, *second]
 
     outcomes = asyncio.run(run())
+    assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2
+
+
+def test_a_request_cancelled_on_a_loop_that_then_ends_leaves_the_worker_usable(
+    transformer: Transformer,
+) -> None:
+    stale, fresh = _sealed(), _sealed()
+
+    async def abandon() -> None:
+        with pytest.raises(TimeoutError):  # the job is still running in the worker
+            await asyncio.wait_for(transformer.run_async(stale[1], KEYS), 0.001)
+
+    asyncio.run(abandon())  # this loop ends before the stale answer arrives
+    answer = asyncio.run(asyncio.wait_for(transformer.run_async(fresh[1], KEYS), 20))
+    assert _opened(answer) == fresh[0]  # not the stale job's answer
+
+
+def _hangs_at_start(connection: Connection, signer_seed: bytes) -> None:
+    import time
+
+    time.sleep(3600)  # e.g. an import stuck on a lock
+
+
+def test_a_replacement_that_never_gets_ready_fails_its_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = Transformer(secrets.token_bytes(32), workers=1)
+    worker = pool._idle[0]
+    assert worker.process.pid is not None
+    monkeypatch.setattr(transformer_module, "_serve", _hangs_at_start)
+    monkeypatch.setattr(transformer_module, "_START_SECONDS", 1)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.join(timeout=10)
+
+    async def run() -> list[object]:
+        value = _sealed()[1]
+        return [
+            *await asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True),
+            *await asyncio.wait_for(
+                asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True), 20
+            ),
+        ]
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        pool.close()
     assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2

@@ -11,7 +11,9 @@ or queues in between, which ``concurrent.futures.ProcessPoolExecutor`` needs and
 which cost about 0.4 ms per request. Workers say they are ready on their pipe: the
 service does not start if one cannot. A worker that dies later fails only its own
 job (``TransformerUnavailable``, a 503) and is replaced; an executor would have marked
-the whole pool broken.
+the whole pool broken. A request cancelled mid-job leaves the worker in the pool owing
+that answer, which its next request reads first: so nothing depends on the cancelled
+request's event loop still running.
 
 Each process keeps its decoded, verified transform keys in a small cache: stored keys
 never change (rotation and revocation write new rows or delete them), so a key is
@@ -65,20 +67,17 @@ def _serve(connection: Connection, signer_seed: bytes) -> None:
     """A worker process: say it is ready, then answer each job on the pipe until the
     server closes it."""
     _init_worker(signer_seed)
-    connection.send(_READY)
-    while True:
-        try:
+    try:
+        connection.send(_READY)
+        while True:
             value, keys = connection.recv()
-        except EOFError:
-            return
-        try:
-            answer: tuple[bool, object] = (True, transform_chain(value, keys))
-        except Exception as error:
-            answer = (False, error if _survives_pickling(error) else TransformFailed())
-        try:
+            try:
+                answer: tuple[bool, object] = (True, transform_chain(value, keys))
+            except Exception as error:
+                answer = (False, error if _survives_pickling(error) else TransformFailed())
             connection.send(answer)
-        except OSError:  # the server went away
-            return
+    except (EOFError, OSError):  # the server closed the pipe or went away
+        return
 
 
 def _survives_pickling(error: Exception) -> bool:
@@ -105,13 +104,22 @@ class _Worker:
         )
         self.process.start()
         child.close()
-        self.ready = False  # until it says so on its pipe
+        self.started = False  # until it says it is ready
+        # Messages to read before its next answer: its ready message, and the answers
+        # to jobs whose requests were cancelled (possibly on an event loop now gone).
+        self.owed = 1
 
     def close(self) -> None:
+        """Let it exit (it reads the end of its pipe), or kill it."""
         self.connection.close()
         self.process.join(timeout=5)
         if self.process.is_alive():
-            self.process.kill()
+            self.kill()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
 
 
 class Transformer:
@@ -120,14 +128,19 @@ class Transformer:
         # spawn, not fork: the server process has threads by the time it needs a worker
         self._context = multiprocessing.get_context("spawn")
         self._pooled = workers > 0
-        self._workers = {_Worker(self._context, signer_seed) for _ in range(workers)}
-        self._idle = list(self._workers)
-        for worker in self._idle:  # a worker that cannot start stops the service now
-            if not _started(worker.connection, _START_SECONDS):
-                for started in self._idle:
-                    started.close()
-                raise RuntimeError("a transform worker process failed to start")
-            worker.ready = True
+        self._idle: list[_Worker] = []
+        try:
+            for _ in range(workers):
+                self._idle.append(_Worker(self._context, signer_seed))
+            for worker in self._idle:  # a worker that cannot start stops the service now
+                if not _read_ready(worker.connection, _START_SECONDS):
+                    raise RuntimeError("a transform worker process failed to start")
+                worker.started, worker.owed = True, 0
+        except BaseException:
+            for worker in self._idle:
+                worker.close()
+            raise
+        self._workers = set(self._idle)
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
         self._lock = threading.Lock()  # requests may arrive on more than one event loop
         self._closed = False
@@ -139,8 +152,8 @@ class Transformer:
         if not self._pooled:
             return await asyncio.to_thread(transform_chain, value, keys)
         worker = await self._acquire()
-        if not worker.ready:
-            await self._until_ready(worker)
+        if worker.owed:
+            await self._settle(worker)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, object]] = loop.create_future()
         try:
@@ -153,7 +166,14 @@ class Transformer:
             raise TransformerUnavailable from None
         fd = worker.connection.fileno()
         loop.add_reader(fd, self._collect, loop, fd, worker, answer)
-        ok, result = await answer  # a cancelled request leaves the collecting to _collect
+        try:
+            ok, result = await answer
+        except asyncio.CancelledError:
+            if answer.cancelled():  # _collect has not run, and now will not
+                loop.remove_reader(fd)
+                worker.owed += 1  # the next request reads this job's answer first
+                self._release(worker)
+            raise
         if not ok:
             assert isinstance(result, BaseException)
             raise result
@@ -179,6 +199,38 @@ class Transformer:
         self._release(worker)
         if not answer.done():
             answer.set_result(received)
+
+    async def _settle(self, worker: _Worker) -> None:
+        """Read what ``worker`` owes (its ready message, stale answers) on this event
+        loop, without blocking it. A replacement that never gets ready is not replaced
+        again: that would loop."""
+        loop = asyncio.get_running_loop()
+        fd = worker.connection.fileno()
+        while worker.owed:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _set_done, readable)
+            try:
+                async with asyncio.timeout(_START_SECONDS):
+                    await readable
+            except asyncio.CancelledError:
+                loop.remove_reader(fd)
+                self._release(worker)  # owing the same: the next request reads it
+                raise
+            except TimeoutError:
+                loop.remove_reader(fd)
+                self._drop(worker)
+                raise TransformerUnavailable from None
+            loop.remove_reader(fd)
+            try:
+                message = worker.connection.recv()
+            except Exception:  # EOF: it died (or never started); or a garbled answer
+                if worker.started:
+                    self._retire(worker)
+                else:
+                    self._drop(worker)
+                raise TransformerUnavailable from None
+            worker.started |= message == _READY
+            worker.owed -= 1
 
     async def _acquire(self) -> _Worker:
         with self._lock:
@@ -230,35 +282,26 @@ class Transformer:
             self._shrink()
             return
         with self._lock:
-            self._workers.add(fresh)
-        self._release(fresh)  # the request that takes it waits until it is ready
+            added = not self._closed
+            if added:
+                self._workers.add(fresh)
+        if added:
+            self._release(fresh)  # the request that takes it first reads its ready message
+        else:  # closed meanwhile
+            fresh.kill()
 
-    async def _until_ready(self, worker: _Worker) -> None:
-        """Wait, without blocking the event loop, for a replacement worker to say it
-        is ready. One that cannot start is not replaced again: that would loop."""
-        loop = asyncio.get_running_loop()
-        readable: asyncio.Future[None] = loop.create_future()
-        fd = worker.connection.fileno()
-        loop.add_reader(fd, _settle, readable)
-        try:
-            await readable
-        except asyncio.CancelledError:
-            self._release(worker)  # still starting: the next request waits for it
-            raise
-        finally:
-            loop.remove_reader(fd)
-        if not _started(worker.connection, 0):
-            worker.close()
-            with self._lock:
-                self._workers.discard(worker)
-            self._shrink()
-            raise TransformerUnavailable
-        worker.ready = True
+    def _drop(self, worker: _Worker) -> None:
+        """Lose ``worker`` for good."""
+        worker.close()
+        with self._lock:
+            self._workers.discard(worker)
+        self._shrink()
 
     def _shrink(self) -> None:
-        """The pool lost a worker for good; with none left, nobody could serve the
-        requests waiting for one."""
-        if not self._workers:
+        """With no worker left, nobody could serve the requests waiting for one."""
+        with self._lock:
+            empty = not self._workers
+        if empty:
             self.close()
 
     def close(self) -> None:
@@ -274,11 +317,13 @@ class Transformer:
                     waiter.get_loop().call_soon_threadsafe(_fail, waiter)
         for worker in idle:
             worker.close()
-        for worker in busy:  # its request sees it die (_collect), which closes it
+        for worker in busy:
+            # Its request sees it die (_collect closes it), if that request's event
+            # loop still runs; the connection is closed here in any case once it is dead.
             worker.process.kill()
 
 
-def _started(connection: Connection, timeout: float) -> bool:
+def _read_ready(connection: Connection, timeout: float) -> bool:
     """Whether the worker on ``connection`` said it is ready within ``timeout``."""
     try:
         return connection.poll(timeout) and connection.recv() == _READY
@@ -286,7 +331,7 @@ def _started(connection: Connection, timeout: float) -> bool:
         return False
 
 
-def _settle(future: "asyncio.Future[None]") -> None:
+def _set_done(future: "asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
 
