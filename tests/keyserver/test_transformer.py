@@ -200,29 +200,6 @@ def test_a_worker_that_cannot_start_stops_the_service_at_start(
         Transformer(secrets.token_bytes(32), workers=1)
 
 
-def test_a_replacement_that_cannot_start_leaves_requests_a_503(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pool = Transformer(secrets.token_bytes(32), workers=1)
-    worker = pool._idle[0]
-    assert worker.process.pid is not None
-    monkeypatch.setattr(transformer_module, "_serve", _cannot_start)
-    os.kill(worker.process.pid, signal.SIGKILL)
-    worker.process.join(timeout=10)
-
-    async def run() -> list[object]:
-        value = _sealed()[1]
-        first = await asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True)
-        # the replacement dies before it is ready: the pool is empty and says so
-        second = await asyncio.wait_for(
-            asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True), 30
-        )
-        return [*first, *second]
-
-    outcomes = asyncio.run(run())
-    assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2
-
-
 def test_a_request_cancelled_on_a_loop_that_then_ends_leaves_the_worker_usable(
     transformer: Transformer,
 ) -> None:
@@ -243,13 +220,14 @@ def _hangs_at_start(connection: Connection, signer_seed: bytes) -> None:
     time.sleep(3600)  # e.g. an import stuck on a lock
 
 
-def test_a_replacement_that_never_gets_ready_fails_its_request(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("replacement", [_cannot_start, _hangs_at_start])
+def test_a_replacement_that_never_gets_ready_fails_requests_with_503(
+    replacement: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pool = Transformer(secrets.token_bytes(32), workers=1)
     worker = pool._idle[0]
     assert worker.process.pid is not None
-    monkeypatch.setattr(transformer_module, "_serve", _hangs_at_start)
+    monkeypatch.setattr(transformer_module, "_serve", replacement)
     monkeypatch.setattr(transformer_module, "_START_SECONDS", 1)
     os.kill(worker.process.pid, signal.SIGKILL)
     worker.process.join(timeout=10)
@@ -257,7 +235,9 @@ def test_a_replacement_that_never_gets_ready_fails_its_request(
     async def run() -> list[object]:
         value = _sealed()[1]
         return [
+            # the job on the dead worker
             *await asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True),
+            # the replacement's first request: it never gets ready, and is not replaced
             *await asyncio.wait_for(
                 asyncio.gather(pool.run_async(value, KEYS), return_exceptions=True), 20
             ),
