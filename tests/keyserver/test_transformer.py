@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from veil.crypto.errors import DecodeError
+from veil.crypto.errors import DecodeError, InvalidSignature
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey
@@ -248,3 +248,18 @@ def test_a_replacement_that_never_gets_ready_fails_requests_with_503(
     finally:
         pool.close()
     assert [type(outcome) for outcome in outcomes] == [TransformerUnavailable] * 2
+
+
+def test_a_ciphertext_is_decoded_once_and_a_bad_one_is_refused_every_time() -> None:
+    transformer_module._init_worker(secrets.token_bytes(32))
+    transformer_module._verified_value.cache_clear()
+    secret, value = _sealed()
+    first = transformer_module.transform_chain(value, KEYS)
+    second = transformer_module.transform_chain(value, KEYS)
+    assert transformer_module._verified_value.cache_info().hits == 1
+    assert first != second  # each transform is freshly randomised and signed
+    assert _opened(first) == _opened(second) == secret
+    tampered = value[:-1] + bytes([value[-1] ^ 1])
+    for _ in range(2):
+        with pytest.raises(InvalidSignature):
+            transformer_module.transform_chain(tampered, KEYS)

@@ -2,9 +2,11 @@
 service (uvicorn worker processes on loopback), beside the bare crypto in the same run.
 
 The load is a closed loop: ``concurrency`` clients each send one signed transform
-request at a time, for ``duration`` seconds. ``crypto_only_ms`` is the median of the
-server's own crypto for one request (strict decode of the ciphertext, two transforms,
-re-signing) run in this process.
+request at a time, for ``duration`` seconds. Every request carries the same
+ciphertext, as a meeting's key post does for each member. ``crypto_only_ms`` is the
+median of the server's own crypto for one request (two transforms and re-signing;
+the ciphertext's strict decode is cached after the first request, as in the server)
+run in this process.
 """
 
 import asyncio

@@ -17,7 +17,8 @@ request's event loop still running.
 
 Each process keeps its decoded, verified transform keys in a small cache: stored keys
 never change (rotation and revocation write new rows or delete them), so a key is
-identified by its bytes.
+identified by its bytes. It keeps the last few ciphertexts it decoded, too: a
+meeting's key post comes once from every member's device.
 """
 
 import asyncio
@@ -32,7 +33,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from veil.crypto.errors import DecodeError
-from veil.crypto.pre import MAX_LEVEL, EncryptedValue, TransformKey, VerifiedTransformKey, transform
+from veil.crypto.pre import (
+    MAX_LEVEL,
+    EncryptedValue,
+    TransformKey,
+    VerifiedEncryptedValue,
+    VerifiedTransformKey,
+    transform,
+)
 from veil.crypto.signing import SigningKey
 
 _signer: SigningKey | None = None
@@ -48,10 +56,18 @@ def _verified_key(raw: bytes) -> VerifiedTransformKey:
     return TransformKey.from_bytes(raw).verify()
 
 
+@functools.lru_cache(maxsize=64)
+def _verified_value(raw: bytes) -> VerifiedEncryptedValue:
+    """A meeting's key post is transformed once per member's device: decoding and
+    verifying it once (about 0.35 ms) serves them all. Decoding is a pure function of
+    the bytes, and errors are not cached."""
+    return EncryptedValue.from_bytes(raw).verify()
+
+
 def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
     """Decode strictly, verify, and move ``value`` along each key in turn."""
     assert _signer is not None, "worker not initialised"
-    current = EncryptedValue.from_bytes(value).verify()
+    current = _verified_value(value)
     if current.level + len(keys) > MAX_LEVEL:
         raise DecodeError(f"ciphertext: level {current.level} leaves no room for this transform")
     for raw in keys:
