@@ -78,6 +78,18 @@ def test_bench_keyserver_json_runs_against_a_real_server() -> None:
     assert result["p99_ms"] >= result["p50_ms"]
 
 
+def test_bench_keyserver_runs_twice_on_one_postgresql_database(fresh_postgres_url: str) -> None:
+    """Each run names its own users and group, so runs can share ``--database-url``."""
+    for _ in range(2):
+        completed = subprocess.run(
+            [*VEIL_BENCH, "keyserver", "--json", "--duration", "1", "--members", "2",
+             "--database-url", fresh_postgres_url],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        assert json.loads(completed.stdout)["requests"] > 0
+
+
 def test_bench_meeting_json_measures_both_rekeys() -> None:
     completed = subprocess.run(
         [*VEIL_BENCH, "meeting", "--participants", "4", "--rounds", "1", "--json"],

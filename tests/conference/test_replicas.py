@@ -4,7 +4,6 @@ board, in one order, and each other's media."""
 
 import asyncio
 import os
-import secrets
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -13,37 +12,19 @@ import pytest
 from veil.conference import create_app
 from veil.protocol import MediaKind
 
-POSTGRES = "host=127.0.0.1 dbname=test user=postgres"
 BACKENDS = [
     pytest.param("redis://127.0.0.1:6379/0", id="redis"),
     pytest.param("nats://127.0.0.1:4222", id="nats"),
 ]
 
 
-@pytest.fixture
-def postgres_url(conf) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A fresh PostgreSQL database, dropped afterwards."""
-    if not conf.answers("127.0.0.1", 5432):
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432 (replicas share a database)")
-    import psycopg
-
-    name = f"veil_conference_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=BACKENDS)
-def replicas(request, conf, postgres_url) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def replicas(request, conf, fresh_postgres_url) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
     fanout_url = request.param
     where = urlsplit(fanout_url)
     if not conf.answers(where.hostname, where.port):
         pytest.skip(f"{where.scheme} is not answering on {where.hostname}:{where.port}")
-    settings = conf.settings(postgres_url, fanout_url=fanout_url)
+    settings = conf.settings(fresh_postgres_url, fanout_url=fanout_url)
     with conf.serve(create_app(settings)) as first, conf.serve(create_app(settings)) as second:
         yield first, second
 

@@ -3,7 +3,6 @@ and ``Actor``s (a user with a device) that speak the real HTTP API."""
 
 import json
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from veil.protocol import (
     sign_request,
 )
 
-POSTGRES = ("127.0.0.1", 5432)
-
 
 class Clock:
     def __init__(self) -> None:
@@ -35,14 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def postgres_available() -> bool:
-    try:
-        with socket.create_connection(POSTGRES, timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -56,22 +45,11 @@ def idp(clock: Clock) -> DevIdentityProvider:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keyserver.sqlite3'}"
-        return
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
-    import psycopg
-
-    name = f"veil_test_{secrets.token_hex(6)}"
-    with psycopg.connect("host=127.0.0.1 dbname=test user=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect("host=127.0.0.1 dbname=test user=postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return f"sqlite:///{tmp_path / 'keyserver.sqlite3'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ from veil.idp import DevIdentityProvider
 from veil.keyserver import transformer
 from veil.protocol import b64encode, sign_request
 
-GROUP = "bench-group"
+RUN = secrets.token_hex(4)
+"""Names this run's users and group, so runs can share a database (``--database-url``)."""
+GROUP = f"bench-group-{RUN}"
 PLACEHOLDER_ESCROW = b"\x01\x20" + (600_000).to_bytes(4, "big") + bytes(16 + 12 + 48)
 """A well-formed escrow blob for benchmark users, whose keys are never recovered."""
 
@@ -75,7 +77,8 @@ async def _setup(
         group_key = PrivateKey.generate()
         masters = []
         for i in range(members):
-            user, user_key, device_key = f"bench-{i}", PrivateKey.generate(), PrivateKey.generate()
+            user = f"bench-{RUN}-{i}"
+            user_key, device_key = PrivateKey.generate(), PrivateKey.generate()
             signer = SigningKey.generate()
             token = idp.issue(user)
             _, master = await client.create_user(token, user_key.public_key, PLACEHOLDER_ESCROW)
