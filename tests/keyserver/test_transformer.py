@@ -5,6 +5,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -263,3 +264,21 @@ def test_a_ciphertext_is_decoded_once_and_a_bad_one_is_refused_every_time() -> N
     for _ in range(2):
         with pytest.raises(InvalidSignature):
             transformer_module.transform_chain(tampered, KEYS)
+
+
+def test_a_request_cancelled_as_its_answer_arrives_releases_the_worker_once(
+    transformer: Transformer,
+) -> None:
+    stale, fresh = _sealed(), _sealed()
+
+    async def run() -> bytes:
+        task = asyncio.create_task(transformer.run_async(stale[1], KEYS))
+        await asyncio.sleep(0.001)  # the job is in the worker
+        asyncio.get_running_loop().call_soon(task.cancel)
+        time.sleep(0.5)  # the answer arrives: the next loop turn cancels, then reads
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(transformer._idle) == len(set(transformer._idle)) == 1
+        return await asyncio.wait_for(transformer.run_async(fresh[1], KEYS), 20)
+
+    assert _opened(asyncio.run(run())) == fresh[0]

@@ -205,6 +205,8 @@ class Transformer:
     ) -> None:
         """The worker's answer is ready: hand it over, and the worker back to the pool."""
         loop.remove_reader(fd)
+        if answer.cancelled():  # run_async's cancel path owns the worker and its answer
+            return
         try:
             received = worker.connection.recv()
         except Exception:  # EOF (the worker died) or an answer that cannot be read
