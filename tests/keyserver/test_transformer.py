@@ -282,3 +282,18 @@ def test_a_request_cancelled_as_its_answer_arrives_releases_the_worker_once(
         return await asyncio.wait_for(transformer.run_async(fresh[1], KEYS), 20)
 
     assert _opened(asyncio.run(run())) == fresh[0]
+
+
+def test_a_waiting_request_cancelled_as_the_service_closes_is_cancelled() -> None:
+    pool = Transformer(secrets.token_bytes(32), workers=1)
+
+    async def run() -> None:
+        await pool._acquire()  # the only worker is busy
+        waiting = asyncio.create_task(pool.run_async(_sealed()[1], KEYS))
+        await asyncio.sleep(0)  # queued for a worker
+        pool.close()  # fails the queued request...
+        asyncio.get_running_loop().call_soon(waiting.cancel)  # ...as its client leaves
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(run())

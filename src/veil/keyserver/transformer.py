@@ -118,8 +118,13 @@ class _Worker:
         self.process: BaseProcess = context.Process(
             target=_serve, args=(child, signer_seed), name="veil-transform", daemon=True
         )
-        self.process.start()
-        child.close()
+        try:
+            self.process.start()
+        except BaseException:
+            self.connection.close()
+            raise
+        finally:
+            child.close()
         self.started = False  # until it says it is ready
         # Messages to read before its next answer: its ready message, and the answers
         # to jobs whose requests were cancelled (possibly on an event loop now gone).
@@ -236,7 +241,11 @@ class Transformer:
                 raise
             except TimeoutError:
                 loop.remove_reader(fd)
-                self._drop(worker)
+                if worker.started:  # stuck on an old job: a fresh one may do better
+                    worker.kill()
+                    self._retire(worker)
+                else:
+                    self._drop(worker)
                 raise TransformerUnavailable from None
             loop.remove_reader(fd)
             try:
@@ -261,7 +270,8 @@ class Transformer:
         try:
             return await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # handed over, then cancelled
+            handed_over = waiter.done() and not waiter.cancelled() and not waiter.exception()
+            if handed_over:  # and cancelled before it could use the worker
                 self._release(waiter.result())
             raise
 
@@ -309,8 +319,9 @@ class Transformer:
             fresh.kill()
 
     def _drop(self, worker: _Worker) -> None:
-        """Lose ``worker`` for good."""
-        worker.close()
+        """Lose ``worker`` for good: one that never got ready (it may hang, so it is
+        killed rather than waited for, which would block the event loop)."""
+        worker.kill()
         with self._lock:
             self._workers.discard(worker)
         self._shrink()
@@ -336,8 +347,8 @@ class Transformer:
         for worker in idle:
             worker.close()
         for worker in busy:
-            # Its request sees it die (_collect closes it), if that request's event
-            # loop still runs; the connection is closed here in any case once it is dead.
+            # Its request sees it die and _collect closes it. Closing the pipe here
+            # instead would leave that request waiting on a reader that never fires.
             worker.process.kill()
 
 
