@@ -67,7 +67,7 @@ def test_a_cancelled_request_does_not_hand_its_answer_to_the_next(
 
     async def run() -> bytes:
         abandoned = asyncio.create_task(transformer.run_async(first[1], KEYS))
-        await asyncio.sleep(0.001)  # the job is in the worker
+        await asyncio.sleep(0)  # one loop turn: the job is sent
         abandoned.cancel()
         return await transformer.run_async(second[1], KEYS)
 
@@ -181,7 +181,7 @@ def test_closing_fails_the_requests_waiting_for_a_worker() -> None:
     async def run() -> list[object]:
         busy = asyncio.create_task(pool.run_async(_sealed()[1], KEYS))
         waiting = asyncio.create_task(pool.run_async(_sealed()[1], KEYS))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # one loop turn: busy's job is sent, waiting is queued
         pool.close()
         return await asyncio.gather(busy, waiting, return_exceptions=True)
 
@@ -207,8 +207,11 @@ def test_a_request_cancelled_on_a_loop_that_then_ends_leaves_the_worker_usable(
     stale, fresh = _sealed(), _sealed()
 
     async def abandon() -> None:
-        with pytest.raises(TimeoutError):  # the job is still running in the worker
-            await asyncio.wait_for(transformer.run_async(stale[1], KEYS), 0.001)
+        task = asyncio.create_task(transformer.run_async(stale[1], KEYS))
+        await asyncio.sleep(0)  # the job is sent; a transform takes milliseconds
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(abandon())  # this loop ends before the stale answer arrives
     answer = asyncio.run(asyncio.wait_for(transformer.run_async(fresh[1], KEYS), 20))
@@ -273,7 +276,9 @@ def test_a_request_cancelled_as_its_answer_arrives_releases_the_worker_once(
 
     async def run() -> bytes:
         task = asyncio.create_task(transformer.run_async(stale[1], KEYS))
-        await asyncio.sleep(0.001)  # the job is in the worker
+        # One loop turn: the job is sent. (A timer would fire after the pipe's reader
+        # in a late turn, and the answer could be taken before the cancel.)
+        await asyncio.sleep(0)
         asyncio.get_running_loop().call_soon(task.cancel)
         time.sleep(0.5)  # the answer arrives: the next loop turn cancels, then reads
         with pytest.raises(asyncio.CancelledError):
