@@ -43,6 +43,22 @@ def _opened(transformed: bytes) -> Plaintext:
     return decrypt(EncryptedValue.from_bytes(transformed).verify(), DEVICE)
 
 
+def _kill(worker: transformer_module._Worker) -> None:
+    assert worker.process.pid is not None
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.join(timeout=10)
+
+
+async def _abandon(pool: Transformer, value: bytes) -> None:
+    """A request cancelled one loop turn after it sent its job (a transform takes
+    milliseconds, so the answer is still to come)."""
+    task = asyncio.create_task(pool.run_async(value, KEYS))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def test_concurrent_jobs_each_get_their_own_answer(transformer: Transformer) -> None:
     jobs = [_sealed() for _ in range(4)]  # more jobs than workers: they queue
 
@@ -66,9 +82,7 @@ def test_a_cancelled_request_does_not_hand_its_answer_to_the_next(
     first, second = _sealed(), _sealed()
 
     async def run() -> bytes:
-        abandoned = asyncio.create_task(transformer.run_async(first[1], KEYS))
-        await asyncio.sleep(0)  # one loop turn: the job is sent
-        abandoned.cancel()
+        await _abandon(transformer, first[1])
         return await transformer.run_async(second[1], KEYS)
 
     assert _opened(asyncio.run(run())) == second[0]
@@ -76,9 +90,7 @@ def test_a_cancelled_request_does_not_hand_its_answer_to_the_next(
 
 def test_a_dead_worker_fails_its_job_and_is_replaced(transformer: Transformer) -> None:
     worker = transformer._idle[0]
-    assert worker.process.pid is not None
-    os.kill(worker.process.pid, signal.SIGKILL)
-    worker.process.join(timeout=10)
+    _kill(worker)
     secret, value = _sealed()
     with pytest.raises(TransformerUnavailable):
         asyncio.run(transformer.run_async(value, KEYS))
@@ -206,21 +218,12 @@ def test_a_request_cancelled_on_a_loop_that_then_ends_leaves_the_worker_usable(
 ) -> None:
     stale, fresh = _sealed(), _sealed()
 
-    async def abandon() -> None:
-        task = asyncio.create_task(transformer.run_async(stale[1], KEYS))
-        await asyncio.sleep(0)  # the job is sent; a transform takes milliseconds
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(abandon())  # this loop ends before the stale answer arrives
+    asyncio.run(_abandon(transformer, stale[1]))  # this loop ends before the answer
     answer = asyncio.run(asyncio.wait_for(transformer.run_async(fresh[1], KEYS), 20))
     assert _opened(answer) == fresh[0]  # not the stale job's answer
 
 
 def _hangs_at_start(connection: Connection, signer_seed: bytes) -> None:
-    import time
-
     time.sleep(3600)  # e.g. an import stuck on a lock
 
 
@@ -229,12 +232,9 @@ def test_a_replacement_that_never_gets_ready_fails_requests_with_503(
     replacement: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pool = Transformer(secrets.token_bytes(32), workers=1)
-    worker = pool._idle[0]
-    assert worker.process.pid is not None
     monkeypatch.setattr(transformer_module, "_serve", replacement)
     monkeypatch.setattr(transformer_module, "_START_SECONDS", 1)
-    os.kill(worker.process.pid, signal.SIGKILL)
-    worker.process.join(timeout=10)
+    _kill(pool._idle[0])
 
     async def run() -> list[object]:
         value = _sealed()[1]

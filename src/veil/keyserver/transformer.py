@@ -225,8 +225,7 @@ class Transformer:
 
     async def _settle(self, worker: _Worker) -> None:
         """Read what ``worker`` owes (its ready message, stale answers) on this event
-        loop, without blocking it. A replacement that never gets ready is not replaced
-        again: that would loop."""
+        loop, without blocking it."""
         loop = asyncio.get_running_loop()
         fd = worker.connection.fileno()
         while worker.owed:
@@ -239,25 +238,28 @@ class Transformer:
                 loop.remove_reader(fd)
                 self._release(worker)  # owing the same: the next request reads it
                 raise
-            except TimeoutError:
+            except TimeoutError:  # stuck on an old job, or never got ready
                 loop.remove_reader(fd)
-                if worker.started:  # stuck on an old job: a fresh one may do better
-                    worker.kill()
-                    self._retire(worker)
-                else:
-                    self._drop(worker)
+                self._lose_unsettled(worker)
                 raise TransformerUnavailable from None
             loop.remove_reader(fd)
             try:
                 message = worker.connection.recv()
             except Exception:  # EOF: it died (or never started); or a garbled answer
-                if worker.started:
-                    self._retire(worker)
-                else:
-                    self._drop(worker)
+                self._lose_unsettled(worker)
                 raise TransformerUnavailable from None
             worker.started |= message == _READY
             worker.owed -= 1
+
+    def _lose_unsettled(self, worker: _Worker) -> None:
+        """Kill a worker that could not settle (it may hang: waiting for it would block
+        the event loop). One that had started is replaced; a replacement that never got
+        ready is not, as that would loop."""
+        worker.kill()
+        if worker.started:
+            self._retire(worker)
+        else:
+            self._drop(worker)
 
     async def _acquire(self) -> _Worker:
         with self._lock:
@@ -319,9 +321,7 @@ class Transformer:
             fresh.kill()
 
     def _drop(self, worker: _Worker) -> None:
-        """Lose ``worker`` for good: one that never got ready (it may hang, so it is
-        killed rather than waited for, which would block the event loop)."""
-        worker.kill()
+        """Lose a killed ``worker`` for good."""
         with self._lock:
             self._workers.discard(worker)
         self._shrink()
