@@ -25,6 +25,8 @@ class CallingDevice:
     device_id: str
     user_id: str
     signature: str
+    signing_key: VerifyingKey = field(repr=False)
+    """The device's key that verified this request."""
     transform_key: bytes | None = field(default=None, repr=False)
     """The device's user -> device key as this request's transaction read it."""
 
@@ -106,8 +108,9 @@ def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall
         raise unauthorized("unknown_device", "no such device")
     if device.status != "active":
         raise forbidden("device_revoked", "this device has been revoked")
+    signing_key = VerifyingKey(device.signing_key)
     try:
-        VerifyingKey(device.signing_key).verify(call.signature, call.message)
+        signing_key.verify(call.signature, call.message)
     except InvalidSignature:
         raise unauthorized("bad_signature", "the request signature did not verify") from None
     now = int(settings.clock())
@@ -117,4 +120,6 @@ def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall
         session.execute(
             delete(RequestNonce).where(RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds)
         )
-    return CallingDevice(call.device_id, device.user_id, call.signature_text, device.transform_key)
+    return CallingDevice(
+        call.device_id, device.user_id, call.signature_text, signing_key, device.transform_key
+    )

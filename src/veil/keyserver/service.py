@@ -16,6 +16,7 @@ from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import AugmentationSecret
 from veil.crypto.signing import SigningKey
 from veil.keyserver.auth import CallingDevice, SignedCall, authenticate
+from veil.keyserver.chains import RecentChains
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
 from veil.web.database import create_db_engine, migrate, session_factory
@@ -40,6 +41,7 @@ class KeyService:
         self.signer = SigningKey.from_secret_bytes(signer_seed)
         self._sealer = AESGCM(_derive(settings.service_secret, b"augmentation seal"))
         self.transformer = Transformer(signer_seed, settings.transform_workers)
+        self.recent_chains = RecentChains()
 
     def now(self) -> int:
         return int(self.settings.clock())
