@@ -37,7 +37,8 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
         body = error_body("transformer_unavailable", "the transform worker failed; retry")
         return JSONResponse(body, status_code=503)
 
-    for module in (users, devices, groups, transforms, documents):
+    # Transforms first: routes are matched in order, and theirs is the hot path.
+    for module in (transforms, users, devices, groups, documents):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
