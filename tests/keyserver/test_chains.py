@@ -25,25 +25,58 @@ def _chain(signer: SigningKey, *keys: bytes) -> Chain:
 
 def test_a_guess_needs_a_signature_by_the_key_that_was_authorized() -> None:
     chains, signer = RecentChains(), SigningKey.generate()
-    chains.remember(("d1", "g1"), _chain(signer, b"k1", b"k2"))
+    chains.remember(("d1", "g1"), _chain(signer, b"k1", b"k2"), chains.ticket())
     message = b"a signed request"
     guess = chains.guess(("d1", "g1"), signer.sign(message), message)
     assert guess is not None and guess.keys == (b"k1", b"k2")
     assert chains.guess(("d1", "g1"), SigningKey.generate().sign(message), message) is None
     assert chains.guess(("d1", "g1"), signer.sign(message), b"another request") is None
     assert chains.guess(("d1", None), signer.sign(message), message) is None  # another chain
-    chains.forget(("d1", "g1"))
+    chains.settle(("d1", "g1"))
+    chains.forget(("d1", "g1"), chains.ticket())
     assert chains.guess(("d1", "g1"), signer.sign(message), message) is None
+
+
+def test_a_chain_has_one_early_transform_in_flight_at_a_time() -> None:
+    chains, signer = RecentChains(), SigningKey.generate()
+    chains.remember(("d1", "g1"), _chain(signer, b"k"), chains.ticket())
+    message = b"m"
+    assert chains.guess(("d1", "g1"), signer.sign(message), message) is not None
+    assert chains.guess(("d1", "g1"), signer.sign(message), message) is None
+    chains.settle(("d1", "g1"))
+    assert chains.guess(("d1", "g1"), signer.sign(message), message) is not None
+    chains.settle(("d1", "g1"))
+    # A signature that does not verify holds nothing in flight.
+    assert chains.guess(("d1", "g1"), SigningKey.generate().sign(message), message) is None
+    assert chains.guess(("d1", "g1"), signer.sign(message), message) is not None
+
+
+def test_what_a_slow_request_learned_does_not_replace_what_a_later_one_said() -> None:
+    chains, old, new = RecentChains(), SigningKey.generate(), SigningKey.generate()
+    message = b"m"
+    slow, later = chains.ticket(), chains.ticket()
+    chains.remember(("d1", None), _chain(new, b"new"), later)  # e.g. after a rotation
+    chains.remember(("d1", None), _chain(old, b"old"), slow)
+    guess = chains.guess(("d1", None), new.sign(message), message)
+    assert guess is not None and guess.keys == (b"new",)
+    chains.settle(("d1", None))
+    # Nor does it bring back a chain that a later refusal forgot.
+    refused, late_success = chains.ticket(), chains.ticket() - 5
+    chains.forget(("d1", None), refused)
+    chains.remember(("d1", None), _chain(new, b"new"), late_success)
+    assert chains.guess(("d1", None), new.sign(message), message) is None
+    chains.remember(("d1", None), _chain(new, b"new"), chains.ticket())
+    assert chains.guess(("d1", None), new.sign(message), message) is not None
 
 
 def test_the_least_recently_used_chain_goes_first() -> None:
     chains, signer = RecentChains(size=2), SigningKey.generate()
     message = b"m"
     signature = signer.sign(message)
-    chains.remember(("a", None), _chain(signer, b"a"))
-    chains.remember(("b", None), _chain(signer, b"b"))
-    chains.remember(("a", None), _chain(signer, b"a"))  # a is now the most recent
-    chains.remember(("c", None), _chain(signer, b"c"))
+    chains.remember(("a", None), _chain(signer, b"a"), chains.ticket())
+    chains.remember(("b", None), _chain(signer, b"b"), chains.ticket())
+    chains.remember(("a", None), _chain(signer, b"a"), chains.ticket())  # a is now the most recent
+    chains.remember(("c", None), _chain(signer, b"c"), chains.ticket())
     assert len(chains) == 2
     assert chains.guess(("b", None), signature, message) is None
     assert chains.guess(("a", None), signature, message) is not None
@@ -51,6 +84,12 @@ def test_the_least_recently_used_chain_goes_first() -> None:
 
 
 # --- the route -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(settings):  # type: ignore[no-untyped-def]
+    """Transforms in a worker process: only those start early."""
+    return dataclasses.replace(settings, transform_workers=1)
 
 
 @pytest.fixture
@@ -203,3 +242,64 @@ def test_a_replay_starts_at_most_one_early_transform(make_actor, events, clock) 
     # The first replay verified against the remembered key, so it started early and was
     # refused; the refusal forgot the chain, so the others started nothing.
     assert events == ["transform", "authorize", "authorize", "authorize"]
+
+
+def test_a_device_key_rotated_under_the_same_signing_key_gets_the_database_keys(
+    make_actor, events
+) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    session_key = Plaintext.generate()
+    encrypted = bytes(encrypt(session_key, alice.master, alice.signer))
+    assert alice.transform(encrypted).status_code == 200
+    old_key, new_key = alice.device_key, PrivateKey.generate()
+    token = alice.token()
+    rotated = alice.signed(
+        "PUT",
+        f"/v1/devices/{alice.device_id}/keys",
+        alice.device_body(new_key, alice.signer, token, alice.device_id),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert rotated.status_code == 200, rotated.text
+    events.clear()
+
+    response = alice.transform(encrypted)  # guessed (same signer), but the keys differ
+    assert events == ["transform", "authorize", "transform"]
+    assert _opened(response, new_key) == session_key
+    value = EncryptedValue.from_bytes(b64decode(response.json()["encrypted_key"])).verify()
+    with pytest.raises(DecryptionError):
+        decrypt(value, old_key)
+
+
+def test_a_malformed_ciphertext_is_422_from_an_authorized_device_and_403_from_a_revoked_one(
+    make_actor, events
+) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    laptop = dataclasses.replace(
+        alice, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
+    )
+    laptop.add_device()
+    encrypted = bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
+    assert laptop.transform(encrypted).status_code == 200
+    garbage = bytes([encrypted[0]]) + bytes(len(encrypted) - 1)
+    response = laptop.transform(garbage)
+    assert response.status_code == 422, response.text
+    assert alice.signed("DELETE", f"/v1/devices/{laptop.device_id}").status_code == 200
+    assert laptop.transform(encrypted).status_code == 403
+    assert laptop.transform(garbage).status_code == 403
+
+
+def test_transforms_in_a_thread_never_start_early(make_actor, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    service = client.app.state.service
+    assert service.transformer.pooled
+    alice = make_actor("alice")
+    encrypted = bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
+    assert alice.transform(encrypted).status_code == 200
+    monkeypatch.setattr(type(service.transformer), "pooled", property(lambda _: False))
+    log: list[str] = []
+    monkeypatch.setattr(
+        service.recent_chains,
+        "guess",
+        lambda *args: log.append("guess"),  # type: ignore[func-returns-value]
+    )
+    assert alice.transform(encrypted).status_code == 200
+    assert log == []

@@ -168,6 +168,11 @@ class Transformer:
         if not self._pooled:
             _init_worker(signer_seed)
 
+    @property
+    def pooled(self) -> bool:
+        """Whether transforms run in worker processes (or else in a thread)."""
+        return self._pooled
+
     async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
         """``transform_chain`` in a worker process (or a worker thread without any)."""
         if not self._pooled:

@@ -27,21 +27,32 @@ async def transform_for_device(
     device. A removed member or a revoked device gets 403, never a ciphertext."""
     # The transformer decodes strictly (lengths, points, GT membership, signature)
     # before any pairing: a malformed value is a 422, a bad signature a 400.
-    chain_id = (call.device_id, body.group_id)
-    guess = service.recent_chains.guess(chain_id, call.signature, call.message)
-    early = _start(service, body.encrypted_key, guess.keys) if guess else None
+    chains, chain_id = service.recent_chains, (call.device_id, body.group_id)
+    ticket = chains.ticket()
+    # Only worker processes start early: a thread cannot be stopped, and would hold the
+    # GIL the authorization needs.
+    guess = (
+        chains.guess(chain_id, call.signature, call.message) if service.transformer.pooled else None
+    )
+    early = None
+    if guess is not None:
+        early = _start(service, body.encrypted_key, guess.keys)
+        early.add_done_callback(lambda _: chains.settle(chain_id))
     try:
-        chain = await run_in_threadpool(_authorize, service, call, body.group_id)
+        try:
+            chain = await run_in_threadpool(_authorize, service, call, body.group_id)
+        except Exception:
+            chains.forget(chain_id, ticket)
+            raise
+        chains.remember(chain_id, chain, ticket)
+        if early is None or guess is None or guess.keys != chain.keys:
+            if early is not None:
+                _discard(early)
+            early = _start(service, body.encrypted_key, chain.keys)
     except BaseException:
-        service.recent_chains.forget(chain_id)
         if early is not None:
             _discard(early)
         raise
-    service.recent_chains.remember(chain_id, chain)
-    if guess is None or early is None or guess.keys != chain.keys:
-        if early is not None:
-            _discard(early)
-        early = _start(service, body.encrypted_key, chain.keys)
     # Released only now: the request's transaction committed, with exactly these keys.
     return Transformed(encrypted_key=await early)
 
