@@ -127,12 +127,38 @@ def _error(response: Any, status: int, code: str) -> None:
     assert "encrypted_key" not in response.text
 
 
-def test_a_repeat_request_starts_its_transform_before_the_database_has_authorized_it(
-    make_actor, events
-) -> None:  # type: ignore[no-untyped-def]
+def _group_of_two(make_actor) -> tuple[Any, Any, PrivateKey]:  # type: ignore[no-untyped-def]
+    """Alice's group g1, with Bob a member."""
     alice, bob = make_actor("alice"), make_actor("bob")
     group_key = alice.create_group("g1")
     assert alice.add_member("g1", group_key, bob).status_code == 201
+    return alice, bob, group_key
+
+
+def _second_device(actor: Any) -> Any:
+    """The same user on another device (its own PRE and signing keys), added."""
+    device = dataclasses.replace(
+        actor, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
+    )
+    device.add_device()
+    return device
+
+
+def _rotate(actor: Any, device_key: PrivateKey, signer: SigningKey) -> None:
+    token = actor.token()
+    rotated = actor.signed(
+        "PUT",
+        f"/v1/devices/{actor.device_id}/keys",
+        actor.device_body(device_key, signer, token, actor.device_id),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert rotated.status_code == 200, rotated.text
+
+
+def test_a_repeat_request_starts_its_transform_before_the_database_has_authorized_it(
+    make_actor, events
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, group_key = _group_of_two(make_actor)
     session_key = Plaintext.generate()
     encrypted = bytes(encrypt(session_key, group_key.public_key, alice.signer))
 
@@ -149,9 +175,7 @@ def test_a_repeat_request_starts_its_transform_before_the_database_has_authorize
 
 
 def test_a_removed_members_early_transform_is_never_released(make_actor, events) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = make_actor("alice"), make_actor("bob")
-    group_key = alice.create_group("g1")
-    assert alice.add_member("g1", group_key, bob).status_code == 201
+    alice, bob, group_key = _group_of_two(make_actor)
     encrypted = bytes(encrypt(Plaintext.generate(), group_key.public_key, alice.signer))
     assert bob.transform(encrypted, "g1").status_code == 200
     assert alice.remove_member("g1", group_key, "bob").status_code == 200
@@ -166,10 +190,7 @@ def test_a_removed_members_early_transform_is_never_released(make_actor, events)
 
 def test_a_revoked_devices_early_transform_is_never_released(make_actor, events) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = dataclasses.replace(
-        alice, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
-    )
-    laptop.add_device()
+    laptop = _second_device(alice)
     encrypted = bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
     assert laptop.transform(encrypted).status_code == 200
     assert alice.signed("DELETE", f"/v1/devices/{laptop.device_id}").status_code == 200
@@ -182,9 +203,7 @@ def test_a_revoked_devices_early_transform_is_never_released(make_actor, events)
 def test_a_chain_whose_keys_changed_is_transformed_again_with_the_database_keys(
     make_actor, events
 ) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = make_actor("alice"), make_actor("bob")
-    group_key = alice.create_group("g1")
-    assert alice.add_member("g1", group_key, bob).status_code == 201
+    alice, bob, group_key = _group_of_two(make_actor)
     session_key = Plaintext.generate()
     encrypted = bytes(encrypt(session_key, group_key.public_key, alice.signer))
     assert bob.transform(encrypted, "g1").status_code == 200
@@ -206,14 +225,7 @@ def test_a_rotated_device_is_not_guessed_and_gets_its_new_keys(make_actor, event
     encrypted = bytes(encrypt(session_key, alice.master, alice.signer))
     assert alice.transform(encrypted).status_code == 200
     old_key, new_key, new_signer = alice.device_key, PrivateKey.generate(), SigningKey.generate()
-    token = alice.token()
-    rotated = alice.signed(
-        "PUT",
-        f"/v1/devices/{alice.device_id}/keys",
-        alice.device_body(new_key, new_signer, token, alice.device_id),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert rotated.status_code == 200, rotated.text
+    _rotate(alice, new_key, new_signer)
     alice.device_key, alice.signer = new_key, new_signer
     events.clear()
 
@@ -252,14 +264,7 @@ def test_a_device_key_rotated_under_the_same_signing_key_gets_the_database_keys(
     encrypted = bytes(encrypt(session_key, alice.master, alice.signer))
     assert alice.transform(encrypted).status_code == 200
     old_key, new_key = alice.device_key, PrivateKey.generate()
-    token = alice.token()
-    rotated = alice.signed(
-        "PUT",
-        f"/v1/devices/{alice.device_id}/keys",
-        alice.device_body(new_key, alice.signer, token, alice.device_id),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert rotated.status_code == 200, rotated.text
+    _rotate(alice, new_key, alice.signer)
     events.clear()
 
     response = alice.transform(encrypted)  # guessed (same signer), but the keys differ
@@ -274,10 +279,7 @@ def test_a_malformed_ciphertext_is_422_from_an_authorized_device_and_403_from_a_
     make_actor, events
 ) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = dataclasses.replace(
-        alice, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
-    )
-    laptop.add_device()
+    laptop = _second_device(alice)
     encrypted = bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
     assert laptop.transform(encrypted).status_code == 200
     garbage = bytes([encrypted[0]]) + bytes(len(encrypted) - 1)
