@@ -1,6 +1,7 @@
 """Key service fixtures: a dev IdP, a settable clock, SQLite and PostgreSQL databases,
 and ``Actor``s (a user with a device) that speak the real HTTP API."""
 
+import dataclasses
 import json
 import secrets
 import time
@@ -120,6 +121,30 @@ class Actor:
             device_key=device_key.public_key,
             signer=signer,
             now=int(self.clock()),
+        )
+
+    def another_device(self) -> "Actor":
+        """The same user on a new device (new PRE and signing keys), not yet added."""
+        return dataclasses.replace(
+            self, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
+        )
+
+    def rotate(
+        self,
+        device_key: PrivateKey,
+        signer: SigningKey,
+        *,
+        device_id: str | None = None,
+        token: str | None = None,
+    ) -> Any:
+        """Replace a device's keys (by default this device's, with this user's JWT)."""
+        device_id = device_id or self.device_id
+        token = token or self.token()
+        return self.signed(
+            "PUT",
+            f"/v1/devices/{device_id}/keys",
+            self.device_body(device_key, signer, token, device_id),
+            headers={"Authorization": f"Bearer {token}"},
         )
 
     def add_device(self) -> str:

@@ -136,22 +136,14 @@ def _group_of_two(make_actor) -> tuple[Any, Any, PrivateKey]:  # type: ignore[no
 
 
 def _second_device(actor: Any) -> Any:
-    """The same user on another device (its own PRE and signing keys), added."""
-    device = dataclasses.replace(
-        actor, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
-    )
+    """The same user on another device, added."""
+    device = actor.another_device()
     device.add_device()
     return device
 
 
 def _rotate(actor: Any, device_key: PrivateKey, signer: SigningKey) -> None:
-    token = actor.token()
-    rotated = actor.signed(
-        "PUT",
-        f"/v1/devices/{actor.device_id}/keys",
-        actor.device_body(device_key, signer, token, actor.device_id),
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    rotated = actor.rotate(device_key, signer)
     assert rotated.status_code == 200, rotated.text
 
 

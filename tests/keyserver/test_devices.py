@@ -25,13 +25,6 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert response.json()["error"]["code"] == code, response.text
 
 
-def another_device(actor: Any) -> Any:
-    """The same user on a new device (new PRE and signing keys), not yet added."""
-    return dataclasses.replace(
-        actor, device_key=PrivateKey.generate(), signer=SigningKey.generate(), device_id=""
-    )
-
-
 def add_device(actor: Any, body: dict[str, Any], token: str) -> Any:
     return actor.client.post("/v1/devices", headers={"Authorization": f"Bearer {token}"}, json=body)
 
@@ -49,19 +42,9 @@ def devices_of(actor: Any) -> list[dict[str, Any]]:
     return devices
 
 
-def rotate(actor: Any, device_id: str, device_key: PrivateKey, signer: SigningKey) -> Any:
-    token = actor.token()
-    return actor.signed(
-        "PUT",
-        f"/v1/devices/{device_id}/keys",
-        actor.device_body(device_key, signer, token, device_id),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-
-
 def test_a_second_device_for_the_same_user_decrypts_transforms(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     assert laptop.add_device() != alice.device_id
     session_key = Plaintext.generate()
     encrypted = bytes(encrypt(session_key, alice.master, alice.signer))
@@ -77,7 +60,7 @@ def test_a_proof_made_with_another_users_key_is_403_invalid_proof(make_actor) ->
     # Mallory knows Alice's master public key and holds a fresh JWT for Alice, but signs
     # the proof (and makes the transform key) with her own user key.
     imposter = dataclasses.replace(
-        another_device(alice), user_key=mallory.user_key, master=alice.master
+        alice.another_device(), user_key=mallory.user_key, master=alice.master
     )
     token = alice.token()
     response = add_device(
@@ -89,7 +72,7 @@ def test_a_proof_made_with_another_users_key_is_403_invalid_proof(make_actor) ->
 
 def test_a_proof_bound_to_another_token_is_403_invalid_proof(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     body = alice.device_body(laptop.device_key, laptop.signer, alice.token(jti="first"))
     response = add_device(alice, body, alice.token(jti="second"))
     assert_error(response, 403, "invalid_proof")
@@ -97,7 +80,7 @@ def test_a_proof_bound_to_another_token_is_403_invalid_proof(make_actor) -> None
 
 def test_a_transform_key_for_another_device_key_is_422_transform_key_mismatch(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     token = alice.token()
     body = alice.device_body(PrivateKey.generate(), laptop.signer, token)
     body["public_key"] = b64encode(bytes(laptop.device_key.public_key))
@@ -107,7 +90,7 @@ def test_a_transform_key_for_another_device_key_is_422_transform_key_mismatch(ma
 @pytest.mark.parametrize("offset", [-200, 200], ids=["old", "future"])
 def test_a_proof_timestamp_200_s_off_is_400_stale_proof(make_actor, clock, offset) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     token = alice.token()  # fresh: only the proof's own timestamp is off
     clock.now += offset
     body = alice.device_body(laptop.device_key, laptop.signer, token)
@@ -117,7 +100,7 @@ def test_a_proof_timestamp_200_s_off_is_400_stale_proof(make_actor, clock, offse
 
 def test_adding_a_device_needs_a_fresh_token_and_a_registered_user(make_actor, clock) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     token = alice.token()
     clock.now += 200
     body = alice.device_body(laptop.device_key, laptop.signer, token)
@@ -131,7 +114,7 @@ def test_adding_a_device_needs_a_fresh_token_and_a_registered_user(make_actor, c
 
 def test_a_malformed_signing_key_is_422_invalid_encoding(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     token = alice.token()
     body = alice.device_body(laptop.device_key, laptop.signer, token)
     body["signing_key"] = b64encode(bytes(laptop.signer.verifying_key)[:31])
@@ -141,7 +124,7 @@ def test_a_malformed_signing_key_is_422_invalid_encoding(make_actor) -> None:  #
 def test_list_devices_shows_the_callers_devices_only(make_actor, clock) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_actor("alice"), make_actor("bob")
     clock.now += 5
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     laptop.add_device()
     listed = devices_of(laptop)
     assert [d["device_id"] for d in listed] == [alice.device_id, laptop.device_id]
@@ -158,7 +141,7 @@ def test_a_revoked_device_is_403_device_revoked_and_the_other_device_still_works
     make_actor, clock
 ) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     laptop.add_device()
     session_key = Plaintext.generate()
     encrypted = bytes(encrypt(session_key, alice.master, alice.signer))
@@ -188,7 +171,7 @@ def test_rotation_replaces_the_keys_of_the_calling_device(make_actor) -> None:  
     alice = make_actor("alice")
     before = dataclasses.replace(alice)
     new_key, new_signer = PrivateKey.generate(), SigningKey.generate()
-    response = rotate(alice, alice.device_id, new_key, new_signer)  # signed with the old key
+    response = alice.rotate(new_key, new_signer)  # signed with the old key
     assert response.status_code == 200 and response.json() == {"ok": True}, response.text
 
     # The old signing key no longer speaks for the device.
@@ -209,19 +192,13 @@ def test_rotation_replaces_the_keys_of_the_calling_device(make_actor) -> None:  
 
 def test_rotating_another_device_is_403(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_actor("alice"), make_actor("bob")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     laptop.add_device()
     new_key, new_signer = PrivateKey.generate(), SigningKey.generate()
-    assert_error(rotate(alice, laptop.device_id, new_key, new_signer), 403, "forbidden")
-    assert_error(rotate(bob, alice.device_id, new_key, new_signer), 403, "forbidden")
+    assert_error(alice.rotate(new_key, new_signer, device_id=laptop.device_id), 403, "forbidden")
+    assert_error(bob.rotate(new_key, new_signer, device_id=alice.device_id), 403, "forbidden")
     # A JWT for another user does not let a device rotate itself either.
-    token = bob.token()
-    response = alice.signed(
-        "PUT",
-        f"/v1/devices/{alice.device_id}/keys",
-        alice.device_body(new_key, new_signer, token, alice.device_id),
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    response = alice.rotate(new_key, new_signer, token=bob.token())
     assert_error(response, 403, "forbidden")
     assert b64decode(devices_of(alice)[0]["public_key"]) == bytes(alice.device_key.public_key)
 
@@ -280,7 +257,7 @@ def test_device_ids_digest_the_signing_key_and_reregistering_is_409(
 
 def test_the_public_device_record_names_the_user_and_follows_revocation(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     laptop.add_device()
     record = alice.client.get(f"/v1/devices/{laptop.device_id}")
     assert record.status_code == 200, record.text
@@ -306,7 +283,7 @@ def test_the_public_device_record_names_the_user_and_follows_revocation(make_act
 
 def test_a_device_needs_its_users_certificate_of_its_keys(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice, mallory = make_actor("alice"), make_actor("mallory")
-    laptop = another_device(alice)
+    laptop = alice.another_device()
     token = alice.token()
     body = alice.device_body(laptop.device_key, laptop.signer, token)
 
