@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veil.bench.timing import median_ms, median_us_batched
+from veil.bench.timing import median_ms, median_us_interleaved
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import decrypt, encrypt, generate_transform_key, transform
 from veil.crypto.sframe import SFrameReceiver, SFrameSender
@@ -77,14 +77,12 @@ def measure_frames(batches: int) -> dict[str, float]:
     def aesgcm_round_trip() -> bytes:
         return aead.decrypt(nonce, aead.encrypt(nonce, frame, None), None)
 
-    return {
-        "sframe_roundtrip_us": round(
-            median_us_batched(sframe_round_trip, batches=batches, size=200), 3
-        ),
-        "aesgcm_roundtrip_us": round(
-            median_us_batched(aesgcm_round_trip, batches=batches, size=200), 3
-        ),
-    }
+    medians = median_us_interleaved(
+        {"sframe_roundtrip_us": sframe_round_trip, "aesgcm_roundtrip_us": aesgcm_round_trip},
+        batches=batches,
+        size=200,
+    )
+    return {name: round(value, 3) for name, value in medians.items()}
 
 
 def run(runs: int) -> dict[str, float | int]:

@@ -9,10 +9,12 @@ piece, so that its own cost stays small beside the service's (httpx, which the S
 uses, added about 1.7 ms to every request's latency here). ``crypto_only_ms`` is the
 median of the server's own crypto for one request (two transforms and re-signing;
 the ciphertext's strict decode is cached after the first request, as in the server)
-run in this process.
+run in this process, a few runs after each quarter second of load, so that both see
+the same drift in the machine's speed.
 """
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -22,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h11
 import httpx
 
-from veil.bench.timing import median_ms
+from veil.bench.timing import samples_ms
 from veil.client.keyserver import DeviceSession, KeyServerClient
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt, generate_transform_key
@@ -140,36 +143,51 @@ class _Connection:
 
 
 async def _load(
-    port: int, sessions: list[DeviceSession], value: bytes, concurrency: int, duration: float
-) -> list[float]:
+    port: int,
+    sessions: list[DeviceSession],
+    value: bytes,
+    *,
+    concurrency: int,
+    duration: float,
+    phases: int = 1,
+    between_phases: Callable[[], object] = lambda: None,
+) -> tuple[list[float], float]:
+    """The latencies of a closed loop run in ``phases`` equal parts, and the seconds the
+    parts took; ``between_phases`` runs after each part, when no request is in flight."""
     body = json.dumps({"encrypted_key": b64encode(value), "group_id": GROUP}).encode()
     latencies: list[float] = []
-    end = time.monotonic() + duration
 
-    async def worker(index: int) -> None:
+    async def worker(index: int, connection: _Connection, end: float) -> None:
         device = sessions[index % len(sessions)]
-        connection = await _Connection.open(port)
-        try:
-            while time.monotonic() < end:
-                headers = sign_request(
-                    device.signer, device.device_id, "POST", "/v1/transform", "", body,
-                    int(time.time()),
-                )  # fmt: skip
-                headers["content-type"] = "application/json"
-                start = time.perf_counter()
-                status, answer = await connection.post("/v1/transform", body, headers)
-                latencies.append(time.perf_counter() - start)
-                if status != 200:
-                    raise RuntimeError(f"transform failed: {status} {answer[:200]!r}")
-        finally:
+        while time.monotonic() < end:
+            headers = sign_request(
+                device.signer, device.device_id, "POST", "/v1/transform", "", body,
+                int(time.time()),
+            )  # fmt: skip
+            headers["content-type"] = "application/json"
+            start = time.perf_counter()
+            status, answer = await connection.post("/v1/transform", body, headers)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"transform failed: {status} {answer[:200]!r}")
+
+    connections = [await _Connection.open(port) for _ in range(concurrency)]
+    elapsed = 0.0
+    try:
+        for _ in range(phases):
+            started = time.monotonic()
+            end = started + duration / phases
+            await asyncio.gather(*(worker(i, c, end) for i, c in enumerate(connections)))
+            elapsed += time.monotonic() - started
+            between_phases()
+    finally:
+        for connection in connections:
             connection.close()
-
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return latencies
+    return latencies, elapsed
 
 
-def crypto_only_ms(runs: int) -> float:
-    """The server's crypto for one request, measured here (warm transform-key cache)."""
+def crypto_only() -> Callable[[], object]:
+    """The server's crypto for one request, to run here (warm transform-key cache)."""
     signer = SigningKey.generate()
     group, user, device = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
     keys = [
@@ -178,7 +196,7 @@ def crypto_only_ms(runs: int) -> float:
     ]
     value = bytes(encrypt(Plaintext.generate(), group.public_key, signer))
     transformer._init_worker(secrets.token_bytes(32))
-    return median_ms(lambda: transformer.transform_chain(value, keys), runs=runs)
+    return lambda: transformer.transform_chain(value, keys)
 
 
 def run(
@@ -190,7 +208,15 @@ def run(
     database_url: str | None,
     transform_workers: int = 1,
 ) -> dict[str, Any]:
-    crypto_ms = crypto_only_ms(100)  # before the server starts, on a quiet machine
+    crypto = crypto_only()
+    samples_ms(crypto, runs=5)  # warm-up
+    # Timed between quarter-second phases of the load, when no request is in flight.
+    # This shared machine's speed drifts within a second (the same transform took 7.6
+    # or 11.2 ms): timed once before the load, p50 / crypto_only ranged over 1.05-1.47
+    # in five runs; timed between phases, over 1.25-1.30 in six.
+    phases = max(1, round(duration * 4))
+    crypto_ms: list[float] = []
+    runs_per_phase = max(3, 100 // phases)
     idp = DevIdentityProvider(lifetime=3600)
     with tempfile.TemporaryDirectory(prefix="veil-bench-") as data_dir:
         env = {
@@ -209,10 +235,17 @@ def run(
         process = start_server(env, port, workers)
         try:
             sessions, value = asyncio.run(_setup(base_url, idp, members))
-            asyncio.run(_load(port, sessions, value, concurrency, min(1.0, duration)))  # warm-up
-            started = time.monotonic()
-            latencies = asyncio.run(_load(port, sessions, value, concurrency, duration))
-            elapsed = time.monotonic() - started
+            load = functools.partial(_load, port, sessions, value, concurrency=concurrency)
+            asyncio.run(load(duration=min(1.0, duration)))  # warm-up
+            latencies, elapsed = asyncio.run(
+                load(
+                    duration=duration,
+                    phases=phases,
+                    between_phases=lambda: crypto_ms.extend(
+                        samples_ms(crypto, runs=runs_per_phase)
+                    ),
+                )
+            )
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -229,5 +262,5 @@ def run(
         "requests": len(latencies),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
-        "crypto_only_ms": round(crypto_ms, 3),
+        "crypto_only_ms": round(statistics.median(crypto_ms), 3),
     }
