@@ -234,7 +234,7 @@ def check_sender(v: Vector) -> None:
     sender = SFrameSender(kid, _hex(v, "base_key"), suite=suite)
     # The sender counts from 0 and has no setter; 17767 protect calls would only spend
     # time, so jump its private counter to the vector's.
-    sender._ctr = ctr
+    sender._seek(ctr)
     assert sender.protect(_hex(v, "pt"), _hex(v, "metadata")) == _hex(v, "ct")
     assert repr(sender) == f"SFrameSender(kid={kid}, ctr={ctr + 1})"
 
@@ -445,9 +445,23 @@ def test_sender_counts_from_zero() -> None:
     assert headers == [SFrameHeader(KID, ctr) for ctr in range(10)]
 
 
+@pytest.mark.parametrize("start", [0, 250, 2**16 - 6, 2**24 - 6, 2**56 - 6, MAX_VALUE - 260])
+@pytest.mark.parametrize("kid", [3, KID])
+def test_sender_frames_follow_section_4_4_3_across_counter_blocks(start: int, kid: int) -> None:
+    """The sender makes headers and nonces 256 counters at a time: each frame must still
+    be the header, then the AEAD of the payload under salt XOR counter (§4.4.3)."""
+    state = sframe._KeyState(CipherSuite.AES_256_GCM_SHA512_128, kid, BASE_KEY, 1)
+    sender = SFrameSender(kid, BASE_KEY)
+    sender._seek(start)
+    for ctr in range(start, start + 12):
+        header = encode_header(kid, ctr)
+        expected = header + state.encrypt(state.nonce(ctr), b"frame", header + b"meta")
+        assert sender.protect(b"frame", b"meta") == expected
+
+
 def test_sender_refuses_to_reuse_the_last_counter() -> None:
     sender, receiver = _pair()
-    sender._ctr = MAX_VALUE  # no public setter; 2^64 frames are out of reach
+    sender._seek(MAX_VALUE)  # no public setter; 2^64 frames are out of reach
     frame = sender.protect(b"last")
     assert SFrameHeader.parse(frame)[0] == SFrameHeader(KID, MAX_VALUE)
     assert receiver.unprotect(frame) == b"last"
@@ -700,7 +714,7 @@ def test_replay_window_jump_to_the_largest_counter() -> None:
 def test_receiver_survives_a_counter_jump_to_the_largest_value() -> None:
     sender, receiver = _pair()
     receiver.unprotect(sender.protect(b"first"))
-    sender._ctr = MAX_VALUE  # no public setter
+    sender._seek(MAX_VALUE)  # no public setter
     assert receiver.unprotect(sender.protect(b"last")) == b"last"
 
 

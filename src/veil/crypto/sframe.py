@@ -198,21 +198,21 @@ class _KeyState:
 class ReplayWindow:
     """Accepts each counter once, and none more than ``size`` behind the highest seen."""
 
-    __slots__ = ("_full", "_mask", "_size", "top")
+    __slots__ = ("_size", "full", "mask", "top")
 
     def __init__(self, size: int = DEFAULT_REPLAY_WINDOW) -> None:
         if size < 1:
             raise ValueError("a replay window holds at least one counter")
         self._size = size
-        self._full = (1 << size) - 1
+        self.full = (1 << size) - 1
         self.top = -1
-        self._mask = 0  # bit i set: counter top - i was accepted
+        self.mask = 0  # bit i set: counter top - i was accepted
 
     def check(self, ctr: int) -> None:
         if ctr > self.top:
             return
         behind = self.top - ctr
-        if behind >= self._size or (self._mask >> behind) & 1:
+        if behind >= self._size or (self.mask >> behind) & 1:
             raise ReplayedFrame
 
     def accept(self, ctr: int) -> None:
@@ -221,16 +221,19 @@ class ReplayWindow:
             shift = ctr - self.top
             # Past a whole window nothing older survives; shifting further would only
             # allocate (a forged jump to 2^64 must not cost memory).
-            self._mask = ((self._mask << shift) | 1) & self._full if shift < self._size else 1
+            self.mask = ((self.mask << shift) | 1) & self.full if shift < self._size else 1
             self.top = ctr
         else:
-            self._mask |= 1 << (self.top - ctr)
+            self.mask |= 1 << (self.top - ctr)
+
+
+_BYTES: Final = tuple(bytes((i,)) for i in range(256))
 
 
 class SFrameSender:
     """Protects one sender's frames under one KID, counting from 0."""
 
-    __slots__ = ("_ctr", "_encrypt", "_heads", "_kid", "_prefixes", "_salt")
+    __slots__ = ("_ctr", "_encrypt", "_heads", "_kid", "_nonces", "_prefixes", "_salt")
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
 
     def __init__(self, kid: int, base_key: bytes, *, suite: CipherSuite = DEFAULT_SUITE) -> None:
@@ -239,30 +242,48 @@ class SFrameSender:
         state = _KeyState(suite, kid, base_key, 1)
         self._encrypt, self._salt = state.encrypt, state.salt
         self._ctr = 0
-        # Every header this sender can write is one of these, plus the counter bytes:
-        # precomputed because protect() runs for every media frame.
+        # A header with an n-byte counter is _prefixes[n] and those bytes.
         kid_bits, kid_bytes = _field(kid)
-        self._heads = [bytes(((kid_bits << 4) | ctr,)) + kid_bytes for ctr in range(8)]
         self._prefixes = [b""] + [
             bytes(((kid_bits << 4) | 0b1000 | (size - 1),)) + kid_bytes for size in range(1, 9)
         ]
+        self._fill(0)
 
     @property
     def kid(self) -> int:
         return self._kid
 
+    def _fill(self, block: int) -> None:
+        """The headers and nonces of the 256 counters from ``block`` (a multiple of 256),
+        made together for a list index each in protect(), which runs for every frame."""
+        if block > MAX_VALUE:
+            raise OverflowError("SFrame counter exhausted: derive a new key")
+        if block:  # every counter of the block has the same size and leading bytes
+            size = (block.bit_length() + 7) >> 3
+            stem = self._prefixes[size] + (block >> 8).to_bytes(size - 1, "big")
+            self._heads = [stem + low for low in _BYTES]
+        else:  # counters below 8 fit in the config byte (§4.3)
+            short = [encode_header(self._kid, ctr) for ctr in range(8)]
+            self._heads = short + [self._prefixes[1] + low for low in _BYTES[8:]]
+        # §4.4.3: the salt XOR the counter; the counters differ in their last byte only.
+        masked = self._salt ^ block
+        stem = (masked >> 8).to_bytes(11, "big")
+        self._nonces = [stem + _BYTES[(masked ^ low) & 0xFF] for low in range(256)]
+
+    def _seek(self, ctr: int) -> None:
+        """Continue from ``ctr``: for tests, which cannot send 2^64 frames."""
+        self._fill(ctr & ~0xFF)
+        self._ctr = ctr
+
     def protect(self, payload: bytes, metadata: bytes = b"") -> bytes:
         ctr = self._ctr
-        if ctr < 8:
-            head = self._heads[ctr]
-        elif ctr <= MAX_VALUE:
-            size = (ctr.bit_length() + 7) >> 3
-            head = self._prefixes[size] + ctr.to_bytes(size, "big")
-        else:
-            raise OverflowError("SFrame counter exhausted: derive a new key")
+        low = ctr & 0xFF
+        if not low and ctr:
+            self._fill(ctr)
+        head = self._heads[low]
         self._ctr = ctr + 1
         aad = head + metadata if metadata else head
-        return head + self._encrypt((self._salt ^ ctr).to_bytes(12, "big"), payload, aad)
+        return head + self._encrypt(self._nonces[low], payload, aad)
 
     def __repr__(self) -> str:
         return f"SFrameSender(kid={self._kid}, ctr={self._ctr})"
@@ -314,7 +335,8 @@ class SFrameReceiver:
             raise UnknownKeyId(f"no SFrame key for KID {kid}")
         ctr = (value >> ctr_shift) & ctr_mask
         window = state.window
-        if ctr <= window.top:
+        top = window.top
+        if ctr <= top:
             window.check(ctr)
         try:
             payload = state.decrypt(
@@ -324,7 +346,11 @@ class SFrameReceiver:
             )
         except InvalidTag:
             raise DecryptionError from None
-        window.accept(ctr)
+        if ctr == top + 1:  # the next frame in order: ReplayWindow.accept, inlined
+            window.mask = ((window.mask << 1) | 1) & window.full
+            window.top = ctr
+        else:
+            window.accept(ctr)
         return payload
 
     def __repr__(self) -> str:
