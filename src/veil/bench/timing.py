@@ -30,14 +30,15 @@ def median_us_interleaved(
     For operations of a few microseconds, where one timer read per call would be a
     visible part of the measurement. The operations take turns batch by batch, so a
     machine whose speed drifts during the run (as a shared two-core one does) slows
-    them alike and leaves their ratio alone.
+    them alike and leaves their ratio alone. Their order alternates too.
     """
     samples: dict[str, list[float]] = {name: [] for name in operations}
     for operation in operations.values():  # warm-up
         for _ in range(size):
             operation()
-    for _ in range(batches):
-        for name, operation in operations.items():
+    turns = list(operations.items())
+    for batch in range(batches):
+        for name, operation in turns if batch % 2 else reversed(turns):
             start = time.perf_counter_ns()
             for _ in range(size):
                 operation()

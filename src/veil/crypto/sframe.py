@@ -190,8 +190,8 @@ class _KeyState:
         self.window = ReplayWindow(window)
 
     def nonce(self, ctr: int) -> bytes:
-        """§4.4.3: the salt XOR the counter, left-padded to the nonce size. (protect() and
-        unprotect() inline this, as they run for every frame.)"""
+        """§4.4.3: the salt XOR the counter, left-padded to the nonce size. (unprotect()
+        inlines this and the sender makes 256 at a time, as both run for every frame.)"""
         return (self.salt ^ ctr).to_bytes(12, "big")
 
 
@@ -231,7 +231,12 @@ _BYTES: Final = tuple(bytes((i,)) for i in range(256))
 
 
 class SFrameSender:
-    """Protects one sender's frames under one KID, counting from 0."""
+    """Protects one sender's frames under one KID, counting from 0.
+
+    Not thread-safe: two threads protecting at once could use one counter twice, and
+    so one nonce. Give each thread its own sender (and KID), or hold a lock. (On an
+    event loop it is safe: ``protect`` never awaits.) It holds the headers and nonces
+    of 256 counters at a time, about 28 kB."""
 
     __slots__ = ("_ctr", "_encrypt", "_heads", "_kid", "_nonces", "_prefixes", "_salt")
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
@@ -290,7 +295,10 @@ class SFrameSender:
 
 
 class SFrameReceiver:
-    """Unprotects frames for every KID it holds a key for, each with its replay window."""
+    """Unprotects frames for every KID it holds a key for, each with its replay window.
+
+    Not thread-safe: unprotecting on two threads at once could accept a frame twice.
+    """
 
     __slots__ = ("_keys", "_window")
 
@@ -335,8 +343,7 @@ class SFrameReceiver:
             raise UnknownKeyId(f"no SFrame key for KID {kid}")
         ctr = (value >> ctr_shift) & ctr_mask
         window = state.window
-        top = window.top
-        if ctr <= top:
+        if ctr <= window.top:
             window.check(ctr)
         try:
             payload = state.decrypt(
@@ -346,7 +353,7 @@ class SFrameReceiver:
             )
         except InvalidTag:
             raise DecryptionError from None
-        if ctr == top + 1:  # the next frame in order: ReplayWindow.accept, inlined
+        if ctr == window.top + 1:  # the next frame in order: ReplayWindow.accept, inlined
             window.mask = ((window.mask << 1) | 1) & window.full
             window.top = ctr
         else:
