@@ -48,6 +48,17 @@ def test_ratio_is_peer_over_veil() -> None:
     }
 
 
+def test_a_missing_peer_script_is_said_before_measuring(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    def measure(runs: int) -> None:
+        raise AssertionError("measured before finding the peer")
+
+    monkeypatch.setattr("veil.bench.crypto.run", measure)
+    assert main(["bench", "crypto", "--peer", "--peer-script", "/nonexistent/recrypt.sh"]) == 2
+    error = capsys.readouterr().err
+    assert "recrypt peer script was not found at /nonexistent/recrypt.sh" in error
+    assert "Traceback" not in error
+
+
 def test_bad_runs_is_a_usage_error(capsys: object) -> None:
     assert main(["bench", "crypto", "--runs", "0"]) == 2
 

@@ -42,14 +42,59 @@ def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (["--database-url", "mysql://x/y"], "--database-url must be sqlite:///"),
         (["--workers", "2"], "all services in one process run one worker"),
         (["--idp", "--workers", "2"], "the dev IdP holds its key in memory"),
-        (["--keyserver", "--fanout-url", "redis://127.0.0.1"], "--fanout-url is for the conf"),
+        (["--keyserver", "--fanout-url", "redis://127.0.0.1"], "--fanout-url has no effect on"),
         (["--port", "70000"], "--port must lie in 0..65535"),
+        (["--host", "0.0.0.0"], "the dev IdP signs a token for any user who asks"),  # noqa: S104
+        (["--idp", "--host", "idp.example"], "so it listens on loopback only"),
+        (["--jwks-url", "http://127.0.0.1:1/j"], "--jwks-url has no effect on all services"),
+        (["--idp", "--database-url", "sqlite:///x"], "--database-url has no effect on the dev"),
+        (
+            ["--conference", "--jwks-url", "http://127.0.0.1:1/j", "--transform-workers", "1"],
+            "--transform-workers has no effect on the conference service",
+        ),
     ],
 )
 def test_bad_configuration_is_refused_before_anything_starts(args: list[str], message: str) -> None:
     completed = veil("serve", *args)
     assert completed.returncode == 2, completed.stderr
     assert message in completed.stderr
+
+
+JWKS_URL = "http://127.0.0.1:1/.well-known/jwks.json"
+SECRET_TEXT = "not-a-secret-of-32-bytes-but-it-must-not-be-echoed"  # noqa: S105
+
+
+@pytest.mark.parametrize(
+    ("role", "env", "message"),
+    [
+        ("--conference", {"VEIL_JWKS_URL": JWKS_URL}, "pass --keyserver-url"),  # JWKS URL taken
+        (
+            "--keyserver",
+            {"VEIL_JWKS_URL": JWKS_URL, "VEIL_SERVICE_SECRET": SECRET_TEXT},
+            "VEIL_SERVICE_SECRET must be 32 random bytes",
+        ),
+        (
+            "--keyserver",
+            {"VEIL_JWKS_URL": JWKS_URL, "VEIL_TRANSFORM_WORKERS": "many"},
+            "VEIL_TRANSFORM_WORKERS must be an integer",
+        ),
+        ("--keyserver", {"VEIL_JWKS": "{not json"}, "VEIL_JWKS must hold a JSON document"),
+        ("--keyserver", {"VEIL_JWKS": "{}", "VEIL_JWKS_URL": JWKS_URL}, "(not both)"),
+        (
+            "--conference",
+            {"VEIL_JWKS_URL": JWKS_URL, "VEIL_KEYSERVER_URL": "ftp://127.0.0.1"},
+            "keyserver_url must be an http(s) URL",
+        ),
+    ],
+)
+def test_bad_variables_are_refused_before_any_worker_starts(
+    role: str, env: dict[str, str], message: str
+) -> None:
+    completed = veil("serve", role, env=env)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert SECRET_TEXT not in completed.stderr
 
 
 def test_the_services_refuse_to_share_a_token_audience() -> None:
@@ -152,11 +197,17 @@ def test_each_service_in_its_own_process(tmp_path: Path) -> None:
     jwks = f"{idp_url}/.well-known/jwks.json"
     with process("serve", "--idp", "--port", str(idp_port)) as idp:
         wait_for(jwks, idp)
+        # The key service is configured by variables alone, the conference by flags.
         with process(
-            "serve", "--keyserver", "--port", str(ks_port), "--jwks-url", jwks,
-            "--data-dir", str(tmp_path), "--transform-workers", "0",
+            "serve", "--keyserver", "--port", str(ks_port),
+            env={
+                "VEIL_JWKS_URL": jwks, "VEIL_DATA_DIR": str(tmp_path / "keyserver"),
+                "VEIL_TRANSFORM_WORKERS": "0",
+            },
         ) as keyserver:  # fmt: skip
             wait_for(f"{ks_url}/v1/service", keyserver)
+            assert (tmp_path / "keyserver" / "keyserver.secret").exists()
+            assert (tmp_path / "keyserver" / "keyserver.sqlite3").exists()
             with process(
                 "serve", "--conference", "--port", str(conf_port), "--jwks-url", jwks,
                 "--keyserver-url", ks_url, "--data-dir", str(tmp_path),

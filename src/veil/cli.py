@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,32 +16,42 @@ def _bench_crypto(args: argparse.Namespace) -> int:
     from veil.bench import crypto
 
     console = Console(stderr=True)
+    script = None
+    if args.peer:  # look before measuring anything
+        try:
+            script = crypto.find_peer_script(args.peer_script)
+        except FileNotFoundError as error:
+            print(f"veil bench crypto: {error}", file=sys.stderr)
+            return 2
     if not args.json:
         console.print(f"[bold]veil bench crypto[/] — medians of {args.runs} runs")
     measured = crypto.run(args.runs)
     result: dict[str, object] = dict(measured)
     peer = ratio = None
-    if args.peer:
-        peer = crypto.run_peer(crypto.find_peer_script(args.peer_script), args.runs)
+    if script is not None:
+        peer = crypto.run_peer(script, args.runs)
         ratio = crypto.ratios(measured, peer)
         result["peer"], result["ratio"] = peer, ratio
     if args.json:
         print(json.dumps(result))
         return 0
-    table = Table("operation", "veil", "recrypt" if peer else "", "recrypt / veil" if peer else "")
+    table = Table("operation", "veil", *(("recrypt", "recrypt / veil") if peer else ()))
+
+    def row(name: str, veil: str, recrypt: str = "", times: str = "") -> None:
+        table.add_row(name, veil, *((recrypt, times) if peer else ()))
+
     for name in crypto.PRE_OPERATIONS:
-        table.add_row(
+        row(
             name,
             f"{result[name]:.3f} ms",
             f"{peer[name]:.3f} ms" if peer and name in peer else "",
             f"{ratio[name]:.1f}x" if ratio and name in ratio else "",
         )
     for level in range(3):
-        key = f"bytes_l{level}"
-        table.add_row(f"ciphertext level {level}", f"{result[key]} B", "", "")
+        row(f"ciphertext level {level}", f"{result[f'bytes_l{level}']} B")
     sframe, aes = measured["sframe_roundtrip_us"], measured["aesgcm_roundtrip_us"]
-    table.add_row("SFrame round trip, 1,200 B (suite 5)", f"{sframe:.2f} µs", "", "")
-    table.add_row("bare AES-256-GCM round trip, 1,200 B", f"{aes:.2f} µs", "", "")
+    row("SFrame round trip, 1,200 B (suite 5)", f"{sframe:.2f} µs")
+    row("bare AES-256-GCM round trip, 1,200 B", f"{aes:.2f} µs")
     Console().print(table)
     Console().print(f"SFrame / bare AES-GCM: {sframe / aes:.2f}x")
     return 0
@@ -101,15 +112,17 @@ def _bench_meeting(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    import os
-
-    from veil.keyserver.maintenance import verify_audit
+    from veil.keyserver.maintenance import AuditUnreadable, verify_audit
 
     url = args.database_url or os.environ.get("VEIL_DATABASE_URL")
     if not url:
         print("veil: give --database-url or set VEIL_DATABASE_URL", file=sys.stderr)
         return 2
-    report = verify_audit(url)
+    try:
+        report = verify_audit(url)
+    except AuditUnreadable as error:
+        print(f"veil audit verify: {error}", file=sys.stderr)
+        return 2
     if report.ok:
         print(f"audit chain intact: {report.entries} entries")
         return 0
@@ -197,7 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
         role=roles[0] if roles else "all",
         host=args.host,
         port=args.port,
-        data_dir=Path(args.data_dir),
+        data_dir=Path(args.data_dir or os.environ.get("VEIL_DATA_DIR") or "./veil-data"),
         database_url=args.database_url,
         fanout_url=args.fanout_url,
         jwks_url=args.jwks_url,
@@ -233,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the conference service in this process on loopback, then runs a meeting of N SDK "
         "clients: media, chat, an uninvited imposter, a leave, a rekey, the end. Exit "
         "status 0 only if every check passed. Meeting timers are shortened for the demo "
-        "(the library's defaults are the seed's: 10 s debounce, 5 min ratchet, 1/5/10/10 s "
+        "(the library's defaults: 10 s debounce, 5 min ratchet, 1/5/10/10 s "
         "join retries).",
     )
     demo.add_argument(
@@ -268,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (defaults: key service 8470, conference "
                      "8471, IdP 8472; 0 for any free ports, printed at start)")  # fmt: skip
-    srv.add_argument("--data-dir", default="./veil-data", help="SQLite files and the key "
-                     "service secret (default ./veil-data)")  # fmt: skip
+    srv.add_argument("--data-dir", help="SQLite files and the key service secret (default: "
+                     "$VEIL_DATA_DIR, else ./veil-data)")  # fmt: skip
     srv.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql://...")
     srv.add_argument("--fanout-url", metavar="URL", help="redis://... or nats://... so "
                      "conference replicas share rooms (default: in memory)")  # fmt: skip
@@ -346,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser(
         "verify",
         help="check the whole hash chain; name the first broken entry (exit 1 if broken)",
+        description="Checks the key service's audit log, entry by entry. Exit status: 0 "
+        "the chain is intact; 1 it is broken (the first broken entry is named); 2 the log "
+        "could not be read (no such database, no audit table, no connection).",
     )
     verify.add_argument(
         "--database-url", metavar="URL", help="key service database (default $VEIL_DATABASE_URL)"

@@ -8,6 +8,7 @@ anything starts.
 """
 
 import asyncio
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
@@ -16,16 +17,30 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from veil.conference.settings import ConferenceSettings
 from veil.idp import DevIdentityProvider
 from veil.idp import create_app as create_idp
-from veil.keyserver.settings import load_or_create_secret
+from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import run_stack
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
 
 
-_NAMES = {"keyserver": "key service", "conference": "conference service", "idp": "dev IdP"}
+_NAMES = {
+    "keyserver": "the key service",
+    "conference": "the conference service",
+    "idp": "the dev IdP",
+    "all": "all services in one process",
+}
+_ROLE_FLAGS = {
+    "all": ("database_url", "fanout_url", "transform_workers"),
+    "idp": (),
+    "keyserver": ("database_url", "jwks_url", "transform_workers"),
+    "conference": ("database_url", "fanout_url", "jwks_url", "keyserver_url"),
+}
+"""The optional flags each role reads, of all of these:"""
+_OPTIONAL_FLAGS = ("database_url", "fanout_url", "jwks_url", "keyserver_url", "transform_workers")
 
 
 class ConfigurationError(ValueError):
@@ -59,6 +74,13 @@ class ServeOptions:
             raise ConfigurationError("--database-url must be sqlite:///... or postgresql://...")
         if self.fanout_url and urlsplit(self.fanout_url).scheme not in ("redis", "rediss", "nats"):
             raise ConfigurationError("--fanout-url must be redis://, rediss:// or nats://")
+        self._check_flags_apply()
+        if self.role in ("all", "idp") and not _is_loopback(self.host):
+            raise ConfigurationError(
+                "the dev IdP signs a token for any user who asks, so it listens on loopback "
+                "only; to serve other machines, run --keyserver and --conference with your "
+                "own IdP's --jwks-url"
+            )
         if self.role == "all":
             if self.workers != 1:
                 raise ConfigurationError(
@@ -66,10 +88,10 @@ class ServeOptions:
                     "(--keyserver, --conference) to use --workers"
                 )
             return
-        if self.fanout_url and self.role != "conference":
-            raise ConfigurationError("--fanout-url is for the conference service")
-        if self.role == "idp" and self.workers != 1:
-            raise ConfigurationError("the dev IdP holds its key in memory: it runs one worker")
+        if self.role == "idp":
+            if self.workers != 1:
+                raise ConfigurationError("the dev IdP holds its key in memory: it runs one worker")
+            return
         audiences = (
             os.environ.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
             os.environ.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
@@ -79,19 +101,56 @@ class ServeOptions:
                 "VEIL_KEYSERVER_AUDIENCE and VEIL_CONFERENCE_AUDIENCE must differ: a service "
                 "that could replay users' tokens at the other could open split-trust escrows"
             )
-        needs_jwks = self.role in ("keyserver", "conference")
-        if needs_jwks and not (self.jwks_url or os.environ.get("VEIL_JWKS")):
+        env = self.environment()
+        jwks_sources = ("VEIL_JWKS_URL" in env) + ("VEIL_JWKS" in env)
+        if jwks_sources != 1:
             raise ConfigurationError(
-                f"the {_NAMES[self.role]} verifies JWTs: pass --jwks-url (your IdP's JWKS, e.g. "
-                "http://127.0.0.1:8472/.well-known/jwks.json) or set VEIL_JWKS"
+                f"{_NAMES[self.role]} verifies JWTs: pass --jwks-url (your IdP's JWKS, e.g. "
+                "http://127.0.0.1:8472/.well-known/jwks.json) or set VEIL_JWKS_URL, or put "
+                "the JWKS itself in VEIL_JWKS" + (" (not both)" if jwks_sources else "")
             )
-        if self.role == "conference" and not (
-            self.keyserver_url or os.environ.get("VEIL_KEYSERVER_URL")
-        ):
+        if self.role == "conference" and "VEIL_KEYSERVER_URL" not in env:
             raise ConfigurationError(
                 "the conference service checks devices at the key service: pass "
                 "--keyserver-url or set VEIL_KEYSERVER_URL"
             )
+        try:  # what each worker will build from the same variables
+            if self.role == "keyserver":
+                KeyServerSettings.from_env(env, service_secret=bytes(32))
+            else:
+                ConferenceSettings.from_env(env)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+
+    def _check_flags_apply(self) -> None:
+        """Refuse a flag the chosen role would ignore: the operator meant something."""
+        for name in _OPTIONAL_FLAGS:
+            if getattr(self, name) is not None and name not in _ROLE_FLAGS[self.role]:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigurationError(f"{flag} has no effect on {_NAMES[self.role]}")
+
+    def environment(self) -> dict[str, str]:
+        """``os.environ`` with the flags' settings on top: what a service worker reads."""
+        flags = {
+            "VEIL_DATA_DIR": str(self.data_dir),
+            "VEIL_DATABASE_URL": self.database_url,
+            "VEIL_JWKS_URL": self.jwks_url,
+            "VEIL_KEYSERVER_URL": self.keyserver_url,
+            "VEIL_FANOUT_URL": self.fanout_url,
+            "VEIL_TRANSFORM_WORKERS": None
+            if self.transform_workers is None
+            else str(self.transform_workers),
+        }
+        return {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost may resolve anywhere
+        return False
 
 
 def serve(options: ServeOptions) -> None:
@@ -110,23 +169,22 @@ def serve(options: ServeOptions) -> None:
 def _serve_one(options: ServeOptions) -> None:
     """One service with uvicorn workers; settings travel in ``VEIL_*`` variables so each
     worker process builds the same app."""
-    env = {
-        "VEIL_DATA_DIR": str(options.data_dir),
-        "VEIL_DATABASE_URL": options.database_url,
-        "VEIL_JWKS_URL": options.jwks_url,
-        "VEIL_KEYSERVER_URL": options.keyserver_url,
-        "VEIL_FANOUT_URL": options.fanout_url,
-        "VEIL_TRANSFORM_WORKERS": None
-        if options.transform_workers is None
-        else str(options.transform_workers),
-    }
-    os.environ.update({k: v for k, v in env.items() if v is not None})
-    if options.role == "keyserver" and "VEIL_SERVICE_SECRET" not in os.environ:
-        # Create the shared secret once, before the workers start, so they all read it.
-        load_or_create_secret(options.data_dir / "keyserver.secret")
+    os.environ.update(options.environment())
     factory = f"veil.{options.role}.app:create_app_from_env"
     port = DEFAULT_PORTS[options.role] if options.port is None else options.port
     print(f"veil {options.role} on http://{options.host}:{port}", flush=True)
+    if options.role == "keyserver" and "VEIL_SERVICE_SECRET" not in os.environ:
+        # Created once, before the workers start, so they all read the same one.
+        path = options.data_dir / "keyserver.secret"
+        try:
+            load_or_create_secret(path)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        print(
+            f"service secret: {path} (replicas on other machines must share it: set "
+            "VEIL_SERVICE_SECRET)",
+            flush=True,
+        )
     uvicorn.run(
         factory, factory=True, host=options.host, port=port, workers=options.workers,
         log_level="info",

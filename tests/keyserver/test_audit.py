@@ -2,7 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, event, select, text
 
 from veil.crypto.keys import Plaintext
@@ -94,6 +96,31 @@ def test_cli_audit_verify(make_actor, database_url) -> None:  # type: ignore[no-
     broken = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert broken.returncode == 1
     assert "BROKEN at entry 2" in broken.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///{tmp}/missing.sqlite3", "no SQLite database at"),
+        ("sqlite:///{tmp}/empty.sqlite3", "cannot read the audit log at"),
+        ("{tmp}/plain-path", "not a database URL"),
+        ("mysql://root@127.0.0.1/test", "not a database URL"),
+        ("postgresql://veil:hunter2@127.0.0.1:1/none", "cannot read the audit log at"),
+    ],
+)
+def test_cli_audit_verify_cannot_read_is_exit_2_not_broken(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    """Monitoring must tell a tampered log (exit 1) from one it could not read."""
+    (tmp_path / "empty.sqlite3").touch()  # a database without the key service's tables
+    url = url.format(tmp=tmp_path)
+    command = [sys.executable, "-m", "veil.cli", "audit", "verify", "--database-url", url]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "hunter2" not in completed.stderr
+    assert not (tmp_path / "missing.sqlite3").exists()  # looking created nothing
 
 
 def test_a_routes_own_writes_reach_the_database_before_the_audit_head_is_locked(

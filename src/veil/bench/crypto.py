@@ -90,6 +90,9 @@ def run(runs: int) -> dict[str, float | int]:
 
 
 def find_peer_script(explicit: str | None) -> Path:
+    """The script that times IronCore's recrypt: ``--peer-script``, or ``recrypt.sh`` in
+    the ``shared/peers`` folder beside the checkout (the team's shared material, not
+    part of the repository)."""
     candidates = (
         [Path(explicit)]
         if explicit
@@ -101,10 +104,10 @@ def find_peer_script(explicit: str | None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
+    looked = ", ".join(dict.fromkeys(str(p) for p in candidates))
     raise FileNotFoundError(
-        "recrypt peer script not found (looked at "
-        + ", ".join(str(p) for p in candidates)
-        + "); pass --peer-script"
+        f"the recrypt peer script was not found at {looked}: it lives in the team's shared "
+        "folder beside the checkout (shared/peers/recrypt.sh); pass --peer-script PATH"
     )
 
 

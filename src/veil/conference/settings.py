@@ -1,6 +1,5 @@
 """Conference service settings: one frozen value, built from the environment or by hand."""
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
+from veil.web.env import env_json
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class ConferenceSettings:
             "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
             "audience": env.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
             "jwks_url": env.get("VEIL_JWKS_URL"),
-            "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
+            "jwks": env_json(env, "VEIL_JWKS"),
             "fanout_url": env.get("VEIL_FANOUT_URL") or None,
         }
         values.update(overrides)

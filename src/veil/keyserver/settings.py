@@ -1,6 +1,5 @@
 """Key service settings: one frozen value, built from the environment or by hand."""
 
-import json
 import os
 import secrets
 import time
@@ -9,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE, b64decode
+from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
+from veil.web.env import env_int, env_json, env_secret
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,16 @@ class KeyServerSettings:
             "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
             "audience": env.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
             "jwks_url": env.get("VEIL_JWKS_URL"),
-            "jwks": json.loads(env["VEIL_JWKS"]) if "VEIL_JWKS" in env else None,
+            "jwks": env_json(env, "VEIL_JWKS"),
             # pymcl holds the GIL: transforms go to their own processes by default, so
             # the event loop never waits on a pairing and the crypto uses the other cores.
-            "transform_workers": int(
-                env.get("VEIL_TRANSFORM_WORKERS", str(max(1, (os.cpu_count() or 2) - 1)))
+            "transform_workers": env_int(
+                env, "VEIL_TRANSFORM_WORKERS", max(1, (os.cpu_count() or 2) - 1)
             ),
         }
-        if "VEIL_SERVICE_SECRET" in env:
-            values["service_secret"] = b64decode(env["VEIL_SERVICE_SECRET"])
+        secret = env_secret(env, "VEIL_SERVICE_SECRET")
+        if secret is not None:
+            values["service_secret"] = secret
         elif "service_secret" not in overrides:
             values["service_secret"] = load_or_create_secret(data_dir / "keyserver.secret")
         values.update(overrides)
