@@ -16,6 +16,7 @@ from veil.conference.settings import ConferenceSettings
 from veil.crypto import kdf
 from veil.web.database import transaction
 from veil.web.errors import conflict, install_handlers
+from veil.web.health import add_health_route
 from veil.web.limits import BodyLimit
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import bearer_token
@@ -38,6 +39,7 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
     )
     app.state.service = service
     install_handlers(app)
+    add_health_route(app, service.engine)
     app.add_middleware(BodyLimit, limit=16 * 1024)
 
     @app.post("/v1/users/me/share", tags=["users"])

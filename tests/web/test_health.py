@@ -1,0 +1,56 @@
+"""``GET /healthz`` on both services: 200 while the database answers, 503 when not."""
+
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from veil.conference import ConferenceSettings
+from veil.conference.app import create_app as create_conference
+from veil.idp import DevIdentityProvider
+from veil.keyserver import KeyServerSettings
+from veil.keyserver.app import create_app as create_keyserver
+from veil.protocol import CONFERENCE_AUDIENCE
+from veil.web.database import create_db_engine
+from veil.web.errors import install_handlers
+from veil.web.health import add_health_route
+
+JWKS = DevIdentityProvider().jwks()
+
+
+def test_the_key_service_is_healthy_on_its_database(tmp_path: Path) -> None:
+    settings = KeyServerSettings(
+        database_url=f"sqlite:///{tmp_path / 'keys.sqlite3'}",
+        service_secret=secrets.token_bytes(32),
+        issuer="i",
+        audience="veil-keyserver",
+        jwks=JWKS,
+    )
+    with TestClient(create_keyserver(settings)) as client:
+        response = client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_the_conference_service_is_healthy_on_its_database(tmp_path: Path) -> None:
+    settings = ConferenceSettings(
+        database_url=f"sqlite:///{tmp_path / 'conference.sqlite3'}",
+        keyserver_url="http://127.0.0.1:1",
+        issuer="i",
+        audience=CONFERENCE_AUDIENCE,
+        jwks=JWKS,
+    )
+    with TestClient(create_conference(settings)) as client:
+        response = client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_a_database_that_does_not_answer_is_503() -> None:
+    app = FastAPI()
+    install_handlers(app)
+    # Nothing listens on port 1: the connection is refused at once.
+    add_health_route(app, create_db_engine("postgresql://veil:hunter2@127.0.0.1:1/none"))
+    response = TestClient(app).get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert "hunter2" not in response.text
