@@ -150,15 +150,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     def view(people: list[Participant], stage: str) -> Table:
         table = Table(title=f"veil demo — {stage}")
-        for column in ("participant", "state", "sender", "epoch", "code", "sent", "decrypted",
-                       "dropped"):  # fmt: skip
-            table.add_column(column)
+        for column in ("who", "state", "epoch", "code", "sent", "decrypted", "dropped"):
+            table.add_column(column, no_wrap=True)  # 80 columns hold them all
         for p in people:
             m = p.meeting
             table.add_row(
                 p.name,
                 p.state,
-                str(m.sender) if m else "",
                 "" if m is None or m.epoch is None else str(m.epoch),
                 m.security_code if m and m.epoch is not None else "",
                 str(p.sent),
@@ -183,6 +181,8 @@ def _demo(args: argparse.Namespace) -> int:
                 on_update=lambda people, stage: live.update(view(people, stage)),
             )
         )
+    if not console.is_terminal:
+        console.print()  # Live leaves a pipe's last line open
     summary = Table(title="checks")
     summary.add_column("check")
     summary.add_column("result")

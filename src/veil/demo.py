@@ -194,7 +194,7 @@ async def _meeting(
         await asyncio.sleep(0.3)
         assert leaver.meeting is not None
         await leaver.meeting.leave()
-        leaver.left_at, leaver.state = time.monotonic(), "left (listening)"
+        leaver.left_at, leaver.state = time.monotonic(), "left, listening"
         assert host.meeting is not None
         await host.meeting.wait_for_epoch(1, timeout=30)
         for p in people[:-1]:
@@ -259,7 +259,7 @@ async def _meeting(
     for p in people:
         assert p.meeting is not None
         await p.meeting.close()  # and rotate the device's keys, after the meeting
-        p.state = "done"
+        p.state = "done" if p.left_at is None else "left"
     checks["device_keys_rotated"] = all(
         old != p.device.signer.verifying_key for old, p in zip(before, people, strict=True)
     )

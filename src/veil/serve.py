@@ -172,7 +172,8 @@ def _serve_one(options: ServeOptions) -> None:
     os.environ.update(options.environment())
     factory = f"veil.{options.role}.app:create_app_from_env"
     port = DEFAULT_PORTS[options.role] if options.port is None else options.port
-    print(f"veil {options.role} on http://{options.host}:{port}", flush=True)
+    where = f"{options.host}:{port}" if port else f"{options.host} (a free port: see below)"
+    print(f"veil {options.role} on http://{where}", flush=True)
     if options.role == "keyserver" and "VEIL_SERVICE_SECRET" not in os.environ:
         # Created once, before the workers start, so they all read the same one.
         path = options.data_dir / "keyserver.secret"
