@@ -22,6 +22,7 @@ from veil.client import Device, MemoryDeviceStore
 from veil.conference import ConferenceSettings
 from veil.keyserver import KeyServerSettings
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
+from veil.serve import ServeOptions
 
 VEIL = [sys.executable, "-m", "veil.cli"]
 
@@ -52,6 +53,10 @@ def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             ["--conference", "--jwks-url", "http://127.0.0.1:1/j", "--transform-workers", "1"],
             "--transform-workers has no effect on the conference service",
         ),
+        (["--database-url", "sqlite://"], "names an in-memory SQLite database"),
+        (["--host", "::1"], "all services in one process listen on IPv4 loopback"),
+        (["--port", "65534"], "take --port to --port + 2"),
+        (["--keyserver", "--jwks-url", "notaurl"], "jwks_url must be an http(s) URL"),
     ],
 )
 def test_bad_configuration_is_refused_before_anything_starts(args: list[str], message: str) -> None:
@@ -85,6 +90,18 @@ SECRET_TEXT = "not-a-secret-of-32-bytes-but-it-must-not-be-echoed"  # noqa: S105
             {"VEIL_JWKS_URL": JWKS_URL, "VEIL_KEYSERVER_URL": "ftp://127.0.0.1"},
             "keyserver_url must be an http(s) URL",
         ),
+        ("--keyserver", {"VEIL_JWKS": "{}"}, "jwks: not a JWKS with a usable key"),
+        ("--keyserver", {"VEIL_JWKS_URL": ""}, "jwks_url must be an http(s) URL"),
+        (
+            "--keyserver",
+            {"VEIL_JWKS_URL": JWKS_URL, "VEIL_DATABASE_URL": "mysql://127.0.0.1/veil"},
+            "the database URL must be sqlite:///... or postgresql://",
+        ),
+        (
+            "--keyserver",
+            {"VEIL_JWKS_URL": JWKS_URL, "VEIL_DATABASE_URL": "sqlite://"},
+            "names an in-memory SQLite database",
+        ),
     ],
 )
 def test_bad_variables_are_refused_before_any_worker_starts(
@@ -117,6 +134,20 @@ def test_the_services_refuse_to_share_a_token_audience() -> None:
             database_url="sqlite://", service_secret=bytes(32), audience=CONFERENCE_AUDIENCE,
             **common,
         )  # fmt: skip
+
+
+def test_flags_win_over_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VEIL_CONFERENCE_DATABASE_URL", "sqlite:///from-variable.sqlite3")
+    monkeypatch.setenv("VEIL_JWKS", json.dumps({"keys": []}))
+    options = ServeOptions(
+        role="conference", host="127.0.0.1", port=None, data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'from-flag.sqlite3'}", fanout_url=None,
+        jwks_url=JWKS_URL, keyserver_url="http://127.0.0.1:1", workers=1, transform_workers=None,
+    )  # fmt: skip
+    options.check()
+    settings = ConferenceSettings.from_env(options.environment())
+    assert settings.database_url == options.database_url
+    assert (settings.jwks_url, settings.jwks) == (JWKS_URL, None)
 
 
 @contextmanager

@@ -224,7 +224,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"veil serve: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"veil serve: {error.strerror or error}", file=sys.stderr)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"veil serve: {error.strerror or error}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -67,11 +67,8 @@ class ServeOptions:
             raise ConfigurationError("--transform-workers must not be negative")
         if self.port is not None and not 0 <= self.port < 65536:
             raise ConfigurationError("--port must lie in 0..65535 (0: any free ports)")
-        if self.database_url and urlsplit(self.database_url).scheme.split("+")[0] not in (
-            "sqlite",
-            "postgresql",
-        ):
-            raise ConfigurationError("--database-url must be sqlite:///... or postgresql://...")
+        if self.database_url:
+            _check_database_url(self.database_url, "--database-url")
         if self.fanout_url and urlsplit(self.fanout_url).scheme not in ("redis", "rediss", "nats"):
             raise ConfigurationError("--fanout-url must be redis://, rediss:// or nats://")
         self._check_flags_apply()
@@ -82,6 +79,10 @@ class ServeOptions:
                 "own IdP's --jwks-url"
             )
         if self.role == "all":
+            if ":" in self.host:
+                raise ConfigurationError("all services in one process listen on IPv4 loopback")
+            if self.port is not None and self.port > 65535 - 2:
+                raise ConfigurationError("all services in one process take --port to --port + 2")
             if self.workers != 1:
                 raise ConfigurationError(
                     "all services in one process run one worker; serve them one by one "
@@ -115,12 +116,14 @@ class ServeOptions:
                 "--keyserver-url or set VEIL_KEYSERVER_URL"
             )
         try:  # what each worker will build from the same variables
-            if self.role == "keyserver":
+            settings: KeyServerSettings | ConferenceSettings = (
                 KeyServerSettings.from_env(env, service_secret=bytes(32))
-            else:
-                ConferenceSettings.from_env(env)
+                if self.role == "keyserver"
+                else ConferenceSettings.from_env(env)
+            )
         except ValueError as error:
             raise ConfigurationError(str(error)) from None
+        _check_database_url(settings.database_url, "the database URL")
 
     def _check_flags_apply(self) -> None:
         """Refuse a flag the chosen role would ignore: the operator meant something."""
@@ -141,7 +144,28 @@ class ServeOptions:
             if self.transform_workers is None
             else str(self.transform_workers),
         }
-        return {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
+        if self.role == "conference":  # which reads this variable first
+            flags["VEIL_CONFERENCE_DATABASE_URL"] = self.database_url
+        env = {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
+        if self.jwks_url:  # the flag wins over a JWKS document too
+            env.pop("VEIL_JWKS", None)
+        return env
+
+
+def _address(host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}" if port else f"http://{host} (a free port: see below)"
+
+
+def _check_database_url(url: str, name: str) -> None:
+    parsed = urlsplit(url)
+    if parsed.scheme.split("+")[0] not in ("sqlite", "postgresql"):
+        raise ConfigurationError(f"{name} must be sqlite:///... or postgresql://...")
+    if parsed.scheme == "sqlite" and parsed.path in ("", "/", "/:memory:"):
+        raise ConfigurationError(
+            f"{name} names an in-memory SQLite database, which each connection would see "
+            "empty: give a file (sqlite:///PATH)"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -160,7 +184,7 @@ def serve(options: ServeOptions) -> None:
     elif options.role == "idp":
         provider = DevIdentityProvider()
         port = DEFAULT_PORTS["idp"] if options.port is None else options.port
-        print(f"veil dev IdP (not for production) on http://{options.host}:{port}", flush=True)
+        print(f"veil dev IdP (not for production) on {_address(options.host, port)}", flush=True)
         uvicorn.run(create_idp(provider), host=options.host, port=port, log_level="info")
     else:
         _serve_one(options)
@@ -172,8 +196,7 @@ def _serve_one(options: ServeOptions) -> None:
     os.environ.update(options.environment())
     factory = f"veil.{options.role}.app:create_app_from_env"
     port = DEFAULT_PORTS[options.role] if options.port is None else options.port
-    where = f"{options.host}:{port}" if port else f"{options.host} (a free port: see below)"
-    print(f"veil {options.role} on http://{where}", flush=True)
+    print(f"veil {options.role} on {_address(options.host, port)}", flush=True)
     if options.role == "keyserver" and "VEIL_SERVICE_SECRET" not in os.environ:
         # Created once, before the workers start, so they all read the same one.
         path = options.data_dir / "keyserver.secret"

@@ -1,5 +1,6 @@
 """The audit log: every change and transform is recorded, chained, and checkable."""
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,10 @@ def test_cli_audit_verify(make_actor, database_url) -> None:  # type: ignore[no-
         ("{tmp}/plain-path", "not a database URL"),
         ("mysql://root@127.0.0.1/test", "not a database URL"),
         ("postgresql://veil:hunter2@127.0.0.1:1/none", "cannot read the audit log at"),
+        ("postgresql://veil@127.0.0.1:1/none?password=hunter2", "cannot read the audit log at"),
+        ("postgresql://veil@127.0.0.1:port/none", "not a database URL"),
+        ("postgresql+asyncpg://veil@127.0.0.1:1/none", "cannot read the audit log at"),
+        ("sqlite:///file:{tmp}/empty.sqlite3?mode=ro&uri=true", "cannot read the audit log at"),
     ],
 )
 def test_cli_audit_verify_cannot_read_is_exit_2_not_broken(
@@ -121,6 +126,33 @@ def test_cli_audit_verify_cannot_read_is_exit_2_not_broken(
     assert "Traceback" not in completed.stderr
     assert "hunter2" not in completed.stderr
     assert not (tmp_path / "missing.sqlite3").exists()  # looking created nothing
+
+
+def test_a_value_of_a_foreign_type_is_a_broken_entry(make_actor, database_url) -> None:  # type: ignore[no-untyped-def]
+    if not database_url.startswith("sqlite"):
+        pytest.skip("only SQLite stores a value of another type than its column's")
+    _flow(make_actor)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET subject = X'00ff' WHERE seq = 4"))
+    engine.dispose()
+    report = verify_audit(database_url)
+    assert (report.first_broken, report.reason) == (4, "contents are malformed")
+
+
+def test_verify_reads_beside_a_live_writer(make_actor, database_url) -> None:  # type: ignore[no-untyped-def]
+    """An operator's check must not queue behind the service's write lock (SQLite)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL readers never wait for writers")
+    _flow(make_actor)
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("PRAGMA busy_timeout=0")
+    writer.execute("BEGIN IMMEDIATE")  # what every key service request takes
+    try:
+        assert verify_audit(database_url).ok
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_a_routes_own_writes_reach_the_database_before_the_audit_head_is_locked(

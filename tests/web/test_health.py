@@ -1,6 +1,8 @@
 """``GET /healthz`` on both services: 200 while the database answers, 503 when not."""
 
 import secrets
+import socket
+import sqlite3
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -45,6 +47,39 @@ def test_the_conference_service_is_healthy_on_its_database(tmp_path: Path) -> No
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
+def test_a_write_lock_held_elsewhere_does_not_fail_the_probe(tmp_path: Path) -> None:
+    """SQLite writers queue on BEGIN IMMEDIATE; a probe must not queue with them."""
+    database = tmp_path / "busy.sqlite3"
+    app = FastAPI()
+    install_handlers(app)
+    add_health_route(app, create_db_engine(f"sqlite:///{database}"))
+    client = TestClient(app)
+    assert client.get("/healthz").status_code == 200  # the database exists, in WAL mode
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert client.get("/healthz").status_code == 200
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_database_that_never_answers_is_503_not_a_hung_probe() -> None:
+    # A listening socket nobody accepts from: the TCP handshake completes, then silence.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        app = FastAPI()
+        install_handlers(app)
+        add_health_route(app, create_db_engine(f"postgresql://veil@127.0.0.1:{port}/none"))
+        client = TestClient(app)
+        for _ in range(3):  # later probes join the one stuck query instead of adding threads
+            response = client.get("/healthz")
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "unavailable"
+
+
 def test_a_database_that_does_not_answer_is_503() -> None:
     app = FastAPI()
     install_handlers(app)
@@ -54,3 +89,9 @@ def test_a_database_that_does_not_answer_is_503() -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert "hunter2" not in response.text
+
+
+def test_a_postgresql_password_survives_the_driver_switch() -> None:
+    # SQLAlchemy's str(URL) masks passwords: the engine must get the real one.
+    engine = create_db_engine("postgresql://veil:hunter2@127.0.0.1:1/none")
+    assert (engine.url.drivername, engine.url.password) == ("postgresql+psycopg", "hunter2")

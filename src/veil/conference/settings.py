@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.web.env import env_json
+from veil.web.tokens import check_jwks_source
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ class ConferenceSettings:
                 "audience: the conference service must not take the key service's tokens "
                 "(it could replay them to collect both escrow shares)"
             )
-        if (self.jwks is None) == (self.jwks_url is None):
-            raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
+        check_jwks_source(self.jwks, self.jwks_url)
         if urlsplit(self.keyserver_url).scheme not in ("http", "https"):
             raise ValueError("keyserver_url must be an http(s) URL")
         if self.fanout_url is not None and urlsplit(self.fanout_url).scheme not in (

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from veil.keyserver.audit import ChainReport, verify_chain
@@ -19,21 +19,35 @@ def verify_audit(database_url: str) -> ChainReport:
     """Check the whole audit chain of the key service database at ``database_url``."""
     try:
         url = make_url(database_url)
-    except ArgumentError:
+    except Exception:
         raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...") from None
-    backend = url.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...")
-    if backend == "sqlite" and not (url.database and Path(url.database).is_file()):
-        # Connecting would create an empty database and report on it.
-        raise AuditUnreadable(f"no SQLite database at {url.database or '(memory)'}")
-    engine = create_db_engine(database_url)
+    shown = url.difference_update_query(["password"]).render_as_string(hide_password=True)
     try:
-        with Session(engine) as session, session.begin():
-            return verify_chain(session)
-    except SQLAlchemyError as error:
-        cause = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
-        where = url.render_as_string(hide_password=True)
-        raise AuditUnreadable(f"cannot read the audit log at {where}: {cause}") from None
-    finally:
-        engine.dispose()
+        engine = _reader(url)
+        try:
+            with Session(engine) as session, session.begin():
+                return verify_chain(session)
+        finally:
+            engine.dispose()
+    except AuditUnreadable:
+        raise
+    except Exception as error:  # a driver, a connection, a missing table: not a verdict
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()
+        reason = cause[0] if cause else type(error).__name__
+        raise AuditUnreadable(f"cannot read the audit log at {shown}: {reason}") from None
+
+
+def _reader(url: URL) -> Engine:
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return create_db_engine(url.render_as_string(hide_password=False))
+    if backend != "sqlite":
+        raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...")
+    name = url.database or ""
+    path = name.removeprefix("file:") if url.query.get("uri") == "true" else name
+    if not path or path == ":memory:" or not Path(path).is_file():
+        # Connecting would create an empty database and report on it.
+        raise AuditUnreadable(f"no SQLite database at {path or '(memory)'}")
+    # Read-only and without the service's BEGIN IMMEDIATE: a check must not queue
+    # behind (or hold up) a live key service's writes.
+    return create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")

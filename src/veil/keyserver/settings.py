@@ -10,6 +10,7 @@ from typing import Any
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.web.env import env_int, env_json, env_secret
+from veil.web.tokens import check_jwks_source
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,7 @@ class KeyServerSettings:
             )
         if len(self.service_secret) != 32:
             raise ValueError("service_secret must be 32 bytes")
-        if (self.jwks is None) == (self.jwks_url is None):
-            raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
+        check_jwks_source(self.jwks, self.jwks_url)
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.transform_workers < 0:

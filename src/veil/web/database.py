@@ -25,8 +25,15 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        parsed = parsed.set(drivername="postgresql+psycopg")  # (str() would mask a password)
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        # A server that accepts connections and never answers must not hang a request.
+        connect_args={"connect_timeout": 10},
+    )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,11 +1,16 @@
 """``GET /healthz``: whether this replica can serve, for load balancers and probes."""
 
+import asyncio
+
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from veil.web.errors import ApiError
+
+PROBE_SECONDS = 3.0
+"""A database slower than this to answer ``SELECT 1`` counts as down."""
 
 
 class Health(BaseModel):
@@ -14,11 +19,21 @@ class Health(BaseModel):
 
 def add_health_route(app: FastAPI, engine: Engine) -> None:
     """200 while the database answers a query, else 503 (the replica's one dependency
-    that requests cannot do without)."""
+    that requests cannot do without). Probes share one query in flight, so a stuck
+    database holds one thread, not one per probe."""
+    in_flight: asyncio.Future[None] | None = None
 
     def database_answers() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        # A raw DBAPI connection: no SQLAlchemy transaction, so SQLite's BEGIN IMMEDIATE
+        # (which queues behind writers) is not taken.
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
 
     @app.get(
         "/healthz",
@@ -26,8 +41,11 @@ def add_health_route(app: FastAPI, engine: Engine) -> None:
         responses={503: {"description": "the database does not answer"}},
     )
     async def health() -> Health:
+        nonlocal in_flight
+        if in_flight is None or in_flight.done():
+            in_flight = asyncio.ensure_future(run_in_threadpool(database_answers))
         try:
-            await run_in_threadpool(database_answers)
-        except Exception:  # any failure means: do not send requests here
+            await asyncio.wait_for(asyncio.shield(in_flight), PROBE_SECONDS)
+        except Exception:  # any failure, or no answer in time: send requests elsewhere
             raise ApiError(503, "unavailable", "the database does not answer") from None
         return Health(status="ok")

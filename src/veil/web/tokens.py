@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
@@ -37,6 +38,20 @@ class TokenPolicy(Protocol):
 
 
 USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,256}$")
+
+
+def check_jwks_source(jwks: dict[str, Any] | None, jwks_url: str | None) -> None:
+    """Exactly one of a JWKS document with at least one usable key, or an http(s) URL:
+    for settings to refuse at start what would otherwise fail every request."""
+    if (jwks is None) == (jwks_url is None):
+        raise ValueError("configure exactly one of jwks (a JWKS document) or jwks_url")
+    if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
+        raise ValueError("jwks_url must be an http(s) URL")
+    if jwks is not None:
+        try:
+            PyJWKSet.from_dict(jwks)
+        except (jwt.PyJWKSetError, jwt.InvalidKeyError, AttributeError, TypeError):
+            raise ValueError('jwks: not a JWKS with a usable key ({"keys": [...]})') from None
 
 
 @dataclass(frozen=True)
