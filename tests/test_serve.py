@@ -54,6 +54,8 @@ def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             "--transform-workers has no effect on the conference service",
         ),
         (["--database-url", "sqlite://"], "names an in-memory SQLite database"),
+        (["--database-url", "sqlite+pysqlite://"], "names an in-memory SQLite database"),
+        (["--database-url", "sqlite:///file::memory:?uri=true"], "names an in-memory SQLite"),
         (["--host", "::1"], "all services in one process listen on IPv4 loopback"),
         (["--port", "65534"], "take --port to --port + 2"),
         (["--keyserver", "--jwks-url", "notaurl"], "jwks_url must be an http(s) URL"),
@@ -91,6 +93,7 @@ SECRET_TEXT = "not-a-secret-of-32-bytes-but-it-must-not-be-echoed"  # noqa: S105
             "keyserver_url must be an http(s) URL",
         ),
         ("--keyserver", {"VEIL_JWKS": "{}"}, "jwks: not a JWKS with a usable key"),
+        ("--keyserver", {"VEIL_JWKS": '{"keys": [{"kty": "oct"}]}'}, "jwks: not a JWKS with"),
         ("--keyserver", {"VEIL_JWKS_URL": ""}, "jwks_url must be an http(s) URL"),
         (
             "--keyserver",

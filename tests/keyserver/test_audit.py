@@ -3,6 +3,7 @@
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,16 +129,25 @@ def test_cli_audit_verify_cannot_read_is_exit_2_not_broken(
     assert not (tmp_path / "missing.sqlite3").exists()  # looking created nothing
 
 
-def test_a_value_of_a_foreign_type_is_a_broken_entry(make_actor, database_url) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("X'00ff'", "contents are malformed"),  # a blob where text belongs
+        ("CAST(X'ff' AS TEXT)", "contents do not match its hash"),  # text that is not UTF-8
+    ],
+)
+def test_a_value_of_a_foreign_type_is_a_broken_entry(
+    make_actor, database_url, value, reason
+) -> None:  # type: ignore[no-untyped-def]
     if not database_url.startswith("sqlite"):
         pytest.skip("only SQLite stores a value of another type than its column's")
     _flow(make_actor)
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE audit_log SET subject = X'00ff' WHERE seq = 4"))
+        connection.execute(text(f"UPDATE audit_log SET subject = {value} WHERE seq = 4"))
     engine.dispose()
     report = verify_audit(database_url)
-    assert (report.first_broken, report.reason) == (4, "contents are malformed")
+    assert (report.first_broken, report.reason) == (4, reason)
 
 
 def test_verify_reads_beside_a_live_writer(make_actor, database_url) -> None:  # type: ignore[no-untyped-def]
@@ -153,6 +163,39 @@ def test_verify_reads_beside_a_live_writer(make_actor, database_url) -> None:  #
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_verify_sees_one_snapshot_while_the_service_appends(make_actor, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Entries appended during a check (several pages of them) must not read as a break."""
+    _flow(make_actor)
+    engine = create_db_engine(database_url)
+    sessions = session_factory(engine)
+
+    def append(count: int) -> None:
+        with sessions.begin() as session:
+            for _ in range(count):
+                audit.append(
+                    session, at=0, action="transform", user_id="bob", device_id="d",
+                    subject="g1", request_signature="s",
+                )  # fmt: skip
+
+    append(2500)  # three pages of 1,000
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            append(1)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        reports = [verify_audit(database_url) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+    assert all(report.ok for report in reports), reports
+    assert all(report.entries >= 2508 for report in reports)
 
 
 def test_a_routes_own_writes_reach_the_database_before_the_audit_head_is_locked(

@@ -72,12 +72,23 @@ def test_a_database_that_never_answers_is_503_not_a_hung_probe() -> None:
         port = silent.getsockname()[1]
         app = FastAPI()
         install_handlers(app)
-        add_health_route(app, create_db_engine(f"postgresql://veil@127.0.0.1:{port}/none"))
-        client = TestClient(app)
-        for _ in range(3):  # later probes join the one stuck query instead of adding threads
-            response = client.get("/healthz")
-            assert response.status_code == 503
-            assert response.json()["error"]["code"] == "unavailable"
+        engine = create_db_engine(f"postgresql://veil@127.0.0.1:{port}/none?connect_timeout=30")
+        connects = 0
+        connect = engine.raw_connection
+
+        def counted():  # type: ignore[no-untyped-def]
+            nonlocal connects
+            connects += 1
+            return connect()
+
+        engine.raw_connection = counted  # type: ignore[method-assign]
+        add_health_route(app, engine)
+        with TestClient(app) as client:
+            for _ in range(3):
+                response = client.get("/healthz")
+                assert response.status_code == 503
+                assert response.json()["error"]["code"] == "unavailable"
+        assert connects == 1  # later probes joined the stuck one instead of adding threads
 
 
 def test_a_database_that_does_not_answer_is_503() -> None:

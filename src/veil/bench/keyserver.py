@@ -221,7 +221,7 @@ def run(
     # Timed between quarter-second phases of the load, when no request is in flight.
     # This shared machine's speed drifts within a second (the same transform took 7.6
     # or 11.2 ms): timed once before the load, p50 / crypto_only ranged over 1.05-1.47
-    # in five runs; timed between phases, over 1.25-1.30 in six.
+    # in five runs; timed between phases, over 1.18-1.35 in ten.
     phases = max(1, round(duration * 4))
     crypto_ms: list[float] = []
     runs_per_phase = max(3, 100 // phases)

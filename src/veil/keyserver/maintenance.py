@@ -1,8 +1,10 @@
 """Operator tasks that work on the database directly (``veil audit verify``)."""
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
@@ -16,12 +18,14 @@ class AuditUnreadable(Exception):
 
 
 def verify_audit(database_url: str) -> ChainReport:
-    """Check the whole audit chain of the key service database at ``database_url``."""
+    """Check the whole audit chain of the key service database at ``database_url``, in
+    one snapshot (a live service may be appending meanwhile)."""
     try:
         url = make_url(database_url)
     except Exception:
         raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...") from None
-    shown = url.difference_update_query(["password"]).render_as_string(hide_password=True)
+    secrets = [name for name in url.query if "password" in name.lower()]
+    shown = url.difference_update_query(secrets).render_as_string(hide_password=True)
     try:
         engine = _reader(url)
         try:
@@ -40,7 +44,8 @@ def verify_audit(database_url: str) -> ChainReport:
 def _reader(url: URL) -> Engine:
     backend = url.get_backend_name()
     if backend == "postgresql":
-        return create_db_engine(url.render_as_string(hide_password=False))
+        engine = create_db_engine(url.render_as_string(hide_password=False))
+        return engine.execution_options(isolation_level="REPEATABLE READ").engine
     if backend != "sqlite":
         raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...")
     name = url.database or ""
@@ -48,6 +53,20 @@ def _reader(url: URL) -> Engine:
     if not path or path == ":memory:" or not Path(path).is_file():
         # Connecting would create an empty database and report on it.
         raise AuditUnreadable(f"no SQLite database at {path or '(memory)'}")
-    # Read-only and without the service's BEGIN IMMEDIATE: a check must not queue
-    # behind (or hold up) a live key service's writes.
-    return create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
+    # Read-only, and a plain deferred BEGIN (not the service's BEGIN IMMEDIATE): one
+    # snapshot, without queueing behind (or holding up) a live key service's writes.
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        # A tampered value that is not UTF-8 must fail its hash, not the read.
+        connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+        return connection
+
+    engine = create_engine("sqlite://", creator=connect)
+    event.listen(engine, "begin", _begin_deferred)
+    return engine
+
+
+def _begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")

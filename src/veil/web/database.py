@@ -26,13 +26,12 @@ def create_db_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # (str() would mask a password)
+    # A server that accepts connections and never answers must not hang a request
+    # (libpq's option; the URL's own connect_timeout wins).
+    libpq = parsed.drivername in ("postgresql+psycopg", "postgresql+psycopg2")
+    timeout = {"connect_timeout": 10} if libpq and "connect_timeout" not in parsed.query else {}
     return create_engine(
-        parsed,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
-        # A server that accepts connections and never answers must not hang a request.
-        connect_args={"connect_timeout": 10},
+        parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=timeout
     )
 
 

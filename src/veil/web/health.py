@@ -42,7 +42,11 @@ def add_health_route(app: FastAPI, engine: Engine) -> None:
     )
     async def health() -> Health:
         nonlocal in_flight
-        if in_flight is None or in_flight.done():
+        if (
+            in_flight is None
+            or in_flight.done()
+            or in_flight.get_loop() is not asyncio.get_running_loop()  # (a test's new loop)
+        ):
             in_flight = asyncio.ensure_future(run_in_threadpool(database_answers))
         try:
             await asyncio.wait_for(asyncio.shield(in_flight), PROBE_SECONDS)
