@@ -49,6 +49,7 @@ def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (["--idp", "--host", "idp.example"], "so it listens on loopback only"),
         (["--jwks-url", "http://127.0.0.1:1/j"], "--jwks-url has no effect on all services"),
         (["--idp", "--database-url", "sqlite:///x"], "--database-url has no effect on the dev"),
+        (["--idp", "--data-dir", "x"], "--data-dir has no effect on the dev IdP"),
         (
             ["--conference", "--jwks-url", "http://127.0.0.1:1/j", "--transform-workers", "1"],
             "--transform-workers has no effect on the conference service",

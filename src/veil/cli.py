@@ -206,6 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
     if len(roles) > 1:
         print("veil serve: choose at most one of --keyserver, --conference, --idp", file=sys.stderr)
         return 2
+    if roles == ["idp"] and args.data_dir is not None:
+        print("veil serve: --data-dir has no effect on the dev IdP", file=sys.stderr)
+        return 2
     options = ServeOptions(
         role=roles[0] if roles else "all",
         host=args.host,
