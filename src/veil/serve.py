@@ -39,7 +39,7 @@ _ROLE_FLAGS = {
     "keyserver": ("database_url", "jwks_url", "transform_workers"),
     "conference": ("database_url", "fanout_url", "jwks_url", "keyserver_url"),
 }
-"""The optional flags each role reads, of all of these:"""
+"""Which of the optional flags (below) each role reads."""
 _OPTIONAL_FLAGS = ("database_url", "fanout_url", "jwks_url", "keyserver_url", "transform_workers")
 
 
