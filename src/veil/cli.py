@@ -206,14 +206,11 @@ def _serve(args: argparse.Namespace) -> int:
     if len(roles) > 1:
         print("veil serve: choose at most one of --keyserver, --conference, --idp", file=sys.stderr)
         return 2
-    if roles == ["idp"] and args.data_dir is not None:
-        print("veil serve: --data-dir has no effect on the dev IdP", file=sys.stderr)
-        return 2
     options = ServeOptions(
         role=roles[0] if roles else "all",
         host=args.host,
         port=args.port,
-        data_dir=Path(args.data_dir or os.environ.get("VEIL_DATA_DIR") or "./veil-data"),
+        data_dir=Path(args.data_dir) if args.data_dir else None,
         database_url=args.database_url,
         fanout_url=args.fanout_url,
         jwks_url=args.jwks_url,

@@ -34,13 +34,15 @@ _NAMES = {
     "all": "all services in one process",
 }
 _ROLE_FLAGS = {
-    "all": ("database_url", "fanout_url", "transform_workers"),
+    "all": ("data_dir", "database_url", "fanout_url", "transform_workers"),
     "idp": (),
-    "keyserver": ("database_url", "jwks_url", "transform_workers"),
-    "conference": ("database_url", "fanout_url", "jwks_url", "keyserver_url"),
+    "keyserver": ("data_dir", "database_url", "jwks_url", "transform_workers"),
+    "conference": ("data_dir", "database_url", "fanout_url", "jwks_url", "keyserver_url"),
 }
 """Which of the optional flags (below) each role reads."""
-_OPTIONAL_FLAGS = ("database_url", "fanout_url", "jwks_url", "keyserver_url", "transform_workers")
+_OPTIONAL_FLAGS = (
+    "data_dir", "database_url", "fanout_url", "jwks_url", "keyserver_url", "transform_workers",
+)  # fmt: skip
 
 
 class ConfigurationError(ValueError):
@@ -52,7 +54,7 @@ class ServeOptions:
     role: str  # "all", "keyserver", "conference" or "idp"
     host: str
     port: int | None
-    data_dir: Path
+    data_dir: Path | None  # the flag; ``directory`` is where files go
     database_url: str | None
     fanout_url: str | None
     jwks_url: str | None
@@ -132,10 +134,15 @@ class ServeOptions:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigurationError(f"{flag} has no effect on {_NAMES[self.role]}")
 
+    @property
+    def directory(self) -> Path:
+        """``--data-dir``, else ``$VEIL_DATA_DIR``, else ``./veil-data``."""
+        return self.data_dir or Path(os.environ.get("VEIL_DATA_DIR") or "./veil-data")
+
     def environment(self) -> dict[str, str]:
         """``os.environ`` with the flags' settings on top: what a service worker reads."""
         flags = {
-            "VEIL_DATA_DIR": str(self.data_dir),
+            "VEIL_DATA_DIR": str(self.directory),
             "VEIL_DATABASE_URL": self.database_url,
             "VEIL_JWKS_URL": self.jwks_url,
             "VEIL_KEYSERVER_URL": self.keyserver_url,
@@ -200,7 +207,7 @@ def _serve_one(options: ServeOptions) -> None:
     print(f"veil {options.role} on {_address(options.host, port)}", flush=True)
     if options.role == "keyserver" and "VEIL_SERVICE_SECRET" not in os.environ:
         # Created once, before the workers start, so they all read the same one.
-        path = options.data_dir / "keyserver.secret"
+        path = options.directory / "keyserver.secret"
         try:
             load_or_create_secret(path)
         except ValueError as error:
@@ -221,10 +228,10 @@ async def _serve_all(options: ServeOptions) -> None:
     base = DEFAULT_PORTS["keyserver"] if options.port is None else options.port
     # idp, key service, conference; port 0 lets the system pick three free ports
     ports = (0, 0, 0) if base == 0 else (base + 2, base, base + 1)
-    options.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = load_or_create_secret(options.data_dir / "keyserver.secret")
+    options.directory.mkdir(parents=True, exist_ok=True)
+    secret = load_or_create_secret(options.directory / "keyserver.secret")
     async with run_stack(
-        options.data_dir,
+        options.directory,
         idp=idp,
         host=options.host,
         ports=ports,

@@ -24,8 +24,8 @@ def verify_audit(database_url: str) -> ChainReport:
         url = make_url(database_url)
     except Exception:
         raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...") from None
-    secrets = [name for name in url.query if "password" in name.lower()]
-    shown = url.difference_update_query(secrets).render_as_string(hide_password=True)
+    hidden = [name for name in url.query if "password" in name.lower()]
+    shown = url.difference_update_query(hidden).render_as_string(hide_password=True)
     try:
         engine = _reader(url)
         try:
