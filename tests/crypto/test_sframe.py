@@ -634,6 +634,67 @@ def _see(window: ReplayWindow, ctr: int) -> None:
     window.accept(ctr)
 
 
+class _WindowModel:
+    """The replay window's rule, stated plainly: the set of every counter accepted."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.seen, self.top = size, set[int](), -1
+
+    def refuses(self, ctr: int) -> bool:
+        return ctr <= self.top and (self.top - ctr >= self.size or ctr in self.seen)
+
+    def accept(self, ctr: int) -> None:
+        self.seen.add(ctr)
+        self.top = max(self.top, ctr)
+
+
+@given(
+    size=st.integers(1, 12),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["next", "near", "jump"]), st.integers(0, 40), st.booleans()),
+        max_size=80,
+    ),
+)
+def test_replay_window_agrees_with_the_set_of_seen_counters(
+    size: int, steps: list[tuple[str, int, bool]]
+) -> None:
+    """In-order runs, frames behind and ahead, jumps past the window, and counters
+    checked but never accepted (frames that failed to authenticate), in any mix."""
+    window, model = ReplayWindow(size), _WindowModel(size)
+    for kind, offset, authentic in steps:
+        if kind == "next":
+            ctr = model.top + 1
+        elif kind == "near":
+            ctr = max(0, model.top - 20 + offset)
+        else:
+            ctr = model.top + size + offset
+        if model.refuses(ctr):
+            with pytest.raises(ReplayedFrame):
+                window.check(ctr)
+            continue
+        window.check(ctr)
+        if authentic:
+            window.accept(ctr)
+            model.accept(ctr)
+    assert window.top == model.top
+
+
+@given(order=st.permutations(range(24)), replays=st.lists(st.integers(0, 23), max_size=8))
+def test_receiver_accepts_each_frame_in_its_window_exactly_once(
+    order: list[int], replays: list[int]
+) -> None:
+    sender, receiver = _pair(window=8)
+    frames = [sender.protect(bytes([i])) for i in range(24)]
+    model = _WindowModel(8)
+    for ctr in [*order, *replays]:
+        if model.refuses(ctr):
+            with pytest.raises(ReplayedFrame):
+                receiver.unprotect(frames[ctr])
+        else:
+            assert receiver.unprotect(frames[ctr]) == bytes([ctr])
+            model.accept(ctr)
+
+
 def test_replay_window_needs_a_positive_size() -> None:
     for size in (0, -1):
         with pytest.raises(ValueError):

@@ -196,35 +196,57 @@ class _KeyState:
 
 
 class ReplayWindow:
-    """Accepts each counter once, and none more than ``size`` behind the highest seen."""
+    """Accepts each counter once, and none more than ``size`` behind the highest seen.
 
-    __slots__ = ("_size", "full", "mask", "top")
+    A counter one above the top only moves ``top``: every counter in
+    ``(_mask_top, top]`` arrived that way, and the bit mask catches up with them when
+    a counter arrives out of order. In-order frames are the common case, and shifting
+    a ``size``-bit integer for each one cost a tenth of an AES-GCM round trip.
+    """
+
+    __slots__ = ("_full", "_mask", "_mask_top", "_size", "top")
 
     def __init__(self, size: int = DEFAULT_REPLAY_WINDOW) -> None:
         if size < 1:
             raise ValueError("a replay window holds at least one counter")
         self._size = size
-        self.full = (1 << size) - 1
+        self._full = (1 << size) - 1
         self.top = -1
-        self.mask = 0  # bit i set: counter top - i was accepted
+        self._mask_top = -1
+        self._mask = 0  # bit i set: counter _mask_top - i was accepted
+
+    def _catch_up(self) -> None:
+        """Bring the mask up to ``top``: the counters it has not seen all arrived in order."""
+        run = self.top - self._mask_top
+        if run:
+            # Past a whole window nothing older survives; shifting further would only
+            # allocate (a forged jump to 2^64 must not cost memory).
+            ones = (1 << run) - 1 if run < self._size else self._full
+            self._mask = ((self._mask << min(run, self._size)) | ones) & self._full
+            self._mask_top = self.top
 
     def check(self, ctr: int) -> None:
         if ctr > self.top:
             return
         behind = self.top - ctr
-        if behind >= self._size or (self.mask >> behind) & 1:
+        if behind >= self._size:
+            raise ReplayedFrame
+        self._catch_up()
+        if (self._mask >> behind) & 1:
             raise ReplayedFrame
 
     def accept(self, ctr: int) -> None:
         """Record ``ctr`` as seen; call only after ``check`` passed and the frame authenticated."""
+        if ctr == self.top + 1:
+            self.top = ctr
+            return
+        self._catch_up()
         if ctr > self.top:
             shift = ctr - self.top
-            # Past a whole window nothing older survives; shifting further would only
-            # allocate (a forged jump to 2^64 must not cost memory).
-            self.mask = ((self.mask << shift) | 1) & self.full if shift < self._size else 1
-            self.top = ctr
+            self._mask = ((self._mask << shift) | 1) & self._full if shift < self._size else 1
+            self.top = self._mask_top = ctr
         else:
-            self.mask |= 1 << (self.top - ctr)
+            self._mask |= 1 << (self.top - ctr)
 
 
 _BYTES: Final = tuple(bytes((i,)) for i in range(256))
@@ -238,7 +260,9 @@ class SFrameSender:
     event loop it is safe: ``protect`` never awaits.) It holds the headers and nonces
     of 256 counters at a time, about 28 kB."""
 
-    __slots__ = ("_ctr", "_encrypt", "_heads", "_kid", "_nonces", "_prefixes", "_salt")
+    __slots__ = (
+        "_ctr", "_encrypt", "_heads", "_kid", "_nonce_ends", "_nonces", "_prefixes", "_salt"
+    )
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
 
     def __init__(self, kid: int, base_key: bytes, *, suite: CipherSuite = DEFAULT_SUITE) -> None:
@@ -252,6 +276,9 @@ class SFrameSender:
         self._prefixes = [b""] + [
             bytes(((kid_bits << 4) | 0b1000 | (size - 1),)) + kid_bytes for size in range(1, 9)
         ]
+        # §4.4.3 nonces are the salt XOR the counter. The 256 counters of a block differ
+        # in their last byte only, and the salt's last byte orders it alike in every block.
+        self._nonce_ends = [_BYTES[(self._salt & 0xFF) ^ low] for low in range(256)]
         self._fill(0)
 
     @property
@@ -265,15 +292,13 @@ class SFrameSender:
             raise OverflowError("SFrame counter exhausted: derive a new key")
         if block:  # every counter of the block has the same size and leading bytes
             size = (block.bit_length() + 7) >> 3
-            stem = self._prefixes[size] + (block >> 8).to_bytes(size - 1, "big")
+            stem = self._prefixes[size] + (block >> 8).to_bytes(size - 1)
             self._heads = [stem + low for low in _BYTES]
         else:  # counters below 8 fit in the config byte (§4.3)
             short = [encode_header(self._kid, ctr) for ctr in range(8)]
             self._heads = short + [self._prefixes[1] + low for low in _BYTES[8:]]
-        # §4.4.3: the salt XOR the counter; the counters differ in their last byte only.
-        masked = self._salt ^ block
-        stem = (masked >> 8).to_bytes(11, "big")
-        self._nonces = [stem + _BYTES[(masked ^ low) & 0xFF] for low in range(256)]
+        stem = ((self._salt ^ block) >> 8).to_bytes(11)
+        self._nonces = [stem + end for end in self._nonce_ends]
 
     def _seek(self, ctr: int) -> None:
         """Continue from ``ctr``: for tests, which cannot send 2^64 frames."""
@@ -330,31 +355,34 @@ class SFrameReceiver:
     def unprotect(self, frame: bytes, metadata: bytes = b"") -> bytes:
         """The payload of ``frame``; ``UnknownKeyId``, ``ReplayedFrame`` or ``DecryptionError``."""
         # _read_header and the window's common case inlined: this runs for every frame.
-        if not frame:
-            raise InvalidLength("SFrame header: empty input")
-        end, kid_shift, kid_mask, ctr_shift, ctr_mask = _LAYOUTS[frame[0]]
+        # (Byte order: big-endian is the default of int.from_bytes and to_bytes, and
+        # naming it costs 30 ns.)
+        try:
+            end, kid_shift, kid_mask, ctr_shift, ctr_mask = _LAYOUTS[frame[0]]
+        except IndexError:
+            raise InvalidLength("SFrame header: empty input") from None
         header = frame[:end]
         if len(header) != end:
             raise InvalidLength("SFrame header: truncated")
-        value = int.from_bytes(header, "big")
-        kid = (value >> kid_shift) & kid_mask
-        state = self._keys.get(kid)
-        if state is None:
-            raise UnknownKeyId(f"no SFrame key for KID {kid}")
+        value = int.from_bytes(header)
+        try:
+            state = self._keys[(value >> kid_shift) & kid_mask]
+        except KeyError:
+            raise UnknownKeyId(f"no SFrame key for KID {(value >> kid_shift) & kid_mask}") from None
         ctr = (value >> ctr_shift) & ctr_mask
         window = state.window
-        if ctr <= window.top:
+        top = window.top
+        if ctr <= top:
             window.check(ctr)
         try:
             payload = state.decrypt(
-                (state.salt ^ ctr).to_bytes(12, "big"),
+                (state.salt ^ ctr).to_bytes(12),
                 frame[end:],
                 header + metadata if metadata else header,
             )
         except InvalidTag:
             raise DecryptionError from None
-        if ctr == window.top + 1:  # the next frame in order: ReplayWindow.accept, inlined
-            window.mask = ((window.mask << 1) | 1) & window.full
+        if ctr == top + 1:  # the next frame in order: ReplayWindow.accept, inlined
             window.top = ctr
         else:
             window.accept(ctr)
