@@ -261,7 +261,14 @@ class SFrameSender:
     of 256 counters at a time, about 28 kB."""
 
     __slots__ = (
-        "_ctr", "_encrypt", "_heads", "_kid", "_nonce_ends", "_nonces", "_prefixes", "_salt"
+        "_ctr",
+        "_encrypt",
+        "_heads",
+        "_kid",
+        "_nonce_ends",
+        "_nonces",
+        "_prefixes",
+        "_salt",
     )
     DEFAULT_SUITE: ClassVar[CipherSuite] = CipherSuite.AES_256_GCM_SHA512_128
 
