@@ -1,6 +1,7 @@
 """Transform: user -> device and group -> user -> device, only for active devices of
 current members. Every test runs on SQLite and on PostgreSQL."""
 
+import json
 import secrets
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
-from veil.protocol import b64decode, b64encode
+from veil.protocol import b64decode, b64encode, sign_request
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -115,6 +116,57 @@ def test_garbage_is_422(make_actor) -> None:  # type: ignore[no-untyped-def]
     assert_error(response, 422, "validation_error")
     response = alice.signed("POST", "/v1/transform", {"encrypted_key": 7})
     assert_error(response, 422, "validation_error")
+
+
+def test_a_body_that_is_not_a_valid_json_transform_request_is_422(make_actor) -> None:  # type: ignore[no-untyped-def]
+    """The route reads its own body (it skips FastAPI's body parameter): it must refuse
+    what FastAPI would, naming the field, before anything is transformed."""
+    alice = make_actor("alice")
+    good = json.dumps({"encrypted_key": b64encode(b"\x01")}).encode()
+    for raw, content_type, field in (
+        (good, "text/plain", ""),
+        (good, None, ""),
+        (b'{"encrypted_key": ', "application/json", ""),
+        (b"[]", "application/json", ""),
+        (b'{"group_id": "g"}', "application/json", "encrypted_key"),
+        (b'{"encrypted_key": "AQ", "group_id": "bad id"}', "application/json", "group_id"),
+        (b'{"encrypted_key": "AQ", "extra": 1}', "application/json", "extra"),
+    ):
+        headers = sign_request(
+            alice.signer, alice.device_id, "POST", "/v1/transform", "", raw, int(alice.clock())
+        )
+        if content_type is not None:
+            headers["content-type"] = content_type
+        response = alice.client.post("/v1/transform", content=raw, headers=headers)
+        assert_error(response, 422, "validation_error")
+        assert response.json()["error"]["message"].startswith(field), response.text
+
+
+def test_a_json_media_type_with_parameters_or_a_suffix_is_accepted(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice = make_actor("alice")
+    raw = json.dumps(
+        {
+            "encrypted_key": b64encode(
+                bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
+            )
+        }
+    ).encode()
+    for content_type in ("application/json; charset=utf-8", "application/veil+json"):
+        headers = sign_request(
+            alice.signer, alice.device_id, "POST", "/v1/transform", "", raw, int(alice.clock())
+        )
+        headers["content-type"] = content_type
+        result(alice.client.post("/v1/transform", content=raw, headers=headers))
+
+
+def test_the_openapi_schema_documents_the_transform_body(client) -> None:  # type: ignore[no-untyped-def]
+    operation = client.get("/openapi.json").json()["paths"]["/v1/transform"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["encrypted_key"]
+    assert set(schema["properties"]) == {"encrypted_key", "group_id"}
+    assert schema["additionalProperties"] is False
+    ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/Transformed"}
 
 
 def test_an_unsigned_transform_is_401(make_actor, client) -> None:  # type: ignore[no-untyped-def]

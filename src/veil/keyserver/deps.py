@@ -31,7 +31,8 @@ User = Annotated[Identity, Depends(_identity(fresh=False))]
 FreshUser = Annotated[Identity, Depends(_identity(fresh=True))]
 
 
-async def _signed(request: Request, service: Service) -> SignedCall:
+def signed_call(request: Request, service: KeyService, body: bytes) -> SignedCall:
+    """``request`` (whose body is ``body``) as a signed call, checked in form only."""
     headers = {
         name: request.headers.get(name)
         for name in (DEVICE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
@@ -41,9 +42,13 @@ async def _signed(request: Request, service: Service) -> SignedCall:
         method=request.method,
         path=request.url.path,
         query=request.url.query,
-        body=await request.body(),
+        body=body,
         headers=headers,
     )
+
+
+async def _signed(request: Request, service: Service) -> SignedCall:
+    return signed_call(request, service, await request.body())
 
 
 Signed = Annotated[SignedCall, Depends(_signed)]

@@ -1,13 +1,21 @@
-"""Transform: move an encrypted key along group -> user -> device (or user -> device)."""
+"""Transform: move an encrypted key along group -> user -> device (or user -> device).
+
+The hot path of the service: this route reads its request itself instead of through
+FastAPI's body parameter and dependencies, which cost about 0.3 ms a request here
+(a twentieth of the transform), and documents its body with ``openapi_extra``. Its
+checks and errors are those of every other route.
+"""
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from veil.keyserver.auth import SignedCall
 from veil.keyserver.chains import Chain
-from veil.keyserver.deps import Service, Signed
+from veil.keyserver.deps import signed_call
 from veil.keyserver.routes.common import (
     device_transform_key,
     member_transform_key,
@@ -15,16 +23,25 @@ from veil.keyserver.routes.common import (
 )
 from veil.keyserver.schemas import Transformed, TransformRequest
 from veil.keyserver.service import KeyService
+from veil.web.errors import unprocessable
 
 router = APIRouter(prefix="/v1", tags=["transform"])
 
+_JSON_BODY = {"application/json": {"schema": TransformRequest.model_json_schema()}}
 
-@router.post("/transform")
-async def transform_for_device(
-    body: TransformRequest, call: Signed, service: Service
-) -> Transformed:
+
+@router.post(
+    "/transform",
+    response_model=Transformed,
+    openapi_extra={"requestBody": {"required": True, "content": _JSON_BODY}},
+)
+async def transform_for_device(request: Request) -> Response:
     """Transform a ciphertext for the group (or for the caller's user) to the calling
     device. A removed member or a revoked device gets 403, never a ciphertext."""
+    service: KeyService = request.app.state.service
+    raw = await request.body()
+    call = signed_call(request, service, raw)
+    body = _parse(request, raw)
     # The transformer decodes strictly (lengths, points, GT membership, signature)
     # before any pairing: a malformed value is a 422, a bad signature a 400.
     chains, chain_id = service.recent_chains, (call.device_id, body.group_id)
@@ -54,7 +71,22 @@ async def transform_for_device(
             _discard(early)
         raise
     # Released only now: the request's transaction committed, with exactly these keys.
-    return Transformed(encrypted_key=await early)
+    answer = Transformed(encrypted_key=await early)
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+def _parse(request: Request, raw: bytes) -> TransformRequest:
+    """The body, validated as FastAPI validates a JSON body parameter."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise unprocessable("validation_error", "the body must be application/json")
+    try:
+        return TransformRequest.model_validate_json(raw)
+    except ValidationError as error:
+        details = [{**detail, "loc": ("body", *detail["loc"])} for detail in error.errors()]
+        raise RequestValidationError(details) from None
 
 
 def _start(service: KeyService, value: bytes, keys: tuple[bytes, ...]) -> "asyncio.Task[bytes]":
