@@ -739,6 +739,22 @@ def test_replay_window_accepts_out_of_order_counters_once() -> None:
         window.check(0)  # now 4 behind: outside
 
 
+def test_replay_window_accept_refuses_what_a_stale_check_let_through() -> None:
+    """Two frames checked before either is accepted: the second accept must not trust
+    its check (a duplicate, or a counter the first one pushed out of the window)."""
+    window = ReplayWindow(4)
+    window.check(3)
+    window.check(3)
+    window.accept(3)
+    with pytest.raises(ReplayedFrame):
+        window.accept(3)
+    window.check(5)
+    window.check(2**33)
+    window.accept(2**33)
+    with pytest.raises(ReplayedFrame):
+        window.accept(5)  # far behind: refused, not a shift by 2^33 bits
+
+
 def test_replay_window_first_counter_may_be_the_largest() -> None:
     window = ReplayWindow()
     _see(window, MAX_VALUE)

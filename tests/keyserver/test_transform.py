@@ -1,6 +1,7 @@
 """Transform: user -> device and group -> user -> device, only for active devices of
 current members. Every test runs on SQLite and on PostgreSQL."""
 
+import asyncio
 import json
 import secrets
 from typing import Any
@@ -157,6 +158,28 @@ def test_a_json_media_type_with_parameters_or_a_suffix_is_accepted(make_actor) -
         )
         headers["content-type"] = content_type
         result(alice.client.post("/v1/transform", content=raw, headers=headers))
+
+
+def test_a_client_gone_before_its_body_arrived_is_400_not_500(client) -> None:  # type: ignore[no-untyped-def]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/transform", "raw_path": b"/v1/transform",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80), "state": {},
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": b'{"encr', "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["code"] == "http_error"
 
 
 def test_the_openapi_schema_documents_the_transform_body(client) -> None:  # type: ignore[no-untyped-def]

@@ -236,7 +236,8 @@ class ReplayWindow:
             raise ReplayedFrame
 
     def accept(self, ctr: int) -> None:
-        """Record ``ctr`` as seen; call only after ``check`` passed and the frame authenticated."""
+        """Record ``ctr`` as seen, after ``check`` passed and the frame authenticated
+        (``ReplayedFrame`` if another accept took it meanwhile, or left it behind)."""
         if ctr == self.top + 1:
             self.top = ctr
             return
@@ -246,7 +247,12 @@ class ReplayWindow:
             self._mask = ((self._mask << shift) | 1) & self._full if shift < self._size else 1
             self.top = self._mask_top = ctr
         else:
-            self._mask |= 1 << (self.top - ctr)
+            behind = self.top - ctr
+            # check() refused these; refuse them here too, for a caller that checked
+            # two frames before accepting either (and against a shift past the window).
+            if behind >= self._size or (self._mask >> behind) & 1:
+                raise ReplayedFrame
+            self._mask |= 1 << behind
 
 
 _BYTES: Final = tuple(bytes((i,)) for i in range(256))
