@@ -15,7 +15,7 @@ from veil.conference.service import ConferenceService
 from veil.conference.settings import ConferenceSettings
 from veil.crypto import kdf
 from veil.web.database import transaction
-from veil.web.errors import conflict, install_handlers
+from veil.web.errors import ERROR_RESPONSES, conflict, install_handlers
 from veil.web.health import add_health_route
 from veil.web.limits import BodyLimit
 from veil.web.schemas import PathId, Share
@@ -42,7 +42,7 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
     add_health_route(app, service.engine)
     app.add_middleware(BodyLimit, limit=16 * 1024)
 
-    @app.post("/v1/users/me/share", tags=["users"])
+    @app.post("/v1/users/me/share", tags=["users"], responses=ERROR_RESPONSES)
     def platform_share(authorization: Annotated[str | None, Header()] = None) -> Share:
         """The platform's 128-bit share of the caller's escrow password (made on first call)."""
         identity = service.jwt.verify(bearer_token(authorization), fresh=False)

@@ -10,7 +10,7 @@ from veil.keyserver.routes import devices, documents, groups, transforms, users
 from veil.keyserver.service import KeyService
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import TransformerUnavailable
-from veil.web.errors import error_body, install_handlers
+from veil.web.errors import ERROR_RESPONSES, error_body, install_handlers
 from veil.web.health import add_health_route
 from veil.web.limits import BodyLimit
 
@@ -40,7 +40,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
 
     # Transforms first: routes are matched in order, and theirs is the hot path.
     for module in (transforms, users, devices, groups, documents):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     add_health_route(app, service.engine)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

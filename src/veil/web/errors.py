@@ -4,6 +4,8 @@ Every error response is ``{"error": {"code": ..., "message": ...}}``. Messages n
 carry key material, tokens or request bodies.
 """
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veil.crypto.errors import AuthenticationError, DecodeError
+from veil.web.schemas import Model
 
 
 class ApiError(Exception):
@@ -45,6 +48,26 @@ def unprocessable(code: str, message: str) -> ApiError:
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+class ErrorDetail(Model):
+    code: str
+    """Stable, for programs: ``unsigned_request``, ``not_member``, ``validation_error``..."""
+    message: str
+    """For people; it may change."""
+
+
+class ErrorBody(Model):
+    """Every refusal's body (``error_body``)."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"}
+}
+"""What a route documents for its 4xx answers, in place of FastAPI's default 422 schema
+(``{"detail": [...]}``), which these services never send."""
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from veil.web.errors import ApiError
+from veil.web.errors import ApiError, ErrorBody
 
 PROBE_SECONDS = 3.0
 """A database slower than this to answer ``SELECT 1`` counts as down."""
@@ -38,7 +38,7 @@ def add_health_route(app: FastAPI, engine: Engine) -> None:
     @app.get(
         "/healthz",
         tags=["health"],
-        responses={503: {"description": "the database does not answer"}},
+        responses={503: {"model": ErrorBody, "description": "the database does not answer"}},
     )
     async def health() -> Health:
         nonlocal in_flight

@@ -26,7 +26,7 @@ from veil.keyserver.routes.common import (
 )
 from veil.keyserver.schemas import Transformed, TransformRequest
 from veil.keyserver.service import KeyService
-from veil.web.errors import bad_request, unprocessable
+from veil.web.errors import ErrorBody, bad_request, unprocessable
 
 router = APIRouter(prefix="/v1", tags=["transform"])
 
@@ -36,6 +36,7 @@ _JSON_BODY = {"application/json": {"schema": TransformRequest.model_json_schema(
 @router.post(
     "/transform",
     response_model=Transformed,
+    responses={503: {"model": ErrorBody, "description": "a transform worker failed; retry"}},
     openapi_extra={"requestBody": {"required": True, "content": _JSON_BODY}},
 )
 async def transform_for_device(request: Request) -> Response:
