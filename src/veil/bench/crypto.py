@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veil.bench.timing import median_ms, median_us_interleaved
+from veil.bench.timing import median_us_interleaved
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import decrypt, encrypt, generate_transform_key, transform
 from veil.crypto.sframe import SFrameReceiver, SFrameSender
@@ -54,8 +54,12 @@ def measure_pre(runs: int) -> dict[str, float | int]:
         "decrypt_l1": lambda: decrypt(level1.verify(), b),
         "decrypt_l2": lambda: decrypt(level2.verify(), c),
     }
+    # One call of each operation in turn, round after round: a slow spell of the
+    # machine (here one lasted about a second) then slows a few calls of every
+    # operation, not every call of one of them.
+    medians = median_us_interleaved(operations, batches=runs, size=1)
     result: dict[str, float | int] = {
-        name: round(median_ms(op, runs=runs), 4) for name, op in operations.items()
+        name: round(median / 1e3, 4) for name, median in medians.items()
     }
     for level, value in enumerate((level0, level1, level2)):
         result[f"bytes_l{level}"] = len(bytes(value))

@@ -15,22 +15,17 @@ def samples_ms(operation: Callable[[], object], *, runs: int) -> list[float]:
     return samples
 
 
-def median_ms(operation: Callable[[], object], *, runs: int, warmup: int = 5) -> float:
-    """Median wall time of one call, in milliseconds."""
-    samples_ms(operation, runs=warmup)
-    return statistics.median(samples_ms(operation, runs=runs))
-
-
 def median_us_interleaved(
     operations: Mapping[str, Callable[[], object]], *, batches: int, size: int
 ) -> dict[str, float]:
     """For each operation, the median over ``batches`` of the mean time of ``size``
     back-to-back calls, in µs.
 
-    For operations of a few microseconds, where one timer read per call would be a
-    visible part of the measurement. The operations take turns batch by batch, so a
-    machine whose speed drifts during the run (as a shared two-core one does) slows
-    them alike and leaves their ratio alone. Their order alternates too.
+    Batches of many calls suit operations of a few microseconds, where one timer read
+    per call would be a visible part of the measurement. The operations take turns
+    batch by batch, so a machine whose speed drifts during the run (as a shared
+    two-core one does) slows them alike and leaves their ratio alone. Their order
+    alternates too.
     """
     samples: dict[str, list[float]] = {name: [] for name in operations}
     for operation in operations.values():  # warm-up
