@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from veil.conference import ConferenceSettings
 from veil.keyserver import KeyServerSettings
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.serve import ServeOptions
+from veil.stack import SHUTDOWN_SECONDS
 
 VEIL = [sys.executable, "-m", "veil.cli"]
 
@@ -224,6 +226,35 @@ def test_all_services_in_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "keyserver.secret").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "keyserver.sqlite3").exists()
     assert (tmp_path / "conference.sqlite3").exists()
+
+
+def test_all_services_stop_together_on_sigterm_despite_a_stalled_upload(tmp_path: Path) -> None:
+    """A client that never finishes its request cannot keep the process alive: the
+    services wait SHUTDOWN_SECONDS for it, together, then close it."""
+    child = subprocess.Popen(
+        [*VEIL, "serve", "--port", "0", "--data-dir", str(tmp_path), "--transform-workers", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        endpoints = json.loads(child.stdout.readline())
+        host, port = endpoints["keyserver_url"].removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as stalled:
+            stalled.sendall(
+                b"POST /v1/users HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b'content-length: 100\r\n\r\n{"public'
+            )
+            time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
+            started = time.monotonic()
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(SHUTDOWN_SECONDS + 10) == 0
+        assert time.monotonic() - started < SHUTDOWN_SECONDS + 5
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_each_service_in_its_own_process(tmp_path: Path) -> None:

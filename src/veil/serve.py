@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ from veil.idp import DevIdentityProvider
 from veil.idp import create_app as create_idp
 from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.stack import run_stack
+from veil.stack import SHUTDOWN_SECONDS, run_stack
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
 
@@ -193,7 +194,10 @@ def serve(options: ServeOptions) -> None:
         provider = DevIdentityProvider()
         port = DEFAULT_PORTS["idp"] if options.port is None else options.port
         print(f"veil dev IdP (not for production) on {_address(options.host, port)}", flush=True)
-        uvicorn.run(create_idp(provider), host=options.host, port=port, log_level="info")
+        uvicorn.run(
+            create_idp(provider), host=options.host, port=port, log_level="info",
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        )  # fmt: skip
     else:
         _serve_one(options)
 
@@ -219,7 +223,7 @@ def _serve_one(options: ServeOptions) -> None:
         )
     uvicorn.run(
         factory, factory=True, host=options.host, port=port, workers=options.workers,
-        log_level="info",
+        log_level="info", timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )  # fmt: skip
 
 
@@ -244,4 +248,8 @@ async def _serve_all(options: ServeOptions) -> None:
         log_level="info",
     ) as endpoints:
         print(json.dumps(endpoints.__dict__), flush=True)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()

@@ -32,6 +32,21 @@ class Endpoints:
     conference_url: str
 
 
+SHUTDOWN_SECONDS = 5
+"""How long a stopping service waits for open connections before it closes them."""
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to whoever runs the stack. Each of three
+    servers on one loop capturing SIGINT would pass it on to the next only after its
+    own shutdown, so they stopped one after another (and ``veil serve`` once hung on
+    Ctrl-C until it was killed)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _bind(host: str, port: int) -> socket.socket:
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and
     # without it every response waits ~40 ms for a delayed ACK (Nagle).
@@ -62,7 +77,9 @@ async def run_stack(
     service_secret: bytes | None = None,
     log_level: str = "warning",
 ) -> AsyncIterator[Endpoints]:
-    """Serve the three services on this event loop until the block exits."""
+    """Serve the three services on this event loop until the block exits, then stop
+    them together. Signals are the caller's to handle (``veil serve`` stops on SIGINT
+    and SIGTERM; ``asyncio.run`` turns Ctrl-C into a cancellation)."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
@@ -86,7 +103,15 @@ async def run_stack(
         create_conference(conference, fanout=fanout),
     ]
     servers = [
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on"))
+        _Server(
+            uvicorn.Config(
+                app,
+                log_level=log_level,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            )
+        )
         for app in apps
     ]
     tasks = [
