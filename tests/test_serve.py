@@ -228,18 +228,36 @@ def test_all_services_in_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "conference.sqlite3").exists()
 
 
-def test_all_services_stop_together_on_sigterm_despite_a_stalled_upload(tmp_path: Path) -> None:
-    """A client that never finishes its request cannot keep the process alive: the
-    services wait SHUTDOWN_SECONDS for it, together, then close it."""
+@contextmanager
+def serving_all(tmp_path: Path, **popen: Any) -> Iterator[tuple[subprocess.Popen[str], Any]]:
+    """``veil serve`` with every service in one process, and its endpoints."""
     child = subprocess.Popen(
         [*VEIL, "serve", "--port", "0", "--data-dir", str(tmp_path), "--transform-workers", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        **popen,
     )
     try:
         assert child.stdout is not None
-        endpoints = json.loads(child.stdout.readline())
+        yield child, json.loads(child.stdout.readline())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.parametrize(
+    ("signals", "code", "seconds"),
+    [
+        ([signal.SIGTERM], 0, SHUTDOWN_SECONDS + 5),  # waits for it, then closes it
+        ([signal.SIGINT, signal.SIGINT], 128 + signal.SIGINT, 3),  # a second signal: now
+    ],
+)
+def test_a_stalled_upload_delays_stopping_by_at_most_the_shutdown_grace(
+    tmp_path: Path, signals: list[signal.Signals], code: int, seconds: float
+) -> None:
+    with serving_all(tmp_path) as (child, endpoints):
         host, port = endpoints["keyserver_url"].removeprefix("http://").rsplit(":", 1)
         with socket.create_connection((host, int(port))) as stalled:
             stalled.sendall(
@@ -248,13 +266,23 @@ def test_all_services_stop_together_on_sigterm_despite_a_stalled_upload(tmp_path
             )
             time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
             started = time.monotonic()
-            child.send_signal(signal.SIGTERM)
-            assert child.wait(SHUTDOWN_SECONDS + 10) == 0
-        assert time.monotonic() - started < SHUTDOWN_SECONDS + 5
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+            for signum in signals:
+                child.send_signal(signum)
+                time.sleep(0.3)
+            assert child.wait(seconds + 10) == code
+        assert time.monotonic() - started < seconds
+
+
+def test_sigint_stops_the_services_even_when_inherited_as_ignored(tmp_path: Path) -> None:
+    """A job a script starts in the background ignores SIGINT; ``veil serve`` once
+    re-raised it under that disposition after stopping its servers, and hung."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    with serving_all(tmp_path, preexec_fn=ignore_sigint) as (child, _):
+        child.send_signal(signal.SIGINT)
+        assert child.wait(SHUTDOWN_SECONDS + 10) == 0
 
 
 def test_each_service_in_its_own_process(tmp_path: Path) -> None:

@@ -234,6 +234,20 @@ async def _serve_all(options: ServeOptions) -> None:
     ports = (0, 0, 0) if base == 0 else (base + 2, base, base + 1)
     options.directory.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(options.directory / "keyserver.secret")
+    # Installed before start-up and whatever SIGINT's inherited disposition (a job
+    # started in the background by a script ignores it). The first signal stops the
+    # services, which give requests in flight SHUTDOWN_SECONDS; a second one, for a
+    # thread stuck on a database lock say, exits at once.
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
     async with run_stack(
         options.directory,
         idp=idp,
@@ -248,8 +262,4 @@ async def _serve_all(options: ServeOptions) -> None:
         log_level="info",
     ) as endpoints:
         print(json.dumps(endpoints.__dict__), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()

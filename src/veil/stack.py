@@ -37,10 +37,10 @@ SHUTDOWN_SECONDS = 5
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to whoever runs the stack. Each of three
-    servers on one loop capturing SIGINT would pass it on to the next only after its
-    own shutdown, so they stopped one after another (and ``veil serve`` once hung on
-    Ctrl-C until it was killed)."""
+    """A uvicorn server that leaves signals to whoever runs the stack. Three servers
+    on one loop each capturing SIGINT passed it on one after another, and the last
+    re-raised it under the process's original disposition: where that was "ignore"
+    (a job started in the background by a script), ``veil serve`` never stopped."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -58,6 +58,20 @@ def test_every_operation_documents_the_error_body_it_sends(client: TestClient) -
                 assert answer["content"]["application/json"]["schema"] == refusal
 
 
+def test_routes_that_transform_document_their_503(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    transforming = [
+        ("/v1/transform", "post"),
+        ("/v1/documents/{document_id}/key", "get"),
+        ("/v1/groups/{group_id}/private-key", "get"),
+    ]
+    if "/v1/transform" not in paths:
+        pytest.skip("the conference service does not transform")
+    for path, method in transforming:
+        answer = paths[path][method]["responses"]["503"]
+        assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+
+
 def test_refusals_have_the_documented_body(client: TestClient) -> None:
     refusals = [
         client.get("/v1/nowhere"),  # 404

@@ -1,7 +1,8 @@
 """API errors: a stable machine ``code``, an HTTP status and a human message.
 
-Every error response is ``{"error": {"code": ..., "message": ...}}``. Messages never
-carry key material, tokens or request bodies.
+Every refusal (4xx) and every 503 is ``{"error": {"code": ..., "message": ...}}``
+(``ErrorBody``); only an unexpected failure is Starlette's plain-text 500. Messages
+never carry key material, tokens or request bodies.
 """
 
 from typing import Any

@@ -1,5 +1,7 @@
 """Checks shared by the resources."""
 
+from typing import Any
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -11,7 +13,12 @@ from veil.keyserver import audit
 from veil.keyserver.auth import CallingDevice
 from veil.keyserver.models import Group, GroupAdmin, GroupMember, User
 from veil.keyserver.service import KeyService
-from veil.web.errors import bad_request, forbidden, not_found, unprocessable
+from veil.web.errors import ErrorBody, bad_request, forbidden, not_found, unprocessable
+
+TRANSFORMER_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "a transform worker failed; retry"}
+}
+"""For the routes that transform (``TransformerUnavailable`` answers 503)."""
 
 
 def verified_transform_key(raw: bytes) -> VerifiedTransformKey:

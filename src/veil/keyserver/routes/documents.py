@@ -10,7 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
-from veil.keyserver.routes.common import device_transform_key, record, stored_ciphertext
+from veil.keyserver.routes.common import (
+    TRANSFORMER_UNAVAILABLE,
+    device_transform_key,
+    record,
+    stored_ciphertext,
+)
 from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
 from veil.keyserver.service import KeyService
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
@@ -106,7 +111,7 @@ def revoke_grant(
     return Done()
 
 
-@router.get("/{document_id}/key")
+@router.get("/{document_id}/key", responses=TRANSFORMER_UNAVAILABLE)
 async def document_key(document_id: PathId, call: Signed, service: Service) -> DocumentKey:
     """The document's key transformed to the calling device, through a user grant or a
     grant to a group the caller belongs to."""

@@ -9,6 +9,7 @@ from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember
 from veil.keyserver.routes.common import (
+    TRANSFORMER_UNAVAILABLE,
     check_proof,
     device_transform_key,
     get_group,
@@ -238,7 +239,7 @@ def remove_admin(group_id: PathId, user_id: PathId, call: Signed, service: Servi
     return Done()
 
 
-@router.get("/{group_id}/private-key")
+@router.get("/{group_id}/private-key", responses=TRANSFORMER_UNAVAILABLE)
 async def group_private_key(group_id: PathId, call: Signed, service: Service) -> GroupKey:
     """For an admin: the group key's ciphertext, transformed to the calling device."""
     encrypted, envelope, device_key = await run_in_threadpool(

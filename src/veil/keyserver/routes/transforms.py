@@ -21,13 +21,14 @@ from veil.keyserver.auth import SignedCall
 from veil.keyserver.chains import Chain
 from veil.keyserver.deps import signed_call
 from veil.keyserver.routes.common import (
+    TRANSFORMER_UNAVAILABLE,
     device_transform_key,
     member_transform_key,
     record,
 )
 from veil.keyserver.schemas import Transformed, TransformRequest
 from veil.keyserver.service import KeyService
-from veil.web.errors import ErrorBody, bad_request, unprocessable
+from veil.web.errors import bad_request, unprocessable
 
 router = APIRouter(prefix="/v1", tags=["transform"])
 
@@ -37,7 +38,7 @@ _JSON_BODY = {"application/json": {"schema": TransformRequest.model_json_schema(
 @router.post(
     "/transform",
     response_model=Transformed,
-    responses={503: {"model": ErrorBody, "description": "a transform worker failed; retry"}},
+    responses=TRANSFORMER_UNAVAILABLE,
     openapi_extra={"requestBody": {"required": True, "content": _JSON_BODY}},
 )
 async def transform_for_device(request: Request) -> Response:
