@@ -167,10 +167,11 @@ def _address(host: str, port: int) -> str:
 
 def _check_database_url(url: str, name: str) -> None:
     parsed = urlsplit(url)
-    if parsed.scheme.split("+")[0] not in ("sqlite", "postgresql"):
+    backend = parsed.scheme.split("+")[0]
+    if backend not in ("sqlite", "postgresql"):
         raise ConfigurationError(f"{name} must be sqlite:///... or postgresql://...")
     memory = parsed.path in ("", "/") or ":memory:" in parsed.path or "mode=memory" in url
-    if parsed.scheme.split("+")[0] == "sqlite" and memory:
+    if backend == "sqlite" and memory:
         raise ConfigurationError(
             f"{name} names an in-memory SQLite database, which each connection would see "
             "empty: give a file (sqlite:///PATH)"

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from veil.keyserver.audit import ChainReport, verify_chain
 from veil.web.database import create_db_engine
 
+_NOT_A_URL = "not a database URL: sqlite:///PATH or postgresql://..."
+
 
 class AuditUnreadable(Exception):
     """The audit log could not be read at all (no such database, no audit table, no
@@ -23,7 +25,7 @@ def verify_audit(database_url: str) -> ChainReport:
     try:
         url = make_url(database_url)
     except Exception:
-        raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...") from None
+        raise AuditUnreadable(_NOT_A_URL) from None
     hidden = [name for name in url.query if "password" in name.lower()]
     shown = url.difference_update_query(hidden).render_as_string(hide_password=True)
     try:
@@ -47,7 +49,7 @@ def _reader(url: URL) -> Engine:
         engine = create_db_engine(url.render_as_string(hide_password=False))
         return engine.execution_options(isolation_level="REPEATABLE READ").engine
     if backend != "sqlite":
-        raise AuditUnreadable("not a database URL: sqlite:///PATH or postgresql://...")
+        raise AuditUnreadable(_NOT_A_URL)
     name = url.database or ""
     path = name.removeprefix("file:") if url.query.get("uri") == "true" else name
     if not path or path == ":memory:" or not Path(path).is_file():
