@@ -157,13 +157,16 @@ def test_flags_win_over_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 @contextmanager
-def process(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+def process(
+    *args: str, env: dict[str, str] | None = None, **popen: Any
+) -> Iterator[subprocess.Popen[str]]:
     child = subprocess.Popen(
         [*VEIL, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, **(env or {})},
+        **popen,
     )
     try:
         yield child
@@ -213,12 +216,17 @@ async def a_device_meets_the_services(
         await board.close()
 
 
-def test_all_services_in_one_process(tmp_path: Path) -> None:
-    with process(
-        "serve", "--port", "0", "--data-dir", str(tmp_path), "--transform-workers", "0"
-    ) as child:
+@contextmanager
+def serving_all(tmp_path: Path, **popen: Any) -> Iterator[tuple[subprocess.Popen[str], Any]]:
+    """``veil serve`` with every service in one process, and its endpoints."""
+    args = ("serve", "--port", "0", "--data-dir", str(tmp_path), "--transform-workers", "0")
+    with process(*args, **popen) as child:
         assert child.stdout is not None
-        endpoints = json.loads(child.stdout.readline())  # port 0: three free ports, printed
+        yield child, json.loads(child.stdout.readline())
+
+
+def test_all_services_in_one_process(tmp_path: Path) -> None:
+    with serving_all(tmp_path) as (child, endpoints):  # port 0: three free ports, printed
         ports = {url.rsplit(":", 1)[1] for url in endpoints.values()}
         assert len(ports) == 3 and "0" not in ports
         asyncio.run(a_device_meets_the_services(**endpoints))
@@ -226,25 +234,6 @@ def test_all_services_in_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "keyserver.secret").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "keyserver.sqlite3").exists()
     assert (tmp_path / "conference.sqlite3").exists()
-
-
-@contextmanager
-def serving_all(tmp_path: Path, **popen: Any) -> Iterator[tuple[subprocess.Popen[str], Any]]:
-    """``veil serve`` with every service in one process, and its endpoints."""
-    child = subprocess.Popen(
-        [*VEIL, "serve", "--port", "0", "--data-dir", str(tmp_path), "--transform-workers", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        **popen,
-    )
-    try:
-        assert child.stdout is not None
-        yield child, json.loads(child.stdout.readline())
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 @pytest.mark.parametrize(
