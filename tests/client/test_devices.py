@@ -18,8 +18,8 @@ from veil.client import (
 )
 from veil.client.device import parse_approval
 from veil.client.keyserver import KeyServerClient
-from veil.crypto import kdf
 from veil.crypto.errors import DecryptionError
+from veil.crypto.escrow import open_escrow, split_trust_password
 from veil.crypto.keys import PrivateKey
 from veil.crypto.signing import SigningKey
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE, b64encode, device_id_for
@@ -65,9 +65,9 @@ def test_split_trust_needs_nothing_typed_and_a_second_device_decrypts(sdk) -> No
         platform_share = await first.conference.share(await first.conference_token())
         assert keyserver_share != platform_share
         with pytest.raises(DecryptionError):
-            kdf.open_escrow(
+            open_escrow(
                 escrow,
-                kdf.split_trust_password(keyserver_share, secrets.token_bytes(16)),
+                split_trust_password(keyserver_share, secrets.token_bytes(16)),
                 context=alice.encode(),
             )
 

@@ -27,8 +27,8 @@ keys (or with the real key planted in a stored value), succeed: the test would f
 the insider's attempts were wrong in form rather than hopeless.
 
 Users register with the real split-trust escrow: the password is
-``kdf.split_trust_password(the key service's share, a platform share the test keeps)``
-and the escrow is ``kdf.seal_escrow`` at 600,000 PBKDF2 iterations.
+``escrow.split_trust_password(the key service's share, a platform share the test keeps)``
+and the escrow is ``escrow.seal_escrow`` at 600,000 PBKDF2 iterations.
 """
 
 import base64
@@ -51,7 +51,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, select
 
 from veil.client.keyserver import add_member_body, create_group_body, device_keys_body
-from veil.crypto import kdf
+from veil.crypto import escrow, schedule
 from veil.crypto.aead import open_document
 from veil.crypto.errors import DecodeError, DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
@@ -65,17 +65,17 @@ from veil.crypto.pre import (
     encrypt,
     transform,
 )
+from veil.crypto.sealing import derive_service_key
 from veil.crypto.signing import SigningKey
 from veil.idp import DevIdentityProvider
 from veil.keyserver.models import Base
-from veil.keyserver.service import _derive
 from veil.protocol import (
     b64decode,
     b64encode,
     sign_request,
 )
 
-ZERO_SHARE = bytes(kdf.SHARE_SIZE)
+ZERO_SHARE = bytes(escrow.SHARE_SIZE)
 SPLIT_LABEL = b"veil/v1 split-trust password"
 
 
@@ -92,7 +92,7 @@ class Party:
     user_key: PrivateKey = field(default_factory=PrivateKey.generate)
     device_key: PrivateKey = field(default_factory=PrivateKey.generate)
     signer: SigningKey = field(default_factory=SigningKey.generate)
-    platform_share: bytes = field(default_factory=kdf.new_share)  # the platform keeps it
+    platform_share: bytes = field(default_factory=escrow.new_share)  # the platform keeps it
     device_id: str = ""
     master: PublicKey | None = None
     escrow: bytes = b""
@@ -108,9 +108,9 @@ class Party:
         response = self.client.post("/v1/users/me/share", headers=self.bearer())
         assert response.status_code == 200, response.text
         service_share = b64decode(response.json()["share"])
-        assert len(service_share) == kdf.SHARE_SIZE
-        self.password = kdf.split_trust_password(service_share, self.platform_share)
-        self.escrow = kdf.seal_escrow(
+        assert len(service_share) == escrow.SHARE_SIZE
+        self.password = escrow.split_trust_password(service_share, self.platform_share)
+        self.escrow = escrow.seal_escrow(
             self.user_key.to_secret_bytes(), self.password, context=self.name.encode()
         )
         response = self.client.post(
@@ -351,7 +351,7 @@ def become_insider(client: TestClient) -> Insider:
     root = service.settings.service_secret
     own = {
         "service_secret": root,
-        "augmentation sealer key": _derive(root, b"augmentation seal"),
+        "augmentation sealer key": derive_service_key(root, b"augmentation seal"),
         "transform signer seed": service.signer.to_secret_bytes(),
     }
     augmentation = {
@@ -448,7 +448,7 @@ def scalar_attempts(
 
 
 def open_escrow_with_key(blob: bytes, key: bytes, context: bytes) -> bytes:
-    """``kdf.open_escrow`` with the AES key given instead of derived from a password."""
+    """``escrow.open_escrow`` with the AES key given instead of derived from a password."""
     head, body = blob[:34], blob[34:]  # 01 20 | iterations:4 | salt:16 | nonce:12
     try:
         return AESGCM(key).decrypt(head[22:34], body, head + context)
@@ -488,11 +488,11 @@ def share_passwords(insider: Insider, user: str) -> dict[str, bytes]:
     others = [s for u, s in insider.shares.items() if u != user]
     sha = hashlib.sha256
     passwords = {
-        "split(share, share)": kdf.split_trust_password(share, share),
-        "split(share, zeros)": kdf.split_trust_password(share, ZERO_SHARE),
-        "split(zeros, share)": kdf.split_trust_password(ZERO_SHARE, share),
-        "split(share, service secret[:16])": kdf.split_trust_password(share, root[:16]),
-        "split(share, service secret[16:])": kdf.split_trust_password(share, root[16:]),
+        "split(share, share)": escrow.split_trust_password(share, share),
+        "split(share, zeros)": escrow.split_trust_password(share, ZERO_SHARE),
+        "split(zeros, share)": escrow.split_trust_password(ZERO_SHARE, share),
+        "split(share, service secret[:16])": escrow.split_trust_password(share, root[:16]),
+        "split(share, service secret[16:])": escrow.split_trust_password(share, root[16:]),
         "share": share,
         "share+share": share + share,
         "share+zeros": share + ZERO_SHARE,
@@ -502,8 +502,12 @@ def share_passwords(insider: Insider, user: str) -> dict[str, bytes]:
         "service secret": root,
     }
     for i, other in enumerate(others):
-        passwords[f"split(share, other user's share {i})"] = kdf.split_trust_password(share, other)
-        passwords[f"split(other user's share {i}, share)"] = kdf.split_trust_password(other, share)
+        passwords[f"split(share, other user's share {i})"] = escrow.split_trust_password(
+            share, other
+        )
+        passwords[f"split(other user's share {i}, share)"] = escrow.split_trust_password(
+            other, share
+        )
     return passwords
 
 
@@ -533,13 +537,13 @@ def test_the_honest_parties_can_decrypt_everything(flow: Flow, client: TestClien
     for party in (flow.alice, flow.bob):
         response = client.get("/v1/users/me/escrow", headers=party.bearer())
         assert b64decode(response.json()["escrow"]) == party.escrow
-        assert int.from_bytes(party.escrow[2:6], "big") >= kdf.MIN_ITERATIONS
-        secret = kdf.open_escrow(party.escrow, party.password, context=party.name.encode())
+        assert int.from_bytes(party.escrow[2:6], "big") >= escrow.MIN_ITERATIONS
+        secret = escrow.open_escrow(party.escrow, party.password, context=party.name.encode())
         assert secret == party.user_key.to_secret_bytes()
         # and the share the service hands out again is the one in the password
         again = client.post("/v1/users/me/share", headers=party.bearer())
         share = b64decode(again.json()["share"])
-        assert kdf.split_trust_password(share, party.platform_share) == party.password
+        assert escrow.split_trust_password(share, party.platform_share) == party.password
         assert insider.shares[party.name] == share
 
 
@@ -571,7 +575,9 @@ def test_insider_with_every_row_and_every_service_secret_decrypts_nothing(
         "bob's signing key": flow.bob.signer.to_secret_bytes(),
         "the group key": flow.group_key.to_secret_bytes(),
         "the session key": flow.session_key.to_secret_bytes(),
-        "the meeting key": kdf.session_key(flow.session_key, meeting_id=flow.group_id, epoch=0),
+        "the meeting key": schedule.session_key(
+            flow.session_key, meeting_id=flow.group_id, epoch=0
+        ),
         "the document key": flow.document_key.to_secret_bytes(),
         "alice's platform share": flow.alice.platform_share,
         "bob's platform share": flow.bob.platform_share,
@@ -626,7 +632,7 @@ def test_insider_with_every_row_and_every_service_secret_decrypts_nothing(
     for user, blob in targets.escrows.items():
         for name, password in share_passwords(insider, user).items():
             with pytest.raises(DecryptionError):
-                kdf.open_escrow(blob, password, context=user.encode())
+                escrow.open_escrow(blob, password, context=user.encode())
             assert name  # (named for the failure message above)
 
 
@@ -653,7 +659,7 @@ def test_the_insiders_attempts_work_when_the_secret_is_there(
         broken = aes_attempts(sorted(windows([noise + key + noise])), targets)
         assert f"a candidate AES key opens {party.name}'s escrow" in broken
         insider_view = targets.escrows[party.name]
-        assert kdf.open_escrow(insider_view, party.password, context=party.name.encode())
+        assert escrow.open_escrow(insider_view, party.password, context=party.name.encode())
     # the envelope's real key, planted, opens it
     envelope_key = flow.group_key_plaintext.derive_key("group key")
     broken = aes_attempts([envelope_key], targets)
@@ -661,5 +667,7 @@ def test_the_insiders_attempts_work_when_the_secret_is_there(
     # and the password attempts have the right form: with the platform's share they open
     for party in (flow.alice, flow.bob):
         share = insider.shares[party.name]
-        password = kdf.split_trust_password(share, party.platform_share)
-        assert kdf.open_escrow(targets.escrows[party.name], password, context=party.name.encode())
+        password = escrow.split_trust_password(share, party.platform_share)
+        assert escrow.open_escrow(
+            targets.escrows[party.name], password, context=party.name.encode()
+        )

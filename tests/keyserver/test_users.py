@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from veil.crypto import kdf
+from veil.crypto import escrow
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
@@ -107,7 +107,7 @@ def test_a_malformed_escrow_is_422_invalid_escrow(client, idp, escrow) -> None: 
 
 def test_an_escrow_outside_the_iteration_policy_is_422_invalid_escrow(client, idp) -> None:  # type: ignore[no-untyped-def]
     key = bytes(PrivateKey.generate().public_key)
-    for iterations in (1, kdf.MIN_ITERATIONS - 1, kdf.MAX_ITERATIONS + 1):
+    for iterations in (1, escrow.MIN_ITERATIONS - 1, escrow.MAX_ITERATIONS + 1):
         blob = b"\x01\x20" + iterations.to_bytes(4, "big") + escrow_blob()[6:]
         assert_error(create_user(client, idp.issue("carol"), key, blob), 422, "invalid_escrow")
 
@@ -157,13 +157,13 @@ def test_split_trust_escrow_round_trip(client, idp) -> None:  # type: ignore[no-
     second = client.post("/v1/users/me/share", headers=bearer)
     assert first.status_code == second.status_code == 200, first.text
     ks_share = b64decode(first.json()["share"])
-    assert len(ks_share) == kdf.SHARE_SIZE == 16
+    assert len(ks_share) == escrow.SHARE_SIZE == 16
     assert b64decode(second.json()["share"]) == ks_share
 
     user_key = PrivateKey.generate()
-    platform_share = kdf.new_share()
-    password = kdf.split_trust_password(ks_share, platform_share)
-    blob = kdf.seal_escrow(user_key.to_secret_bytes(), password, context=b"carol")
+    platform_share = escrow.new_share()
+    password = escrow.split_trust_password(ks_share, platform_share)
+    blob = escrow.seal_escrow(user_key.to_secret_bytes(), password, context=b"carol")
     response = create_user(client, idp.issue("carol"), bytes(user_key.public_key), blob)
     assert response.status_code == 201, response.text
 
@@ -172,9 +172,9 @@ def test_split_trust_escrow_round_trip(client, idp) -> None:  # type: ignore[no-
     ks_share_again = b64decode(client.post("/v1/users/me/share", headers=bearer).json()["share"])
     stored = b64decode(client.get("/v1/users/me/escrow", headers=bearer).json()["escrow"])
     assert stored == blob
-    password_again = kdf.split_trust_password(ks_share_again, platform_share)
+    password_again = escrow.split_trust_password(ks_share_again, platform_share)
     recovered = PrivateKey.from_secret_bytes(
-        kdf.open_escrow(stored, password_again, context=b"carol")
+        escrow.open_escrow(stored, password_again, context=b"carol")
     )
     assert recovered == user_key
 
@@ -199,14 +199,14 @@ def test_concurrent_first_share_requests_agree_on_one_share(
     # Hold both requests between 'no share yet' and the insert. SQLite serializes the
     # transactions (BEGIN IMMEDIATE), so there the second never arrives: short timeout.
     arrived = threading.Barrier(2, timeout=5 if database_url.startswith("postgresql") else 0.2)
-    real_new_share = kdf.new_share
+    real_new_share = escrow.new_share
 
     def new_share() -> bytes:
         with contextlib.suppress(threading.BrokenBarrierError):
             arrived.wait()
         return real_new_share()
 
-    monkeypatch.setattr(kdf, "new_share", new_share)
+    monkeypatch.setattr(escrow, "new_share", new_share)
     results: list[Any] = []
 
     def ask() -> None:

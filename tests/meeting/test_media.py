@@ -5,7 +5,7 @@ import asyncio
 import os
 
 from veil.client.media import Frame, MeetingMedia
-from veil.crypto.kdf import media_kid
+from veil.crypto.schedule import media_kid
 from veil.crypto.sframe import SFrameHeader
 from veil.protocol import MediaKind
 

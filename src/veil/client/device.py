@@ -35,8 +35,8 @@ from veil.client.errors import (
 from veil.client.keyserver import KeyServerClient, UserKeys
 from veil.client.pins import KeyPins
 from veil.client.store import DeviceContext, DeviceStore, Mode
-from veil.crypto import kdf
 from veil.crypto.errors import DecryptionError
+from veil.crypto.escrow import open_escrow, seal_escrow, split_trust_password
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey, VerifyingKey
@@ -384,7 +384,7 @@ async def _escrow_password(
         shares = await asyncio.gather(
             keyserver.share(keyserver_token), conference.share(conference_token)
         )
-        return kdf.split_trust_password(*shares)
+        return split_trust_password(*shares)
     if mode == "password":
         assert password is not None
         text = unicodedata.normalize("NFC", await password())
@@ -396,9 +396,7 @@ async def _escrow_password(
 
 def _open_escrow(escrow: bytes, secret: bytes, user_id: str) -> PrivateKey:
     try:
-        return PrivateKey.from_secret_bytes(
-            kdf.open_escrow(escrow, secret, context=user_id.encode())
-        )
+        return PrivateKey.from_secret_bytes(open_escrow(escrow, secret, context=user_id.encode()))
     except DecryptionError:
         raise WrongPassword("the escrow password did not open the user key") from None
 
@@ -470,7 +468,7 @@ async def _new_user(
         secret = await _escrow_password(keyserver, conference, tokens, mode, password)
     # The user id is the token's subject; the escrow binds it, so learn it first.
     user_id = _subject(token)
-    escrow = kdf.seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
+    escrow = seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
     created_id, master = await keyserver.create_user(token, user_key.public_key, escrow)
     device_id = await keyserver.add_device(
         await tokens(keyserver.audience), user_id=created_id, user_key=user_key,

@@ -3,8 +3,8 @@
 Each join of a device has a sender number: 44 random bits it draws itself and names
 in its signed announce post (a new join draws a new one; clients refuse a number
 already taken). Every (epoch, sender, stream) gets its own
-base key from the session key, ``kdf.sender_base_key``, and its own KID,
-``kdf.media_kid`` (sender, stream and epoch mod 2^16). A sender switches to a new
+base key from the session key, ``schedule.sender_base_key``, and its own KID,
+``schedule.media_kid`` (sender, stream and epoch mod 2^16). A sender switches to a new
 epoch as soon as it holds the key; a receiver keeps the previous epoch for
 ``grace`` seconds so frames in flight still decrypt, then forgets it. A frame of an
 epoch not held yet (its sender got the new key first) waits, up to ``grace`` seconds
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from veil.crypto import kdf
+from veil.crypto import schedule
 from veil.crypto.errors import DecodeError, DecryptionError, ReplayedFrame, UnknownKeyId
 from veil.crypto.sframe import CipherSuite, SFrameHeader, SFrameReceiver, SFrameSender
 
@@ -119,14 +119,14 @@ class MeetingMedia:
             raise LookupError("no session key yet")
         sender = self._senders.get(stream)
         if sender is None:
-            base = kdf.sender_base_key(
+            base = schedule.sender_base_key(
                 self._keys[self.epoch],
                 meeting_id=self.meeting_id,
                 epoch=self.epoch,
                 sender=self.sender,
                 stream=stream,
             )
-            kid = kdf.media_kid(epoch=self.epoch, sender=self.sender, stream=stream)
+            kid = schedule.media_kid(epoch=self.epoch, sender=self.sender, stream=stream)
             sender = self._senders[stream] = SFrameSender(kid, base, suite=self.suite)
         self.counters.sent += 1
         return sender.protect(payload, self._metadata)
@@ -136,7 +136,7 @@ class MeetingMedia:
         self._expire()
         try:
             header, _ = SFrameHeader.parse(frame)
-            epoch_low, sender, stream = kdf.parse_media_kid(header.kid)
+            epoch_low, sender, stream = schedule.parse_media_kid(header.kid)
         except (DecodeError, ValueError):
             self.counters.tampered += 1
             return None
@@ -153,7 +153,7 @@ class MeetingMedia:
         epoch = epochs[0]
         new_kid = header.kid not in self._kids.setdefault(epoch, set())
         if new_kid:
-            base = kdf.sender_base_key(
+            base = schedule.sender_base_key(
                 self._keys[epoch], meeting_id=self.meeting_id, epoch=epoch,
                 sender=sender, stream=stream,
             )  # fmt: skip

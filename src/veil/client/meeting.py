@@ -52,7 +52,7 @@ from veil.client.errors import (
 )
 from veil.client.invitation import Invitation
 from veil.client.media import Frame, MeetingMedia
-from veil.crypto import kdf
+from veil.crypto import schedule
 from veil.crypto.errors import AuthenticationError, DecodeError, InvalidSignature
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue, encrypt
@@ -249,7 +249,7 @@ class Meeting:
         # Each join draws its own sender number (44 random bits) and announces it, signed:
         # the board's sequence numbers are the service's and must not pick SFrame keys,
         # or a dishonest service could make two senders share a key and nonces.
-        self.sender = secrets.randbelow(kdf.SENDER_LIMIT)
+        self.sender = secrets.randbelow(schedule.SENDER_LIMIT)
         await self.board.post("announce", json.dumps({"sender": self.sender}).encode())
         self.media = MeetingMedia(
             self.meeting_id, sender=self.sender, grace=self.timers.epoch_grace,
@@ -339,7 +339,7 @@ class Meeting:
             raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None
 
     def _install(self, epoch: int, plaintext: Plaintext, members: Sequence[str]) -> None:
-        session_key = kdf.session_key(plaintext, meeting_id=self.meeting_id, epoch=epoch)
+        session_key = schedule.session_key(plaintext, meeting_id=self.meeting_id, epoch=epoch)
         self._session_keys = {e: k for e, k in self._session_keys.items() if e >= epoch - 1}
         self._session_keys[epoch] = session_key
         assert self.media is not None
@@ -425,7 +425,7 @@ class Meeting:
     async def _handle(self, post: Post) -> None:
         if post.kind == "announce":
             sender = json.loads(post.body)["sender"]
-            if type(sender) is not int or not 0 <= sender < kdf.SENDER_LIMIT:
+            if type(sender) is not int or not 0 <= sender < schedule.SENDER_LIMIT:
                 raise ValueError("an announce names a sender number in [0, 2^44)")
             if sender in self.participants:
                 raise UntrustedPost("a sender number already taken in this meeting")
@@ -585,7 +585,7 @@ class Meeting:
     async def send_chat(self, text: str) -> None:
         if self.epoch is None or self.epoch not in self._session_keys:
             raise MeetingEnded("no session key (ended, left, or not admitted)")
-        key = kdf.chat_key(
+        key = schedule.chat_key(
             self._session_keys[self.epoch], meeting_id=self.meeting_id, epoch=self.epoch
         )
         nonce = os.urandom(12)
@@ -604,7 +604,7 @@ class Meeting:
         session_key = self._session_keys.get(epoch)
         if session_key is None:
             return
-        key = kdf.chat_key(session_key, meeting_id=self.meeting_id, epoch=epoch)
+        key = schedule.chat_key(session_key, meeting_id=self.meeting_id, epoch=epoch)
         try:
             text = AESGCM(key).decrypt(
                 b64decode(body["nonce"]), b64decode(body["ciphertext"]),

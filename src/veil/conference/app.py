@@ -13,7 +13,7 @@ from veil.conference.media_channel import serve_media
 from veil.conference.models import PlatformShare
 from veil.conference.service import ConferenceService
 from veil.conference.settings import ConferenceSettings
-from veil.crypto import kdf
+from veil.crypto import escrow
 from veil.web.database import transaction
 from veil.web.errors import ERROR_RESPONSES, conflict, install_handlers
 from veil.web.health import add_health_route
@@ -47,7 +47,7 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
         """The platform's 128-bit share of the caller's escrow password (made on first call)."""
         identity = service.jwt.verify(bearer_token(authorization), fresh=False)
         made = PlatformShare(
-            user_id=identity.user_id, share=kdf.new_share(), created_at=service.now()
+            user_id=identity.user_id, share=escrow.new_share(), created_at=service.now()
         )
         try:
             with transaction(service.sessions) as session:

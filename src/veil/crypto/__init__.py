@@ -11,5 +11,8 @@ Modules, bottom up:
 - ``schnorr``  proofs of possession for PRE key pairs
 - ``aead``     document envelopes (single-shot and streaming AES-256-GCM)
 - ``sframe``   RFC 9605 media frame encryption
-- ``kdf``      Veil's key schedule and user-key escrow
+- ``schedule`` the meeting key schedule (session, SFrame sender and chat keys; KIDs)
+- ``chat``     meeting chat sealing
+- ``escrow``   user-key escrow and the split-trust password
+- ``sealing``  a service's own sealing of its secrets
 """

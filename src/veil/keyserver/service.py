@@ -1,19 +1,14 @@
 """The key service's state: settings, database, verifiers, its own secrets."""
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import AugmentationSecret
+from veil.crypto.sealing import Sealer, derive_service_key
 from veil.crypto.signing import SigningKey
 from veil.keyserver.auth import CallingDevice, SignedCall, authenticate
 from veil.keyserver.chains import RecentChains
@@ -26,10 +21,6 @@ from veil.web.tokens import JwtVerifier
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _derive(secret: bytes, purpose: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=None, info=b"veil/v1 keyserver " + purpose).derive(secret)
-
-
 class KeyService:
     def __init__(self, settings: KeyServerSettings) -> None:
         self.settings = settings
@@ -37,9 +28,9 @@ class KeyService:
         migrate(self.engine, MIGRATIONS, version_table="keyserver_alembic_version")
         self.sessions = session_factory(self.engine)
         self.jwt = JwtVerifier(settings)
-        signer_seed = _derive(settings.service_secret, b"transform signer")
+        signer_seed = derive_service_key(settings.service_secret, b"transform signer")
         self.signer = SigningKey.from_secret_bytes(signer_seed)
-        self._sealer = AESGCM(_derive(settings.service_secret, b"augmentation seal"))
+        self._sealer = Sealer(derive_service_key(settings.service_secret, b"augmentation seal"))
         self.transformer = Transformer(signer_seed, settings.transform_workers)
         self.recent_chains = RecentChains()
 
@@ -70,14 +61,10 @@ class KeyService:
             yield session, authenticate(session, self.settings, call)
 
     def seal_augmentation(self, user_id: str, secret: AugmentationSecret) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._sealer.encrypt(nonce, secret.to_secret_bytes(), user_id.encode())
+        return self._sealer.seal(secret.to_secret_bytes(), context=user_id.encode())
 
     def open_augmentation(self, user_id: str, sealed: bytes) -> AugmentationSecret:
-        try:
-            raw = self._sealer.decrypt(sealed[:12], sealed[12:], user_id.encode())
-        except InvalidTag:
-            raise DecryptionError from None
+        raw = self._sealer.open(sealed, context=user_id.encode())
         return AugmentationSecret.from_secret_bytes(raw)
 
     def close(self) -> None:

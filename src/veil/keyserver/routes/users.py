@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from veil.crypto import kdf
+from veil.crypto import escrow
 from veil.crypto.errors import DecodeError
 from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.keyserver import audit
@@ -31,7 +31,7 @@ def create_user(body: CreateUser, identity: FreshUser, service: Service) -> User
     service draws the user's augmentation secret and returns the master public key."""
     client_key = PublicKey.from_bytes(body.public_key)
     try:
-        kdf.check_escrow(body.escrow)
+        escrow.check_escrow(body.escrow)
     except DecodeError as exc:
         raise unprocessable("invalid_escrow", str(exc)) from None
     secret = AugmentationSecret.generate()
@@ -76,7 +76,9 @@ def get_escrow(identity: User, service: Service) -> Escrow:
 @router.post("/users/me/share")
 def get_share(identity: User, service: Service) -> Share:
     """The key service's 128-bit share of the caller's escrow password (made on first call)."""
-    created = EscrowShare(user_id=identity.user_id, share=kdf.new_share(), created_at=service.now())
+    created = EscrowShare(
+        user_id=identity.user_id, share=escrow.new_share(), created_at=service.now()
+    )
     try:
         with service.transaction() as session:
             if session.get(EscrowShare, identity.user_id) is None:
