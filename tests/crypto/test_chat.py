@@ -10,7 +10,7 @@ WHERE = {"meeting_id": "meeting-1", "epoch": 4, "sender": 77}
 
 
 def test_a_sealed_message_opens_with_the_same_key_and_context() -> None:
-    sealed = chat.seal(KEY, "hello".encode(), **WHERE)
+    sealed = chat.seal(KEY, b"hello", **WHERE)
     assert len(sealed) == 12 + 5 + 16
     assert chat.open_sealed(KEY, sealed, **WHERE) == b"hello"
     assert chat.seal(KEY, b"hello", **WHERE) != sealed  # a fresh nonce each time
