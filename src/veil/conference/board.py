@@ -18,11 +18,6 @@ from veil.protocol import b64encode
 from veil.web.database import transaction
 from veil.web.errors import conflict, forbidden
 
-KINDS = frozenset({"announce", "key", "chat", "leave", "end", "notice"})
-"""Post kinds. ``key`` posts carry encrypted session keys; an ``end`` post closes the
-room's board (``board_channel`` accepts one only with a proof by the meeting group's
-key)."""
-
 _RETRIES = 8
 PAGE = 200
 """Posts read from the database at a time (a resume of a long board is streamed)."""

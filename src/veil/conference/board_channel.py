@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from veil.conference.board import KINDS, PAGE, NewPost
+from veil.conference.board import PAGE, NewPost
 from veil.conference.fanout import MemoryFanout, channel
 from veil.conference.handshake import (
     Participant,
@@ -36,6 +36,7 @@ from veil.conference.service import ConferenceService
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
 from veil.protocol import MeetingProof, b64decode, post_message
+from veil.protocol.board import KINDS
 from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
 
 _OVERFLOW = b""  # queued when a subscriber falls too far behind

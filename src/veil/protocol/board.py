@@ -1,0 +1,290 @@
+"""The meeting board's messages: the body of each kind of post (docs/protocol.md §3).
+
+A board post is signed by its device over ``post_message(room, post_id, kind,
+device_id, timestamp, body)``; this module says what ``body`` holds for each
+``kind``. Bodies are JSON objects in one canonical encoding: UTF-8, keys sorted,
+no whitespace, integers as JSON numbers, byte strings as unpadded base64url, lists
+of user ids sorted and without repeats. ``parse`` takes a body only in that
+encoding (it re-encodes what it read and compares), so every body has exactly one
+form and two implementations agree byte for byte. Each message type has a ``KIND``,
+``parse(body) -> message`` (``BoardMessageError`` names the defect) and
+``__bytes__`` (the canonical body).
+
+Proofs: a ``key``, ``hand-over`` or ``end`` post carries a ``MeetingProof`` made with
+the meeting group's private key (only admins hold it) over the action, the meeting,
+the poster's user id and the ``payload`` named below; its ``timestamp`` and ``proof``
+fields are part of the body.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, TypeVar, Union
+
+from veil.crypto.errors import DecodeError
+from veil.crypto.schedule import SENDER_LIMIT
+from veil.protocol import MeetingProof, b64decode, b64encode
+
+EPOCH_LIMIT: Final = 2**64
+MAX_USER_ID: Final = 256
+_USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+
+
+class BoardMessageError(ValueError):
+    """A post body that is not its kind's message in canonical form; says why."""
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class _Fields:
+    """Strict reads of one body's fields, for error messages that name the field."""
+
+    def __init__(self, kind: str, body: bytes, names: frozenset[str]) -> None:
+        self.kind = kind
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise BoardMessageError(f"{kind}: the body is not UTF-8 JSON") from None
+        if not isinstance(data, dict):
+            raise BoardMessageError(f"{kind}: the body is not a JSON object")
+        if set(data) != names:
+            raise BoardMessageError(f"{kind}: the body has exactly the fields {sorted(names)}")
+        self.data: dict[str, Any] = data
+
+    def integer(self, name: str, limit: int) -> int:
+        value = self.data[name]
+        if type(value) is not int or not 0 <= value < limit:
+            raise BoardMessageError(f"{self.kind}: {name} is an integer in [0, {limit})")
+        return value
+
+    def optional_integer(self, name: str, limit: int) -> int | None:
+        return None if self.data[name] is None else self.integer(name, limit)
+
+    def raw(self, name: str) -> bytes:
+        try:
+            return b64decode(self.data[name])
+        except ValueError:
+            raise BoardMessageError(f"{self.kind}: {name} is unpadded base64url") from None
+
+    def users(self, name: str) -> tuple[str, ...]:
+        value = self.data[name]
+        if not isinstance(value, list) or not all(
+            isinstance(u, str) and _USER_ID.fullmatch(u) for u in value
+        ):
+            raise BoardMessageError(f"{self.kind}: {name} is a list of user ids")
+        if value != sorted(set(value)):
+            raise BoardMessageError(f"{self.kind}: {name} is sorted, without repeats")
+        return tuple(value)
+
+    def user(self, name: str) -> str:
+        value = self.data[name]
+        if not isinstance(value, str) or not _USER_ID.fullmatch(value):
+            raise BoardMessageError(f"{self.kind}: {name} is a user id")
+        return value
+
+    def proof(self) -> MeetingProof:
+        try:
+            return MeetingProof.read(self.data)
+        except (ValueError, DecodeError):
+            raise BoardMessageError(f"{self.kind}: timestamp and proof are malformed") from None
+
+
+M = TypeVar("M", bound="_Message")
+
+
+class _Message:
+    KIND: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
+    def fields(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __bytes__(self) -> bytes:
+        return _canonical(self.fields())
+
+    @classmethod
+    def read(cls: type[M], fields: _Fields) -> M:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls: type[M], body: bytes) -> M:
+        """The message in ``body``; ``BoardMessageError`` unless well formed and canonical."""
+        message = cls.read(_Fields(cls.KIND, body, cls.FIELDS))
+        if bytes(message) != body:
+            raise BoardMessageError(f"{cls.KIND}: the body is not in canonical form")
+        return message
+
+
+@dataclass(frozen=True)
+class Announce(_Message):
+    """A device joins: the sender number (below 2^44) it drew for this join. Frames are
+    accepted only under the sender number their device announced; a number already
+    announced by another device is refused by every client and by the relay."""
+
+    KIND: ClassVar[str] = "announce"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"sender"})
+    sender: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"sender": self.sender}
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "Announce":
+        return cls(fields.integer("sender", SENDER_LIMIT))
+
+
+@dataclass(frozen=True)
+class Leave(_Message):
+    """A device leaves: the sender number it announced (no one leaves for another)."""
+
+    KIND: ClassVar[str] = "leave"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"sender"})
+    sender: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"sender": self.sender}
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "Leave":
+        return cls(fields.integer("sender", SENDER_LIMIT))
+
+
+@dataclass(frozen=True)
+class KeyPost(_Message):
+    """An epoch's session key, encrypted once to the meeting group by its poster (the
+    manager from then on). Proof payload: ``encrypted_key``. ``members``: the group's
+    members it was made for (security codes cover them); ``invitees``: users invited
+    but not in the group yet, so a manager who takes over admits them; ``host``: the
+    user who manages when present; ``deputy``: the sender number of the participant
+    that takes over if the manager stops (null when the manager is alone)."""
+
+    KIND: ClassVar[str] = "key"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"epoch", "encrypted_key", "members", "invitees", "host", "deputy", "timestamp", "proof"}
+    )
+    epoch: int
+    encrypted_key: bytes = field(repr=False)
+    members: tuple[str, ...]
+    invitees: tuple[str, ...]
+    host: str
+    deputy: int | None
+    proof: MeetingProof = field(repr=False)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "encrypted_key": b64encode(self.encrypted_key),
+            "members": list(self.members),
+            "invitees": list(self.invitees),
+            "host": self.host,
+            "deputy": self.deputy,
+            **self.proof.fields(),
+        }
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "KeyPost":
+        return cls(
+            epoch=fields.integer("epoch", EPOCH_LIMIT),
+            encrypted_key=fields.raw("encrypted_key"),
+            members=fields.users("members"),
+            invitees=fields.users("invitees"),
+            host=fields.user("host"),
+            deputy=fields.optional_integer("deputy", SENDER_LIMIT),
+            proof=fields.proof(),
+        )
+
+
+@dataclass(frozen=True)
+class HandOver(_Message):
+    """The manager hands management to the participant that joined as ``sender``.
+    Proof payload: the sender number in ASCII decimal."""
+
+    KIND: ClassVar[str] = "hand-over"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"sender", "timestamp", "proof"})
+    sender: int
+    proof: MeetingProof = field(repr=False)
+
+    def fields(self) -> dict[str, Any]:
+        return {"sender": self.sender, **self.proof.fields()}
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "HandOver":
+        return cls(fields.integer("sender", SENDER_LIMIT), fields.proof())
+
+    @staticmethod
+    def payload(sender: int) -> bytes:
+        return str(sender).encode()
+
+
+@dataclass(frozen=True)
+class End(_Message):
+    """The meeting ends; the conference service closes the room. Proof payload: empty."""
+
+    KIND: ClassVar[str] = "end"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"timestamp", "proof"})
+    proof: MeetingProof = field(repr=False)
+
+    def fields(self) -> dict[str, Any]:
+        return self.proof.fields()
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "End":
+        return cls(fields.proof())
+
+
+@dataclass(frozen=True)
+class Chat(_Message):
+    """A chat message sealed under ``epoch``'s chat key by ``sender``
+    (``veil.crypto.chat``: nonce || ciphertext || tag)."""
+
+    KIND: ClassVar[str] = "chat"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"epoch", "sender", "sealed"})
+    epoch: int
+    sender: int
+    sealed: bytes = field(repr=False)
+
+    def fields(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "sender": self.sender, "sealed": b64encode(self.sealed)}
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "Chat":
+        return cls(
+            fields.integer("epoch", EPOCH_LIMIT),
+            fields.integer("sender", SENDER_LIMIT),
+            fields.raw("sealed"),
+        )
+
+
+@dataclass(frozen=True)
+class Alive(_Message):
+    """The manager's heartbeat, every ``MeetingTimers.heartbeat`` seconds: the epoch it
+    manages. Only the newest key post's device may post one that counts."""
+
+    KIND: ClassVar[str] = "alive"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"epoch"})
+    epoch: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    @classmethod
+    def read(cls, fields: _Fields) -> "Alive":
+        return cls(fields.integer("epoch", EPOCH_LIMIT))
+
+
+BoardMessage = Union[Announce, Leave, KeyPost, HandOver, End, Chat, Alive]  # noqa: UP007
+MESSAGES: Final[dict[str, type[BoardMessage]]] = {
+    m.KIND: m for m in (Announce, Leave, KeyPost, HandOver, End, Chat, Alive)
+}
+KINDS: Final = frozenset(MESSAGES)
+
+
+def parse(kind: str, body: bytes) -> BoardMessage:
+    """The message of a post of ``kind``; ``BoardMessageError`` if the kind is unknown or
+    the body malformed."""
+    message_type = MESSAGES.get(kind)
+    if message_type is None:
+        raise BoardMessageError(f"unknown post kind {kind!r}")
+    return message_type.parse(body)
