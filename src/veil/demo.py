@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veil.client import Device, MemoryDeviceStore, NotAdmitted
+from veil.client import Device, MemoryDeviceStore, NotAdmitted, NotMember
 from veil.client.errors import ServiceError
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.conference.fanout import MemoryFanout
 from veil.idp import DevIdentityProvider
 from veil.protocol import MediaKind
+from veil.protocol.board import KeyPost
 from veil.stack import run_stack
 
 AUDIO_FPS, VIDEO_FPS = 50, 30
@@ -228,8 +229,8 @@ async def _meeting(
     checks["leaver_locked_out"] = (
         leaver.decrypted_after_leave == 0
         and not any(m.epoch >= 1 for m in leaver.meeting.chat)
-        and leaver.meeting.outsider_keys == 0
-        and leaver.meeting.epoch == 0
+        and leaver.meeting.ciphertexts_held() == 0
+        and await _refused_the_new_key(leaver.device, leaver.meeting.meeting_id, epoch=1)
     )
     checks["security_codes_match"] = all(
         len({p.codes.get(epoch) for p in (people if epoch == 0 else stayers)}) == 1
@@ -265,6 +266,27 @@ async def _meeting(
     )
     update("done")
     return checks, rekeys
+
+
+async def _refused_the_new_key(device: Device, meeting_id: str, *, epoch: int) -> bool:
+    """Checked from outside the SDK's meeting: the leaver's device reads the board like
+    anyone and asks the key service to transform the new epoch's key post for it."""
+    board = device.board(meeting_id)
+    await board.connect(since=0)
+    try:
+        while True:
+            post = await board.next(timeout=10)
+            if post.kind == KeyPost.KIND and KeyPost.parse(post.body).epoch == epoch:
+                break
+        try:
+            await device.session.transform(
+                KeyPost.parse(post.body).encrypted_key, group_id=meeting_id
+            )
+        except NotMember:
+            return True
+        return False
+    finally:
+        await board.close()
 
 
 def _record_codes(people: list[Participant]) -> None:

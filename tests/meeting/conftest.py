@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import pytest
 
 from veil.client import Device, MemoryDeviceStore
+from veil.client.conference import Post
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.idp import DevIdentityProvider
+from veil.protocol.board import KeyPost
 from veil.stack import Endpoints, stack_in_thread
 
 T = TypeVar("T")
@@ -154,6 +156,26 @@ class Env:
             if isinstance(outcome, BaseException):
                 raise outcome
         return [started, *(m for m in joined if isinstance(m, Meeting))]
+
+    @staticmethod
+    async def newest_key_post(device: Device, meeting_id: str) -> tuple[Post, KeyPost]:
+        """The newest key post on a meeting's board, read as ``device`` reads the board
+        (from outside any ``Meeting``)."""
+        board = device.board(meeting_id)
+        await board.connect(since=0)
+        newest: tuple[Post, KeyPost] | None = None
+        try:
+            while True:
+                try:
+                    post = await board.next(timeout=0.5)
+                except TimeoutError:
+                    break
+                if post.kind == KeyPost.KIND:
+                    newest = (post, KeyPost.parse(post.body))
+        finally:
+            await board.close()
+        assert newest is not None, "no key post on the board"
+        return newest
 
     def track(self, *meetings: Meeting) -> None:
         """Close these meetings when the test ends (even if it fails)."""

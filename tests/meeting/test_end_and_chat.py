@@ -12,7 +12,8 @@ from veil.client.meeting import Meeting
 from veil.crypto import schnorr
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt
-from veil.protocol import MediaKind, b64encode, meeting_proof_message
+from veil.protocol import MediaKind, MeetingProof, b64encode, meeting_proof_message
+from veil.protocol.board import Announce, KeyPost, Leave
 
 
 def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
@@ -48,7 +49,7 @@ def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
             await mb.board.post("chat", b"{}")
         assert closed.value.code == "room_ended"
         with pytest.raises(ServiceError) as refused:
-            await carol.media(meeting_id)
+            await carol.media(meeting_id, sender=0)
         assert refused.value.code == "room_ended"
 
         # After the meeting, closing it rotates the device's keys; the old signer is useless.
@@ -151,7 +152,7 @@ def test_two_devices_of_one_user_share_a_meeting(env) -> None:
         # An outsider's leave post naming the phone's sender number changes nothing.
         board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
-        seq = await board.post("leave", json.dumps({"sender": m_phone.sender}).encode())
+        seq = await board.post(Leave.KIND, bytes(Leave(m_phone.sender)))
         await board.close()
         await env.eventually(lambda: ma.board.last_seq >= seq)
         await asyncio.sleep(0.2)  # the manager handles the post
@@ -168,7 +169,7 @@ def test_two_devices_of_one_user_share_a_meeting(env) -> None:
         assert not m_phone.errors and not m_phone.removed
 
         # When the last device of bob leaves, bob is removed and the key rotates.
-        assert ma._rekey_pending is None or ma._rekey_pending.done()
+        assert ma.manager._rekey_due is None or ma.manager._rekey_due.done()
         epoch = ma.epoch
         assert epoch is not None
         await m_phone.leave()
@@ -189,28 +190,29 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
 
         # Bob, a member, encrypts his own "session key" to the group and posts it.
         group_key = mb.invitation.group_key
-        forged = encrypt(Plaintext.generate(), group_key, bob.signer)
-        body = {
-            "epoch": 5, "encrypted_key": b64encode(bytes(forged)),
-            "members": sorted([alice.user_id, bob.user_id, carol.user_id]), "host": bob.user_id,
-        }  # fmt: skip
-        await mb.board.post("key", json.dumps(body).encode())
+        forged = bytes(encrypt(Plaintext.generate(), group_key, bob.signer))
+        # He has no group key: he proves with a key of his own.
+        proof = MeetingProof.make("key", meeting_id, bob.user_id, 0, PrivateKey.generate(), forged)
+        members = tuple(sorted([alice.user_id, bob.user_id, carol.user_id]))
+        await mb.board.post(
+            KeyPost.KIND, bytes(KeyPost(5, forged, members, (), bob.user_id, proof))
+        )
 
         def rejected(m: Meeting) -> bool:
             return any(isinstance(e, UntrustedPost) for e in m.errors)
 
         await env.eventually(lambda: rejected(ma) and rejected(mc))
         for m in (ma, mc):
-            assert m.epoch == 0 and m.security_code == code and 5 not in m._session_keys
+            assert m.epoch == 0 and m.security_code == code and m.epochs.key(5) is None
             assert m.host == alice.user_id
-        assert ma.managing and mc._manager == alice.device_id
+        assert ma.managing and mc.epochs.manager == alice.device_id
 
         # An outsider (any valid JWT may post) adds key posts that are not even well formed.
         board = mallory.board(meeting_id)
         await board.connect(since=0)
         await board.post("key", b"not json")
         await board.post("key", json.dumps({"epoch": 9, "encrypted_key": "AA"}).encode())
-        for kind in ("key", "chat", "leave"):  # JSON, but not an object; nested too deep
+        for kind in ("key", "chat", "leave", "alive"):  # JSON, not an object; nested too deep
             await board.post(kind, b"[]")
             await board.post(kind, b"[" * 5000 + b"]" * 5000)
         await board.close()
@@ -290,8 +292,8 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         # Anyone may post on the board; claiming bob's number changes nothing.
         board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
-        await board.post("announce", json.dumps({"sender": mb.sender}).encode())
-        await board.post("announce", json.dumps({"sender": -1}).encode())
+        await board.post(Announce.KIND, bytes(Announce(mb.sender)))
+        await board.post(Announce.KIND, b'{"sender":-1}')
         await board.close()
         await asyncio.sleep(0.3)
         assert ma.participants[mb.sender] == bob.user_id

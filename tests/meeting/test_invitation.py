@@ -2,18 +2,16 @@
 against it, never against a key the key service presents (which could otherwise plant
 a session key it knows)."""
 
-import json
-
 import pytest
 
 from veil.client import NotFound, UntrustedInvitation
 from veil.client.errors import UntrustedPost
 from veil.client.invitation import Invitation
 from veil.client.meeting import Meeting
-from veil.crypto import schnorr
 from veil.crypto.keys import Plaintext, PrivateKey, PublicKey
 from veil.crypto.pre import encrypt
-from veil.protocol import b64encode, meeting_proof_message
+from veil.protocol import MeetingProof, b64encode
+from veil.protocol.board import KeyPost
 
 
 def test_an_invitation_round_trips_and_malformed_ones_are_refused() -> None:
@@ -83,15 +81,12 @@ def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # ty
         for device in (alice, bob):
             device.keyserver.group_public_key = lying  # type: ignore[method-assign]
         encrypted = bytes(encrypt(Plaintext.generate(), substitute.public_key, mallory.signer))
-        message = meeting_proof_message("key", ma.meeting_id, mallory.user_id, 0, encrypted)
-        body = {
-            "epoch": 7, "encrypted_key": b64encode(encrypted), "timestamp": 0,
-            "proof": b64encode(bytes(schnorr.sign(message, substitute))),
-            "members": [alice.user_id, bob.user_id, mallory.user_id], "host": mallory.user_id,
-        }  # fmt: skip
+        proof = MeetingProof.make("key", ma.meeting_id, mallory.user_id, 0, substitute, encrypted)
+        members = tuple(sorted([alice.user_id, bob.user_id, mallory.user_id]))
+        forged = KeyPost(7, encrypted, members, (), mallory.user_id, proof)
         board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
-        await board.post("key", json.dumps(body).encode())
+        await board.post(KeyPost.KIND, bytes(forged))
         await board.close()
 
         def refused(m: Meeting) -> bool:
@@ -99,7 +94,7 @@ def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # ty
 
         await env.eventually(lambda: refused(ma) and refused(mb))
         for m in (ma, mb):
-            assert m.epoch == 0 and m.security_code == code and 7 not in m._session_keys
+            assert m.epoch == 0 and m.security_code == code and m.epochs.key(7) is None
             assert m.host == alice.user_id
 
     env.run(main)

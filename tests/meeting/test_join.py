@@ -1,7 +1,6 @@
 """Starting and joining: who gets in, what every member sees, and late hosts."""
 
 import asyncio
-import json
 import re
 from typing import Any, ClassVar
 
@@ -10,14 +9,7 @@ import pytest
 from veil.client import NotAdmitted, NotMember
 from veil.client.media import Frame
 from veil.client.meeting import Meeting, security_code
-from veil.protocol import MediaKind, b64decode
-
-
-def key_post_body(meeting: Meeting) -> dict[str, Any]:
-    """The newest key post this (non-posting) client saw, decoded."""
-    assert meeting._newest_key is not None
-    body: dict[str, Any] = json.loads(meeting._newest_key.body)
-    return body
+from veil.protocol import MediaKind
 
 
 async def next_frame(meeting: Meeting, timeout: float = 5.0) -> Frame:
@@ -46,11 +38,10 @@ def test_invitees_are_admitted_at_epoch_0_with_equal_security_codes(env) -> None
 
         # The key post names exactly the group's members, and every client shows them.
         for joiner in (mb, mc):
-            body = key_post_body(joiner)
-            assert body["epoch"] == 0
-            assert body["members"] == sorted(group.members)
-            assert joiner._newest_key is not None
-            assert joiner._newest_key.device_id == alice.device_id
+            post, key_post = await env.newest_key_post(joiner.device, meeting_id)
+            assert key_post.epoch == 0
+            assert key_post.members == tuple(sorted(group.members))
+            assert post.device_id == alice.device_id == joiner.epochs.manager
         assert ma.members == mb.members == mc.members == tuple(sorted(group.members))
 
         # One code on every screen, derived from the epoch's key and the member list.
@@ -58,8 +49,8 @@ def test_invitees_are_admitted_at_epoch_0_with_equal_security_codes(env) -> None
         assert len(codes) == 1
         (code0,) = codes
         assert re.fullmatch(r"\d{5} \d{5}", code0)
-        assert code0 == security_code(mb._session_keys[0], 0, mb.members)
-        assert code0 != security_code(mb._session_keys[0], 0, [alice.user_id, bob.user_id])
+        assert code0 == security_code(mb.epochs.key(0), 0, mb.members)
+        assert code0 != security_code(mb.epochs.key(0), 0, [alice.user_id, bob.user_id])
 
         # Everyone holds the same key: frames decrypt across the room.
         await ma.send_frame(MediaKind.AUDIO, b"from alice")
@@ -78,7 +69,9 @@ def test_invitees_are_admitted_at_epoch_0_with_equal_security_codes(env) -> None
         assert ma.security_code == mb.security_code
         assert ma.security_code != code0
         group = await alice.groups.get(meeting_id)
-        assert key_post_body(mb)["members"] == sorted(group.members)
+        assert (await env.newest_key_post(bob, meeting_id))[1].members == tuple(
+            sorted(group.members)
+        )
         assert sorted(group.members) == sorted([alice.user_id, bob.user_id])
         assert mb.members == tuple(sorted(group.members))
 
@@ -106,7 +99,7 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
             asked.append(user_id)
             return user_id == dave.user_id
 
-        ma, mb = await env.start_and_join(alice, [bob], admit=admit)
+        ma, _mb = await env.start_and_join(alice, [bob], admit=admit)
         meeting_id = ma.meeting_id
 
         # Mallory has a valid JWT, so the relay lets her listen; keep her raw channel.
@@ -150,12 +143,12 @@ def test_an_uninvited_user_is_not_admitted_and_admit_can_let_someone_in(env) -> 
 
         # Mallory's client never held a key and decrypts none of what she heard.
         spy = next(m for m in Spy.made if m.device is mallory)
-        assert spy.epoch is None and not spy._session_keys
+        assert spy.epoch is None and spy.epochs.held() == 0
         assert spy.media is not None
         assert all(spy.media.unprotect(frame) is None for frame in heard)
         assert spy.media.counters.decrypted == 0
         # ... and the key service refuses her the key post's transform.
-        encrypted = b64decode(key_post_body(mb)["encrypted_key"])
+        encrypted = (await env.newest_key_post(bob, meeting_id))[1].encrypted_key
         with pytest.raises(NotMember):
             await mallory.session.transform(encrypted, group_id=meeting_id)
 
@@ -195,7 +188,7 @@ def test_a_late_host_takes_over_management_and_rotates_the_key(env) -> None:
         await mb.wait_for_epoch(1, timeout=10)
         assert not ma.managing and not mb.managing
         assert ma.security_code == mb.security_code == mh.security_code
-        assert ma._manager == mh.device.device_id
+        assert ma.epochs.manager == mh.device.device_id
 
         # The host admits the next joiners: one its admit callback approves, and one
         # alice invited who had no keys when the meeting started.
@@ -214,7 +207,7 @@ def test_a_late_host_takes_over_management_and_rotates_the_key(env) -> None:
         for m in (mh, ma, md, mc):
             await m.wait_for_epoch(2, timeout=10)
         assert mh.managing and not ma.managing
-        assert ma._manager == host.device_id
+        assert ma.epochs.manager == host.device_id
         group = await host.groups.get(meeting_id)
         assert bob.user_id not in group.members
         assert set(ma.members) == {alice.user_id, host.user_id, dave.user_id, carol_name}

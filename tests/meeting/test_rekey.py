@@ -2,14 +2,13 @@
 removed participant or a revoked device can still get: nothing of the next epoch."""
 
 import asyncio
-import json
 
 import pytest
 
 from veil.client import DeviceRevoked, NotMember, Unavailable
 from veil.client.media import MeetingMedia
 from veil.client.meeting import Meeting, MeetingTimers
-from veil.protocol import MediaKind, b64decode
+from veil.protocol import MediaKind
 
 
 def test_the_default_timers_are_the_seeds() -> None:
@@ -48,7 +47,7 @@ def test_leaves_inside_one_debounce_window_give_exactly_one_rekey(env) -> None:
             return not leavers & set(group.members)
 
         await env.eventually(removed)
-        await env.eventually(lambda: ma._rekey_pending is not None)
+        await env.eventually(lambda: ma.manager._rekey_due is not None)
         await _settle()
         assert ma.epoch == me.epoch == 0  # wall time passes; the debounce does not
 
@@ -95,7 +94,7 @@ def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> Non
 
         clock.advance(100)  # t = 400: carol leaves; the debounce (10 s) rekeys at t = 410
         await mc.leave()
-        await env.eventually(lambda: ma._rekey_pending is not None)
+        await env.eventually(lambda: ma.manager._rekey_due is not None)
         clock.advance(10)
         await mb.wait_for_epoch(2, timeout=10)
         assert ma.epoch == 2
@@ -131,7 +130,7 @@ def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
         await ma.send_frame(MediaKind.AUDIO, b"epoch 0")
         frame = await asyncio.wait_for(mc.receive_frame(), 5)
         assert frame is not None and frame.payload == b"epoch 0"
-        kept_key = mc._session_keys[0]
+        kept_key = mc.epochs.key(0)
 
         await mc.leave()
         assert mc.ciphertexts_held() == 0
@@ -142,7 +141,7 @@ def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
         async def record() -> None:
             assert mc.media_channel is not None
             while True:
-                relayed.append((await mc.media_channel.receive())[1])
+                relayed.append((await mc.media_channel.receive())[2])
 
         recorder = asyncio.create_task(record())
         for m in (ma, mb):
@@ -175,13 +174,12 @@ def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
         assert evil.counters.decrypted == 0 and evil.counters.tampered == sent
 
         # The key service refuses her the epoch-1 key post.
-        assert mb._newest_key is not None
-        body = json.loads(mb._newest_key.body)
-        assert body["epoch"] == 1 and carol.user_id not in body["members"]
+        _, key_post = await env.newest_key_post(carol, ma.meeting_id)
+        assert key_post.epoch == 1 and carol.user_id not in key_post.members
         with pytest.raises(NotMember) as refused:
-            await carol.session.transform(b64decode(body["encrypted_key"]), group_id=ma.meeting_id)
+            await carol.session.transform(key_post.encrypted_key, group_id=ma.meeting_id)
         assert refused.value.status == 403 and refused.value.code == "not_member"
-        assert mc.outsider_keys == 0 and mc.epoch == 0
+        assert mc.epoch == 0
         assert mc.ciphertexts_held() == 0
 
     env.run(main)
@@ -204,9 +202,8 @@ def test_a_revoked_device_cannot_get_the_next_epoch_while_its_user_can(env) -> N
         assert bob_name in ma.members
 
         await env.eventually(lambda: any(isinstance(e, DeviceRevoked) for e in m_phone.errors))
-        assert m_phone.epoch == 0 and 1 not in m_phone._session_keys
-        assert m_phone._newest_key is not None
-        encrypted = b64decode(json.loads(m_phone._newest_key.body)["encrypted_key"])
+        assert m_phone.epoch == 0 and m_phone.epochs.key(1) is None
+        encrypted = (await env.newest_key_post(laptop, ma.meeting_id))[1].encrypted_key
         with pytest.raises(DeviceRevoked) as refused:
             await phone.session.transform(encrypted, group_id=ma.meeting_id)
         assert refused.value.code == "device_revoked"
@@ -234,9 +231,9 @@ def test_two_admins_rotating_at_once_converge_on_one_key_and_one_manager(env, fi
         late = mb if first == "manager" else ma
         post = late.board.post
 
-        async def delayed(kind: str, body: bytes) -> int:
+        async def delayed(kind: str, body: bytes, **options: float) -> int:
             await asyncio.sleep(0.3)
-            return await post(kind, body)
+            return await post(kind, body, **options)
 
         late.board.post = delayed  # type: ignore[method-assign]
         await asyncio.gather(ma.rekey(), mb._take_over())
@@ -247,7 +244,7 @@ def test_two_admins_rotating_at_once_converge_on_one_key_and_one_manager(env, fi
             return (
                 len({m.epoch for m in meetings}) == 1
                 and len({m.security_code for m in meetings}) == 1
-                and all(m._manager == bob.device_id for m in meetings)
+                and all(m.epochs.manager == bob.device_id for m in meetings)
             )
 
         await env.eventually(converged)
@@ -269,8 +266,8 @@ def test_a_key_post_whose_ack_was_lost_is_taken_back_from_the_board(env) -> None
         ma, mb = await env.start_and_join(alice, [bob])
         post = ma.board.post
 
-        async def ack_lost(kind: str, body: bytes) -> int:
-            await post(kind, body)  # the board stores and broadcasts it...
+        async def ack_lost(kind: str, body: bytes, **options: float) -> int:
+            await post(kind, body, **options)  # the board stores and broadcasts it...
             raise Unavailable(0, "closed", "the connection dropped before the ack")
 
         ma.board.post = ack_lost  # type: ignore[method-assign]
@@ -282,6 +279,6 @@ def test_a_key_post_whose_ack_was_lost_is_taken_back_from_the_board(env) -> None
             return ma.epoch == mb.epoch == 1 and ma.security_code == mb.security_code
 
         await env.eventually(converged)
-        assert ma.managing and mb._manager == alice.device_id
+        assert ma.managing and mb.epochs.manager == alice.device_id
 
     env.run(main)

@@ -31,7 +31,7 @@ PROOF = MeetingProof.make("key", "m-1", "alice", 1_700_000_000, GROUP_KEY, b"ct"
 def _key_post(**changes: object) -> KeyPost:
     fields: dict[str, object] = {
         "epoch": 3, "encrypted_key": b"\x01\x02ct", "members": ("alice", "bob"),
-        "invitees": ("carol",), "host": "alice", "deputy": 42, "proof": PROOF,
+        "invitees": ("carol",), "host": "alice", "proof": PROOF,
     }  # fmt: skip
     fields.update(changes)
     return KeyPost(**fields)  # type: ignore[arg-type]
@@ -41,11 +41,12 @@ EXAMPLES = [
     Announce(7),
     Leave(SENDER_LIMIT - 1),
     _key_post(),
-    _key_post(deputy=None, invitees=()),
+    _key_post(invitees=()),
     HandOver(9, PROOF),
     End(PROOF),
     Chat(2, 5, b"\x00" * 40),
-    Alive(12),
+    Alive(12, 42),
+    Alive(12, None),
 ]
 
 
@@ -64,7 +65,7 @@ def test_every_message_round_trips_through_its_canonical_body(message: object) -
 def test_a_key_posts_body_is_exactly_as_documented() -> None:
     body = json.loads(bytes(_key_post()))
     assert body == {
-        "deputy": 42, "encrypted_key": "AQJjdA", "epoch": 3, "host": "alice",
+        "encrypted_key": "AQJjdA", "epoch": 3, "host": "alice",
         "invitees": ["carol"], "members": ["alice", "bob"],
         "proof": PROOF.fields()["proof"], "timestamp": 1_700_000_000,
     }  # fmt: skip
@@ -84,7 +85,8 @@ def test_a_key_posts_body_is_exactly_as_documented() -> None:
         ("announce", b"\xff", "not UTF-8 JSON"),
         ("leave", b"{}", "exactly the fields"),
         ("chat", b'{"epoch":1,"sealed":"AA==","sender":2}', "base64url"),
-        ("alive", b'{"epoch":18446744073709551616}', "integer"),
+        ("alive", b'{"deputy":null,"epoch":18446744073709551616}', "integer"),
+        ("alive", b'{"deputy":"1","epoch":1}', "integer"),
         ("hand-over", b'{"proof":"AA","sender":1,"timestamp":1}', "proof are malformed"),
         ("notice", b"{}", "unknown post kind"),
     ],
@@ -104,7 +106,7 @@ def test_malformed_bodies_are_refused_naming_the_defect(
         ({"members": "alice"}, "list of user ids"),
         ({"members": [""]}, "list of user ids"),
         ({"host": 3}, "user id"),
-        ({"deputy": "42"}, "integer"),
+        ({"epoch": "42"}, "integer"),
     ],
 )
 def test_a_key_post_with_a_bad_field_is_refused(change: dict[str, object], defect: str) -> None:

@@ -323,7 +323,7 @@ async def _host(conn: Connection, urls: dict[str, str], rounds: int) -> dict[str
                     assert await _from_devices(conn) == ("paused",)
                     cpu, started = time.process_time(), time.time()
                     if kind == "veil":
-                        await meeting._rekey()
+                        await meeting.rekey()
                         epoch = meeting.epoch or 0
                     else:
                         epoch = round_

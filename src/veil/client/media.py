@@ -11,6 +11,14 @@ epoch not held yet (its sender got the new key first) waits, up to ``grace`` sec
 and ``PENDING_LIMIT`` frames, for that key to arrive. Frames that are tampered with,
 replayed, or of an epoch this participant never gets are dropped and counted, never
 delivered.
+
+Senders are bound to devices: every member holds every sender's key (they all derive
+from the session key), so cryptography alone cannot stop a member from sending under
+another's sender number; one forged frame with a high counter would then push the
+real sender's frames out of the replay window. Where the transport says which device
+a frame came from (the relay does), a frame is taken only if its KID names the
+sender number that device announced, signed, on the board; the check comes before
+any key or replay window is touched, so a forgery moves no one else's window.
 """
 
 import hmac
@@ -33,10 +41,12 @@ class MediaCounters:
     tampered: int = 0
     replayed: int = 0
     unknown_epoch: int = 0
+    wrong_sender: int = 0
+    """Frames whose KID names a sender other than the one their device announced."""
 
     @property
     def dropped(self) -> int:
-        return self.tampered + self.replayed + self.unknown_epoch
+        return self.tampered + self.replayed + self.unknown_epoch + self.wrong_sender
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,12 @@ class MeetingMedia:
         sender: int,
         grace: float,
         clock: Callable[[], float],
+        bound: Callable[[str], int | None] = lambda device_id: None,
         suite: CipherSuite = SFrameSender.DEFAULT_SUITE,
     ) -> None:
+        """``bound(device_id)``: the sender number a device announced, if it is present."""
         self.meeting_id, self.sender, self.suite = meeting_id, sender, suite
+        self._bound = bound
         self._grace, self._clock = grace, clock
         self._metadata = meeting_id.encode()  # SFrame AAD: frames are bound to the meeting
         self._keys: dict[int, bytes] = {}  # epoch -> session key
@@ -67,7 +80,7 @@ class MeetingMedia:
         self._kids: dict[int, set[int]] = {}  # epoch -> receiver KIDs installed
         self._senders: dict[int, SFrameSender] = {}  # stream -> sender of the current epoch
         self._receiver = SFrameReceiver()
-        self._pending: deque[tuple[float, bytes]] = deque()
+        self._pending: deque[tuple[float, bytes, str | None]] = deque()
         self.epoch: int | None = None
         self.counters = MediaCounters()
 
@@ -87,7 +100,7 @@ class MeetingMedia:
         self.epoch = epoch
         self._senders.clear()
         waiting, self._pending = self._pending, deque()
-        frames = [self.unprotect(frame) for _, frame in waiting]
+        frames = [self.unprotect(frame, origin=origin) for _, frame, origin in waiting]
         return [f for f in frames if f is not None]
 
     def forget(self) -> None:
@@ -131,14 +144,18 @@ class MeetingMedia:
         self.counters.sent += 1
         return sender.protect(payload, self._metadata)
 
-    def unprotect(self, frame: bytes) -> Frame | None:
-        """The frame's payload, or ``None`` (counted) if it must be dropped."""
+    def unprotect(self, frame: bytes, *, origin: str | None = None) -> Frame | None:
+        """The frame's payload, or ``None`` (counted) if it must be dropped. ``origin``:
+        the device the transport says sent it (checked against its announced sender)."""
         self._expire()
         try:
             header, _ = SFrameHeader.parse(frame)
             epoch_low, sender, stream = schedule.parse_media_kid(header.kid)
         except (DecodeError, ValueError):
             self.counters.tampered += 1
+            return None
+        if origin is not None and self._bound(origin) != sender:
+            self.counters.wrong_sender += 1
             return None
         epochs = [e for e in self._keys if e & EPOCH_MASK == epoch_low]
         if sender == self.sender:
@@ -148,7 +165,7 @@ class MeetingMedia:
             if len(self._pending) >= PENDING_LIMIT:
                 self._pending.popleft()
                 self.counters.unknown_epoch += 1
-            self._pending.append((self._clock(), frame))
+            self._pending.append((self._clock(), frame, origin))
             return None
         epoch = epochs[0]
         new_kid = header.kid not in self._kids.setdefault(epoch, set())

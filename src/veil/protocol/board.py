@@ -157,19 +157,17 @@ class KeyPost(_Message):
     manager from then on). Proof payload: ``encrypted_key``. ``members``: the group's
     members it was made for (security codes cover them); ``invitees``: users invited
     but not in the group yet, so a manager who takes over admits them; ``host``: the
-    user who manages when present; ``deputy``: the sender number of the participant
-    that takes over if the manager stops (null when the manager is alone)."""
+    user who manages when present."""
 
     KIND: ClassVar[str] = "key"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"epoch", "encrypted_key", "members", "invitees", "host", "deputy", "timestamp", "proof"}
+        {"epoch", "encrypted_key", "members", "invitees", "host", "timestamp", "proof"}
     )
     epoch: int
     encrypted_key: bytes = field(repr=False)
     members: tuple[str, ...]
     invitees: tuple[str, ...]
     host: str
-    deputy: int | None
     proof: MeetingProof = field(repr=False)
 
     def fields(self) -> dict[str, Any]:
@@ -179,7 +177,6 @@ class KeyPost(_Message):
             "members": list(self.members),
             "invitees": list(self.invitees),
             "host": self.host,
-            "deputy": self.deputy,
             **self.proof.fields(),
         }
 
@@ -191,7 +188,6 @@ class KeyPost(_Message):
             members=fields.users("members"),
             invitees=fields.users("invitees"),
             host=fields.user("host"),
-            deputy=fields.optional_integer("deputy", SENDER_LIMIT),
             proof=fields.proof(),
         )
 
@@ -260,18 +256,24 @@ class Chat(_Message):
 @dataclass(frozen=True)
 class Alive(_Message):
     """The manager's heartbeat, every ``MeetingTimers.heartbeat`` seconds: the epoch it
-    manages. Only the newest key post's device may post one that counts."""
+    manages and its ``deputy``, the sender number of the participant that takes over
+    if the manager stops (null while the manager is alone). Only an ``alive`` from the
+    device that posted the key held counts. The deputy designation is coordination,
+    not authority: a take-over is a key post, which needs a proof with the group key."""
 
     KIND: ClassVar[str] = "alive"
-    FIELDS: ClassVar[frozenset[str]] = frozenset({"epoch"})
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"epoch", "deputy"})
     epoch: int
+    deputy: int | None
 
     def fields(self) -> dict[str, Any]:
-        return {"epoch": self.epoch}
+        return {"epoch": self.epoch, "deputy": self.deputy}
 
     @classmethod
     def read(cls, fields: _Fields) -> "Alive":
-        return cls(fields.integer("epoch", EPOCH_LIMIT))
+        return cls(
+            fields.integer("epoch", EPOCH_LIMIT), fields.optional_integer("deputy", SENDER_LIMIT)
+        )
 
 
 BoardMessage = Union[Announce, Leave, KeyPost, HandOver, End, Chat, Alive]  # noqa: UP007
