@@ -228,3 +228,56 @@ def test_a_deleted_groups_grants_go_with_it(make_actor) -> None:  # type: ignore
     assert s.dave.add_member("g1", dave_key, s.dave).status_code == 201
     assert_error(fetch(s.dave), 403, "no_access")
     assert opened(s.bob, "user", s.sealed) == b"minutes of the meeting"
+
+
+def author_of(actor: Any, signing_key: bytes | None = None) -> dict[str, Any]:
+    """The ``author`` a document-key answer should carry for ``actor``'s device (with
+    the signing key and PRE key it had when it signed, ``actor``'s by default)."""
+    record = actor.client.get(f"/v1/devices/{actor.device_id}").json()
+    return {
+        "device_id": actor.device_id,
+        "user_id": actor.name,
+        "public_key": record["public_key"],
+        "signing_key": record["signing_key"] if signing_key is None else b64encode(signing_key),
+        "certificate": record["certificate"],
+        "status": record["status"],
+    }
+
+
+def test_the_key_comes_with_its_origin_author_and_owner(make_actor) -> None:  # type: ignore[no-untyped-def]
+    s = scene(make_actor)
+    author = author_of(s.alice)
+    for actor in (s.bob, s.carol):
+        data = fetch(actor).json()
+        assert data["owner"] == "alice"
+        assert data["author"] == author
+        origin = EncryptedValue.from_bytes(b64decode(data["origin"]))
+        assert origin.level == 0
+        assert bytes(origin.signer) == bytes(s.alice.signer.verifying_key)
+        transformed = EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
+        dek = decrypt(transformed, actor.device_key, origin=origin.verify())
+        assert open_document(dek.derive_key("document"), DOC, s.sealed) == b"minutes of the meeting"
+
+
+def test_the_author_is_named_with_the_keys_it_signed_with_after_it_rotates(make_actor) -> None:  # type: ignore[no-untyped-def]
+    s = scene(make_actor)
+    before = author_of(s.alice)
+    rotated = s.alice.another_device()
+    assert s.alice.rotate(rotated.device_key, rotated.signer).status_code == 200
+    s.alice.device_key, s.alice.signer = rotated.device_key, rotated.signer
+    assert author_of(s.alice) != before  # the device's record moved on ...
+    assert fetch(s.bob).json()["author"] == before  # ... the grant's author did not
+    # Revoked, the device is still named, as revoked: what it signed stays checkable.
+    assert s.alice.signed("DELETE", f"/v1/devices/{s.alice.device_id}").status_code == 200
+    assert fetch(s.bob).json()["author"] == {**before, "status": "revoked"}
+
+
+def test_a_grant_signed_by_another_device_is_422_foreign_ciphertext(make_actor) -> None:  # type: ignore[no-untyped-def]
+    s = scene(make_actor)
+    foreign = grant("user", "dave", s.dek, s.dave.master, s.bob)  # bob's key, alice calls
+    response = s.alice.signed("POST", f"/v1/documents/{DOC}/grants", foreign)
+    assert_error(response, 422, "foreign_ciphertext")
+    body = {"document_id": "d2", "kind": "file", "grants": [foreign]}
+    assert_error(s.alice.signed("POST", "/v1/documents", body), 422, "foreign_ciphertext")
+    assert_error(fetch(s.dave), 403, "no_access")
+    assert_error(fetch(s.dave, "d2"), 404, "not_found")

@@ -45,6 +45,22 @@ class Device(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class DeviceSigningKey(Base):
+    """Every certified signing key a device has had, kept after it rotates or is
+    revoked: a stored level-0 ciphertext (a grant, an admin's group key) outlives the
+    key that signed it, and clients check it against the certificate of that key."""
+
+    __tablename__ = "device_signing_keys"
+    signing_key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    """Unique: a signing key names one device, so a stored ciphertext has one author."""
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    """The device's PRE key of the same registration or rotation (the certificate
+    covers both keys)."""
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Group(Base):
     __tablename__ = "groups"
     id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -111,9 +111,29 @@ class AddAdmin(Model):
     key_envelope: B64
 
 
+class Author(Model):
+    """The device whose signing key signed a stored level-0 ciphertext, with the keys
+    and certificate it had then (the device may have rotated or been revoked since):
+    clients check the ciphertext against these, and these against the user's identity
+    key, instead of trusting the key the ciphertext names."""
+
+    device_id: str
+    user_id: str
+    public_key: B64
+    signing_key: B64
+    certificate: B64
+    status: Literal["active", "revoked"]
+    """The device's status now."""
+
+
 class GroupKey(Model):
     encrypted_key: B64
+    """The admin's group-key ciphertext transformed to the calling device."""
     key_envelope: B64
+    origin: B64
+    """The level-0 ciphertext the service stored, as its author signed it."""
+    author: Author | None
+    """Who signed ``origin`` (``None``: no certified key on record)."""
 
 
 class TransformRequest(Model):
@@ -139,7 +159,14 @@ class CreateDocument(Model):
 
 class DocumentKey(Model):
     encrypted_key: B64
+    """The grant's ciphertext transformed to the calling device."""
     via: Literal["user", "group"]
+    owner: str
+    """The document's owner: the only user who stores its grants."""
+    origin: B64
+    """The grant's level-0 ciphertext, as its author signed it."""
+    author: Author | None
+    """Who signed ``origin`` (``None``: no certified key on record)."""
 
 
 class Done(Model):

@@ -9,9 +9,11 @@ from veil.crypto import schnorr
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import AugmentationSecret, PublicKey
 from veil.crypto.pre import EncryptedValue, TransformKey, VerifiedTransformKey
+from veil.crypto.signing import VerifyingKey
 from veil.keyserver import audit
 from veil.keyserver.auth import CallingDevice
-from veil.keyserver.models import Group, GroupAdmin, GroupMember, User
+from veil.keyserver.models import Device, DeviceSigningKey, Group, GroupAdmin, GroupMember, User
+from veil.keyserver.schemas import Author
 from veil.keyserver.service import KeyService
 from veil.web.errors import ErrorBody, bad_request, forbidden, not_found, unprocessable
 
@@ -26,11 +28,39 @@ def verified_transform_key(raw: bytes) -> VerifiedTransformKey:
     return TransformKey.from_bytes(raw).verify()
 
 
-def stored_ciphertext(raw: bytes) -> None:
+def stored_ciphertext(raw: bytes, *, signed_by: VerifyingKey | None = None) -> None:
     """A ciphertext the service will keep (a grant, an admin's group key): strictly
-    decoded, signed, and at level 0, so later transforms have room to move it."""
-    if EncryptedValue.from_bytes(raw).verify().level != 0:
+    decoded, signed, and at level 0, so later transforms have room to move it. With
+    ``signed_by`` (the calling device's key), signed by that key: the service then
+    names the caller's device as its author (``author_of``) truthfully."""
+    value = EncryptedValue.from_bytes(raw)
+    if signed_by is not None and value.signer != signed_by:
+        raise unprocessable("foreign_ciphertext", "the ciphertext must be signed by the caller")
+    if value.verify().level != 0:
         raise unprocessable("invalid_ciphertext", "a stored ciphertext must be at level 0")
+
+
+def author_of(session: Session, raw: bytes) -> Author | None:
+    """The device that signed a stored ciphertext, with the keys and certificate it had
+    when it did (``None`` if no certified key of that name is on record). Clients check
+    the ciphertext against it rather than against the key the ciphertext names."""
+    signer = bytes(EncryptedValue.from_bytes(raw).signer)
+    row = session.execute(
+        select(DeviceSigningKey, Device.user_id, Device.status)
+        .join(Device, Device.id == DeviceSigningKey.device_id)
+        .where(DeviceSigningKey.signing_key == signer)
+    ).first()
+    if row is None:
+        return None
+    key, user_id, status = row
+    return Author(
+        device_id=key.device_id,
+        user_id=user_id,
+        public_key=key.public_key,
+        signing_key=key.signing_key,
+        certificate=key.certificate,
+        status="active" if status == "active" else "revoked",
+    )
 
 
 def check_proof(

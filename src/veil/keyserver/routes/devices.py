@@ -2,13 +2,14 @@
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
 from veil.crypto.signing import VerifyingKey
 from veil.keyserver import audit
 from veil.keyserver.deps import FreshUser, Service, Signed
-from veil.keyserver.models import Device, User
+from veil.keyserver.models import Device, DeviceSigningKey, User
 from veil.keyserver.routes.common import check_proof, get_user, record, verified_transform_key
 from veil.keyserver.schemas import (
     DeviceCreated,
@@ -64,6 +65,27 @@ def _checked_keys(
     return bytes(key.augment(secret))
 
 
+def _remember_signing_key(
+    service: KeyService, session: Session, device_id: str, body: DeviceKeys
+) -> None:
+    """Keep the device's new signing key with its certificate, for good: what it signs
+    now (a grant, an admin's group key) is checked against them after the key rotates.
+    A key that names another device already is refused, so every stored ciphertext has
+    one author."""
+    known = session.get(DeviceSigningKey, body.signing_key)
+    if known is not None and known.device_id != device_id:
+        raise conflict("signing_key_taken", "this signing key belongs to another device")
+    session.merge(
+        DeviceSigningKey(
+            signing_key=body.signing_key,
+            device_id=device_id,
+            public_key=body.public_key,
+            certificate=body.certificate,
+            created_at=service.now(),
+        )
+    )
+
+
 @router.post("", status_code=201)
 def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> DeviceCreated:
     """Add a device (JWT + Schnorr proof with the user's key over the timestamp, the
@@ -87,6 +109,8 @@ def add_device(body: DeviceKeys, identity: FreshUser, service: Service) -> Devic
                 created_at=service.now(),
             )
         )
+        session.flush()  # the device first: its signing key refers to it
+        _remember_signing_key(service, session, device_id, body)
         audit.append(
             session,
             at=service.now(),
@@ -157,8 +181,10 @@ def revoke_device(device_id: PathId, call: Signed, service: Service) -> Done:
 def rotate_device_keys(
     device_id: PathId, body: DeviceKeys, call: Signed, identity: FreshUser, service: Service
 ) -> Done:
-    """Replace the calling device's keys (forward secrecy after a meeting)."""
-    with service.signed(call) as (session, caller):
+    """Replace the calling device's keys (forward secrecy after a meeting). Its earlier
+    signing keys stay on record, certified, for what they signed."""
+    taken = conflict("signing_key_taken", "this signing key belongs to another device")
+    with service.signed(call, on_conflict=taken) as (session, caller):
         if device_id != caller.device_id or identity.user_id != caller.user_id:
             raise forbidden("forbidden", "a device rotates only its own keys")
         user = get_user(session, caller.user_id)
@@ -168,5 +194,6 @@ def rotate_device_keys(
         device.transform_key = _checked_keys(service, body, identity, user, device_id)
         device.public_key, device.signing_key = body.public_key, body.signing_key
         device.certificate = body.certificate
+        _remember_signing_key(service, session, device_id, body)
         record(service, session, caller, "device.rotate", device_id)
     return Done()

@@ -1,5 +1,6 @@
 """Durable artifacts: the encrypted keys of transcripts, recordings, files and reports."""
 
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter
@@ -7,16 +8,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from veil.keyserver.auth import SignedCall
+from veil.keyserver.auth import CallingDevice, SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import Document, DocumentGrant, Group, GroupMember, User
 from veil.keyserver.routes.common import (
     TRANSFORMER_UNAVAILABLE,
+    author_of,
     device_transform_key,
     record,
     stored_ciphertext,
 )
-from veil.keyserver.schemas import CreateDocument, DocumentKey, Done, Grant
+from veil.keyserver.schemas import Author, CreateDocument, DocumentKey, Done, Grant
 from veil.keyserver.service import KeyService
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId
@@ -24,9 +26,12 @@ from veil.web.schemas import PathId
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-def _store_grant(session: Session, document_id: str, grant: Grant, by: str, now: int) -> None:
-    """Check a grant (a level-0 ciphertext, an existing grantee) and store or replace it."""
-    stored_ciphertext(grant.encrypted_key)
+def _store_grant(
+    session: Session, document_id: str, grant: Grant, by: CallingDevice, now: int
+) -> None:
+    """Check a grant (a level-0 ciphertext signed by the calling device, an existing
+    grantee) and store or replace it."""
+    stored_ciphertext(grant.encrypted_key, signed_by=by.signing_key)
     table = User if grant.grantee_kind == "user" else Group
     if session.get(table, grant.grantee_id) is None:
         raise unprocessable("unknown_grantee", f"no {grant.grantee_kind} {grant.grantee_id!r}")
@@ -36,7 +41,7 @@ def _store_grant(session: Session, document_id: str, grant: Grant, by: str, now:
             grantee_kind=grant.grantee_kind,
             grantee_id=grant.grantee_id,
             encrypted_key=grant.encrypted_key,
-            granted_by=by,
+            granted_by=by.user_id,
             created_at=now,
         )
     )
@@ -67,7 +72,7 @@ def create_document(body: CreateDocument, call: Signed, service: Service) -> Don
         )
         session.flush()
         for grant in body.grants:
-            _store_grant(session, body.document_id, grant, caller.user_id, service.now())
+            _store_grant(session, body.document_id, grant, caller, service.now())
         record(service, session, caller, "document.create", body.document_id)
     return Done()
 
@@ -76,7 +81,7 @@ def create_document(body: CreateDocument, call: Signed, service: Service) -> Don
 def grant(document_id: PathId, body: Grant, call: Signed, service: Service) -> Done:
     with service.signed(call) as (session, caller):
         _owned(session, document_id, caller.user_id)
-        _store_grant(session, document_id, body, caller.user_id, service.now())
+        _store_grant(session, document_id, body, caller, service.now())
         record(
             service,
             session,
@@ -114,17 +119,35 @@ def revoke_grant(
 @router.get("/{document_id}/key", responses=TRANSFORMER_UNAVAILABLE)
 async def document_key(document_id: PathId, call: Signed, service: Service) -> DocumentKey:
     """The document's key transformed to the calling device, through a user grant or a
-    grant to a group the caller belongs to."""
-    encrypted, chain, via = await run_in_threadpool(_document_access, service, call, document_id)
-    transformed = await service.transformer.run_async(encrypted, chain)
-    return DocumentKey(encrypted_key=transformed, via=via)
+    grant to a group the caller belongs to; with the grant as stored (``origin``), the
+    device that signed it (``author``) and the document's owner, for the client to
+    check where the key comes from."""
+    access = await run_in_threadpool(_document_access, service, call, document_id)
+    transformed = await service.transformer.run_async(access.encrypted, access.chain)
+    return DocumentKey(
+        encrypted_key=transformed,
+        via=access.via,
+        owner=access.owner,
+        origin=access.encrypted,
+        author=access.author,
+    )
 
 
-def _document_access(
-    service: KeyService, call: SignedCall, document_id: str
-) -> tuple[bytes, list[bytes], Literal["user", "group"]]:
+@dataclass(frozen=True)
+class _Access:
+    """What a document-key request read in its transaction."""
+
+    encrypted: bytes
+    chain: list[bytes]
+    via: Literal["user", "group"]
+    owner: str
+    author: Author | None
+
+
+def _document_access(service: KeyService, call: SignedCall, document_id: str) -> _Access:
     with service.signed(call) as (session, caller):
-        if session.get(Document, document_id) is None:
+        document = session.get(Document, document_id)
+        if document is None:
             raise not_found(f"no document {document_id!r}")
         device_key = device_transform_key(caller)
         via: Literal["user", "group"]
@@ -148,5 +171,6 @@ def _document_access(
             if row is None:
                 raise forbidden("no_access", "no grant reaches the caller")
             encrypted, chain, via = row[0], [row[1], device_key], "group"
+        author = author_of(session, encrypted)
         record(service, session, caller, "document.access", document_id)
-    return encrypted, chain, via
+    return _Access(encrypted, chain, via, document.owner_id, author)

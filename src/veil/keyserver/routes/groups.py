@@ -10,6 +10,7 @@ from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember
 from veil.keyserver.routes.common import (
     TRANSFORMER_UNAVAILABLE,
+    author_of,
     check_proof,
     device_transform_key,
     get_group,
@@ -22,6 +23,7 @@ from veil.keyserver.routes.common import (
 from veil.keyserver.schemas import (
     AddAdmin,
     AddMember,
+    Author,
     CreateGroup,
     Done,
     GroupInfo,
@@ -241,17 +243,21 @@ def remove_admin(group_id: PathId, user_id: PathId, call: Signed, service: Servi
 
 @router.get("/{group_id}/private-key", responses=TRANSFORMER_UNAVAILABLE)
 async def group_private_key(group_id: PathId, call: Signed, service: Service) -> GroupKey:
-    """For an admin: the group key's ciphertext, transformed to the calling device."""
-    encrypted, envelope, device_key = await run_in_threadpool(
+    """For an admin: the group key's ciphertext, transformed to the calling device, with
+    the ciphertext as stored (``origin``) and the device that signed it (``author``),
+    for the client to check that an admin made it."""
+    encrypted, envelope, device_key, author = await run_in_threadpool(
         _admin_key_access, service, call, group_id
     )
     transformed = await service.transformer.run_async(encrypted, [device_key])
-    return GroupKey(encrypted_key=transformed, key_envelope=envelope)
+    return GroupKey(
+        encrypted_key=transformed, key_envelope=envelope, origin=encrypted, author=author
+    )
 
 
 def _admin_key_access(
     service: KeyService, call: SignedCall, group_id: str
-) -> tuple[bytes, bytes, bytes]:
+) -> tuple[bytes, bytes, bytes, Author | None]:
     with service.signed(call) as (session, caller):
         get_group(session, group_id)
         admin = session.get(GroupAdmin, (group_id, caller.user_id))
@@ -259,5 +265,6 @@ def _admin_key_access(
             raise forbidden("not_admin", "only the group's admins may do this")
         device_key = device_transform_key(caller)
         encrypted, envelope = admin.encrypted_key, admin.key_envelope
+        author = author_of(session, encrypted)
         record(service, session, caller, "group.read_key", group_id)
-    return encrypted, envelope, device_key
+    return encrypted, envelope, device_key, author
