@@ -26,6 +26,7 @@ from veil.crypto.pre import (
     TransformKey,
     VerifiedEncryptedValue,
     decrypt,
+    descends_from,
     encrypt,
     generate_transform_key,
     transform,
@@ -181,6 +182,22 @@ def test_origin_binds_a_transformed_value_to_its_author() -> None:
         decrypt(planted, b, origin=posted)
     with pytest.raises(TypeError):
         decrypt(planted, b, origin=transform(posted, tk, TRANSFORMER))  # origin is level 0
+
+
+def test_descends_from_follows_a_value_through_every_hop_and_no_other() -> None:
+    a, b, c = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+    posted = encrypt(Plaintext.generate(), a.public_key, SIGNER)
+    once = transform(posted, generate_transform_key(a, b.public_key, SIGNER), TRANSFORMER)
+    twice = transform(once, generate_transform_key(b, c.public_key, SIGNER), TRANSFORMER)
+    for value in (posted, once, twice, EncryptedValue.from_bytes(bytes(twice))):
+        assert descends_from(value, posted)
+    other = encrypt(Plaintext.generate(), a.public_key, SIGNER)
+    assert not descends_from(once, other)
+    assert not descends_from(other, posted)
+    with pytest.raises(TypeError):
+        descends_from(twice, once)  # an origin is level 0
+    with pytest.raises(TypeError):
+        descends_from(once, EncryptedValue.from_bytes(bytes(posted)))  # and verified
 
 
 def test_verified_types_cannot_be_made_without_checking() -> None:

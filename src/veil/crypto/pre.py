@@ -49,6 +49,7 @@ __all__ = [
     "VerifiedEncryptedValue",
     "VerifiedTransformKey",
     "decrypt",
+    "descends_from",
     "encrypt",
     "generate_transform_key",
     "transform",
@@ -88,7 +89,11 @@ def _h2(x: pg.GT) -> pg.G2:
     return pg.hash_to_g2(pg.encode_gt(x))
 
 
-def _descends_from(value: "EncryptedValue", origin: "EncryptedValue") -> bool:
+def descends_from(value: "EncryptedValue", origin: "EncryptedValue") -> bool:
+    """Whether ``value`` is ``origin`` moved along zero or more transforms: ``E`` and
+    the auth hash survive every hop, and decryption checks the plaintext against them.
+    ``origin`` must be a verified level-0 value (``TypeError`` otherwise): checking
+    descent from a value nobody vouched for proves nothing."""
     if not isinstance(origin, VerifiedEncryptedValue) or origin.level != 0:
         raise TypeError("origin must be a verified level-0 EncryptedValue")
     same_auth = hmac.compare_digest(value.auth_hash, origin.auth_hash)
@@ -401,7 +406,7 @@ def decrypt(
     """
     if not isinstance(value, VerifiedEncryptedValue):
         raise TypeError("decrypt() takes a VerifiedEncryptedValue: call .verify() first")
-    if origin is not None and not _descends_from(value, origin):
+    if origin is not None and not descends_from(value, origin):
         raise DecryptionError
     neg_q = key.negated_q()  # -d*Q, so e(X, neg_q) = e(-d*X, Q)
     if value.level == 0:
