@@ -17,6 +17,7 @@ and registers the device, in one of three modes:
 
 import asyncio
 import hashlib
+import json
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 
 from veil.client.conference import Board, ConferenceClient, MediaChannel
+from veil.client.documents import Documents
 from veil.client.errors import (
     ApprovalPending,
     DeviceRevoked,
@@ -32,7 +34,8 @@ from veil.client.errors import (
     ServiceError,
     WrongPassword,
 )
-from veil.client.keyserver import KeyServerClient, UserKeys
+from veil.client.groups import Groups
+from veil.client.keyserver import KeyServerClient, UserKeys, device_keys_body
 from veil.client.pins import KeyPins
 from veil.client.store import DeviceContext, DeviceStore, Mode
 from veil.crypto.errors import DecryptionError
@@ -59,6 +62,11 @@ _APPROVAL_PREFIX = "veil-approve-v1"
 _LIMITS = httpx.Limits(keepalive_expiry=2.0)
 """Idle connections are dropped before servers drop them (uvicorn: after 5 s), so a
 signed request is never sent on a connection the server has just closed."""
+
+
+def _http(base_url: str, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """One service's HTTP client (``limits`` apply to httpx's own transport only)."""
+    return httpx.AsyncClient(base_url=base_url, timeout=30, limits=_LIMITS, transport=transport)
 
 
 def _escrow_document(user_id: str) -> str:
@@ -101,11 +109,8 @@ class Device:
         self._signers: dict[str, tuple[str, VerifyingKey]] = {}
         self.open_meetings: set[object] = set()
         """Meetings of this device not closed yet (keys rotate when the last one closes)."""
-        from veil.client.documents import Documents
-        from veil.client.groups import Groups
-
         self.groups = Groups(self)
-        self.documents = Documents(self)
+        self.documents = Documents(self, self.groups)
 
     def __repr__(self) -> str:
         return f"Device(user_id={self.user_id!r}, device_id={self.device_id!r})"
@@ -147,7 +152,19 @@ class Device:
         keyserver_audience: str = KEYSERVER_AUDIENCE,
         conference_audience: str = CONFERENCE_AUDIENCE,
         clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> "Device":
+        """Load this device's saved context from ``store``, or register a new device
+        (see the module's docstring for ``mode``).
+
+        ``tokens(audience)`` returns a fresh JWT from the platform's IdP for each
+        service's audience (``keyserver_audience``, ``conference_audience``: they must
+        differ). ``transport``, if given, carries every HTTP request to both services
+        (an ``httpx.AsyncBaseTransport``: a proxy, custom TLS, or
+        ``httpx.ASGITransport`` to run the services' apps in-process in tests, routing
+        by host); the services' WebSockets (board, media) do not use it. The device
+        closes it when it closes. ``clock`` (seconds) stamps signed requests and posts.
+        """
         if keyserver_audience == conference_audience:
             raise ValueError(
                 "the key service and the conference service need distinct token audiences: "
@@ -159,14 +176,10 @@ class Device:
         if mode == "approval" and show_approval is None:
             raise ValueError("approval mode needs a show_approval callback")
         keyserver = KeyServerClient(
-            httpx.AsyncClient(base_url=keyserver_url, timeout=30, limits=_LIMITS),
-            audience=keyserver_audience,
-            clock=clock,
+            _http(keyserver_url, transport), audience=keyserver_audience, clock=clock
         )
         conference = ConferenceClient(
-            conference_url,
-            httpx.AsyncClient(base_url=conference_url, timeout=30, limits=_LIMITS),
-            audience=conference_audience,
+            conference_url, _http(conference_url, transport), audience=conference_audience
         )
         try:
             context = store.load()
@@ -281,8 +294,6 @@ class Device:
     async def rotate_keys(self) -> None:
         """Replace this device's PRE and signing keys (forward secrecy after a meeting:
         a later theft of the device opens nothing recorded before the rotation)."""
-        from veil.client.keyserver import device_keys_body
-
         user_key = await self.user_key()
         device_key, signer = PrivateKey.generate(), SigningKey.generate()
         token = await self.keyserver_token()
@@ -496,8 +507,6 @@ async def _new_user(
 
 def _subject(token: str) -> str:
     """The ``sub`` claim of a JWT, read without verifying (the key service verifies it)."""
-    import json
-
     try:
         payload = token.split(".")[1]
         return str(json.loads(b64decode(payload.rstrip("=")))["sub"])

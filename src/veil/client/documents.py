@@ -10,16 +10,15 @@ and abuse reports (to a safety-team group only: not even the reporter keeps acce
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from veil.client.groups import Groups
+from veil.client.principal import Principal
 from veil.crypto.aead import open_document, open_stream, seal_document, seal_stream
 from veil.crypto.errors import DecodeError, DecryptionError
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import encrypt
 from veil.protocol import b64encode
-
-if TYPE_CHECKING:
-    from veil.client.device import Device
 
 Kind = Literal["transcript", "recording", "file", "abuse_report", "agenda", "other"]
 
@@ -44,8 +43,10 @@ def _opened(segments: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class Documents:
-    def __init__(self, device: "Device") -> None:
-        self._device = device
+    """A device's documents (``device.documents``); ``groups`` gives groups' pinned keys."""
+
+    def __init__(self, device: Principal, groups: Groups) -> None:
+        self._device, self._groups = device, groups
 
     async def _grants(
         self, plaintext: Plaintext, users: Sequence[str], groups: Sequence[str]
@@ -56,7 +57,7 @@ class Documents:
             keys = await device.public_keys(users)
             recipients += [("user", u, keys[u]) for u in users]
         for group_id in groups:
-            recipients.append(("group", group_id, await device.groups.public_key(group_id)))
+            recipients.append(("group", group_id, await self._groups.public_key(group_id)))
         return [
             {
                 "grantee_kind": kind,

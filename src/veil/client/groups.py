@@ -4,14 +4,11 @@ key service). Members get group -> user transform keys, made by an admin's clien
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from veil.client.errors import PinnedKeyChanged
+from veil.client.principal import Principal
 from veil.crypto.aead import open_document
 from veil.crypto.keys import PrivateKey, PublicKey
-
-if TYPE_CHECKING:
-    from veil.client.device import Device
 
 
 def _pin(group_id: str) -> str:
@@ -27,7 +24,9 @@ class GroupInfo:
 
 
 class Groups:
-    def __init__(self, device: "Device") -> None:
+    """A device's groups (``device.groups``)."""
+
+    def __init__(self, device: Principal) -> None:
         self._device = device
         self._keys: dict[str, PrivateKey] = {}
 
@@ -49,7 +48,7 @@ class Groups:
         self._keys[group_id] = group_key
         # Pinned at creation (over any pin of an earlier group of this id): what is
         # encrypted to the group later goes to this key, whatever the key service says.
-        self._device.pin(_pin(group_id), bytes(group_key.public_key), accept_changes=True)
+        device.pin(_pin(group_id), bytes(group_key.public_key), accept_changes=True)
         if members:
             await self.add_members(group_id, members, accept_changes=accept_changes)
         if admins:
