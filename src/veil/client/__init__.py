@@ -18,6 +18,7 @@ from veil.client.errors import (
     Unavailable,
     UncertifiedDevice,
     UntrustedInvitation,
+    UntrustedKey,
     VeilError,
     WrongPassword,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Unavailable",
     "UncertifiedDevice",
     "UntrustedInvitation",
+    "UntrustedKey",
     "VeilError",
     "WrongPassword",
     "approval_payload",

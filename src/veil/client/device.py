@@ -35,8 +35,9 @@ from veil.client.errors import (
     WrongPassword,
 )
 from veil.client.groups import Groups
-from veil.client.keyserver import KeyServerClient, UserKeys, device_keys_body
+from veil.client.keyserver import DeviceSession, KeyServerClient, UserKeys, device_keys_body
 from veil.client.pins import KeyPins
+from veil.client.provenance import check_author, signed_origin
 from veil.client.store import DeviceContext, DeviceStore, Mode
 from veil.crypto.errors import DecryptionError
 from veil.crypto.escrow import open_escrow, seal_escrow, split_trust_password
@@ -438,10 +439,9 @@ async def _register(
             keyserver, device_id, approval_timeout, user_id=user_id,
             device_key=device_key.public_key, signing_key=signer.verifying_key,
         )  # fmt: skip
-        session = keyserver.device(device_id, signer)
-        grant = await session.document_key(_escrow_document(user_id))
-        secret = decrypt(grant, device_key).derive_key("escrow password")
-        user_key: PrivateKey = _open_escrow(escrow, secret, user_id)
+        user_key: PrivateKey = await _user_key_from_grant(
+            keyserver.device(device_id, signer), device_key, escrow, user_id
+        )
     else:
         secret = await _escrow_password(keyserver, conference, tokens, mode, password)
         user_key = _open_escrow(escrow, secret, user_id)
@@ -459,6 +459,22 @@ async def _register(
         user_key=user_key if mode == "approval" else None,
         pins={user_id: UserKeys(master, user_key.public_key).pin()},  # its own, known
     )
+
+
+async def _user_key_from_grant(
+    session: DeviceSession, device_key: PrivateKey, escrow: bytes, user_id: str
+) -> PrivateKey:
+    """Approval mode: the user key, from the escrow password granted to the user. The
+    grant must come from a device of the user; its certificate is checked against the
+    identity key of the user key it opens, the only one this new device can trust
+    (``UntrustedKey`` otherwise, and the key is dropped)."""
+    delivery = await session.document_key(_escrow_document(user_id))
+    what = "the escrow password's grant"
+    origin, author = signed_origin(delivery, authors=(user_id,), what=what)
+    plaintext = decrypt(delivery.transformed, device_key, origin=origin)
+    user_key = _open_escrow(escrow, plaintext.derive_key("escrow password"), user_id)
+    check_author(author, user_key.public_key, what=what)
+    return user_key
 
 
 async def _new_user(

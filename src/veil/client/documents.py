@@ -12,8 +12,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from veil.client.errors import UntrustedKey
 from veil.client.groups import Groups
 from veil.client.principal import Principal
+from veil.client.provenance import pinned_identities, vouched_origin
 from veil.crypto.aead import open_document, open_stream, seal_document, seal_stream
 from veil.crypto.errors import DecodeError, DecryptionError
 from veil.crypto.keys import Plaintext, PublicKey
@@ -114,12 +116,26 @@ class Documents:
         document_id, plaintext = await self._create(kind, users, groups, document_id, keep_access)
         return document_id, seal_stream(_dek(plaintext, document_id), document_id, chunks)
 
-    async def _plaintext(self, document_id: str) -> Plaintext:
-        return self._device.decrypt(await self._device.session.document_key(document_id))
+    async def _plaintext(self, document_id: str, author: str | None = None) -> Plaintext:
+        """The document's key, once ``veil.client.provenance`` has checked that a
+        certified device of its owner (of ``author``, if given) encrypted it."""
+        device = self._device
+        delivery = await device.session.document_key(document_id)
+        what = f"document {document_id!r}'s key"
+        if delivery.owner is None:
+            raise UntrustedKey(f"the key service names no owner of {what}")
+        if author is not None and delivery.owner != author:
+            raise UntrustedKey(f"{what} is {delivery.owner!r}'s, not {author!r}'s")
+        origin = await vouched_origin(
+            delivery, authors=(delivery.owner,), identity=pinned_identities(device), what=what
+        )
+        return device.decrypt(delivery.transformed, origin=origin)
 
-    async def decrypt(self, document: EncryptedDocument) -> bytes:
-        """``NotMember`` if no grant reaches this device; ``DecryptionError`` if altered."""
-        plaintext = await self._plaintext(document.document_id)
+    async def decrypt(self, document: EncryptedDocument, *, author: str | None = None) -> bytes:
+        """``NotMember`` if no grant reaches this device; ``DecryptionError`` if altered;
+        ``UntrustedKey`` if its key was not encrypted by a certified device of the
+        document's owner (or, given ``author``, if the owner is someone else)."""
+        plaintext = await self._plaintext(document.document_id, author)
         try:
             return open_document(
                 _dek(plaintext, document.document_id), document.document_id, document.envelope
@@ -127,8 +143,11 @@ class Documents:
         except DecodeError:  # an altered version, kind or length byte
             raise DecryptionError from None
 
-    async def decrypt_stream(self, document_id: str, segments: Iterable[bytes]) -> Iterator[bytes]:
-        plaintext = await self._plaintext(document_id)
+    async def decrypt_stream(
+        self, document_id: str, segments: Iterable[bytes], *, author: str | None = None
+    ) -> Iterator[bytes]:
+        """A stream's plaintext chunks, as ``decrypt`` checks its key."""
+        plaintext = await self._plaintext(document_id, author)
         return _opened(open_stream(_dek(plaintext, document_id), document_id, segments))
 
     async def grant(

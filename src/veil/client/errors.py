@@ -84,6 +84,15 @@ class UntrustedPost(VeilError):
     ciphertext its poster did not make); it is ignored."""
 
 
+class UntrustedKey(VeilError):
+    """A key the key service delivered that does not come from whom it must: a
+    transformed value not signed by the key service's transform signer, or a group's
+    private key or a document's key whose level-0 ciphertext (its ``origin``) was not
+    signed by a device of the user who may have made it (an admin of the group, the
+    document's owner), certified by that user's pinned identity key, or that does not
+    descend from it. Nothing from it was decrypted."""
+
+
 class MeetingEnded(VeilError):
     """The meeting has ended; its keys are gone."""
 

@@ -5,8 +5,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from veil.client.errors import PinnedKeyChanged
+from veil.client.errors import PinnedKeyChanged, UntrustedKey
 from veil.client.principal import Principal
+from veil.client.provenance import pinned_identities, vouched_origin
 from veil.crypto.aead import open_document
 from veil.crypto.keys import PrivateKey, PublicKey
 
@@ -67,12 +68,27 @@ class Groups:
         return key
 
     async def key(self, group_id: str) -> PrivateKey:
-        """The group's private key (admins only), fetched once and kept in memory."""
+        """The group's private key (admins only), fetched once and kept in memory.
+
+        ``UntrustedKey`` unless its ciphertext was encrypted by a device, certified by
+        its user's pinned identity key, of a user the key service lists as an admin
+        (``veil.client.provenance``), and the key opened is the one whose public key
+        this device pinned for the group. So an admin whose key was given by an admin
+        since removed is refused it: remove and add that admin again."""
         if group_id not in self._keys:
-            encrypted, envelope = await self._device.session.group_private_key(group_id)
-            plaintext = self._device.decrypt(encrypted)
+            device = self._device
+            delivery, envelope = await device.session.group_private_key(group_id)
+            what = f"group {group_id!r}'s private key"
+            admins = (await self.get(group_id)).admins
+            origin = await vouched_origin(
+                delivery, authors=admins, identity=pinned_identities(device), what=what
+            )
+            plaintext = device.decrypt(delivery.transformed, origin=origin)
             secret = open_document(plaintext.derive_key("group key"), group_id, envelope)
-            self._keys[group_id] = PrivateKey.from_secret_bytes(secret)
+            key = PrivateKey.from_secret_bytes(secret)
+            if key.public_key != await self.public_key(group_id):
+                raise UntrustedKey(f"{what} does not match the group's pinned public key")
+            self._keys[group_id] = key
         return self._keys[group_id]
 
     async def add_members(

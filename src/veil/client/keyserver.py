@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from veil.client.errors import Unavailable, UncertifiedDevice, service_error
+from veil.client.errors import Unavailable, UncertifiedDevice, UntrustedKey, service_error
 from veil.crypto import schnorr
 from veil.crypto.aead import seal_document
 from veil.crypto.errors import DecodeError, InvalidSignature
@@ -156,6 +156,18 @@ class DeviceRecord:
     """The user's certificate of these keys (``None`` for a device registered before
     certificates existed: clients do not trust its keys)."""
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DeviceRecord":
+        """A record as the key service sends it (a device's, or a ciphertext's author)."""
+        return cls(
+            device_id=str(data["device_id"]),
+            user_id=str(data["user_id"]),
+            public_key=PublicKey.from_bytes(b64decode(data["public_key"])),
+            signing_key=VerifyingKey(b64decode(data["signing_key"])),
+            active=data["status"] == "active",
+            certificate=b64decode(data["certificate"]) if data.get("certificate") else None,
+        )
+
     def check_certificate(self, identity: PublicKey) -> None:
         """``UncertifiedDevice`` unless ``identity`` (the user's pinned identity key)
         certified this record's user, id and keys."""
@@ -198,6 +210,7 @@ class KeyServerClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.http, self.audience, self.clock = http, audience, clock
+        self._transform_signer: VerifyingKey | None = None
 
     def _bearer(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -252,22 +265,31 @@ class KeyServerClient:
             raise UncertifiedDevice(
                 f"the key service answered for a device other than {device_id!r}"
             )
-        return DeviceRecord(
-            device_id=device_id,
-            user_id=data["user_id"],
-            public_key=PublicKey.from_bytes(b64decode(data["public_key"])),
-            signing_key=VerifyingKey(b64decode(data["signing_key"])),
-            active=data["status"] == "active",
-            certificate=b64decode(data["certificate"]) if data.get("certificate") else None,
-        )
+        return DeviceRecord.from_json(data)
 
     async def group_public_key(self, group_id: str) -> PublicKey:
         data = await send(self.http, "GET", f"/v1/groups/{group_id}/public-key")
         return PublicKey.from_bytes(b64decode(data["public_key"]))
 
     async def transform_signer(self) -> VerifyingKey:
-        data = await send(self.http, "GET", "/v1/service")
-        return VerifyingKey(b64decode(data["transform_signer"]))
+        """The key every transformed value this key service returns must be signed
+        with: asked once, then kept for this client's lifetime (the service derives it
+        from its secret, which every replica shares)."""
+        if self._transform_signer is None:
+            data = await send(self.http, "GET", "/v1/service")
+            self._transform_signer = VerifyingKey(b64decode(data["transform_signer"]))
+        return self._transform_signer
+
+    async def transformed(self, raw: bytes) -> VerifiedEncryptedValue:
+        """A transformed value this key service returned, verified against its transform
+        signer, not against whatever key the value names (``UntrustedKey``)."""
+        value = EncryptedValue.from_bytes(raw)
+        try:
+            return value.verify(signer=await self.transform_signer())
+        except InvalidSignature:
+            raise UntrustedKey(
+                "a transformed value not signed by the key service's transform signer"
+            ) from None
 
     def device(self, device_id: str, signer: SigningKey) -> "DeviceSession":
         return DeviceSession(self, device_id, signer)
@@ -348,11 +370,11 @@ class DeviceSession:
     async def groups(self) -> list[str]:
         return list((await self.request("GET", "/v1/groups"))["groups"])
 
-    async def group_private_key(self, group_id: str) -> tuple[VerifiedEncryptedValue, bytes]:
-        """For an admin: the group key's ciphertext (transformed to this device) and envelope."""
+    async def group_private_key(self, group_id: str) -> tuple["KeyDelivery", bytes]:
+        """For an admin: the group key's ciphertext (transformed to this device, with its
+        origin and author, unchecked: ``veil.client.provenance``) and its envelope."""
         data = await self.request("GET", f"/v1/groups/{group_id}/private-key")
-        encrypted = EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
-        return encrypted, b64decode(data["key_envelope"])
+        return await self._delivery(data), b64decode(data["key_envelope"])
 
     async def delete_group(self, group_id: str) -> None:
         await self.request("DELETE", f"/v1/groups/{group_id}")
@@ -397,11 +419,15 @@ class DeviceSession:
     async def transform(
         self, encrypted: bytes, *, group_id: str | None = None
     ) -> VerifiedEncryptedValue:
+        """``encrypted`` transformed to this device (through ``group_id``), signed by the
+        key service's transform signer (``UntrustedKey`` otherwise). That signature says
+        nothing about who encrypted it: decrypt with ``origin=`` the level-0 value as
+        its author signed it."""
         body: dict[str, Any] = {"encrypted_key": b64encode(encrypted)}
         if group_id is not None:
             body["group_id"] = group_id
         data = await self.request("POST", "/v1/transform", body)
-        return EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
+        return await self.client.transformed(b64decode(data["encrypted_key"]))
 
     async def create_document(
         self, document_id: str, kind: str, grants: list[dict[str, str]]
@@ -415,6 +441,39 @@ class DeviceSession:
     async def revoke_grant(self, document_id: str, kind: str, grantee_id: str) -> None:
         await self.request("DELETE", f"/v1/documents/{document_id}/grants/{kind}/{grantee_id}")
 
-    async def document_key(self, document_id: str) -> VerifiedEncryptedValue:
+    async def document_key(self, document_id: str) -> "KeyDelivery":
+        """The document's key transformed to this device, with its origin, its author
+        and the document's owner, unchecked (``veil.client.provenance`` checks them)."""
         data = await self.request("GET", f"/v1/documents/{document_id}/key")
-        return EncryptedValue.from_bytes(b64decode(data["encrypted_key"])).verify()
+        return await self._delivery(data)
+
+    async def _delivery(self, data: dict[str, Any]) -> "KeyDelivery":
+        try:
+            origin = EncryptedValue.from_bytes(b64decode(data["origin"]))
+            author = data["author"]
+        except KeyError:
+            raise UntrustedKey("the key service showed no origin for this key") from None
+        return KeyDelivery(
+            transformed=await self.client.transformed(b64decode(data["encrypted_key"])),
+            origin=origin,
+            author=None if author is None else DeviceRecord.from_json(author),
+            owner=str(data["owner"]) if "owner" in data else None,
+        )
+
+
+@dataclass(frozen=True)
+class KeyDelivery:
+    """A key the key service delivers (a group's private key, a document's key): the
+    ciphertext it transformed to this device, and what lets the device check who made
+    it. Nothing here is checked but the transform signer's signature; use
+    ``veil.client.provenance.vouched_origin`` before decrypting."""
+
+    transformed: VerifiedEncryptedValue
+    """Signed by the key service's transform signer (checked)."""
+    origin: EncryptedValue
+    """The level-0 ciphertext the key service stored, as it says its author signed it."""
+    author: DeviceRecord | None
+    """The device the key service says signed ``origin``, with the keys and certificate
+    it had then (``None``: the service has no certified key on record for it)."""
+    owner: str | None
+    """For a document, its owner as the key service records it."""
