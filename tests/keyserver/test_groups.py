@@ -354,3 +354,58 @@ def test_a_groups_public_key_is_public(make_actor) -> None:  # type: ignore[no-u
     assert response.status_code == 200, response.text
     assert b64decode(response.json()["public_key"]) == bytes(group_key.public_key)
     assert_error(alice.client.get("/v1/groups/nope/public-key"), 404, "not_found")
+
+
+# --- membership: the capability a device hands the conference service -----------------------
+
+
+def membership(actor: Any, group_id: str) -> Any:
+    return actor.signed("GET", f"/v1/groups/{group_id}/membership")
+
+
+def test_membership_is_answered_for_members_and_admins_only(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, eve = make_actor("alice"), make_actor("bob"), make_actor("eve")
+    group_key = alice.create_group("g1")
+    assert alice.add_member("g1", group_key, bob).status_code == 201
+    for who in (alice, bob):  # alice is the admin, bob a member
+        response = membership(who, "g1")
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "group_id": "g1",
+            "user_id": who.name,
+            "device_id": who.device_id,
+        }
+    assert_error(membership(eve, "g1"), 403, "not_member")
+    assert_error(membership(eve, "no-such-group"), 404, "not_found")
+    assert_error(membership(alice, "no-such-group"), 404, "not_found")
+    # A removed member is no longer in it.
+    assert remove_member(alice, "g1", group_key, "bob").status_code == 200
+    assert_error(membership(bob, "g1"), 403, "not_member")
+    # Another device of a member is answered for that device.
+    phone = bob.another_device()
+    phone.add_device()
+    assert alice.add_member("g1", group_key, bob).status_code == 201
+    assert membership(phone, "g1").json()["device_id"] == phone.device_id != bob.device_id
+
+
+def test_membership_is_a_signed_single_use_request_for_its_group(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_actor("alice"), make_actor("bob")
+    alice.create_group("g1")
+    alice.create_group("g2")
+    path = "/v1/groups/g1/membership"
+    assert_error(alice.client.get(path), 401, "unsigned_request")
+
+    headers = sign_request(alice.signer, alice.device_id, "GET", path, "", b"", int(alice.clock()))
+    assert alice.client.get(path, headers=headers).status_code == 200
+    # Forwarded twice (a conference service replaying it): the nonce is spent.
+    assert_error(alice.client.get(path, headers=headers), 401, "replayed_request")
+    # Signed for one group, presented for another; or signed by another device.
+    for_g1 = sign_request(alice.signer, alice.device_id, "GET", path, "", b"", int(alice.clock()))
+    assert_error(alice.client.get("/v1/groups/g2/membership", headers=for_g1), 401, "bad_signature")
+    forged = sign_request(bob.signer, alice.device_id, "GET", path, "", b"", int(alice.clock()))
+    assert_error(alice.client.get(path, headers=forged), 401, "bad_signature")
+    # Too old to be a fresh capability.
+    stale = sign_request(
+        alice.signer, alice.device_id, "GET", path, "", b"", int(alice.clock()) - 3600
+    )
+    assert_error(alice.client.get(path, headers=stale), 401, "stale_request")

@@ -94,6 +94,14 @@ class GroupPublicKey(Model):
     public_key: B64
 
 
+class Membership(Model):
+    """The calling device's user is in the group (a member or an admin)."""
+
+    group_id: str
+    user_id: str
+    device_id: str
+
+
 class GroupList(Model):
     groups: list[str]
 

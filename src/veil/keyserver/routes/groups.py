@@ -30,6 +30,7 @@ from veil.keyserver.schemas import (
     GroupKey,
     GroupList,
     GroupPublicKey,
+    Membership,
 )
 from veil.keyserver.service import KeyService
 from veil.protocol import b64decode, group_proof_message
@@ -104,6 +105,23 @@ def read_group(group_id: PathId, call: Signed, service: Service) -> GroupInfo:
             admins=sorted(admins),
             members=sorted(members),
         )
+
+
+@router.get("/{group_id}/membership")
+def membership(group_id: PathId, call: Signed, service: Service) -> Membership:
+    """Whether the calling device's user is in the group (a member or an admin: 403
+    ``not_member`` if not). A device signs this request for the conference service,
+    which forwards it unchanged to admit the device to a meeting's media relay: the
+    signature covers this path and the nonce is spent here, so the conference service
+    can neither forge such a proof nor replay it."""
+    with service.signed(call) as (session, caller):
+        get_group(session, group_id)
+        if (
+            session.get(GroupMember, (group_id, caller.user_id)) is None
+            and session.get(GroupAdmin, (group_id, caller.user_id)) is None
+        ):
+            raise forbidden("not_member", "the caller is not in this group")
+        return Membership(group_id=group_id, user_id=caller.user_id, device_id=caller.device_id)
 
 
 @router.get("/{group_id}/public-key")
