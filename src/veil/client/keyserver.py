@@ -301,6 +301,17 @@ class DeviceSession:
     def __init__(self, client: KeyServerClient, device_id: str, signer: SigningKey) -> None:
         self.client, self.device_id, self.signer = client, device_id, signer
 
+    def signed_headers(
+        self, method: str, path: str, body: bytes = b"", *, query: str = ""
+    ) -> dict[str, str]:
+        """The ``Veil-*`` headers that authenticate one request by this device, made
+        without sending it. Another service can forward them as a capability: the
+        conference service admits a device to a meeting's media relay by forwarding
+        such a ``GET /v1/groups/{id}/membership``, which it could not sign itself. Each
+        call makes a new nonce, and the key service accepts each nonce once."""
+        now = int(self.client.clock())
+        return sign_request(self.signer, self.device_id, method, path, query, body, now)
+
     async def request(
         self,
         method: str,
@@ -311,9 +322,7 @@ class DeviceSession:
         headers: dict[str, str] | None = None,
     ) -> Any:
         raw = b"" if body is None else json.dumps(body).encode()
-        signed = sign_request(
-            self.signer, self.device_id, method, path, query, raw, int(self.client.clock())
-        )
+        signed = self.signed_headers(method, path, raw, query=query)
         signed["content-type"] = "application/json"
         url = f"{path}?{query}" if query else path
         return await send(
