@@ -1,6 +1,12 @@
 """The dev IdP, the key service and the conference service, run together in this
 process on loopback (the embedded default behind ``veil demo``, ``veil serve`` and the
 end-to-end tests). Each service listens on its own port, as separate deployments would.
+
+``running_stack`` (and ``threaded_stack``, from another thread) also let a test stop
+the conference service and start it again on the same port with the same database, as
+a rolling deploy or a crash would: clients see their connections close and the port
+refuse connections until it is back, and nothing held in the service's memory
+survives.
 """
 
 import asyncio
@@ -8,7 +14,7 @@ import contextlib
 import secrets
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +69,98 @@ def _url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
+class _Service:
+    """One service of the stack: an app served by uvicorn on one port. ``stop`` closes
+    the port; ``start`` binds it again and serves a new app from the factory."""
+
+    def __init__(self, make_app: Callable[[], Any], sock: socket.socket, log_level: str) -> None:
+        self._make_app, self._log_level = make_app, log_level
+        self._sock: socket.socket | None = sock
+        self._address = sock.getsockname()[:2]
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        sock = self._sock = self._sock or _bind(*self._address)
+        self._server = _Server(
+            uvicorn.Config(
+                self._make_app(),
+                log_level=self._log_level,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            )
+        )
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+
+    def started(self) -> bool:
+        """True once serving; raises if the server ended before it started."""
+        assert self._server is not None and self._task is not None
+        if self._task.done() and not self._server.started:
+            raise RuntimeError("a service failed to start") from self._task.exception()
+        return bool(self._server.started)
+
+    def request_stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def stopped(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._task = self._sock = None
+
+
+async def _start(services: list[_Service]) -> None:
+    for service in services:
+        service.start()
+    while not all(service.started() for service in services):
+        await asyncio.sleep(0.02)
+
+
+async def _stop(services: list[_Service]) -> None:
+    for service in services:
+        service.request_stop()
+    for service in services:
+        await service.stopped()
+
+
+class Stack:
+    """The three services running on one event loop (``running_stack``'s block)."""
+
+    def __init__(self, endpoints: Endpoints, conference: _Service) -> None:
+        self.endpoints, self._conference = endpoints, conference
+
+    async def stop_conference(self) -> None:
+        """Stop the conference service as a deploy stops a replica: it closes its
+        connections (WebSocket close 1012) and stops listening; until
+        ``start_conference``, connecting to its port is refused."""
+        await _stop([self._conference])
+
+    async def start_conference(self) -> None:
+        """Start the conference service again: on the same port, with the same settings
+        and database, and nothing else of the stopped one (rooms' fan-out and caches
+        start empty, as in a new process)."""
+        await _start([self._conference])
+
+    async def restart_conference(self) -> None:
+        await self.stop_conference()
+        await self.start_conference()
+
+
 @contextlib.asynccontextmanager
-async def run_stack(
+async def run_stack(data_dir: Path, **options: Any) -> AsyncIterator[Endpoints]:
+    """Serve the three services on this event loop until the block exits, then stop
+    them together (options: see ``running_stack``). Signals are the caller's to handle
+    (``veil serve`` stops on SIGINT and SIGTERM; ``asyncio.run`` turns Ctrl-C into a
+    cancellation)."""
+    async with running_stack(data_dir, **options) as stack:
+        yield stack.endpoints
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
     data_dir: Path,
     *,
     idp: DevIdentityProvider,
@@ -76,10 +172,11 @@ async def run_stack(
     transform_workers: int = 0,
     service_secret: bytes | None = None,
     log_level: str = "warning",
-) -> AsyncIterator[Endpoints]:
-    """Serve the three services on this event loop until the block exits, then stop
-    them together. Signals are the caller's to handle (``veil serve`` stops on SIGINT
-    and SIGTERM; ``asyncio.run`` turns Ctrl-C into a cancellation)."""
+) -> AsyncIterator[Stack]:
+    """``run_stack``, yielding the ``Stack`` (whose conference service can be stopped
+    and started again). A ``fanout`` object is handed to each conference app in turn,
+    so a restart needs one that still works after the app closed it (``MemoryFanout``
+    does; or leave it to ``fanout_url``)."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
@@ -97,47 +194,47 @@ async def run_stack(
         audience=CONFERENCE_AUDIENCE,
         **common,
     )
-    apps = [
-        create_idp(idp),
-        create_keyserver(keyserver),
-        create_conference(conference, fanout=fanout),
+    factories: list[Callable[[], Any]] = [
+        lambda: create_idp(idp),
+        lambda: create_keyserver(keyserver),
+        lambda: create_conference(conference, fanout=fanout),
     ]
-    servers = [
-        _Server(
-            uvicorn.Config(
-                app,
-                log_level=log_level,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
-            )
-        )
-        for app in apps
-    ]
-    tasks = [
-        asyncio.create_task(server.serve(sockets=[sock]))
-        for server, sock in zip(servers, sockets, strict=True)
+    services = [
+        _Service(make, sock, log_level) for make, sock in zip(factories, sockets, strict=True)
     ]
     try:
-        while not all(server.started for server in servers):
-            if any(task.done() for task in tasks):
-                for task in tasks:
-                    if task.done() and task.exception():
-                        raise RuntimeError("a service failed to start") from task.exception()
-                raise RuntimeError("a service exited during start-up")
-            await asyncio.sleep(0.02)
-        yield endpoints
+        await _start(services)
+        yield Stack(endpoints, services[2])
     finally:
-        for server in servers:
-            server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for sock in sockets:
-            sock.close()
+        await _stop(services)
+
+
+class ThreadedStack:
+    """A ``Stack`` running on its own event loop in a background thread
+    (``threaded_stack``); its methods are awaited from the caller's loop."""
+
+    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoints, self._stack, self._loop = stack.endpoints, stack, loop
+
+    def _on_stack(self, work: Callable[[], Awaitable[None]]) -> "asyncio.Future[None]":
+        async def run() -> None:
+            await work()
+
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self._loop))
+
+    async def stop_conference(self) -> None:
+        await self._on_stack(self._stack.stop_conference)
+
+    async def start_conference(self) -> None:
+        await self._on_stack(self._stack.start_conference)
+
+    async def restart_conference(self) -> None:
+        await self._on_stack(self._stack.restart_conference)
 
 
 @contextlib.contextmanager
-def stack_in_thread(data_dir: Path, **options: Any) -> Iterator[Endpoints]:
-    """``run_stack`` on its own event loop in a background thread (for synchronous
+def threaded_stack(data_dir: Path, **options: Any) -> Iterator[ThreadedStack]:
+    """``running_stack`` on its own event loop in a background thread (for synchronous
     callers such as tests, whose client code then runs on another loop)."""
     started = threading.Event()
     box: dict[str, Any] = {}
@@ -146,8 +243,8 @@ def stack_in_thread(data_dir: Path, **options: Any) -> Iterator[Endpoints]:
         stop = asyncio.Event()
         box["stop"], box["loop"] = stop, asyncio.get_running_loop()
         try:
-            async with run_stack(data_dir, **options) as endpoints:
-                box["endpoints"] = endpoints
+            async with running_stack(data_dir, **options) as stack:
+                box["stack"] = ThreadedStack(stack, box["loop"])
                 started.set()
                 await stop.wait()
         except BaseException as exc:
@@ -160,7 +257,14 @@ def stack_in_thread(data_dir: Path, **options: Any) -> Iterator[Endpoints]:
     if "error" in box:
         raise RuntimeError("the services did not start") from box["error"]
     try:
-        yield box["endpoints"]
+        yield box["stack"]
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(30)
+
+
+@contextlib.contextmanager
+def stack_in_thread(data_dir: Path, **options: Any) -> Iterator[Endpoints]:
+    """``threaded_stack``, yielding its endpoints only."""
+    with threaded_stack(data_dir, **options) as stack:
+        yield stack.endpoints
