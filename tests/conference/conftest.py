@@ -226,12 +226,14 @@ class Person:
         signer: SigningKey | None = None,
         signed_room: str | None = None,
         post_id: bytes | None = None,
+        device_id: str | None = None,
     ) -> dict[str, Any]:
-        """A board post as the wire carries it; the keyword arguments forge it."""
+        """A board post as the wire carries it; the keyword arguments forge it (or make
+        it another of this person's devices')."""
         post_id = post_id or secrets.token_bytes(16)
         timestamp = int(time.time()) if timestamp is None else timestamp
         message = post_message(
-            signed_room or room_id, post_id, kind, self.device_id, timestamp, body
+            signed_room or room_id, post_id, kind, device_id or self.device_id, timestamp, body
         )
         return {
             "type": "post",

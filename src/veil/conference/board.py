@@ -4,6 +4,11 @@ A post is stored exactly as its device signed it. ``seq`` is assigned inside the
 storing transaction as one more than the room's last; two replicas racing for the
 same number collide on the primary key and the loser retries, so every replica sees
 one order.
+
+A post id is taken once per room. The same post (same device, kind and body) sent
+again under its id, as a client does when it resends after a reconnect without
+knowing whether the first copy landed, is answered with the stored post instead of
+being stored twice; anything else under a taken id is a replay and refused.
 """
 
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from veil.conference.models import Post, Room
 from veil.protocol import b64encode
+from veil.protocol.board import Announce, BoardMessageError
 from veil.web.database import transaction
 from veil.web.errors import conflict, forbidden
 
@@ -36,6 +42,15 @@ class NewPost:
     signature: bytes
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What ``append`` did: the post as subscribers see it, and whether this call stored
+    it (``new``) or found it already stored (the same post resent by its device)."""
+
+    post: dict[str, Any]
+    new: bool
+
+
 def wire(post: Post) -> dict[str, Any]:
     """A stored post as subscribers receive it."""
     return {
@@ -54,8 +69,8 @@ class BoardStore:
     def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
         self.engine, self.sessions = engine, sessions
 
-    def append(self, post: NewPost, now: int) -> dict[str, Any]:
-        """Store a verified post; returns it as subscribers will see it."""
+    def append(self, post: NewPost, now: int) -> Stored:
+        """Store a verified post (or find it stored already, see ``repost``)."""
         for _ in range(_RETRIES):
             try:
                 with transaction(self.sessions) as session:
@@ -64,7 +79,15 @@ class BoardStore:
                 continue  # another replica took this seq (or created the room) first
         raise conflict("busy", "the board is busy; retry")
 
-    def _append(self, session: Session, post: NewPost, now: int) -> dict[str, Any]:
+    def repost(self, post: NewPost) -> dict[str, Any] | None:
+        """The stored post if ``post`` is on the board already (resent by its device),
+        ``None`` if its id is free; ``replayed_post`` if another post holds the id. A
+        cheap check before the work a new post needs (an ``end`` proof, whose timestamp
+        may be stale by the time a post is resent)."""
+        with transaction(self.sessions) as session:
+            return _repost(session, post)
+
+    def _append(self, session: Session, post: NewPost, now: int) -> Stored:
         # Lock the room's row (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway):
         # concurrent posts to one room, from any replica, then take turns for the next
         # seq instead of colliding, and no post lands after a concurrent ``end``.
@@ -73,13 +96,11 @@ class BoardStore:
             room = Room(id=post.room_id, created_at=now)
             session.add(room)
             session.flush()
+        earlier = _repost(session, post)  # before the end check: an end resent is answered
+        if earlier is not None:
+            return Stored(earlier, new=False)
         if room.ended_at is not None:
             raise forbidden("room_ended", "this meeting has ended")
-        duplicate = select(Post.seq).where(
-            Post.room_id == post.room_id, Post.post_id == post.post_id
-        )
-        if session.execute(duplicate).first() is not None:
-            raise conflict("replayed_post", "this post is already on the board")
         if post.kind == "end":
             room.ended_at = now
         last = session.execute(
@@ -100,7 +121,7 @@ class BoardStore:
         )
         session.add(stored)
         session.flush()
-        return wire(stored)
+        return Stored(wire(stored), new=True)
 
     def after(
         self, room_id: str, since: int, until: int | None = None, *, limit: int = PAGE
@@ -113,7 +134,35 @@ class BoardStore:
         with transaction(self.sessions) as session:
             return [wire(p) for p in session.execute(query).scalars()]
 
+    def announcer(self, room_id: str, sender: int) -> str | None:
+        """The device whose ``announce`` first named ``sender`` on this room's board, or
+        ``None``. A body that is not an announce in canonical form names no one."""
+        query = (
+            select(Post.device_id, Post.body)
+            .where(Post.room_id == room_id, Post.kind == Announce.KIND)
+            .order_by(Post.seq)
+            .execution_options(yield_per=PAGE)
+        )
+        with transaction(self.sessions) as session:
+            for device_id, body in session.execute(query):
+                try:
+                    if Announce.parse(body).sender == sender:
+                        return str(device_id)
+                except BoardMessageError:
+                    continue
+        return None
+
     def ended(self, room_id: str) -> bool:
         with transaction(self.sessions) as session:
             room = session.get(Room, room_id)
             return room is not None and room.ended_at is not None
+
+
+def _repost(session: Session, post: NewPost) -> dict[str, Any] | None:
+    query = select(Post).where(Post.room_id == post.room_id, Post.post_id == post.post_id)
+    existing = session.execute(query).scalar_one_or_none()
+    if existing is None:
+        return None
+    if (existing.device_id, existing.kind, existing.body) != (post.device_id, post.kind, post.body):
+        raise conflict("replayed_post", "this post is already on the board")
+    return wire(existing)

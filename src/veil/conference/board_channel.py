@@ -12,17 +12,23 @@ Every post with ``seq > since`` is delivered once, in order: the connection join
 room's channel before reading the backlog, skips what it already sent, and fills a
 gap from the database when a live post arrives early. A subscriber too slow to keep
 up is disconnected (4429) and resumes from its last ``seq``.
+
+A post whose ``post_id`` is on the board already, from the same device with the same
+kind and body, is acknowledged with the stored post's ``seq`` and not stored or fanned
+out again: a client that lost its connection before the ack resends its post (same
+``post_id``, fresh timestamp and signature) and gets one copy on the board. The same
+id from another device, or with another content, is refused (409 ``replayed_post``).
 """
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from veil.conference.board import PAGE, NewPost
+from veil.conference.board import PAGE, NewPost, Stored
+from veil.conference.bucket import TokenBucket
 from veil.conference.fanout import MemoryFanout, channel
 from veil.conference.handshake import (
     Participant,
@@ -126,8 +132,10 @@ async def _receive(
     participant: Participant,
     send: Any,
 ) -> None:
-    rate, burst = service.settings.post_rate_per_second, service.settings.post_burst
-    allowance, stamp = float(burst), time.monotonic()
+    rate = service.settings.post_rate_per_second
+    # A token bucket per connection: any holder of a JWT may post, so no one may fill a
+    # board (or its subscribers' memory) faster than this.
+    bucket = TokenBucket(rate, service.settings.post_burst)
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -136,15 +144,10 @@ async def _receive(
         try:
             data = _parse(message.get("text"), service.settings.max_post_bytes)
             post_id = data["post_id"]
-            # A token bucket per connection: any holder of a JWT may post, so no one
-            # may fill a board (or its subscribers' memory) faster than this.
-            now = time.monotonic()
-            allowance, stamp = min(float(burst), allowance + (now - stamp) * rate), now
-            if allowance < 1:
+            if not bucket.take():
                 raise ApiError(429, "rate_limited", f"at most {rate:g} posts per second")
-            allowance -= 1
             new = await _verify(service, room_id, participant, data)
-            stored = await asyncio.to_thread(service.board.append, new, service.now())
+            stored = await _store(service, room_id, participant, new)
         except ApiError as error:
             reply = {
                 "type": "error", "status": error.status, "code": error.code,
@@ -154,8 +157,22 @@ async def _receive(
                 reply["post_id"] = post_id
             await send(reply)
             continue
-        await service.hub.publish(channel("board", room_id), json.dumps(stored).encode())
-        await send({"type": "ack", "post_id": post_id, "seq": stored["seq"]})
+        if stored.new:
+            await service.hub.publish(channel("board", room_id), json.dumps(stored.post).encode())
+        await send({"type": "ack", "post_id": post_id, "seq": stored.post["seq"]})
+
+
+async def _store(
+    service: ConferenceService, room_id: str, participant: Participant, post: NewPost
+) -> Stored:
+    """Store a verified post, or find it stored (resent by its device). An ``end`` is
+    checked only when new: a resent one's proof may have gone stale meanwhile."""
+    earlier = await asyncio.to_thread(service.board.repost, post)
+    if earlier is not None:
+        return Stored(earlier, new=False)
+    if post.kind == "end":
+        await _check_end(service, room_id, participant.user_id, post.body)
+    return await asyncio.to_thread(service.board.append, post, service.now())
 
 
 def _parse(text: str | None, max_bytes: int) -> dict[str, Any]:
@@ -205,8 +222,6 @@ async def _verify(
         except InvalidSignature:
             if fresh:
                 raise unauthorized("bad_signature", "the post signature did not verify") from None
-    if data["kind"] == "end":
-        await _check_end(service, room_id, participant.user_id, body)
     return NewPost(
         room_id=room_id,
         post_id=post_id,
