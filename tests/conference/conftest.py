@@ -1,8 +1,10 @@
-"""Conference service fixtures: the real stack on loopback (one per test module),
+"""Conference service fixtures: the real stack on loopback (one per test module, whose
+conference service a test may stop and start again: ``conf.stack.services``),
 ``Person``s registered at its key service over HTTP (no escrow PBKDF2: the conference
 service only cares about devices), raw WebSocket helpers that speak the wire protocol
-themselves, and ``serve`` to run extra conference-service replicas with their own
-settings.
+themselves (``conf.join_media`` does what a relay connection needs: a group, an
+announce, a membership capability), and ``serve`` to run extra conference-service
+replicas with their own settings.
 """
 
 import asyncio
@@ -25,22 +27,33 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from veil.bench.keyserver import PLACEHOLDER_ESCROW
-from veil.client.conference import Board
-from veil.client.keyserver import KeyServerClient, create_group_body, device_keys_body
+from veil.client.conference import Board, StateCallback, membership_path
+from veil.client.keyserver import (
+    KeyServerClient,
+    add_member_body,
+    create_group_body,
+    device_keys_body,
+)
 from veil.conference import ConferenceSettings
+from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey, PublicKey
+from veil.crypto.schedule import SENDER_LIMIT, media_kid
+from veil.crypto.sframe import encode_header
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.idp import DevIdentityProvider
 from veil.protocol import (
     CONFERENCE_AUDIENCE,
     KEYSERVER_AUDIENCE,
+    MediaKind,
     b64decode,
     b64encode,
+    group_proof_message,
     hello_message,
     post_message,
     sign_request,
 )
-from veil.stack import Endpoints, stack_in_thread
+from veil.protocol.board import Announce
+from veil.stack import Endpoints, ThreadedStack, threaded_stack
 
 
 def answers(host: str, port: int) -> bool:
@@ -56,25 +69,26 @@ class Stack:
     endpoints: Endpoints
     idp: DevIdentityProvider
     data_dir: Path
+    services: ThreadedStack
+    """To stop and start the conference service (``stop_conference``, ...)."""
 
     def settings(self, database_url: str, **overrides: Any) -> ConferenceSettings:
         """Settings for another conference service on this stack's IdP and key service."""
-        return ConferenceSettings(
-            database_url=database_url,
-            keyserver_url=self.endpoints.keyserver_url,
-            issuer=self.idp.issuer,
-            audience=CONFERENCE_AUDIENCE,
-            jwks=self.idp.jwks(),
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "keyserver_url": self.endpoints.keyserver_url,
+            "issuer": self.idp.issuer,
+            "audience": CONFERENCE_AUDIENCE,
+            "jwks": self.idp.jwks(),
+        }
+        return ConferenceSettings(database_url=database_url, **{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     idp = DevIdentityProvider(audience=CONFERENCE_AUDIENCE)  # tokens for this service
     data_dir = tmp_path_factory.mktemp("stack")
-    with stack_in_thread(data_dir, idp=idp) as endpoints:
-        yield Stack(endpoints, idp, data_dir)
+    with threaded_stack(data_dir, idp=idp) as services:
+        yield Stack(services.endpoints, idp, data_dir, services)
 
 
 @contextlib.contextmanager
@@ -160,13 +174,17 @@ class Person:
         assert response.status_code == 201, response.text
         return str(response.json()["device_id"])
 
-    def signed(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    def signed(
+        self, method: str, path: str, body: Any = None, *, query: str = ""
+    ) -> httpx.Response:
         """A request to the key service signed by this person's first device."""
         raw = b"" if body is None else json.dumps(body).encode()
-        headers = sign_request(self.signer, self.device_id, method, path, "", raw, int(time.time()))
+        now = int(time.time())
+        headers = sign_request(self.signer, self.device_id, method, path, query, raw, now)
         headers["content-type"] = "application/json"
         with self._http() as http:
-            return http.request(method, path, content=raw, headers=headers)
+            url = f"{path}?{query}" if query else path
+            return http.request(method, url, content=raw, headers=headers)
 
     def revoke(self, device_id: str) -> None:
         """Revoke one of this user's devices."""
@@ -189,6 +207,48 @@ class Person:
         assert response.status_code == 201, response.text
         return group_key
 
+    def add_member(self, group_id: str, group_key: PrivateKey, member: "Person") -> None:
+        """As the group's admin, add ``member`` to it."""
+        assert member.master is not None
+        body = add_member_body(
+            group_id,
+            group_key,
+            user_id=member.user_id,
+            master=member.master,
+            signer=self.signer,
+            now=int(time.time()),
+        )
+        response = self.signed("POST", f"/v1/groups/{group_id}/members", body)
+        assert response.status_code == 201, response.text
+
+    def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> None:
+        """As the group's admin, remove ``user_id`` from it."""
+        now = int(time.time())
+        proof = schnorr.sign(
+            group_proof_message("remove-member", group_id, user_id, now), group_key
+        )
+        query = f"timestamp={now}&proof={b64encode(bytes(proof))}"
+        response = self.signed("DELETE", f"/v1/groups/{group_id}/members/{user_id}", query=query)
+        assert response.status_code == 200, response.text
+
+    def membership(
+        self, room_id: str, *, device_id: str | None = None, signer: SigningKey | None = None
+    ) -> dict[str, str]:
+        """A membership capability for the relay: a signed key-service request."""
+        return sign_request(
+            signer or self.signer,
+            device_id or self.device_id,
+            "GET",
+            membership_path(room_id),
+            "",
+            b"",
+            int(time.time()),
+        )
+
+    async def capability(self, room_id: str) -> dict[str, str]:
+        """``membership`` as the SDK's media channel asks for it (once per connection)."""
+        return self.membership(room_id)
+
     async def lookup(self, device_id: str) -> tuple[str, VerifyingKey]:
         """The SDK board's key lookup, against the real key service."""
         if device_id not in self._signers:
@@ -204,6 +264,7 @@ class Person:
         *,
         device_id: str | None = None,
         signer: SigningKey | None = None,
+        on_state: StateCallback | None = None,
     ) -> Board:
         """The SDK's board client for this person (not connected yet)."""
         return Board(
@@ -214,6 +275,7 @@ class Person:
             self.tokens,
             self.lookup,
             time.time,
+            on_state=on_state,
         )
 
     def post(
@@ -243,6 +305,15 @@ class Person:
             "timestamp": timestamp,
             "signature": b64encode((signer or self.signer).sign(message)),
         }
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A raw relay connection: its socket, the relay's answer, the sender it announced."""
+
+    socket: ClientConnection
+    reply: dict[str, Any]
+    sender: int
 
 
 def ws_url(base_url: str, path: str) -> str:
@@ -309,6 +380,89 @@ class Kit:
         }
         await socket_.send(json.dumps(hello))
         return socket_, json.loads(await socket_.recv())
+
+    def meeting(self, *people: Person) -> str:
+        """A new room whose group exists at the key service: the first person its admin,
+        all of them members."""
+        room_id = self.room()
+        group_key = people[0].create_group(room_id)
+        for person in people:
+            people[0].add_member(room_id, group_key, person)
+        return room_id
+
+    async def announce(
+        self,
+        room_id: str,
+        person: Person,
+        sender: int | None = None,
+        *,
+        base_url: str | None = None,
+        device_id: str | None = None,
+        signer: SigningKey | None = None,
+    ) -> int:
+        """Post an ``announce`` of ``sender`` (random if not given) on the room's board
+        from the person's device (or another of theirs); returns the sender."""
+        sender = secrets.randbelow(SENDER_LIMIT) if sender is None else sender
+        board, welcome = await self.open(
+            "board", room_id, person, base_url=base_url, device_id=device_id, signer=signer
+        )
+        assert welcome["type"] == "welcome", welcome
+        post = person.post(
+            room_id, Announce.KIND, bytes(Announce(sender)), device_id=device_id, signer=signer
+        )
+        await board.send(json.dumps(post))
+        answer = await self.answer(board)
+        assert answer["type"] == "ack", answer
+        await board.close()
+        return sender
+
+    async def join_media(
+        self,
+        room_id: str,
+        person: Person,
+        *,
+        sender: int | None = None,
+        announce: bool = True,
+        membership: dict[str, str] | None = None,
+        base_url: str | None = None,
+        device_id: str | None = None,
+        signer: SigningKey | None = None,
+        **extra: Any,
+    ) -> Joined:
+        """Open a relay connection as a participant does: announce ``sender`` on the
+        board (unless ``announce`` is false), then send the media hello with it and a
+        fresh membership capability (or the ``membership`` given). The room's group
+        must hold the person (``meeting``) for the relay to admit them."""
+        device = {"device_id": device_id, "signer": signer}
+        if announce:
+            sender = await self.announce(room_id, person, sender, base_url=base_url, **device)
+        elif sender is None:
+            sender = secrets.randbelow(SENDER_LIMIT)
+        capability = person.membership(room_id, **device) if membership is None else membership
+        socket_, reply = await self.open(
+            "media", room_id, person, base_url=base_url, sender=sender, membership=capability,
+            **device, **extra,
+        )  # fmt: skip
+        return Joined(socket_, reply, sender)
+
+    @staticmethod
+    def frame(
+        sender: int,
+        payload: bytes = b"payload",
+        *,
+        kind: MediaKind = MediaKind.AUDIO,
+        ctr: int = 0,
+        epoch: int = 0,
+    ) -> bytes:
+        """What a participant sends: a routing byte, then an SFrame header for
+        ``sender``'s KID and counter, then ``payload`` (standing for the ciphertext:
+        the relay never reads it)."""
+        return bytes([kind]) + encode_header(media_kid(epoch=epoch, sender=sender), ctr) + payload
+
+    @staticmethod
+    def relayed(frame: bytes, origin: str) -> bytes:
+        """``frame`` as the relay forwards it: its origin device inserted after the kind."""
+        return frame[:1] + bytes([len(origin)]) + origin.encode() + frame[1:]
 
     @staticmethod
     async def receive(socket_: ClientConnection, timeout: float = 5) -> dict[str, Any]:

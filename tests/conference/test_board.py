@@ -89,7 +89,8 @@ def test_a_subscriber_resumes_with_exactly_the_posts_it_missed(conf) -> None:  #
             await resumed.next(0.3)
 
         # The SDK board resumes on its own after a dropped connection.
-        await resumed.drop_connection()
+        assert resumed._link.socket is not None
+        await resumed._link.socket.close()
         await post(range(7, 10))
         assert [(await resumed.next(5)).seq for _ in range(3)] == [7, 8, 9]
         with pytest.raises(TimeoutError):

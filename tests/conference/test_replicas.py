@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from veil.conference import create_app
-from veil.protocol import MediaKind
 
 BACKENDS = [
     pytest.param("redis://127.0.0.1:6379/0", id="redis"),
@@ -32,7 +31,7 @@ def replicas(request, conf, fresh_postgres_url) -> Iterator[tuple[str, str]]:  #
 def test_participants_on_two_replicas_share_board_and_media(conf, replicas) -> None:  # type: ignore[no-untyped-def]
     first, second = replicas
     alice, bob, carol = (conf.person(n) for n in ("alice", "bob", "carol"))
-    room = conf.room()
+    room = conf.meeting(alice, bob, carol)
     placed = [(alice, first), (bob, second), (carol, second)]
 
     async def main() -> None:
@@ -66,31 +65,32 @@ def test_participants_on_two_replicas_share_board_and_media(conf, replicas) -> N
             assert [(await late.next(10)).seq for _ in range(24)] == list(range(1, 25))
             await late.close()
 
-        # Media: each participant's frames reach the two others, across replicas.
+        # Media: each participant's frames reach the two others, across replicas, with
+        # their origin device.
         channels = []
         for person, url in placed:
-            socket, welcome = await conf.open("media", room, person, base_url=url)
-            assert welcome["type"] == "welcome"
-            channels.append(socket)
+            joined = await conf.join_media(room, person, base_url=url)
+            assert joined.reply["type"] == "welcome", joined.reply
+            channels.append(joined)
         frames = {
-            person.user_id: [
-                bytes([MediaKind.AUDIO]) + person.user_id.encode() + b"|%d|" % i + os.urandom(64)
-                for i in range(5)
+            person.device_id: [
+                conf.frame(joined.sender, b"|%d|" % i + os.urandom(64), ctr=i) for i in range(5)
             ]
-            for person, _ in placed
+            for (person, _), joined in zip(placed, channels, strict=True)
         }
-        for (person, _), socket in zip(placed, channels, strict=True):
-            for frame in frames[person.user_id]:
-                await socket.send(frame)
-        for (person, _), socket in zip(placed, channels, strict=True):
-            got = [await asyncio.wait_for(socket.recv(), 10) for _ in range(10)]
-            by_sender: dict[str, list[bytes]] = {}
-            for frame in got:
-                by_sender.setdefault(frame[1:].split(b"|", 1)[0].decode(), []).append(frame)
-            others = {p.user_id for p, _ in placed} - {person.user_id}
-            assert by_sender == {u: frames[u] for u in others}
-            assert await conf.silent(socket)
-        for socket in channels:
-            await socket.close()
+        for (person, _), joined in zip(placed, channels, strict=True):
+            for frame in frames[person.device_id]:
+                await joined.socket.send(frame)
+        for (person, _), joined in zip(placed, channels, strict=True):
+            got = [await asyncio.wait_for(joined.socket.recv(), 10) for _ in range(10)]
+            by_origin: dict[str, list[bytes]] = {}
+            for relayed in got:
+                origin = relayed[2 : 2 + relayed[1]].decode()
+                by_origin.setdefault(origin, []).append(relayed)
+            others = {p.device_id for p, _ in placed} - {person.device_id}
+            assert by_origin == {d: [conf.relayed(f, d) for f in frames[d]] for d in others}
+            assert await conf.silent(joined.socket)
+        for joined in channels:
+            await joined.socket.close()
 
     asyncio.run(main())

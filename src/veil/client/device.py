@@ -25,7 +25,13 @@ from typing import Any
 
 import httpx
 
-from veil.client.conference import Board, ConferenceClient, MediaChannel
+from veil.client.conference import (
+    Board,
+    ConferenceClient,
+    MediaChannel,
+    StateCallback,
+    membership_path,
+)
 from veil.client.documents import Documents
 from veil.client.errors import (
     ApprovalPending,
@@ -239,19 +245,31 @@ class Device:
         """A fresh JWT for the conference service (its audience only)."""
         return await self.tokens(self.conference.audience)
 
-    def board(self, room_id: str) -> Board:
+    def board(self, room_id: str, *, on_state: StateCallback | None = None) -> Board:
         """A room's board as this device sees it: its posts signed with this device's
-        key, everyone's checked against their certified keys (``signer_of``)."""
+        key, everyone's checked against their certified keys (``signer_of``). Not
+        connected yet; ``on_state`` hears of its connection's ups and downs."""
         return self.conference.board(
             room_id, device_id=self.device_id, signer=self.signer,
             token=self.conference_token, lookup=self.signer_of, clock=self.clock,
+            on_state=on_state,
         )  # fmt: skip
 
-    async def media(self, room_id: str) -> MediaChannel:
-        """This device's media relay connection for a room."""
+    async def media(
+        self, room_id: str, *, sender: int, on_state: StateCallback | None = None
+    ) -> MediaChannel:
+        """This device's media relay connection for a room, as ``sender`` (the sender
+        number it announced on the room's board). Each connection carries a fresh
+        proof, signed by this device for the key service, that its user is in the
+        meeting's group; raises the ``ServiceError`` that refused the first one."""
+
+        async def membership() -> dict[str, str]:
+            return self.session.signed_headers("GET", membership_path(room_id))
+
         return await self.conference.media(
             room_id, device_id=self.device_id, signer=self.signer,
-            token=await self.conference_token(),
+            token=self.conference_token, sender=sender, membership=membership,
+            on_state=on_state,
         )  # fmt: skip
 
     # --- the user key ----------------------------------------------------------------------

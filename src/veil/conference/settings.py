@@ -9,8 +9,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.web.env import env_json
+from veil.web.env import env_int, env_json
 from veil.web.tokens import check_jwks_source
+
+_RELAY_LIMITS = (
+    "relay_frames_per_second",
+    "relay_frame_burst",
+    "relay_bytes_per_second",
+    "relay_byte_burst",
+)
+"""Settings also read from ``VEIL_<NAME>`` (``VEIL_RELAY_FRAMES_PER_SECOND``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,14 @@ class ConferenceSettings:
     max_frame_bytes: int = 256 * 1024
     relay_queue_frames: int = 256
     """Frames waiting for one receiver; past this its frames are skipped, not queued."""
+    relay_frames_per_second: float = 500.0
+    relay_frame_burst: int = 1000
+    relay_bytes_per_second: float = 4_000_000.0
+    relay_byte_burst: int = 8_000_000
+    """What one media connection may send (token buckets): ``relay_frame_burst`` frames
+    and ``relay_byte_burst`` bytes at once, then these rates. The defaults carry a few
+    streams of audio (50 frames/s) and video (30 frames/s) with room to spare; frames
+    over either are dropped, so a member cannot flood the others through the relay."""
     board_queue_posts: int = 4096
     """Posts waiting for one subscriber; past this it is disconnected and resumes."""
     post_rate_per_second: float = 20.0
@@ -66,9 +82,17 @@ class ConferenceSettings:
             raise ValueError("fanout_url must be redis://, rediss:// or nats:// (or unset)")
         if self.device_recheck_seconds <= 0:
             raise ValueError("device_recheck_seconds must be positive")
-        for name in ("relay_queue_frames", "board_queue_posts", "max_post_bytes"):
-            if getattr(self, name) < 1:
+        for name in (
+            "relay_queue_frames", "board_queue_posts", "max_post_bytes", "max_frame_bytes",
+            "relay_frames_per_second", "relay_frame_burst", "relay_bytes_per_second",
+        ):  # fmt: skip
+            if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.relay_byte_burst < self.max_frame_bytes:
+            raise ValueError(
+                "relay_byte_burst must be at least max_frame_bytes (or the largest frames "
+                "could never pass)"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "ConferenceSettings":
@@ -86,5 +110,9 @@ class ConferenceSettings:
             "jwks": env_json(env, "VEIL_JWKS"),
             "fanout_url": env.get("VEIL_FANOUT_URL") or None,
         }
+        for name in _RELAY_LIMITS:
+            variable = f"VEIL_{name.upper()}"
+            if variable in env:
+                values[name] = env_int(env, variable, 0)
         values.update(overrides)
         return cls(**values)
