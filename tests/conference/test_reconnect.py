@@ -164,6 +164,48 @@ def test_a_post_that_cannot_land_in_time_fails_loudly(conf) -> None:  # type: ig
     asyncio.run(main())
 
 
+def test_closing_ends_what_waits_on_the_board_and_the_channel(conf) -> None:  # type: ignore[no-untyped-def]
+    """A post waiting through an outage, a reader and a receiver waiting for what comes
+    next: closing ends each of them with an error, none is left hanging."""
+    alice = conf.person("alice")
+    room = conf.meeting(alice)
+    services = conf.stack.services
+
+    async def main() -> None:
+        board = alice.board(room)
+        await board.connect()
+        await announced(board, 3)
+        assert (await board.next(5)).kind == "announce"
+        async with httpx.AsyncClient() as http:
+            channel = await ConferenceClient(conf.url, http).media(
+                room, device_id=alice.device_id, signer=alice.signer, token=alice.tokens,
+                sender=3, membership=lambda: alice.capability(room),
+            )  # fmt: skip
+            await services.stop_conference()
+            try:
+                posting = asyncio.create_task(board.post("chat", b"never sent"))
+                reading = asyncio.create_task(board.next())
+                receiving = asyncio.create_task(channel.receive())
+                await asyncio.sleep(0.3)
+                assert not (posting.done() or reading.done() or receiving.done())
+                await board.close()
+                await channel.close()
+                with pytest.raises(Unavailable) as closed:
+                    await asyncio.wait_for(posting, 5)
+                assert closed.value.code == "closed"
+                for waiting in (reading, receiving):
+                    with pytest.raises(RuntimeError, match="closed"):
+                        await asyncio.wait_for(waiting, 5)
+                with pytest.raises(RuntimeError, match="closed"):
+                    await board.next()
+                with pytest.raises(RuntimeError):
+                    await board.post("chat", b"after close")
+            finally:
+                await services.start_conference()
+
+    asyncio.run(main())
+
+
 def test_a_refusal_at_reconnect_ends_board_and_media_with_the_error(conf) -> None:  # type: ignore[no-untyped-def]
     """Revoked while the service was down: the reconnect is refused for good. The board
     delivers what it had, then raises; the media channel raises; both say "failed"."""

@@ -500,10 +500,14 @@ class Board:
             )
 
     async def next(self, timeout: float | None = None) -> Post:
-        """The next post; raises the board's failure once the posts before it are read
-        (and ``TimeoutError`` after ``timeout`` seconds without a post)."""
-        if self._incoming.empty() and self._link.failure is not None:
-            raise self._link.failure
+        """The next post; raises the board's failure once the posts before it are read,
+        ``RuntimeError`` once the board is closed (and ``TimeoutError`` after
+        ``timeout`` seconds without a post)."""
+        if self._incoming.empty():
+            if self._link.failure is not None:
+                raise self._link.failure
+            if self._link.closed:
+                raise RuntimeError("the board is closed")
         item = await asyncio.wait_for(self._incoming.get(), timeout)
         if isinstance(item, BaseException):
             raise item
@@ -523,6 +527,7 @@ class Board:
         for outgoing in self._pending.values():
             if not outgoing.acked.done():
                 outgoing.acked.set_exception(closed)
+        self._incoming.put_nowait(RuntimeError("the board is closed"))  # wakes a reader
 
 
 class MediaChannel:
