@@ -164,10 +164,12 @@ class Env:
         board = device.board(meeting_id)
         await board.connect(since=0)
         newest: tuple[Post, KeyPost] | None = None
+        # Until the board is quiet, or for a second (heartbeats never let it be quiet).
+        deadline = asyncio.get_running_loop().time() + 1.0
         try:
-            while True:
+            while asyncio.get_running_loop().time() < deadline:
                 try:
-                    post = await board.next(timeout=0.5)
+                    post = await board.next(timeout=0.3)
                 except TimeoutError:
                     break
                 if post.kind == KeyPost.KIND:

@@ -127,7 +127,10 @@ class Meeting:
         self._admitted = False
         self._offer: tuple[Post, KeyPost] | None = None  # the newest key post not taken yet
         self._offered = asyncio.Event()
-        self._own: dict[bytes, tuple[Plaintext, asyncio.Future[bool]]] = {}
+        # Key posts this device made, by encrypted key, until the board delivers them (an
+        # ack may be lost while the post landed), and whoever waits for each.
+        self._own: dict[bytes, Plaintext] = {}
+        self._landed: dict[bytes, asyncio.Future[bool]] = {}
         self._installed = asyncio.Event()
         self._early: list[Frame] = []  # frames that waited for this epoch's key
         self._tasks: list[asyncio.Task[None]] = []
@@ -374,9 +377,10 @@ class Meeting:
 
     def _offer_key(self, post: Post, message: KeyPost) -> None:
         if post.device_id == self.device.device_id and message.encrypted_key in self._own:
-            plaintext, landed = self._own.pop(message.encrypted_key)
-            if not landed.done():
-                landed.set_result(self._take(post, message, plaintext))
+            taken = self._take(post, message, self._own.pop(message.encrypted_key))
+            landed = self._landed.pop(message.encrypted_key, None)
+            if landed is not None and not landed.done():
+                landed.set_result(taken)
             return
         # Checked before any transform is asked for: a forged key post costs nothing.
         self._check(post, message.proof, "key", message.encrypted_key)
@@ -392,8 +396,9 @@ class Meeting:
         """A key post this device is about to make: taken when the board delivers it
         back, in order, like everyone else's (so every client keeps the same key)."""
         landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._own[encrypted] = (plaintext, landed)
-        landed.add_done_callback(lambda _: self._own.pop(encrypted, None))
+        self._own[encrypted] = plaintext
+        self._landed[encrypted] = landed
+        landed.add_done_callback(lambda _: self._landed.pop(encrypted, None))
         return landed
 
     async def _open_key(self, post: Post, message: KeyPost) -> Plaintext:
@@ -490,10 +495,11 @@ class Meeting:
     def _close_keys(self) -> None:
         self.epochs.close()
         self._offer = None
-        for _, landed in self._own.values():
+        for landed in self._landed.values():
             if not landed.done():
                 landed.set_result(False)
         self._own.clear()
+        self._landed.clear()
         self.media.forget()
         self._early.clear()
 
