@@ -23,7 +23,7 @@ from veil.client.conference import Post
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.idp import DevIdentityProvider
 from veil.protocol.board import KeyPost
-from veil.stack import Endpoints, stack_in_thread
+from veil.stack import Endpoints, ThreadedStack, stack_in_thread, threaded_stack
 
 T = TypeVar("T")
 
@@ -204,6 +204,15 @@ class Env:
 @pytest.fixture
 def env(meeting_stack: Stack) -> Env:
     return Env(meeting_stack)
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[tuple[Env, ThreadedStack]]:
+    """An ``Env`` on services of its own, whose conference service the test can stop and
+    start again (``ThreadedStack``)."""
+    idp = DevIdentityProvider()
+    with threaded_stack(tmp_path, idp=idp) as services:
+        yield Env(Stack(services.endpoints, idp, tmp_path)), services
 
 
 async def _held(outcome: bool | Awaitable[bool]) -> bool:

@@ -1,8 +1,10 @@
 """What a meeting tells its application: typed events, to callbacks and async iterators.
 
 ``meeting.events.subscribe()`` gives an async iterator of every event from then on
-(each subscriber has its own queue); ``meeting.events.on(callback)`` calls a plain
-function for each event, in the meeting's task (it must not block). Nothing a
+(each subscriber has its own queue, unbounded: read it, or stop iterating);
+``meeting.events.on(callback)`` calls a plain function for each event, in the
+meeting's task (it must not block; an exception it raises goes to the event loop's
+exception handler, never into the meeting). Nothing a
 meeting does fails silently: a failure of background work (a rekey that could not
 be posted, a removal the key service refused, a malformed or untrusted post) is a
 ``MeetingFailure`` event.
@@ -118,7 +120,12 @@ class EventStream:
         for queue in self._queues:
             queue.put_nowait(event)
         for callback in list(self._callbacks):
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:  # the application's bug must not stop the meeting
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "a meeting event callback raised", "exception": exc}
+                )
 
     def fail(self, error: BaseException) -> None:
         self.emit(MeetingFailure(error))
