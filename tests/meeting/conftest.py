@@ -147,8 +147,9 @@ class Env:
             first, meeting_id, invitees=invitees, timers=timers, **start_options
         )
         self.track(started)
+        clock = start_options.get("clock")  # one injected clock for everyone, if any
         joined = await asyncio.gather(
-            *(Meeting.join(d, started.invitation, timers=timers) for d in others),
+            *(Meeting.join(d, started.invitation, timers=timers, clock=clock) for d in others),
             return_exceptions=True,
         )
         self.track(*(m for m in joined if isinstance(m, Meeting)))

@@ -199,3 +199,33 @@ def test_the_manager_announces_its_deputy_and_stays_silent_when_alone(env) -> No
         assert seen and seen[-1].deputy == mb.sender
 
     env.run(main)
+
+
+def test_with_the_default_timers_a_take_over_ends_within_15_seconds(env) -> None:  # type: ignore[no-untyped-def]
+    # The default timers (3 s heartbeat, 10 s fail-over) on an injected clock that runs
+    # about 25 times faster than the wall clock: the bound is read off the meeting clock.
+    async def main() -> None:
+        clock = env.FakeClock()
+        timers = MeetingTimers(join_retries=(0.5, 1.0, 1.0))
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.01)
+                clock.advance(0.25)
+
+        ticking = asyncio.create_task(tick())
+        try:
+            alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+            ma, mb, mc = await env.start_and_join(alice, [bob, carol], timers=timers, clock=clock)
+            await env.eventually(lambda: mb.manager.deputy is not None and mc.manager.deputy)
+            deputy, other = (mb, mc) if mb.manager.deputy == mb.sender else (mc, mb)
+            await ma.close(rotate_device_keys=False)
+            stopped = clock.time()
+            await deputy.wait_for_epoch(1, timeout=30)
+            assert clock.time() - stopped <= 15.0, clock.time() - stopped
+            await other.wait_for_epoch(1, timeout=10)
+            assert deputy.managing and other.security_code == deputy.security_code
+        finally:
+            ticking.cancel()
+
+    env.run(main)

@@ -90,6 +90,7 @@ def test_the_ratchet_rekeys_on_the_clock_and_restarts_at_every_rekey(env) -> Non
 
         clock.advance(1)  # t = 300: the five-minute ratchet
         await mb.wait_for_epoch(1, timeout=10)
+        await mc.wait_for_epoch(1, timeout=10)
         assert ma.epoch == 1 and ma.rekeys == 1
 
         clock.advance(100)  # t = 400: carol leaves; the debounce (10 s) rekeys at t = 410
