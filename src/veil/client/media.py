@@ -7,8 +7,9 @@ base key from the session key, ``schedule.sender_base_key``, and its own KID,
 ``schedule.media_kid`` (sender, stream and epoch mod 2^16). A sender switches to a new
 epoch as soon as it holds the key; a receiver keeps the previous epoch for
 ``grace`` seconds so frames in flight still decrypt, then forgets it. A frame of an
-epoch not held yet (its sender got the new key first) waits, up to ``grace`` seconds
-and ``PENDING_LIMIT`` frames, for that key to arrive. Frames that are tampered with,
+epoch not held yet (its sender got the new key first), or from a device whose
+announce this client has not read yet, waits, up to ``grace`` seconds and
+``PENDING_LIMIT`` frames, for that key or announce to arrive. Frames that are tampered with,
 replayed, or of an epoch this participant never gets are dropped and counted, never
 delivered.
 
@@ -41,6 +42,7 @@ class MediaCounters:
     tampered: int = 0
     replayed: int = 0
     unknown_epoch: int = 0
+    """Frames of an epoch (or from a device) this participant never learnt in time."""
     wrong_sender: int = 0
     """Frames whose KID names a sender other than the one their device announced."""
 
@@ -99,8 +101,13 @@ class MeetingMedia:
         self._keys[epoch] = session_key
         self.epoch = epoch
         self._senders.clear()
+        return self.retry()
+
+    def retry(self) -> list[Frame]:
+        """The waiting frames that open now (a key or a sender's announce arrived);
+        the rest wait on, from when they first arrived."""
         waiting, self._pending = self._pending, deque()
-        frames = [self.unprotect(frame, origin=origin) for _, frame, origin in waiting]
+        frames = [self._open(frame, origin, since) for since, frame, origin in waiting]
         return [f for f in frames if f is not None]
 
     def forget(self) -> None:
@@ -145,27 +152,40 @@ class MeetingMedia:
         return sender.protect(payload, self._metadata)
 
     def unprotect(self, frame: bytes, *, origin: str | None = None) -> Frame | None:
-        """The frame's payload, or ``None`` (counted) if it must be dropped. ``origin``:
-        the device the transport says sent it (checked against its announced sender)."""
+        """The frame's payload, or ``None`` if it must be dropped (counted) or wait.
+        ``origin``: the device the transport says sent it (checked against the sender it
+        announced; a frame from a device whose announce this client has not read yet
+        waits for it, like a frame of an epoch not held yet)."""
         self._expire()
+        return self._open(frame, origin, self._clock())
+
+    def _wait(self, frame: bytes, origin: str | None, since: float) -> None:
+        if len(self._pending) >= PENDING_LIMIT:
+            self._pending.popleft()
+            self.counters.unknown_epoch += 1
+        self._pending.append((since, frame, origin))
+
+    def _open(self, frame: bytes, origin: str | None, since: float) -> Frame | None:
         try:
             header, _ = SFrameHeader.parse(frame)
             epoch_low, sender, stream = schedule.parse_media_kid(header.kid)
         except (DecodeError, ValueError):
             self.counters.tampered += 1
             return None
-        if origin is not None and self._bound(origin) != sender:
-            self.counters.wrong_sender += 1
-            return None
+        if origin is not None:
+            bound = self._bound(origin)
+            if bound is None:
+                self._wait(frame, origin, since)
+                return None
+            if bound != sender:
+                self.counters.wrong_sender += 1
+                return None
         epochs = [e for e in self._keys if e & EPOCH_MASK == epoch_low]
         if sender == self.sender:
             self.counters.unknown_epoch += 1
             return None
         if not epochs:
-            if len(self._pending) >= PENDING_LIMIT:
-                self._pending.popleft()
-                self.counters.unknown_epoch += 1
-            self._pending.append((self._clock(), frame, origin))
+            self._wait(frame, origin, since)
             return None
         epoch = epochs[0]
         new_kid = header.kid not in self._kids.setdefault(epoch, set())

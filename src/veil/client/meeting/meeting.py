@@ -134,7 +134,7 @@ class Meeting:
         self._installed = asyncio.Event()
         self._early: list[Frame] = []  # frames that waited for this epoch's key
         self._tasks: list[asyncio.Task[None]] = []
-        self._retake = False  # a late host retries a take-over it lost to a racing rekey
+        self._retake = False  # a late host or hand-over target retries a lost take-over once
 
     def __repr__(self) -> str:
         return f"Meeting({self.meeting_id!r}, epoch={self.epoch}, sender={self.sender})"
@@ -337,6 +337,7 @@ class Meeting:
         if isinstance(message, Announce):
             joined = self.roster.announce(message.sender, post.user_id, post.device_id, post.seq)
             self.events.emit(ParticipantJoined(joined.sender, joined.user_id, joined.device_id))
+            self._early.extend(self.media.retry())  # its frames that came before its announce
             if joined.device_id != self.device.device_id:
                 self.manager.announced(joined.user_id)
         elif isinstance(message, Leave):
