@@ -4,7 +4,9 @@ conference service a test may stop and start again: ``conf.stack.services``),
 service only cares about devices), raw WebSocket helpers that speak the wire protocol
 themselves (``conf.join_media`` does what a relay connection needs: a group, an
 announce, a membership capability), and ``serve`` to run extra conference-service
-replicas with their own settings.
+replicas with their own settings. The board stores only bodies that are their kind's
+message in canonical form: ``conf.chat(text)`` is one for a test whose posts may be
+anything.
 """
 
 import asyncio
@@ -52,8 +54,15 @@ from veil.protocol import (
     post_message,
     sign_request,
 )
-from veil.protocol.board import Announce
+from veil.protocol.board import Announce, Chat
 from veil.stack import Endpoints, ThreadedStack, threaded_stack
+
+
+def chat(text: bytes) -> bytes:
+    """A well-formed ``chat`` body carrying ``text`` as its sealed bytes: what a test
+    posts when any post will do (the board refuses a body that is not its kind's
+    message in canonical form: 400 ``bad_body``)."""
+    return bytes(Chat(0, 0, text))
 
 
 def answers(host: str, port: int) -> bool:
@@ -282,7 +291,7 @@ class Person:
         self,
         room_id: str,
         kind: str = "chat",
-        body: bytes = b"hello",
+        body: bytes | None = None,
         *,
         timestamp: int | None = None,
         signer: SigningKey | None = None,
@@ -290,8 +299,10 @@ class Person:
         post_id: bytes | None = None,
         device_id: str | None = None,
     ) -> dict[str, Any]:
-        """A board post as the wire carries it; the keyword arguments forge it (or make
-        it another of this person's devices')."""
+        """A board post as the wire carries it (``body`` by default a well-formed chat
+        body); the keyword arguments forge it (or make it another of this person's
+        devices')."""
+        body = chat(b"hello") if body is None else body
         post_id = post_id or secrets.token_bytes(16)
         timestamp = int(time.time()) if timestamp is None else timestamp
         message = post_message(
@@ -329,6 +340,7 @@ class Kit:
         self.url = stack.endpoints.conference_url
         self.serve = serve
         self.answers = answers
+        self.chat = chat
 
     def person(self, prefix: str = "user") -> Person:
         """A new user (unique name) with one registered device."""

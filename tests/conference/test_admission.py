@@ -4,6 +4,7 @@ says is in the meeting's group, as a capability signed by the device itself show
 
 import asyncio
 import json
+import secrets
 import time
 
 import httpx
@@ -16,9 +17,11 @@ from starlette.routing import Route
 from veil.client import Forbidden, Unavailable
 from veil.client.conference import ConferenceClient, membership_path
 from veil.conference import create_app
+from veil.conference.board import BoardStore, NewPost
 from veil.crypto.signing import SigningKey
-from veil.protocol import sign_request
+from veil.protocol import post_message, sign_request
 from veil.protocol.board import Announce
+from veil.web.database import create_db_engine, session_factory
 
 
 def test_a_sender_is_the_devices_that_announced_it_first(conf) -> None:  # type: ignore[no-untyped-def]
@@ -56,13 +59,29 @@ def test_a_sender_is_the_devices_that_announced_it_first(conf) -> None:  # type:
         by_phone = await conf.announce(room, alice, device_id=phone, signer=phone_signer)
         await refused(await conf.join_media(room, alice, sender=by_phone, announce=False))
 
-        # An announce that is not in canonical form names no one.
+        # An announce that is not in canonical form names no one: the board refuses it...
         board, _ = await conf.open("board", room, alice)
-        loose = 12345
-        await board.send(json.dumps(alice.post(room, "announce", b'{"sender": 12345}')))
-        assert (await conf.answer(board))["type"] == "ack"
+        loose, body = 12345, b'{"sender": 12345}'
+        assert bytes(Announce(loose)) != body
+        await board.send(json.dumps(alice.post(room, "announce", body)))
+        answer = await conf.answer(board)
+        assert (answer["type"], answer["status"], answer["code"]) == ("error", 400, "bad_body")
         await board.close()
-        assert bytes(Announce(loose)) != b'{"sender": 12345}'
+        await refused(await conf.join_media(room, alice, sender=loose, announce=False))
+        # ...and the relay does not count one stored before the board checked bodies.
+        engine = create_db_engine(f"sqlite:///{conf.stack.data_dir / 'conference.sqlite3'}")
+        try:
+            now, post_id = int(time.time()), secrets.token_bytes(16)
+            signed = post_message(room, post_id, "announce", alice.device_id, now, body)
+            old = NewPost(
+                room, post_id, "announce", alice.device_id, alice.user_id, now, body,
+                alice.signer.sign(signed),
+            )  # fmt: skip
+            store = BoardStore(engine, session_factory(engine))
+            assert await asyncio.to_thread(store.append, old, now)
+            assert await asyncio.to_thread(store.announcer, room, loose) is None
+        finally:
+            engine.dispose()
         await refused(await conf.join_media(room, alice, sender=loose, announce=False))
 
         # Announced in another room only.

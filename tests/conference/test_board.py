@@ -9,13 +9,13 @@ import time
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from veil.client import DeviceRevoked, Forbidden, ServiceError, Unauthorized
+from veil.client import DeviceRevoked, Forbidden, InvalidRequest, ServiceError, Unauthorized
 from veil.conference import create_app
-from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey
 from veil.crypto.signing import SigningKey
 from veil.idp import DevIdentityProvider
-from veil.protocol import b64decode, b64encode, meeting_proof_message
+from veil.protocol import MeetingProof, b64decode, b64encode
+from veil.protocol.board import Alive, Announce, Chat, End, KeyPost, Leave
 
 # --- order -------------------------------------------------------------------------------
 
@@ -30,10 +30,10 @@ def test_posts_reach_every_subscriber_in_one_order(conf) -> None:  # type: ignor
             await board.connect()
         sent: dict[int, tuple[str, bytes]] = {}
         for i in range(3):  # one after another...
-            body = f"alice {i}".encode()
+            body = conf.chat(f"alice {i}".encode())
             sent[await boards[0].post("chat", body)] = (people[0].user_id, body)
         posts = [  # ...and all at once, from everyone
-            (person, board, f"{person.user_id} {i}".encode())
+            (person, board, conf.chat(f"{person.user_id} {i}".encode()))
             for person, board in zip(people, boards, strict=True)
             for i in range(4)
         ]
@@ -72,7 +72,7 @@ def test_a_subscriber_resumes_with_exactly_the_posts_it_missed(conf) -> None:  #
 
         async def post(numbers: range) -> None:
             for n in numbers:
-                assert await poster.post("chat", b"post %d" % n) == n
+                assert await poster.post("chat", conf.chat(b"post %d" % n)) == n
 
         reader = bob.board(room)
         await reader.connect()
@@ -84,7 +84,7 @@ def test_a_subscriber_resumes_with_exactly_the_posts_it_missed(conf) -> None:  #
         resumed = bob.board(room)
         await resumed.connect(since=reader.last_seq)
         got = [await resumed.next(5) for _ in range(3)]
-        assert [(p.seq, p.body) for p in got] == [(n, b"post %d" % n) for n in (4, 5, 6)]
+        assert [(p.seq, p.body) for p in got] == [(n, conf.chat(b"post %d" % n)) for n in (4, 5, 6)]
         with pytest.raises(TimeoutError):
             await resumed.next(0.3)
 
@@ -123,11 +123,11 @@ def test_joining_while_others_post_delivers_each_post_once(conf) -> None:  # typ
     async def main() -> None:
         poster = alice.board(room)
         await poster.connect()
-        await poster.post("chat", b"first")
+        await poster.post("chat", conf.chat(b"first"))
 
         async def keep_posting() -> None:
             for n in range(2, total + 1):
-                await poster.post("chat", b"%d" % n)
+                await poster.post("chat", conf.chat(b"%d" % n))
 
         posting = asyncio.create_task(keep_posting())
         await asyncio.sleep(0.02)
@@ -155,7 +155,8 @@ def test_a_post_resent_by_its_device_is_acknowledged_and_stored_once(conf, tmp_p
     fresh timestamp and signature. The board answers with the stored post's seq and
     neither stores nor fans it out again, even when the resend comes after the room
     ended (the resent ``end`` itself) or after the end proof grew stale. The same post
-    id from another device, or with another content, is a replay."""
+    id from another device, or with another content (another body, or the same body
+    under another kind), is a replay."""
     now = [time.time()]
     settings = conf.settings(f"sqlite:///{tmp_path / 'c.sqlite3'}", clock=lambda: now[0])
     alice, bob = conf.person("alice"), conf.person("bob")
@@ -174,7 +175,9 @@ def test_a_post_resent_by_its_device_is_acknowledged_and_stored_once(conf, tmp_p
             reader, _ = await conf.open("board", room, bob, base_url=url)
             first, _ = await conf.open("board", room, alice, base_url=url)
             post_id = b"p" * 16
-            original = alice.post(room, body=b"once", post_id=post_id, timestamp=at(0))
+            # An announce: the one body that is well formed under another kind too (leave).
+            once = bytes(Announce(1))
+            original = alice.post(room, "announce", once, post_id=post_id, timestamp=at(0))
             await first.send(json.dumps(original))
             assert await conf.answer(first) == {
                 "type": "ack", "post_id": original["post_id"], "seq": 1,
@@ -187,18 +190,19 @@ def test_a_post_resent_by_its_device_is_acknowledged_and_stored_once(conf, tmp_p
                 await again.send(json.dumps(post))
                 return await conf.answer(again)
 
-            resent = alice.post(room, body=b"once", post_id=post_id, timestamp=at(50))
+            resent = alice.post(room, "announce", once, post_id=post_id, timestamp=at(50))
             assert resent["signature"] != original["signature"]
             assert await answer(resent) == {"type": "ack", "post_id": resent["post_id"], "seq": 1}
             assert (await answer(original))["seq"] == 1  # the very same message, still fresh
             # An hour later a resend is still answered, once re-signed with a fresh time:
             # the timestamp check is not relaxed for resends.
-            resent = alice.post(room, body=b"once", post_id=post_id, timestamp=at(3600))
+            resent = alice.post(room, "announce", once, post_id=post_id, timestamp=at(3600))
             assert (await answer(original))["code"] == "stale_post"
             assert (await answer(resent))["seq"] == 1
+            assert bytes(Leave(1)) == once
             replays = [
-                alice.post(room, body=b"other", post_id=post_id, timestamp=at(0)),  # other body
-                alice.post(room, "announce", b"once", post_id=post_id, timestamp=at(0)),  # kind
+                alice.post(room, "announce", bytes(Announce(2)), post_id=post_id, timestamp=at(0)),
+                alice.post(room, "leave", once, post_id=post_id, timestamp=at(0)),  # other kind
             ]
             for replay in replays:
                 assert (await answer(replay))["code"] == "replayed_post"
@@ -208,7 +212,7 @@ def test_a_post_resent_by_its_device_is_acknowledged_and_stored_once(conf, tmp_p
                     **device,
                 )  # fmt: skip
                 post = person.post(
-                    room, body=b"once", post_id=post_id, timestamp=at(0),
+                    room, "announce", once, post_id=post_id, timestamp=at(0),
                     signer=phone_signer if device else None, **device,
                 )  # fmt: skip
                 await socket_.send(json.dumps(post))
@@ -216,20 +220,17 @@ def test_a_post_resent_by_its_device_is_acknowledged_and_stored_once(conf, tmp_p
                 await socket_.close()
 
             # The end, resent after it closed the room and after its proof went stale.
-            proof = schnorr.sign(
-                meeting_proof_message("end", room, alice.user_id, at(0)), group_key
-            )
-            body = json.dumps({"timestamp": at(0), "proof": b64encode(bytes(proof))}).encode()
+            body = bytes(End(MeetingProof.make("end", room, alice.user_id, at(0), group_key)))
             end = alice.post(room, "end", body, post_id=b"e" * 16, timestamp=at(0))
             assert (await answer(end))["seq"] == 2
             late = alice.post(room, "end", body, post_id=b"e" * 16, timestamp=at(3600))
             assert await answer(late) == {"type": "ack", "post_id": late["post_id"], "seq": 2}
-            other = alice.post(room, "chat", b"after the end", timestamp=at(3600))
+            other = alice.post(room, "chat", conf.chat(b"after the end"), timestamp=at(3600))
             assert (await answer(other))["code"] == "room_ended"
 
             # The live subscriber saw each post once; so does a resume of the board.
             assert [(p["seq"], p["kind"]) for p in await conf.posts(reader, 2)] == [
-                (1, "chat"),
+                (1, "announce"),
                 (2, "end"),
             ]
             assert await conf.silent(reader)
@@ -276,12 +277,14 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
         await refused(alice.post(room, signed_room=elsewhere), "bad_signature")
         await refused(alice.post(room, timestamp=now - 3600), "stale_post")
         await refused(alice.post(room, timestamp=now + 3600), "stale_post")
-        altered = alice.post(room, body=b"original")
-        altered["body"] = b64encode(b"altered")
+        altered = alice.post(room, body=conf.chat(b"original"))
+        altered["body"] = b64encode(conf.chat(b"altered"))  # well formed, but not what was signed
         await refused(altered, "bad_signature")
-        await refused(alice.post(room, kind="end"), "not_host")  # no proof by a meeting admin
+        # A well-formed end whose proof is not by a meeting admin (the room has no group).
+        forged = MeetingProof.make("end", room, alice.user_id, now, PrivateKey.generate())
+        await refused(alice.post(room, "end", bytes(End(forged))), "not_host")
 
-        good = alice.post(room, body=b"the only good post")
+        good = alice.post(room, body=conf.chat(b"the only good post"))
         assert await reply_to(good) == {"type": "ack", "post_id": good["post_id"], "seq": 1}
         # Sent again by its device: acknowledged as stored, not stored twice.
         assert await reply_to(good) == {"type": "ack", "post_id": good["post_id"], "seq": 1}
@@ -310,8 +313,107 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
         ):
             await refused({**alice.post(room), field: value}, "bad_message")
 
+        # Bodies that are not their kind's message in canonical form (docs/protocol.md §3),
+        # in posts otherwise sound and signed by the device: 400 bad_body naming the defect.
+        def canonical(fields: dict[str, object]) -> bytes:
+            return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+        sealed = b64encode(b"sealed")
+        chat = {"epoch": 0, "sender": 0, "sealed": sealed}
+        assert canonical(chat) == conf.chat(b"sealed")
+        proof = MeetingProof.make("end", room, alice.user_id, now, PrivateKey.generate())
+        key = KeyPost(0, b"key", ("a", "b"), (), "a", proof)
+        bad_bodies: list[tuple[str, bytes, str]] = [
+            # Not JSON, or not an object.
+            ("chat", b"", "chat: the body is not UTF-8 JSON"),
+            ("chat", b"not JSON", "chat: the body is not UTF-8 JSON"),
+            ("chat", b"\xff" + conf.chat(b"sealed"), "chat: the body is not UTF-8 JSON"),
+            ("chat", b"[" * 5000 + b"]" * 5000, "chat: the body is not UTF-8 JSON"),  # too deep
+            ("chat", b"[]", "chat: the body is not a JSON object"),
+            ("chat", b"null", "chat: the body is not a JSON object"),
+            # Not canonical: whitespace, unsorted keys, escaped or padded where it need not be.
+            ("chat", json.dumps(chat, sort_keys=True).encode(), "not in canonical form"),
+            (
+                "chat",
+                json.dumps(dict(reversed(chat.items())), separators=(",", ":")).encode(),
+                "not in canonical form",
+            ),
+            (
+                "chat",
+                canonical(chat).replace(b'"epoch"', b'"\\u0065poch"'),
+                "not in canonical form",
+            ),
+            (
+                "chat",
+                canonical({**chat, "sealed": b64encode(b"seal") + "=="}),
+                "sealed is unpadded base64url",
+            ),
+            ("chat", canonical(chat) + b"\n", "not in canonical form"),
+            ("chat", canonical({**chat, "epoch": 0.0}), "epoch is an integer"),
+            # An unknown field, a missing one, another kind's body.
+            ("chat", canonical({**chat, "extra": 1}), "exactly the fields"),
+            ("chat", canonical({"epoch": 0, "sender": 0}), "exactly the fields"),
+            ("chat", canonical({}), "exactly the fields"),
+            ("chat", bytes(Announce(1)), "exactly the fields"),
+            ("announce", conf.chat(b"sealed"), "exactly the fields"),
+            ("end", canonical({"timestamp": now}), "exactly the fields"),
+            ("end", canonical({**End(proof).fields(), "by": "alice"}), "exactly the fields"),
+            # A field of the wrong type, or out of range.
+            ("chat", canonical({**chat, "epoch": "0"}), "chat: epoch is an integer"),
+            ("chat", canonical({**chat, "epoch": -1}), "chat: epoch is an integer"),
+            ("chat", canonical({**chat, "epoch": 2**64}), "chat: epoch is an integer"),
+            ("chat", canonical({**chat, "sender": True}), "chat: sender is an integer"),
+            ("chat", canonical({**chat, "sender": None}), "chat: sender is an integer"),
+            ("chat", canonical({**chat, "sealed": 5}), "chat: sealed is unpadded base64url"),
+            ("chat", canonical({**chat, "sealed": "a+b/"}), "chat: sealed is unpadded base64url"),
+            ("announce", canonical({"sender": -1}), "announce: sender is an integer"),
+            ("leave", canonical({"sender": 2**44}), "leave: sender is an integer"),
+            ("alive", canonical({"epoch": 0, "deputy": "bob"}), "alive: deputy is an integer"),
+            ("hand-over", canonical({**proof.fields(), "sender": [1]}), "sender is an integer"),
+            ("key", canonical({**key.fields(), "members": ["b", "a"]}), "members is sorted"),
+            ("key", canonical({**key.fields(), "members": ["a", "a"]}), "members is sorted"),
+            ("key", canonical({**key.fields(), "invitees": "a"}), "invitees is a list of user"),
+            ("key", canonical({**key.fields(), "host": ""}), "key: host is a user id"),
+            (
+                "end",
+                canonical({"timestamp": str(now), "proof": proof.fields()["proof"]}),
+                "end: timestamp and proof are malformed",
+            ),
+            (
+                "end",
+                canonical({"timestamp": now, "proof": "AA"}),
+                "end: timestamp and proof are malformed",
+            ),
+        ]
+        for kind, body, defect in bad_bodies:
+            post = alice.post(room, kind, body)
+            reply = await reply_to(post)
+            assert (reply["type"], reply["status"], reply["code"], reply["post_id"]) == (
+                "error", 400, "bad_body", post["post_id"],
+            ), (kind, body[:100], reply)  # fmt: skip
+            assert defect in str(reply["message"]), (kind, body[:100], reply)
+        # The body is checked before the timestamp and the signature.
+        stale_forged = alice.post(room, "chat", b"[]", timestamp=now - 3600, signer=mallory.signer)
+        await refused(stale_forged, "bad_body")
+        # The well-formed counterparts are stored (on another room's board).
+        sound, _ = await conf.open("board", elsewhere, alice)
+        for number, (kind, body) in enumerate(
+            [
+                ("chat", canonical(chat)),
+                ("announce", bytes(Announce(2**44 - 1))),
+                ("leave", bytes(Leave(0))),
+                ("alive", bytes(Alive(2**64 - 1, None))),
+                ("key", bytes(key)),
+                ("chat", bytes(Chat(1, 2, b""))),
+            ],
+            start=1,
+        ):
+            await sound.send(json.dumps(alice.post(elsewhere, kind, body)))
+            assert (await conf.answer(sound))["seq"] == number, (kind, body)
+        await sound.close()
+
         # The connection is still usable, and nothing refused was stored.
-        later = alice.post(room, body=b"still here")
+        later = alice.post(room, body=conf.chat(b"still here"))
         assert await reply_to(later) == {"type": "ack", "post_id": later["post_id"], "seq": 2}
         await socket.close()
 
@@ -328,8 +430,8 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
         reader, _ = await conf.open("board", room, mallory)
         stored = await conf.posts(reader, 2)
         assert [(p["seq"], b64decode(p["body"])) for p in stored] == [
-            (1, b"the only good post"),
-            (2, b"still here"),
+            (1, conf.chat(b"the only good post")),
+            (2, conf.chat(b"still here")),
         ]
         assert await conf.silent(reader)
         await reader.close()
@@ -410,24 +512,33 @@ def test_hellos_that_do_not_prove_an_active_device_of_the_user_are_refused(conf)
 
 def test_only_a_meeting_admin_may_end_the_meeting(conf) -> None:  # type: ignore[no-untyped-def]
     """An ``end`` post must carry a proof made with the private key of the meeting's
-    group (the group whose id is the room's), which only its admins hold."""
+    group (the group whose id is the room's), which only its admins hold. A body that
+    is not an end in canonical form is refused before the proof is looked at
+    (``bad_body``); a well-formed one with the wrong proof is ``not_host``."""
     host, guest = conf.person("host"), conf.person("guest")
     room = conf.room()
     group_key = host.create_group(room)
 
     def end(person, key, *, meeting: str = room, timestamp: int | None = None) -> bytes:  # type: ignore[no-untyped-def]
         now = int(time.time()) if timestamp is None else timestamp
-        proof = schnorr.sign(meeting_proof_message("end", meeting, person.user_id, now), key)
-        return json.dumps({"timestamp": now, "proof": b64encode(bytes(proof))}).encode()
+        return bytes(End(MeetingProof.make("end", meeting, person.user_id, now, key)))
+
+    def loose(body: bytes) -> bytes:
+        """The same end, not in canonical form (as ``json.dumps`` writes it)."""
+        return json.dumps(json.loads(body)).encode()
 
     async def main() -> None:
         host_board, guest_board = host.board(room), guest.board(room)
         await host_board.connect()
         await guest_board.connect()
+        assert loose(end(host, group_key)) != end(host, group_key)
         refusals = [
-            (guest_board, b"", "not_host"),
-            (guest_board, b"not JSON", "not_host"),
-            (guest_board, json.dumps({"timestamp": int(time.time())}).encode(), "not_host"),
+            (guest_board, b"", "bad_body"),
+            (guest_board, b"not JSON", "bad_body"),
+            (guest_board, json.dumps({"timestamp": int(time.time())}).encode(), "bad_body"),
+            (guest_board, b'{"proof":"AA","timestamp":0}', "bad_body"),  # not a signature
+            (guest_board, conf.chat(b"bye"), "bad_body"),  # another kind's body
+            (host_board, loose(end(host, group_key)), "bad_body"),  # the admin's, not canonical
             (guest_board, end(guest, PrivateKey.generate()), "not_host"),  # not the group's key
             (host_board, end(host, PrivateKey.generate()), "not_host"),
             (host_board, end(host, group_key, meeting=conf.room()), "not_host"),  # another room
@@ -438,6 +549,7 @@ def test_only_a_meeting_admin_may_end_the_meeting(conf) -> None:  # type: ignore
             with pytest.raises(ServiceError) as caught:
                 await board.post("end", body)
             assert caught.value.code == code, body
+            assert isinstance(caught.value, InvalidRequest) == (code == "bad_body"), body
         # No group at the key service for this room: nobody can end it.
         orphan = host.board(conf.room())
         await orphan.connect()
@@ -446,11 +558,11 @@ def test_only_a_meeting_admin_may_end_the_meeting(conf) -> None:  # type: ignore
         assert caught.value.code == "not_host"
         await orphan.close()
 
-        assert await guest_board.post("chat", b"bye") == 1  # nothing refused was stored
+        assert await guest_board.post("chat", conf.chat(b"bye")) == 1  # nothing refused was stored
         assert await host_board.post("end", end(host, group_key)) == 2
         for board, kind, body in (
-            (guest_board, "chat", b"too late"),
-            (host_board, "chat", b"too late"),
+            (guest_board, "chat", conf.chat(b"too late")),
+            (host_board, "chat", conf.chat(b"too late")),
             (host_board, "end", end(host, group_key)),  # a valid end, but it already ended
         ):
             with pytest.raises(ServiceError) as caught:
@@ -485,12 +597,12 @@ def test_the_sdk_board_delivers_only_posts_whose_signature_verifies(conf) -> Non
         await board.connect()
         poster = alice.board(room)
         await poster.connect()
-        await poster.post("chat", b"genuine")
+        await poster.post("chat", conf.chat(b"genuine"))
         delivered = await board.next(5)
         assert (delivered.user_id, delivered.device_id, delivered.body) == (
             alice.user_id,
             alice.device_id,
-            b"genuine",
+            conf.chat(b"genuine"),
         )
         socket, _ = await conf.open("board", room, bob)
         (wire,) = await conf.posts(socket, 1)
@@ -502,7 +614,7 @@ def test_the_sdk_board_delivers_only_posts_whose_signature_verifies(conf) -> Non
         signature[0] ^= 1
         forgeries = [
             {**wire, "signature": b64encode(bytes(signature))},
-            {**wire, "body": b64encode(b"forged")},
+            {**wire, "body": b64encode(conf.chat(b"forged"))},
             {**wire, "kind": "end"},
             {**wire, "timestamp": wire["timestamp"] + 1},
             {**wire, "user_id": bob.user_id},  # alice's post passed off as bob's
@@ -544,7 +656,7 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
 
     async def main() -> None:
         socket, _ = await conf.open("board", room, alice)
-        good = alice.post(room, body=b"genuine")
+        good = alice.post(room, body=conf.chat(b"genuine"))
         await socket.send(json.dumps(good))
         (wire,) = await conf.posts(socket, 1)
         await socket.close()
@@ -560,7 +672,9 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
                 "not JSON",
                 json.dumps([1, 2, 3]),
                 json.dumps({"type": "post"}),
-                json.dumps({"type": "post", "post": {**wire, "body": b64encode(b"forged")}}),
+                json.dumps(
+                    {"type": "post", "post": {**wire, "body": b64encode(conf.chat(b"forged"))}}
+                ),
                 json.dumps({"type": "post", "post": unsigned}),
                 json.dumps({"type": "post", "post": {**wire, "timestamp": "soon"}}),
                 json.dumps({"type": "post", "post": wire}),
@@ -575,7 +689,7 @@ def test_the_sdk_board_survives_a_dishonest_service(conf) -> None:  # type: igno
             board = bob.board(room, f"http://{host}:{port}")
             await board.connect()
             post = await board.next(5)
-            assert (post.seq, post.user_id, post.body) == (1, alice.user_id, b"genuine")
+            assert (post.seq, post.user_id, post.body) == (1, alice.user_id, conf.chat(b"genuine"))
             assert board.rejected == 5
             with pytest.raises(TimeoutError):
                 await board.next(0.2)

@@ -61,11 +61,11 @@ def test_board_and_media_survive_a_restart_and_every_post_lands_once(conf) -> No
             assert await asyncio.wait_for(receiving.receive(), 5) == (
                 MediaKind.AUDIO, alice.device_id, frame,
             )  # fmt: skip
-            assert await poster.post("chat", b"before") == 3
+            assert await poster.post("chat", conf.chat(b"before")) == 3
 
             await services.stop_conference()
             await until(lambda: all(s[-1] == "reconnecting" for s in states.values()))
-            during = asyncio.create_task(poster.post("chat", b"during"))
+            during = asyncio.create_task(poster.post("chat", conf.chat(b"during")))
             assert not await sending.send(MediaKind.AUDIO, conf.frame(1, b"lost")[1:])
             assert sending.dropped_while_disconnected == 1
             waiting = asyncio.create_task(receiving.receive())
@@ -74,7 +74,7 @@ def test_board_and_media_survive_a_restart_and_every_post_lands_once(conf) -> No
 
             await services.start_conference()
             assert await asyncio.wait_for(during, 15) == 4
-            assert await poster.post("chat", b"after") == 5
+            assert await poster.post("chat", conf.chat(b"after")) == 5
             await until(lambda: sending.state == "connected" == receiving.state)
             frame = conf.frame(1, b"after", ctr=1)[1:]
             assert await sending.send(MediaKind.AUDIO, frame)
@@ -82,9 +82,9 @@ def test_board_and_media_survive_a_restart_and_every_post_lands_once(conf) -> No
 
             got = [await reader.next(5) for _ in range(5)]
             assert [(p.seq, p.kind, p.body) for p in got[2:]] == [
-                (3, "chat", b"before"),
-                (4, "chat", b"during"),
-                (5, "chat", b"after"),
+                (3, "chat", conf.chat(b"before")),
+                (4, "chat", conf.chat(b"during")),
+                (5, "chat", conf.chat(b"after")),
             ]
             with pytest.raises(TimeoutError):
                 await reader.next(0.3)
@@ -122,12 +122,12 @@ def test_a_post_whose_ack_was_lost_is_resent_and_stored_once(conf) -> None:  # t
             answer(message)
 
         poster._answer = lose_first_ack  # type: ignore[method-assign]
-        assert await asyncio.wait_for(poster.post("chat", b"once"), 15) == 1
+        assert await asyncio.wait_for(poster.post("chat", conf.chat(b"once")), 15) == 1
         assert len(lost) == 1
-        assert await poster.post("chat", b"twice") == 2
+        assert await poster.post("chat", conf.chat(b"twice")) == 2
         assert [(p.seq, p.body) for p in [await reader.next(5), await reader.next(5)]] == [
-            (1, b"once"),
-            (2, b"twice"),
+            (1, conf.chat(b"once")),
+            (2, conf.chat(b"twice")),
         ]
         with pytest.raises(TimeoutError):
             await reader.next(0.3)
@@ -149,13 +149,13 @@ def test_a_post_that_cannot_land_in_time_fails_loudly(conf) -> None:  # type: ig
         await services.stop_conference()
         try:
             with pytest.raises(Unavailable) as timed_out:
-                await poster.post("chat", b"never", timeout=0.5)
+                await poster.post("chat", conf.chat(b"never"), timeout=0.5)
             assert timed_out.value.code == "post_timeout"
         finally:
             await services.start_conference()
         # Given up means given up: it is not resent after the reconnect.
-        assert await asyncio.wait_for(poster.post("chat", b"later"), 15) == 1
-        assert (await reader.next(15)).body == b"later"
+        assert await asyncio.wait_for(poster.post("chat", conf.chat(b"later")), 15) == 1
+        assert (await reader.next(15)).body == conf.chat(b"later")
         with pytest.raises(TimeoutError):
             await reader.next(0.3)
         await poster.close()
@@ -183,7 +183,7 @@ def test_closing_ends_what_waits_on_the_board_and_the_channel(conf) -> None:  # 
             )  # fmt: skip
             await services.stop_conference()
             try:
-                posting = asyncio.create_task(board.post("chat", b"never sent"))
+                posting = asyncio.create_task(board.post("chat", conf.chat(b"never sent")))
                 reading = asyncio.create_task(board.next())
                 receiving = asyncio.create_task(channel.receive())
                 await asyncio.sleep(0.3)
@@ -199,7 +199,7 @@ def test_closing_ends_what_waits_on_the_board_and_the_channel(conf) -> None:  # 
                 with pytest.raises(RuntimeError, match="closed"):
                     await board.next()
                 with pytest.raises(RuntimeError):
-                    await board.post("chat", b"after close")
+                    await board.post("chat", conf.chat(b"after close"))
             finally:
                 await services.start_conference()
 
@@ -244,7 +244,7 @@ def test_a_refusal_at_reconnect_ends_board_and_media_with_the_error(conf) -> Non
             with pytest.raises(DeviceRevoked):
                 await board.next()  # and again: the board stays failed
             with pytest.raises(DeviceRevoked):
-                await board.post("chat", b"after")
+                await board.post("chat", conf.chat(b"after"))
             with pytest.raises(DeviceRevoked):
                 await asyncio.wait_for(channel.receive(), 15)
             assert not await channel.send(MediaKind.AUDIO, conf.frame(7)[1:])

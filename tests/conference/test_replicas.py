@@ -41,7 +41,7 @@ def test_participants_on_two_replicas_share_board_and_media(conf, replicas) -> N
         # Everyone posts at once, through both replicas: one order is decided (and no
         # post fails for losing a race for its seq).
         posts = [
-            (board, person.user_id, b"%s %d" % (person.user_id.encode(), i))
+            (board, person.user_id, conf.chat(b"%s %d" % (person.user_id.encode(), i)))
             for (person, _), board in zip(placed, boards, strict=True)
             for i in range(8)
         ]

@@ -1,19 +1,51 @@
 """Ending a meeting (and rotating device keys after it), encrypted chat and
-transcripts, two devices of one user, and key posts forged by a non-admin."""
+transcripts, two devices of one user, and key posts forged by a non-admin.
+
+The board refuses a post whose body is not its kind's message in canonical form
+(400 ``bad_body``); clients check bodies again, since the service is not trusted:
+tests hand such posts to a meeting's board loop directly (``deliver``)."""
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
-from veil.client import MeetingEnded, NotFound, NotMember, ServiceError, Unauthorized, VeilError
+from veil.client import (
+    Device,
+    InvalidRequest,
+    MeetingEnded,
+    NotFound,
+    NotMember,
+    ServiceError,
+    Unauthorized,
+    VeilError,
+)
+from veil.client.conference import Post
 from veil.client.errors import UntrustedPost
-from veil.client.meeting import Meeting
+from veil.client.meeting import Meeting, MeetingEvent, MeetingFailure
 from veil.crypto import schnorr
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt
 from veil.protocol import MediaKind, MeetingProof, b64encode, meeting_proof_message
-from veil.protocol.board import Announce, KeyPost, Leave
+from veil.protocol.board import Announce, BoardMessageError, Chat, End, KeyPost, Leave
+
+
+def deliver(meeting: Meeting, poster: Device, kind: str, body: bytes) -> None:
+    """Hand ``meeting``'s board loop a post as if its board had delivered it verified
+    (a dishonest service could deliver a malformed body its poster signed)."""
+    post = Post(meeting.board.last_seq, kind, poster.user_id, poster.device_id, 0, body)
+    meeting.board._incoming.put_nowait(post)
+
+
+async def failures(events: AsyncIterator[MeetingEvent], count: int) -> list[BaseException]:
+    """The errors of the next ``count`` ``MeetingFailure`` events."""
+    found: list[BaseException] = []
+    while len(found) < count:
+        event = await asyncio.wait_for(anext(events), 5)
+        if isinstance(event, MeetingFailure):
+            found.append(event.error)
+    return found
 
 
 def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
@@ -46,7 +78,7 @@ def test_the_end_deletes_the_group_and_every_client_drops_its_keys(env) -> None:
                 await m.send_chat("after the end")
         # The board is closed to posts, and the relay to new connections.
         with pytest.raises(ServiceError) as closed:
-            await mb.board.post("chat", b"{}")
+            await mb.board.post(Chat.KIND, bytes(Chat(0, mb.sender, b"after the end")))
         assert closed.value.code == "room_ended"
         with pytest.raises(ServiceError) as refused:
             await carol.media(meeting_id, sender=0)
@@ -207,15 +239,29 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
             assert m.host == alice.user_id
         assert ma.managing and mc.epochs.manager == alice.device_id
 
-        # An outsider (any valid JWT may post) adds key posts that are not even well formed.
+        # An outsider (any valid JWT may post) tries posts that are not even well formed:
+        # the board refuses them.
+        malformed = [("key", b"not json"), ("key", json.dumps({"epoch": 9}).encode())]
+        for kind in ("key", "chat", "leave", "alive"):  # JSON, not an object; nested too deep
+            malformed += [(kind, b"[]"), (kind, b"[" * 5000 + b"]" * 5000)]
         board = mallory.board(meeting_id)
         await board.connect(since=0)
-        await board.post("key", b"not json")
-        await board.post("key", json.dumps({"epoch": 9, "encrypted_key": "AA"}).encode())
-        for kind in ("key", "chat", "leave", "alive"):  # JSON, not an object; nested too deep
-            await board.post(kind, b"[]")
-            await board.post(kind, b"[" * 5000 + b"]" * 5000)
+        for kind, body in malformed:
+            with pytest.raises(InvalidRequest) as refused:
+                await board.post(kind, body)
+            assert refused.value.code == "bad_body", (kind, body[:20])
         await board.close()
+        # A service that delivered them anyway: each is a failure of the meeting
+        # (a BoardMessageError), not of its board loop, which goes on.
+        for m in (ma, mc):
+            events = m.events.subscribe()
+            for kind, body in malformed:
+                deliver(m, mallory, kind, body)
+            errors = await failures(events, len(malformed))
+            assert all(isinstance(e, BoardMessageError) for e in errors), errors
+            assert sum(isinstance(e, BoardMessageError) for e in m.errors) == len(malformed)
+            await events.aclose()
+            assert m.epoch == 0 and m.security_code == code
 
         # A joiner who arrives after these posts is still admitted with the real key.
         md = await Meeting.join(dave, ma.invitation, timers=env.fast)
@@ -240,12 +286,18 @@ def test_only_a_proof_with_the_group_key_ends_a_meeting(env) -> None:
         # Bob is a member, not an admin: he has no group key, so he proves with his own.
         now = int(bob.clock())
         message = meeting_proof_message("end", ma.meeting_id, bob.user_id, now)
-        forged = schnorr.sign(message, PrivateKey.generate())
-        body = {"timestamp": now, "proof": b64encode(bytes(forged))}
-        for end_body in (json.dumps(body).encode(), b"{}", b"not json"):
+        forged = End(MeetingProof(now, schnorr.sign(message, PrivateKey.generate())))
+        # A well-formed end with his proof is not the host's; a malformed one is not an end.
+        loose = json.dumps({"timestamp": now, "proof": b64encode(bytes(forged.proof.signature))})
+        for end_body, code in (
+            (bytes(forged), "not_host"),
+            (loose.encode(), "bad_body"),  # the same end, not in canonical form
+            (b"{}", "bad_body"),
+            (b"not json", "bad_body"),
+        ):
             with pytest.raises(ServiceError) as refused:
                 await mb.board.post("end", end_body)
-            assert refused.value.code == "not_host"
+            assert refused.value.code == code, end_body
         await mb.send_chat("still on")
         await asyncio.sleep(0.3)
         assert not ma.ended.is_set() and not mb.ended.is_set()
@@ -293,10 +345,26 @@ def test_sender_numbers_are_drawn_by_each_join_and_a_taken_one_is_refused(env) -
         board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
         await board.post(Announce.KIND, bytes(Announce(mb.sender)))
-        await board.post(Announce.KIND, b'{"sender":-1}')
+        with pytest.raises(InvalidRequest) as refused:  # not a sender number
+            await board.post(Announce.KIND, b'{"sender":-1}')
+        assert refused.value.code == "bad_body"
         await board.close()
         await asyncio.sleep(0.3)
         assert ma.participants[mb.sender] == bob.user_id
         assert any(isinstance(e, UntrustedPost) for e in ma.errors)
+        # Delivered anyway (by a dishonest service), it names no one either.
+        events = ma.events.subscribe()
+        deliver(ma, mallory, Announce.KIND, b'{"sender":-1}')
+        (error,) = await failures(events, 1)
+        await events.aclose()
+        assert isinstance(error, BoardMessageError)
+        assert ma.participants == {ma.sender: alice.user_id, mb.sender: bob.user_id}
+        # The board loop goes on: a well-formed announce of a free number is taken.
+        free = next(n for n in range(1, 10) if n not in ma.participants)
+        board = mallory.board(ma.meeting_id)
+        await board.connect(since=0)
+        await board.post(Announce.KIND, bytes(Announce(free)))
+        await board.close()
+        await env.eventually(lambda: ma.participants.get(free) == mallory.user_id)
 
     env.run(main)

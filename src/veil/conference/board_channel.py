@@ -8,6 +8,11 @@ Server -> client:
     {"type": "post", "post": {seq, post_id, kind, device_id, user_id, timestamp, body, signature}}
     {"type": "ack", "post_id", "seq"} | {"type": "error", "status", "code", "message", "post_id"?}
 
+A post's body must be its kind's message in canonical form (``veil.protocol.board``):
+anything else is refused (400 ``bad_body``, naming the defect) before the timestamp,
+the signature or an ``end``'s proof is looked at, and the connection stays open.
+Clients check every body again: the service is not trusted.
+
 Every post with ``seq > since`` is delivered once, in order: the connection joins the
 room's channel before reading the backlog, skips what it already sent, and fills a
 gap from the database when a live post arrives early. A subscriber too slow to keep
@@ -41,8 +46,8 @@ from veil.conference.handshake import (
 from veil.conference.service import ConferenceService
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.keys import PublicKey
-from veil.protocol import MeetingProof, b64decode, post_message
-from veil.protocol.board import KINDS
+from veil.protocol import b64decode, post_message
+from veil.protocol.board import KINDS, BoardMessageError, End, parse
 from veil.web.errors import ApiError, bad_request, forbidden, unauthorized
 
 _OVERFLOW = b""  # queued when a subscriber falls too far behind
@@ -207,6 +212,10 @@ async def _verify(
         raise bad_request("bad_message", "post_id is 16 bytes and signature 64")
     if len(body) > service.settings.max_post_bytes:
         raise bad_request("post_too_large", "the post body is too large")
+    try:  # the board stores only well-formed messages (clients check them again)
+        parse(data["kind"], body)
+    except BoardMessageError as error:
+        raise bad_request("bad_body", str(error)) from None
     if abs(service.now() - data["timestamp"]) > service.settings.clock_skew_seconds:
         raise unauthorized("stale_post", "the post's timestamp is too far from now")
     message = post_message(
@@ -239,10 +248,7 @@ async def _check_end(service: ConferenceService, room_id: str, user_id: str, bod
     meeting group's private key (``veil.protocol.meeting_proof_message``), which only
     the group's admins hold. The group's public key comes from the key service."""
     refused = forbidden("not_host", "ending a meeting needs a proof by a meeting admin")
-    try:
-        proof = MeetingProof.read(json.loads(body))
-    except (ValueError, RecursionError):
-        raise refused from None
+    proof = End.parse(body).proof  # well formed: checked in _verify
     if abs(service.now() - proof.timestamp) > service.settings.clock_skew_seconds:
         raise unauthorized("stale_post", "the end proof's timestamp is too far from now")
     try:
