@@ -23,6 +23,7 @@ from veil.client import Device, MemoryDeviceStore
 from veil.conference import ConferenceSettings
 from veil.keyserver import KeyServerSettings
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
+from veil.protocol.board import Announce
 from veil.serve import ServeOptions
 from veil.stack import SHUTDOWN_SECONDS
 
@@ -211,7 +212,7 @@ async def a_device_meets_the_services(
         assert await device.documents.decrypt(document) == b"served"
         board = device.board("serve-room")
         await board.connect()
-        assert await board.post("announce", b"{}") == 1
+        assert await board.post(Announce.KIND, bytes(Announce(1))) == 1
         assert (await board.next(10)).user_id == "serve-user"
         await board.close()
 

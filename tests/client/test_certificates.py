@@ -19,6 +19,7 @@ from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey
 from veil.crypto.signing import SigningKey
 from veil.protocol import b64encode, device_certificate_message
+from veil.protocol.board import Chat
 
 
 def rewrite(database: Path, sql: str, *values: object) -> None:
@@ -84,14 +85,14 @@ def test_posts_from_a_device_its_user_did_not_certify_are_not_delivered(sdk, sta
 
         by_alice, at_bob = alice.board(room), bob.board(room)
         await by_alice.connect(since=0)
-        await by_alice.post("chat", b"before")
+        await by_alice.post(Chat.KIND, bytes(Chat(0, 0, b"before")))
         # The key service now presents alice's device with a public key of its choosing
         # (the certificate covers the PRE key too).
         rewrite(
             stack.keyserver_database, "UPDATE devices SET public_key = ? WHERE id = ?",
             bytes(PrivateKey.generate().public_key), alice.device_id,
         )  # fmt: skip
-        await by_alice.post("chat", b"after")
+        await by_alice.post(Chat.KIND, bytes(Chat(0, 0, b"after")))
         await at_bob.connect(since=0)
         with pytest.raises(TimeoutError):
             await at_bob.next(2)
