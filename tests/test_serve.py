@@ -298,3 +298,15 @@ def test_each_service_in_its_own_process(tmp_path: Path) -> None:
             ) as conference:  # fmt: skip
                 wait_for(f"{conf_url}/openapi.json", conference)
                 asyncio.run(a_device_meets_the_services(idp_url, ks_url, conf_url))
+
+
+def test_the_readmes_sdk_example_runs_as_written_against_veil_serve(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "meeting.py"
+    with serving_all(tmp_path) as (_, endpoints):
+        urls = [endpoints[k] for k in ("keyserver_url", "conference_url", "idp_url")]
+        run = subprocess.run(
+            [sys.executable, str(example), *urls], capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 0, run.stderr
+    assert "bob decrypted b'an encrypted audio frame'" in run.stdout
+    assert "alice: chat from bob-" in run.stdout and "meeting ended" in run.stdout
