@@ -94,8 +94,11 @@ async def run_demo(
     idp = DevIdentityProvider()
     fanout = TappedFanout()
     canary = b"VEIL-PLAINTEXT-" + secrets.token_hex(8).encode()
+    say = on_update or (lambda people, stage: None)
     with tempfile.TemporaryDirectory(prefix="veil-demo-") as folder:
+        say([], "starting the dev IdP, key service and conference service on loopback")
         async with run_stack(Path(folder), idp=idp, fanout=fanout) as endpoints:
+            say([], f"registering {participants + 1} devices (keys, escrow, certificates)")
             people = await _devices(endpoints, idp, [f"user{i}" for i in range(participants)])
             imposter = (await _devices(endpoints, idp, ["imposter"]))[0]
             try:
