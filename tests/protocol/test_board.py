@@ -88,6 +88,8 @@ def test_a_key_posts_body_is_exactly_as_documented() -> None:
         ("alive", b'{"deputy":null,"epoch":18446744073709551616}', "integer"),
         ("alive", b'{"deputy":"1","epoch":1}', "integer"),
         ("hand-over", b'{"proof":"AA","sender":1,"timestamp":1}', "proof are malformed"),
+        ("end", b'{"proof":"AA","timestamp":-1}', "proof are malformed"),
+        ("end", b'{"proof":"AA","timestamp":18446744073709551616}', "proof are malformed"),
         ("notice", b"{}", "unknown post kind"),
     ],
 )

@@ -234,8 +234,10 @@ class MeetingProof:
         if not isinstance(body, dict):
             raise ValueError("a proved post's body is a JSON object")
         timestamp, proof = body.get("timestamp"), body.get("proof")
-        if type(timestamp) is not int or not isinstance(proof, str):
-            raise ValueError("a proved post has an integer timestamp and a base64url proof")
+        if type(timestamp) is not int or not 0 <= timestamp < 2**64 or not isinstance(proof, str):
+            raise ValueError(
+                "a proved post has an integer timestamp in [0, 2^64) and a base64url proof"
+            )
         return cls(timestamp, schnorr.SchnorrSignature.from_bytes(b64decode(proof)))
 
     def fields(self) -> dict[str, object]:
