@@ -229,6 +229,22 @@ def test_public_key_wire_format() -> None:
         PublicKey.from_bytes(raw[:-1])
 
 
+def test_the_identity_is_not_a_public_key_even_in_process() -> None:
+    """Encrypting to the identity would leave the body equal to the plaintext (every
+    pairing with it is 1): the wire decoder refused it, and so must the constructor."""
+    with pytest.raises(IdentityElement, match="the identity is not a public key"):
+        PublicKey(pg.G1())
+    # An augmentation that cancels the key (s = -a) lands on the identity too.
+    key = PrivateKey.generate()
+    cancelling = AugmentationSecret.from_secret_bytes(
+        pg.encode_scalar(-pg.decode_scalar(key.to_secret_bytes()))
+    )
+    with pytest.raises(IdentityElement, match="the identity is not a public key"):
+        key.public_key.augment(cancelling)
+    with pytest.raises(TypeError, match="a public key is a G1 point"):
+        PublicKey(pg.Q)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("index", "expected"),
     [(0, UnsupportedVersion), (1, UnsupportedVersion), (2, DecodeError), (49, DecodeError)],

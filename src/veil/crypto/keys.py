@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from veil.crypto import pairing as pg
 from veil.crypto.encoding import Kind, Reader, header
+from veil.crypto.errors import IdentityElement
 
 
 class _SecretScalar:
@@ -76,6 +77,15 @@ class PublicKey:
 
     point: pg.G1
     SIZE: ClassVar[int] = 2 + pg.G1_SIZE
+
+    def __post_init__(self) -> None:
+        # The wire decoder refuses the identity, but a key built in-process (an
+        # augmentation, a caller's own arithmetic) must be refused too: everything
+        # encrypted to the identity pairs to 1, so its body is the plaintext itself.
+        if not isinstance(self.point, pg.G1):
+            raise TypeError("a public key is a G1 point")
+        if self.point.is_zero():
+            raise IdentityElement("public key: the identity is not a public key")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "PublicKey":
