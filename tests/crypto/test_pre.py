@@ -1,7 +1,8 @@
 """Transform cryptography: round trips at every level, wrong keys, augmentation, tampering."""
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import pytest
 from hypothesis import given
@@ -25,6 +26,7 @@ from veil.crypto.pre import (
     EncryptedValue,
     TransformKey,
     VerifiedEncryptedValue,
+    _sign_value,
     decrypt,
     descends_from,
     encrypt,
@@ -435,3 +437,50 @@ def test_secrets_do_not_show_themselves() -> None:
     assert str(DecryptionError()) == "DecryptionError"
     assert PrivateKey.from_secret_bytes(key.to_secret_bytes()) == key
     assert key != PrivateKey.generate()
+
+
+def _frames_after_the_caller(error: BaseException) -> Iterator[FrameType]:
+    """The frames a traceback of ``error`` keeps alive, below the catching frame."""
+    tb = error.__traceback__
+    assert tb is not None
+    tb = tb.tb_next
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _tampered_auth(value: VerifiedEncryptedValue) -> VerifiedEncryptedValue:
+    """``value`` with another auth hash, signed again: the right key computes the real
+    plaintext before the auth check refuses it."""
+    return _sign_value(SIGNER, value.ephemeral_key, value.body, bytes(32), value.blocks)
+
+
+@pytest.mark.parametrize("case", ["wrong-key-level-0", "wrong-key-level-2", "tampered-auth"])
+def test_a_failed_decryption_leaves_no_key_material_in_its_traceback(case: str) -> None:
+    """Loggers and error trackers record a traceback's locals: a ``DecryptionError`` must
+    not carry -d*Q, a hop's key or the candidate plaintext with it."""
+    keys = [PrivateKey.generate() for _ in range(3)]
+    plaintext = Plaintext.generate()
+    values = chain(keys, plaintext)
+    holder = keys[2] if case == "wrong-key-level-2" else keys[0]
+    if case == "tampered-auth":
+        value, key = _tampered_auth(values[0]), keys[0]
+    else:
+        value, key = values[2 if case == "wrong-key-level-2" else 0], PrivateKey.generate()
+    with pytest.raises(DecryptionError) as caught:
+        decrypt(value, key)
+    material = [key.negated_q(), holder.negated_q(), plaintext.element]
+    frames = list(_frames_after_the_caller(caught.value))
+    assert frames, "the error was raised below the caller"
+    for frame in frames:
+        for name, local in frame.f_locals.items():
+            assert not isinstance(local, (pg.G1, pg.G2, pg.GT, pg.Fr)), (frame, name)
+            assert not isinstance(local, PrivateKey), (frame, name)
+            assert not any(_equal(local, m) for m in material), (frame, name)
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # a value of another type may refuse to compare
+        return False

@@ -403,11 +403,24 @@ def decrypt(
     verified board post), to require that ``value`` descends from it: ``E`` and the
     auth hash survive every transform and the auth check binds the plaintext to them,
     so a transformer cannot substitute a plaintext of its own.
+
+    A ``DecryptionError``'s traceback holds this frame's locals, which loggers and error
+    trackers may record: the work happens in ``_open``, whose frame (``-d*Q``, each
+    hop's key, the candidate plaintext) is gone when it returns, and the key is dropped
+    here before anything is raised.
     """
     if not isinstance(value, VerifiedEncryptedValue):
         raise TypeError("decrypt() takes a VerifiedEncryptedValue: call .verify() first")
-    if origin is not None and not descends_from(value, origin):
+    opened = None if origin is not None and not descends_from(value, origin) else _open(value, key)
+    del key
+    if opened is None:
         raise DecryptionError
+    return Plaintext(opened)
+
+
+def _open(value: VerifiedEncryptedValue, key: PrivateKey) -> pg.GT | None:
+    """The plaintext element if ``key`` opens ``value`` and the auth hash matches, else
+    None (never raises for a wrong key: see ``decrypt``)."""
     neg_q = key.negated_q()  # -d*Q, so e(X, neg_q) = e(-d*X, Q)
     if value.level == 0:
         plaintext = value.body * pg.pair(value.ephemeral_key, neg_q)
@@ -422,5 +435,5 @@ def decrypt(
             hashed_k, hashed_r = _h2(k), _h2(r)
         plaintext = value.body * pg.pair(value.ephemeral_key, -(hashed_k + hashed_r))
     if not hmac.compare_digest(_auth_hash(value.ephemeral_key, plaintext), value.auth_hash):
-        raise DecryptionError
-    return Plaintext(plaintext)
+        return None
+    return plaintext
