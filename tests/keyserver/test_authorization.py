@@ -253,7 +253,9 @@ def test_reused_nonce_with_a_new_signature_is_401_replayed_request(alice: Any) -
     # A fresh, valid signature over a later timestamp, but the same nonce.
     later = int(alice.clock()) + 1
     nonce = headers[NONCE_HEADER]
-    signature = alice.signer.sign(request_message("GET", "/v1/devices", "", b"", later, nonce))
+    device = alice.device_id
+    message = request_message("GET", "/v1/devices", "", b"", later, nonce, device_id=device)
+    signature = alice.signer.sign(message)
     response = alice.client.get(
         "/v1/devices",
         headers={
@@ -473,7 +475,7 @@ def test_token_missing_a_required_claim_is_401(
 
 
 @pytest.mark.parametrize(
-    "sub", ["", "a b", "x" * 257, "ålice", 42], ids=["empty", "space", "long", "unicode", "int"]
+    "sub", ["", "\ud800", 42, ["alice"]], ids=["empty", "lone-surrogate", "int", "list"]
 )
 def test_token_with_an_invalid_sub_is_401_invalid_token(
     client: TestClient, idp: DevIdentityProvider, sub: Any

@@ -65,13 +65,13 @@ def parse_signed_request(
         raw_nonce = b64decode(nonce)
     except ValueError:
         raise unauthorized("bad_signature", "malformed request signature headers") from None
-    if len(raw_nonce) != NONCE_SIZE or len(device_id) > 64:
+    if len(raw_nonce) != NONCE_SIZE or len(device_id) > 64 or "\n" in device_id:
         raise unauthorized("bad_signature", "malformed request signature headers")
     if abs(int(settings.clock()) - when) > settings.clock_skew_seconds:
         raise unauthorized(
             "stale_request", f"request timestamp is more than {settings.clock_skew_seconds} s off"
         )
-    message = request_message(method, path, query, body, when, nonce)
+    message = request_message(method, path, query, body, when, nonce, device_id=device_id)
     return SignedCall(device_id, raw_signature, signature, nonce, message)
 
 
@@ -93,6 +93,13 @@ def _spend_nonce(session: Session, device_id: str, nonce: str, now: int) -> bool
     return session.connection().execute(_SPEND_NONCE, values).first() is not None
 
 
+def spend_refused(session: Session, settings: KeyServerSettings, call: SignedCall) -> None:
+    """Record the nonce of an authenticated request whose transaction then failed (a
+    refusal rolls back the nonce with everything else): spent, it cannot be replayed
+    once the reason for the refusal has gone away."""
+    _spend_nonce(session, call.device_id, call.nonce, int(settings.clock()))
+
+
 _DEVICE = select(Device.user_id, Device.status, Device.signing_key, Device.transform_key).where(
     Device.id == bindparam("device_id")
 )
@@ -102,7 +109,8 @@ ORM's identity map and attribute tracking cost about 0.2 ms here."""
 
 def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall) -> CallingDevice:
     """Verify the signature against the device on record and spend the nonce, inside the
-    request's own transaction (so a replay fails on any replica)."""
+    request's own transaction (so a replay fails on any replica; ``KeyService.signed``
+    spends it again if that transaction fails)."""
     device = session.connection().execute(_DEVICE, {"device_id": call.device_id}).first()
     if device is None:
         raise unauthorized("unknown_device", "no such device")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from veil.crypto.keys import AugmentationSecret
 from veil.crypto.sealing import Sealer, derive_service_key
 from veil.crypto.signing import SigningKey
-from veil.keyserver.auth import CallingDevice, SignedCall, authenticate
+from veil.keyserver.auth import CallingDevice, SignedCall, authenticate, spend_refused
 from veil.keyserver.chains import RecentChains
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
@@ -56,9 +56,25 @@ class KeyService:
         self, call: SignedCall, *, on_conflict: ApiError | None = None
     ) -> Iterator[tuple[Session, CallingDevice]]:
         """A signed request's transaction: authenticate the device and spend the nonce,
-        then the request's own work, committed together."""
-        with self.transaction(on_conflict=on_conflict) as session:
-            yield session, authenticate(session, self.settings, call)
+        then the request's own work, committed together.
+
+        A request refused after it authenticated (not a member, a conflict, any error)
+        rolls back, nonce included; the nonce is then spent in a transaction of its own,
+        or the request could be replayed, and succeed, once the reason for the refusal
+        had gone away. Spending it up front instead would cost every request a second
+        commit. What remains: a replay that arrives between the rollback and that
+        second commit, of a request whose refusal stopped holding in that instant."""
+        authenticated = False
+        try:
+            with self.transaction(on_conflict=on_conflict) as session:
+                caller = authenticate(session, self.settings, call)
+                authenticated = True
+                yield session, caller
+        except BaseException:
+            if authenticated:
+                with self.transaction() as session:
+                    spend_refused(session, self.settings, call)
+            raise
 
     def seal_augmentation(self, user_id: str, secret: AugmentationSecret) -> bytes:
         return self._sealer.seal(secret.to_secret_bytes(), context=user_id.encode())

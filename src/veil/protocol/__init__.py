@@ -2,11 +2,15 @@
 
 Signed requests: a device signs, with its Ed25519 key, the canonical string
 
-    veil-request-v1 \\n METHOD \\n PATH \\n QUERY \\n SHA-256(body) hex \\n TIMESTAMP \\n NONCE
+    veil-request-v2 \\n DEVICE \\n METHOD \\n PATH \\n QUERY \\n SHA-256(body) hex \\n
+    TIMESTAMP \\n NONCE
 
-where QUERY is the query string's pairs sorted and re-encoded, TIMESTAMP is Unix
-seconds and NONCE is 16 random bytes, base64url. The request carries them in the
-``Veil-Device``, ``Veil-Timestamp``, ``Veil-Nonce`` and ``Veil-Signature`` headers.
+where DEVICE is the signing device's id (so a signature made by one device cannot be
+presented under another device's id), PATH is the path as the service routes it
+(percent-decoded), QUERY is the query string's pairs sorted and re-encoded, TIMESTAMP
+is Unix seconds and NONCE is 16 random bytes, base64url. The request carries them in
+the ``Veil-Device``, ``Veil-Timestamp``, ``Veil-Nonce`` and ``Veil-Signature``
+headers. Version 1 (without DEVICE) is no longer accepted.
 """
 
 import base64
@@ -59,11 +63,16 @@ def canonical_query(query: str) -> str:
 
 
 def request_message(
-    method: str, path: str, query: str, body: bytes, timestamp: int, nonce: str
+    method: str, path: str, query: str, body: bytes, timestamp: int, nonce: str, *, device_id: str
 ) -> bytes:
+    """The canonical string a device signs for one request (see the module docstring).
+    ``ValueError`` for a device id with a line break, which would make it ambiguous."""
+    if "\n" in device_id:
+        raise ValueError("a device id has no line break")
     return "\n".join(
         (
-            "veil-request-v1",
+            "veil-request-v2",
+            device_id,
             method.upper(),
             path,
             canonical_query(query),
@@ -85,7 +94,8 @@ def sign_request(
 ) -> dict[str, str]:
     """The headers that authenticate one request from ``device_id``."""
     nonce = b64encode(secrets.token_bytes(NONCE_SIZE))
-    signature = key.sign(request_message(method, path, query, body, timestamp, nonce))
+    message = request_message(method, path, query, body, timestamp, nonce, device_id=device_id)
+    signature = key.sign(message)
     return {
         DEVICE_HEADER: device_id,
         TIMESTAMP_HEADER: str(timestamp),
