@@ -40,5 +40,5 @@ def check_proof(
     this action, meeting, poster and payload."""
     try:
         proof.verify(action, meeting_id, poster, group_key, payload)
-    except InvalidSignature:
+    except (InvalidSignature, ValueError, OverflowError):
         raise UntrustedPost(f"a {action} post without a proof by a meeting admin") from None

@@ -16,7 +16,7 @@ Every client applies the same rules to the same board, so all agree:
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from veil.crypto import schedule
 from veil.crypto.keys import Plaintext
@@ -37,7 +37,7 @@ class Installed:
     """What a newly installed key changed."""
 
     epoch: int
-    session_key: bytes
+    session_key: bytes = field(repr=False)
     members: tuple[str, ...]
     security_code: str
     manager: str

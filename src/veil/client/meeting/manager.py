@@ -6,20 +6,27 @@ their own, so no kind of post can hold up another:
 
 - **removals**: a leave takes its user out of the meeting group at once (unless
   another device of the user is still present), then a rekey follows ``debounce``
-  seconds later, which covers the leaves of that window;
+  seconds later, which covers the leaves of that window. A removal the key service
+  refused is retried; every rekey, and every change of manager, first removes every
+  user who left and has no device present, so no leave is lost to a failure, a
+  restart or a take-over;
 - **admissions**: an announce by an invitee (or by a user ``admit`` approves) adds
   the user to the group; an uninvited announce costs a set lookup, not a request, so
   announce floods stall nothing;
 - **heartbeat**: every ``heartbeat`` seconds an ``alive`` post names the deputy, the
-  earliest-joined other participant, whose user is made an admin first (so it holds
-  the group key a take-over needs);
+  earliest-joined other participant whose user is a member, made an admin first (so
+  it can get the group key a take-over needs). The deputy answers with ``alive`` posts
+  of its own; a deputy silent for ``failover`` seconds is replaced. A user who leaves
+  loses the admin role the meeting gave it;
 - **ratchet**: a rekey when ``rekey_interval`` passes without one.
 
 A deputy that sees neither a key post nor an ``alive`` from the manager for
-``failover`` seconds, while its own board connection is up, takes over: it removes
-every user who left and has no device present, then rekeys. Any take-over (a late
-host, a hand-over, a fail-over) starts with that reconciliation, so a leave that a
-crashed manager never applied is applied before the next key exists.
+``failover`` seconds, while its own board connection is up, takes over (it looks
+every ``heartbeat / 2`` seconds, so within ``failover + heartbeat / 2``): it removes
+every user who left and has no device present, then rekeys.
+
+Every loop reports what fails (``MeetingFailure``) and goes on: no failure, of a
+service or of the application's ``admit``, stops the manager's work.
 """
 
 import asyncio
@@ -27,7 +34,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from veil.client.conference import Board
-from veil.client.errors import VeilError
 from veil.client.groups import Groups
 from veil.client.meeting.authority import make_proof
 from veil.client.meeting.epochs import Epochs
@@ -80,17 +86,17 @@ class Manager:
         self.board_connected = False
         """Kept by the meeting from the board's connection state."""
         self.deputy: int | None = None
-        """The deputy the newest ``alive`` of the manager named."""
+        """The deputy named by the newest ``alive`` of the manager (or by this manager)."""
         self.last_sign = clock.time()
         """When this device last saw the manager's key post or ``alive``."""
         self.last_rekey = clock.time()
+        self._deputy_seen = clock.time()  # as manager: the deputy's last ``alive``
         self._admissions: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
-        self._removals: asyncio.Queue[str] = asyncio.Queue()
+        self._departures = asyncio.Event()  # a leave to apply (coalesced)
         self._rekey_due: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one rekey at a time
-        self._admins: set[str] = set()
-        self._silent: set[str] = set()  # managers this device took over from: no deputies
+        self._silent: set[str] = set()  # devices that stopped answering: no deputies
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -98,9 +104,11 @@ class Manager:
         return self.active and self.epochs.manager == self.device_id
 
     def start(self, spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
-        for work in (self._admit_loop(), self._remove_loop(), self._heartbeat(), self._ratchet()):
+        for work in (
+            self._admit_loop(), self._remove_loop(), self._heartbeat(), self._ratchet(),
+            self._watch_manager(),
+        ):  # fmt: skip
             self._tasks.append(spawn(work))
-        self._tasks.append(spawn(self._watch_manager()))
 
     # --- what the board loop tells the manager (no awaiting here) ------------------------
 
@@ -113,24 +121,35 @@ class Manager:
             self._admissions.put_nowait(user_id)
 
     def left(self, user_id: str) -> None:
-        if self.managing and not self.roster.has_user(user_id):
-            self._removals.put_nowait(user_id)
+        """Someone left: applied by the manager, at once or when this device manages."""
+        self._departures.set()
+
+    def became_manager(self) -> None:
+        """This device's key is the one held now: apply what the last manager may not have."""
+        self._deputy_seen = self.clock.time()
+        self._departures.set()
 
     def manager_seen(self, deputy: int | None = None, *, alive: bool = False) -> None:
         self.last_sign = self.clock.time()
         if alive:
             self.deputy = deputy
 
+    def deputy_seen(self) -> None:
+        self._deputy_seen = self.clock.time()
+
     # --- rekeys ------------------------------------------------------------------------
 
     async def rekey(self) -> None:
-        """Draw the next epoch's key, encrypt it once to the group, post it; returns once
-        the board delivered it back (installed, or superseded by an earlier post)."""
+        """Apply departures, draw the next epoch's key, encrypt it once to the group,
+        post it; returns once the board delivered it back (installed, or superseded by
+        an earlier post). Nothing is drawn or posted once this device left."""
         async with self._lock:
+            if not self.active:
+                return
+            await self.reconcile()
             epoch = 0 if self.epochs.epoch is None else self.epochs.epoch + 1
             group = await self._groups.get(self.meeting_id)
             members = tuple(sorted(set(group.members)))
-            self._admins = set(group.admins)
             plaintext = Plaintext.generate()
             encrypted = bytes(encrypt(plaintext, self.group_key, self._signer))
             proof = await make_proof(
@@ -139,6 +158,8 @@ class Manager:
             )  # fmt: skip
             invitees = tuple(sorted(self.invitees - set(members)))
             post = KeyPost(epoch, encrypted, members, invitees, self.host or self.user_id, proof)
+            if not self.active:  # left while the key was being made
+                return
             landed = self._own_key(encrypted, plaintext)
             try:
                 await self.board.post(KeyPost.KIND, bytes(post), timeout=self.timers.post_timeout)
@@ -150,18 +171,28 @@ class Manager:
                 await self._post_alive()
 
     async def take_over(self) -> None:
-        """Apply every leave the previous manager may not have, then rekey."""
-        await self.reconcile()
+        """Manage from the next epoch: a rekey, which first applies every leave."""
         await self.rekey()
 
-    async def reconcile(self) -> None:
-        departed = self.roster.departed()
+    async def reconcile(self) -> list[str]:
+        """Remove from the group (and from the admins, where the meeting made them one)
+        every user who left and has no device present; the users removed. One who came
+        back meanwhile is admitted again."""
+        departed = self.roster.departed() - {self.user_id}
         if not departed:
-            return
+            return []
         group = await self._groups.get(self.meeting_id)
         gone = sorted(departed & set(group.members))
         if gone:
             await self._groups.remove_members(self.meeting_id, gone)
+        demoted = sorted(departed & set(group.admins) - {self.host or ""})
+        if demoted:
+            await self._groups.remove_admins(self.meeting_id, demoted)
+        self.roster.settled(departed)
+        for user_id in gone:
+            if self.roster.has_user(user_id):  # left and joined again meanwhile
+                self.announced(user_id)
+        return gone
 
     def _rekey_soon(self) -> None:
         if self._rekey_due is None or self._rekey_due.done():
@@ -170,35 +201,47 @@ class Manager:
     async def _debounced_rekey(self) -> None:
         await self.clock.sleep(self.timers.debounce)
         if self.managing:
-            try:
-                await self.rekey()
-            except (VeilError, OSError) as exc:
-                self.events.fail(exc)
+            await self._attempt(self.rekey())
+
+    async def _attempt(self, work: Awaitable[object]) -> bool:
+        """Run one piece of background work; a failure is reported, never raised."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a service's refusal, or the application's callback
+            self.events.fail(exc)
+            return False
+        return True
 
     # --- the background work -------------------------------------------------------------
 
     async def _remove_loop(self) -> None:
+        failures = 0
         while True:
-            user_id = await self._removals.get()
-            if not self.managing or self.roster.has_user(user_id):
-                continue
+            await self._departures.wait()
+            self._departures.clear()
+            if not self.managing:
+                continue  # became_manager() sets it again
             try:
-                group = await self._groups.get(self.meeting_id)
-                if user_id in group.members:
-                    await self._groups.remove_members(self.meeting_id, [user_id])
-                    self._rekey_soon()
-            except (VeilError, OSError) as exc:
+                removed = await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # retried, backing off, until the key service takes it
                 self.events.fail(exc)
+                await self.clock.sleep(_RETRY[min(failures, len(_RETRY) - 1)])
+                failures += 1
+                self._departures.set()
+                continue
+            failures = 0
+            if removed:
+                self._rekey_soon()
 
     async def _admit_loop(self) -> None:
         while True:
             user_id = await self._admissions.get()
-            try:
-                await self._consider(user_id)
-            except (VeilError, OSError) as exc:
-                self.events.fail(exc)
-            finally:
-                self._queued.discard(user_id)
+            await self._attempt(self._consider(user_id))
+            self._queued.discard(user_id)
 
     async def _consider(self, user_id: str) -> None:
         if not self.managing:
@@ -221,10 +264,16 @@ class Manager:
         while True:
             await self.clock.sleep(self.timers.heartbeat)
             if self.managing:
-                try:
-                    await self._post_alive()
-                except (VeilError, OSError) as exc:
-                    self.events.fail(exc)
+                await self._attempt(self._post_alive())
+            elif self._is_deputy() and self.epochs.epoch is not None:
+                # The deputy answers, so the manager knows it would take over.
+                alive = Alive(self.epochs.epoch, self.deputy)
+                post = self.board.post(Alive.KIND, bytes(alive), timeout=self.timers.heartbeat * 2)
+                await self._attempt(post)
+
+    def _is_deputy(self) -> bool:
+        mine = self.roster.sender_of(self.device_id)
+        return self.active and mine is not None and self.deputy == mine
 
     async def _post_alive(self) -> None:
         deputy = await self._choose_deputy()
@@ -233,19 +282,28 @@ class Manager:
         await self.board.post(Alive.KIND, bytes(alive), timeout=self.timers.heartbeat * 2)
 
     async def _choose_deputy(self) -> int | None:
-        """The earliest-joined participant of another device, made an admin if needed."""
+        """The deputy named so far while it is present and answers; otherwise the
+        earliest-joined participant of another device whose user is a member, made an
+        admin if needed."""
+        current = None if self.deputy is None else self.roster.get(self.deputy)
+        silent = self.clock.time() - self._deputy_seen > self.timers.failover
+        if current is not None and silent:
+            self._silent.add(current.device_id)
         passed = {self.device_id, *self._silent}
-        others = [p for p in self.roster.participants() if p.device_id not in passed]
-        if not others:
+        if current is not None and current.device_id not in passed:
+            return current.sender
+        candidates = [p for p in self.roster.participants() if p.device_id not in passed]
+        if not candidates:
+            self.deputy = None
             return None
-        deputy = others[0]
-        if deputy.user_id not in self._admins:
-            group = await self._groups.get(self.meeting_id)
-            if deputy.user_id not in group.members:
-                return None  # not admitted (yet): no deputy rather than an outsider
-            if deputy.user_id not in group.admins:
-                await self._groups.add_admins(self.meeting_id, [deputy.user_id])
-            self._admins = {*group.admins, deputy.user_id}
+        group = await self._groups.get(self.meeting_id)
+        deputy = next((p for p in candidates if p.user_id in group.members), None)
+        if deputy is None:
+            self.deputy = None
+            return None  # no member yet: no deputy rather than an outsider
+        if deputy.user_id not in group.admins:
+            await self._groups.add_admins(self.meeting_id, [deputy.user_id])
+        self.deputy, self._deputy_seen = deputy.sender, self.clock.time()
         return deputy.sender
 
     async def _ratchet(self) -> None:
@@ -255,32 +313,23 @@ class Manager:
                 await self.clock.sleep(wait)
                 continue
             if self.managing:
-                try:
-                    await self.rekey()
-                except (VeilError, OSError) as exc:
-                    self.events.fail(exc)
+                await self._attempt(self.rekey())
             self.last_rekey = self.clock.time()
 
     async def _watch_manager(self) -> None:
         """Fail-over: the deputy takes over once the manager is silent too long."""
-        step = self.timers.heartbeat / 2
         while True:
-            await self.clock.sleep(step)
+            await self.clock.sleep(self.timers.heartbeat / 2)
             if not self.board_connected:
                 # Silence seen from a broken connection says nothing of the manager.
                 self.last_sign = self.clock.time()
                 continue
-            mine = self.roster.sender_of(self.device_id)
             silent = self.clock.time() - self.last_sign
-            deputy = self.active and not self.managing and mine is not None
-            if deputy and self.deputy == mine and silent >= self.timers.failover:
+            if not self.managing and self._is_deputy() and silent >= self.timers.failover:
                 self.last_sign = self.clock.time()
                 if self.epochs.manager is not None:
                     self._silent.add(self.epochs.manager)
-                try:
-                    await self.take_over()
-                except (VeilError, OSError) as exc:
-                    self.events.fail(exc)
+                await self._attempt(self.take_over())
 
     async def stop(self) -> None:
         self.active = False
@@ -289,3 +338,7 @@ class Manager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+_RETRY = (0.5, 1.0, 2.0, 5.0)
+"""Waits before a removal the key service refused is tried again."""

@@ -65,7 +65,6 @@ from veil.protocol import MediaKind
 from veil.protocol.board import (
     Alive,
     Announce,
-    BoardMessageError,
     Chat,
     End,
     HandOver,
@@ -135,6 +134,7 @@ class Meeting:
         self._early: list[Frame] = []  # frames that waited for this epoch's key
         self._tasks: list[asyncio.Task[None]] = []
         self._retake = False  # a late host or hand-over target retries a lost take-over once
+        self._named_deputy: int | None = None  # as the manager's newest ``alive`` says
 
     def __repr__(self) -> str:
         return f"Meeting({self.meeting_id!r}, epoch={self.epoch}, sender={self.sender})"
@@ -328,7 +328,7 @@ class Meeting:
                 return
             try:
                 self._handle(post)
-            except (VeilError, BoardMessageError) as exc:
+            except Exception as exc:  # one post, refused or not understood: the next one
                 self.events.fail(exc)
 
     def _handle(self, post: Post) -> None:
@@ -352,10 +352,12 @@ class Meeting:
             self._receive_chat(post, message)
         elif isinstance(message, Alive):
             if post.device_id == self.epochs.manager and message.epoch == self.epochs.epoch:
-                changed = message.deputy != self.manager.deputy
                 self.manager.manager_seen(message.deputy, alive=True)
-                if changed:
+                if message.deputy != self._named_deputy:
+                    self._named_deputy = message.deputy
                     self.events.emit(ManagementChanged(post.device_id, message.deputy))
+            elif self.managing and self.manager.deputy == self.roster.sender_of(post.device_id):
+                self.manager.deputy_seen()
         elif isinstance(message, HandOver):
             self._check(post, message.proof, "hand-over", HandOver.payload(message.sender))
             if message.sender == self.sender and self._admitted and not self.left:
@@ -363,6 +365,7 @@ class Meeting:
         elif isinstance(message, End):
             if post.device_id != self.device.device_id:
                 self._check(post, message.proof, "end")
+            self.manager.active = False
             self._close_keys()
             self.ended.set()
             self.events.emit(Ended())
@@ -397,6 +400,9 @@ class Meeting:
         """A key post this device is about to make: taken when the board delivers it
         back, in order, like everyone else's (so every client keeps the same key)."""
         landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.left or self.ended.is_set():
+            landed.set_result(False)
+            return landed
         self._own[encrypted] = plaintext
         self._landed[encrypted] = landed
         landed.add_done_callback(lambda _: self._landed.pop(encrypted, None))
@@ -448,7 +454,7 @@ class Meeting:
         still in the meeting); whether it did."""
         if self.left or self.removed or self.ended.is_set():
             return False
-        before = self.epochs.epoch
+        before, previous = self.epochs.epoch, self.epochs.manager
         installed = self.epochs.install(
             message.epoch, post.seq, plaintext, message.members, post.device_id
         )
@@ -468,6 +474,8 @@ class Meeting:
         )
         self._installed.set()
         self._installed = asyncio.Event()
+        if installed.manager == self.device.device_id and previous != installed.manager:
+            self.manager.became_manager()
         if self._retake and installed.manager != self.device.device_id:
             self._retake = False  # lost the take-over to a racing rekey: once more
             self._spawn(self.manager.take_over())
@@ -595,6 +603,7 @@ class Meeting:
         if self.left:
             return
         self.left = True
+        self.manager.active = False  # a take-over in flight draws and posts nothing more
         self._close_keys()
         await self.manager.stop()
         await self.board.post(
@@ -608,6 +617,7 @@ class Meeting:
         proof = await self._proof("end")
         await self.board.post(End.KIND, bytes(End(proof)), timeout=self.timers.post_timeout)
         await self.device.groups.delete(self.meeting_id)
+        self.manager.active = False
         self._close_keys()
         self.ended.set()
 

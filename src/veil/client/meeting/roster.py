@@ -65,8 +65,12 @@ class Roster:
         return any(p.user_id == user_id for p in self._present.values())
 
     def departed(self) -> set[str]:
-        """Users who left the meeting and have no device in it now."""
+        """Users who left the meeting and have no device in it now (until ``settled``)."""
         return set(self._departed)
+
+    def settled(self, user_ids: set[str]) -> None:
+        """These departures were applied (removed from the group, or never in it)."""
+        self._departed -= user_ids
 
     def participants(self) -> list[Participant]:
         """Present participants, earliest join first."""

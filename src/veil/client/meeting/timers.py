@@ -36,8 +36,9 @@ class MeetingTimers:
     """How often the manager posts that it is alive (``alive``)."""
     failover: float = 10.0
     """How long the deputy waits without a sign of life from the manager before it
-    takes over. With the defaults a take-over starts at most 10 s after the manager's
-    last post and ends with a rekey well inside 15 s."""
+    takes over (it looks every ``heartbeat / 2``), and the manager without one from its
+    deputy before it names another. With the defaults a take-over starts at most 11.5 s
+    after the manager's last post and ends with a rekey well inside 15 s."""
     post_timeout: float = 120.0
     """How long a post (a key, a leave, a chat message) is retried across reconnects
     before the meeting reports it failed."""
