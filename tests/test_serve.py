@@ -237,6 +237,35 @@ def test_all_services_in_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "conference.sqlite3").exists()
 
 
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+
+
+def test_the_all_in_one_data_directory_is_private(tmp_path: Path) -> None:
+    """It holds both escrow shares' keepers (the two databases and the key service's
+    secret): 0700, and every file in it 0600 (SQLite's -wal and -shm files too), even
+    under a permissive umask; a directory an earlier version made 0755, with 0644
+    files, is tightened at start."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    (data / "conference.sqlite3").touch(mode=0o644)  # as SQLite made it before
+    (data / "conference.sqlite3").chmod(0o644)
+
+    def permissive_umask() -> None:
+        os.umask(0o022)
+
+    with serving_all(data, preexec_fn=permissive_umask) as (_, endpoints):
+        asyncio.run(a_device_meets_the_services(**endpoints))
+        modes = _modes(data)
+        assert data.stat().st_mode & 0o777 == 0o700
+        assert {"keyserver.sqlite3-wal", "keyserver.sqlite3-shm"} <= set(modes), modes
+        assert {"keyserver.sqlite3", "conference.sqlite3", "keyserver.secret"} <= set(modes)
+        assert set(modes.values()) == {0o600}, {n: oct(m) for n, m in modes.items()}
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert set(_modes(data).values()) == {0o600}
+
+
 @pytest.mark.parametrize(
     ("signals", "code", "seconds"),
     [

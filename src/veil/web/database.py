@@ -1,8 +1,9 @@
 """Database engines, sessions and migrations for Veil's services (SQLite by default,
 PostgreSQL when configured)."""
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ _MIGRATION_LOCK = 0x7665696C  # "veil": the PostgreSQL advisory lock replicas ta
 def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+            _create_private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -33,6 +34,16 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(
         parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=timeout
     )
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty SQLite database file readable by this user only (0600), unless it
+    exists. SQLite would create it 0644 (less the umask), and it creates the ``-wal``
+    and ``-shm`` files with the database file's own mode, so they are private too. The
+    key service's database holds escrows and sealed secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
