@@ -281,3 +281,26 @@ def test_a_grant_signed_by_another_device_is_422_foreign_ciphertext(make_actor) 
     assert_error(s.alice.signed("POST", "/v1/documents", body), 422, "foreign_ciphertext")
     assert_error(fetch(s.dave), 403, "no_access")
     assert_error(fetch(s.dave, "d2"), 404, "not_found")
+
+
+def _escrow_body(actor: Any, document_id: str) -> dict[str, Any]:
+    """What approval mode stores: the escrow password's plaintext granted to the user."""
+    grant_ = grant("user", actor.name, Plaintext.generate(), actor.master, actor)
+    return {"document_id": document_id, "kind": "other", "grants": [grant_]}
+
+
+def test_a_users_escrow_document_id_is_reserved_for_that_user(make_actor) -> None:  # type: ignore[no-untyped-def]
+    """Created by someone else first, ``veil-escrow.<user>`` would lock that user out of
+    device-approval mode for good: only a device of ``<user>`` may create it."""
+    mallory = make_actor("mallory")
+    for document_id in ("veil-escrow.bob", "veil-escrow.", "veil-escrow.mallory2"):
+        response = mallory.signed("POST", "/v1/documents", _escrow_body(mallory, document_id))
+        assert_error(response, 403, "reserved_document_id")
+    bob = make_actor("bob")  # registers after the attempt, and is not locked out
+    assert_error(fetch(bob, "veil-escrow.bob"), 404, "not_found")
+    response = bob.signed("POST", "/v1/documents", _escrow_body(bob, "veil-escrow.bob"))
+    assert response.status_code == 201, response.text
+    assert fetch(bob, "veil-escrow.bob").status_code == 200
+    # Ids that merely look alike are anyone's.
+    body = _escrow_body(mallory, "veil-escrowbob")
+    assert mallory.signed("POST", "/v1/documents", body).status_code == 201

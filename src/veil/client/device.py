@@ -56,6 +56,7 @@ from veil.protocol import (
     b64decode,
     b64encode,
     device_id_for,
+    escrow_document_id,
 )
 
 TokenSource = Callable[[str], Awaitable[str]]
@@ -74,10 +75,6 @@ signed request is never sent on a connection the server has just closed."""
 def _http(base_url: str, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     """One service's HTTP client (``limits`` apply to httpx's own transport only)."""
     return httpx.AsyncClient(base_url=base_url, timeout=30, limits=_LIMITS, transport=transport)
-
-
-def _escrow_document(user_id: str) -> str:
-    return f"veil-escrow.{user_id}"
 
 
 def approval_payload(user_id: str, device_key: PublicKey, signing_key: VerifyingKey) -> str:
@@ -486,7 +483,7 @@ async def _user_key_from_grant(
     grant must come from a device of the user; its certificate is checked against the
     identity key of the user key it opens, the only one this new device can trust
     (``UntrustedKey`` otherwise, and the key is dropped)."""
-    delivery = await session.document_key(_escrow_document(user_id))
+    delivery = await session.document_key(escrow_document_id(user_id))
     what = "the escrow password's grant"
     origin, author = signed_origin(delivery, authors=(user_id,), what=what)
     plaintext = decrypt(delivery.transformed, device_key, origin=origin)
@@ -526,7 +523,7 @@ async def _new_user(
             "encrypted_key": b64encode(bytes(encrypt(recovery, master, signer))),
         }
         session = keyserver.device(device_id, signer)
-        await session.create_document(_escrow_document(created_id), "other", [grant])
+        await session.create_document(escrow_document_id(created_id), "other", [grant])
     return DeviceContext(
         user_id=created_id,
         device_id=device_id,

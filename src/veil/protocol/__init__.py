@@ -104,6 +104,18 @@ def sign_request(
     }
 
 
+ESCROW_DOCUMENT_PREFIX = "veil-escrow."
+"""Document ids under this prefix are reserved: ``veil-escrow.<user>`` holds the grant
+of that user's escrow password in device-approval mode, and the key service lets only
+a device of ``<user>`` create it (anyone else could otherwise create it first, before
+the user registers, and lock the user out of approval mode)."""
+
+
+def escrow_document_id(user_id: str) -> str:
+    """The id of ``user_id``'s escrow-password document (device-approval mode)."""
+    return ESCROW_DOCUMENT_PREFIX + user_id
+
+
 def device_id_for(signing_key: bytes) -> str:
     """A device's id: a digest of the signing key it registered with, so a new device
     knows its id before any service answers (device approval needs this). The id stays

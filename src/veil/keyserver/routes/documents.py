@@ -20,6 +20,7 @@ from veil.keyserver.routes.common import (
 )
 from veil.keyserver.schemas import Author, CreateDocument, DocumentKey, Done, Grant
 from veil.keyserver.service import KeyService
+from veil.protocol import ESCROW_DOCUMENT_PREFIX, escrow_document_id
 from veil.web.errors import conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId
 
@@ -56,10 +57,24 @@ def _owned(session: Session, document_id: str, user_id: str) -> Document:
     return document
 
 
+def _check_reserved(document_id: str, user_id: str) -> None:
+    """``veil-escrow.<user>`` is ``<user>``'s alone (``veil.protocol.escrow_document_id``):
+    created by anyone else first, it would lock that user out of device-approval mode."""
+    if document_id.startswith(ESCROW_DOCUMENT_PREFIX) and document_id != escrow_document_id(
+        user_id
+    ):
+        raise forbidden(
+            "reserved_document_id",
+            f"ids starting {ESCROW_DOCUMENT_PREFIX!r} are reserved: only a device of the "
+            "user it names may create one",
+        )
+
+
 @router.post("", status_code=201)
 def create_document(body: CreateDocument, call: Signed, service: Service) -> Done:
     taken = conflict("document_exists", "a document with this id exists")
     with service.signed(call, on_conflict=taken) as (session, caller):
+        _check_reserved(body.document_id, caller.user_id)
         if session.get(Document, body.document_id) is not None:
             raise taken
         session.add(
