@@ -26,6 +26,7 @@ from veil.idp import create_app as create_idp
 from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import SHUTDOWN_SECONDS, run_stack
+from veil.web.logs import log_level, logging_config, uvicorn_level, uvicorn_options
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
 
@@ -66,6 +67,10 @@ class ServeOptions:
     transform_workers: int | None
 
     def check(self) -> None:
+        try:
+            log_level()  # VEIL_LOG_LEVEL, read by every role
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
         if self.workers < 1:
             raise ConfigurationError("--workers must be at least 1")
         if self.transform_workers is not None and self.transform_workers < 0:
@@ -198,7 +203,7 @@ def serve(options: ServeOptions) -> None:
         port = DEFAULT_PORTS["idp"] if options.port is None else options.port
         print(f"veil dev IdP (not for production) on {_address(options.host, port)}", flush=True)
         uvicorn.run(
-            create_idp(provider), host=options.host, port=port, log_level="info",
+            create_idp(provider), host=options.host, port=port, **uvicorn_options(),
             timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         )  # fmt: skip
     else:
@@ -226,7 +231,7 @@ def _serve_one(options: ServeOptions) -> None:
         )
     uvicorn.run(
         factory, factory=True, host=options.host, port=port, workers=options.workers,
-        log_level="info", timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        **uvicorn_options(), timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )  # fmt: skip
 
 
@@ -264,7 +269,8 @@ async def _serve_all(options: ServeOptions) -> None:
         if options.transform_workers is not None
         else max(1, (os.cpu_count() or 2) - 1),
         service_secret=secret,
-        log_level="info",
+        log_level=uvicorn_level(log_level()),
+        log_config=logging_config(log_level()),
     ) as endpoints:
         print(json.dumps(endpoints.__dict__), flush=True)
         await stop.wait()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from veil.conference import ConferenceSettings
 from veil.conference import create_app as create_conference
@@ -73,8 +74,14 @@ class _Service:
     """One service of the stack: an app served by uvicorn on one port. ``stop`` closes
     the port; ``start`` binds it again and serves a new app from the factory."""
 
-    def __init__(self, make_app: Callable[[], Any], sock: socket.socket, log_level: str) -> None:
-        self._make_app, self._log_level = make_app, log_level
+    def __init__(
+        self,
+        make_app: Callable[[], Any],
+        sock: socket.socket,
+        log_level: str,
+        log_config: dict[str, Any] | None = None,
+    ) -> None:
+        self._make_app, self._log_level, self._log_config = make_app, log_level, log_config
         self._sock: socket.socket | None = sock
         self._address = sock.getsockname()[:2]
         self._server: _Server | None = None
@@ -86,6 +93,7 @@ class _Service:
             uvicorn.Config(
                 self._make_app(),
                 log_level=self._log_level,
+                log_config=self._log_config or LOGGING_CONFIG,
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=SHUTDOWN_SECONDS,
@@ -172,11 +180,13 @@ async def running_stack(
     transform_workers: int = 0,
     service_secret: bytes | None = None,
     log_level: str = "warning",
+    log_config: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """``run_stack``, yielding the ``Stack`` (whose conference service can be stopped
     and started again). A ``fanout`` object is handed to each conference app in turn,
     so a restart needs one that still works after the app closed it (``MemoryFanout``
-    does; or leave it to ``fanout_url``)."""
+    does; or leave it to ``fanout_url``). ``log_config``: uvicorn's (its own default
+    when ``None``), e.g. ``veil.web.logs.logging_config()``."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
@@ -200,7 +210,8 @@ async def running_stack(
         lambda: create_conference(conference, fanout=fanout),
     ]
     services = [
-        _Service(make, sock, log_level) for make, sock in zip(factories, sockets, strict=True)
+        _Service(make, sock, log_level, log_config)
+        for make, sock in zip(factories, sockets, strict=True)
     ]
     try:
         await _start(services)

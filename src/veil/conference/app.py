@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import httpx
 from fastapi import FastAPI, Header, WebSocket
 from sqlalchemy.exc import IntegrityError
 
@@ -16,8 +17,12 @@ from veil.conference.settings import ConferenceSettings
 from veil.crypto import escrow
 from veil.web.database import transaction
 from veil.web.errors import ERROR_RESPONSES, conflict, install_handlers
-from veil.web.health import add_health_route
+from veil.web.health import PROBE_SECONDS, NotReady, add_health_route, add_readiness_route
 from veil.web.limits import BodyLimit
+from veil.web.logs import REQUEST_ID
+from veil.web.metrics import HttpMetrics, add_metrics_route
+from veil.web.observe import HEADER as REQUEST_ID_HEADER
+from veil.web.observe import Observe
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import bearer_token
 
@@ -39,8 +44,8 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
     )
     app.state.service = service
     install_handlers(app)
-    add_health_route(app, service.engine)
     app.add_middleware(BodyLimit, limit=16 * 1024)
+    _observe(app, service)
 
     @app.post("/v1/users/me/share", tags=["users"], responses=ERROR_RESPONSES)
     def platform_share(authorization: Annotated[str | None, Header()] = None) -> Share:
@@ -71,6 +76,46 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
         await serve_media(websocket, service, room_id)
 
     return app
+
+
+def _observe(app: FastAPI, service: ConferenceService) -> None:
+    """Health and readiness, metrics, request ids (sent on to the key service too)."""
+    database = add_health_route(app, service.engine)
+
+    async def fanout() -> str:
+        try:
+            return await service.hub.fanout.ping()
+        except Exception as error:
+            raise NotReady(
+                f"the fan-out backend does not answer ({type(error).__name__})"
+            ) from None
+
+    async def keyserver() -> str:
+        try:
+            response = await service.http.get("/healthz", timeout=PROBE_SECONDS)
+        except httpx.HTTPError as error:
+            raise NotReady(f"the key service does not answer ({type(error).__name__})") from None
+        if response.status_code != 200:
+            raise NotReady(f"the key service answers {response.status_code}")
+        return "ok"
+
+    add_readiness_route(app, {"database": database.check, "fanout": fanout, "keyserver": keyserver})
+    add_metrics_route(app, service.metrics.registry)
+
+    async def forward_request_id(request: httpx.Request) -> None:
+        request_id = REQUEST_ID.get()
+        if request_id is not None and REQUEST_ID_HEADER.decode() not in request.headers:
+            request.headers[REQUEST_ID_HEADER.decode()] = request_id
+
+    hooks = service.http.event_hooks
+    hooks["request"] = [*hooks.get("request", []), forward_request_id]
+    service.http.event_hooks = hooks
+    # Added last, so outermost: it sees every answer, a 413 from BodyLimit too.
+    app.add_middleware(
+        Observe,
+        service="conference",
+        metrics=HttpMetrics(service.metrics.registry),
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -73,6 +73,7 @@ async def serve_board(websocket: WebSocket, service: ConferenceService, room_id:
 
     name = channel("board", room_id)
     listener = await service.hub.join(name, deliver)
+    service.metrics.opened("board", room_id, participant.device_id)
     lock = asyncio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
@@ -87,6 +88,7 @@ async def serve_board(websocket: WebSocket, service: ConferenceService, room_id:
             watch_device(websocket, service, participant),
         )
     finally:
+        service.metrics.closed("board", room_id, participant.device_id)
         await service.hub.leave(name, listener)
 
 
@@ -160,8 +162,10 @@ async def _receive(
             }  # fmt: skip
             if isinstance(post_id, str):
                 reply["post_id"] = post_id
+            service.metrics.board_post(error.code)
             await send(reply)
             continue
+        service.metrics.board_post("stored" if stored.new else "resent")
         if stored.new:
             await service.hub.publish(channel("board", room_id), json.dumps(stored.post).encode())
         await send({"type": "ack", "post_id": post_id, "seq": stored.post["seq"]})

@@ -8,6 +8,7 @@ Delivery callbacks run on the event loop and must not block (they only enqueue).
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -33,6 +34,10 @@ class Fanout(ABC):
 
     async def close(self) -> None:
         return None
+
+    async def ping(self) -> str:
+        """Raise unless the backend answers (for readiness); return its name."""
+        return "memory"
 
 
 class MemoryFanout(Fanout):
@@ -69,7 +74,8 @@ class RedisFanout(Fanout):
     async def _ensure_listener(self) -> None:
         if self._listener is None:
             await self._pubsub.subscribe(self._KEEPALIVE)
-            self._listener = asyncio.create_task(self._listen())
+            # A context of its own: not the request id of the connection that started it.
+            self._listener = asyncio.create_task(self._listen(), context=contextvars.Context())
 
     async def _listen(self) -> None:
         import redis.exceptions
@@ -93,6 +99,10 @@ class RedisFanout(Fanout):
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self._client.publish(channel, message)
+
+    async def ping(self) -> str:
+        await self._client.ping()  # type: ignore[misc]  # (typed for both clients)
+        return "redis"
 
     async def subscribe(self, channel: str, deliver: Deliver) -> None:
         await self._ensure_listener()
@@ -126,8 +136,17 @@ class NatsFanout(Fanout):
             if self._client is None:
                 import nats
 
-                self._client = await nats.connect(self._url, connect_timeout=5)
+                # In a context of its own: its tasks outlive the request that connects.
+                connecting = nats.connect(self._url, connect_timeout=5)
+                self._client = await asyncio.create_task(connecting, context=contextvars.Context())
             return self._client
+
+    async def ping(self) -> str:
+        client = await self._connected()
+        if not client.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await client.flush(timeout=2)  # a round trip to the server
+        return "nats"
 
     async def publish(self, channel: str, message: bytes) -> None:
         await (await self._connected()).publish(channel, message)

@@ -82,6 +82,7 @@ async def serve_media(websocket: WebSocket, service: ConferenceService, room_id:
     relay = _Connection(service.settings, participant, sender)
     name = channel("media", room_id)
     listener = await service.hub.join(name, relay.deliver)
+    service.metrics.opened("media", room_id, participant.device_id, relay.counters)
     try:
         await websocket.send_json({"type": "welcome", **participant.__dict__})
         await until_either(
@@ -90,6 +91,7 @@ async def serve_media(websocket: WebSocket, service: ConferenceService, room_id:
             watch_device(websocket, service, participant),
         )
     finally:
+        service.metrics.closed("media", room_id, participant.device_id, relay.counters)
         await service.hub.leave(name, listener)
         logger.debug(
             "media connection of %s in %s closed: %s",

@@ -8,6 +8,7 @@ from veil.conference.board import BoardStore
 from veil.conference.directory import DeviceDirectory
 from veil.conference.fanout import Fanout, create_fanout
 from veil.conference.hub import Hub
+from veil.conference.metrics import ConferenceMetrics
 from veil.conference.settings import ConferenceSettings
 from veil.web.database import create_db_engine, migrate, session_factory
 from veil.web.tokens import JwtVerifier
@@ -26,6 +27,7 @@ class ConferenceService:
         self.http = httpx.AsyncClient(base_url=settings.keyserver_url, timeout=10)
         self.directory = DeviceDirectory(self.http, ttl=settings.device_cache_seconds)
         self.hub = Hub(fanout or create_fanout(settings.fanout_url))
+        self.metrics = ConferenceMetrics()
 
     def now(self) -> int:
         return int(self.settings.clock())

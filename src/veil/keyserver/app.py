@@ -6,13 +6,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from veil.keyserver.metrics import TransformerCollector
 from veil.keyserver.routes import devices, documents, groups, transforms, users
 from veil.keyserver.service import KeyService
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import TransformerUnavailable
 from veil.web.errors import ERROR_RESPONSES, error_body, install_handlers
-from veil.web.health import add_health_route
+from veil.web.health import NotReady, add_health_route, add_readiness_route
 from veil.web.limits import BodyLimit
+from veil.web.metrics import HttpMetrics, add_metrics_route, new_registry
+from veil.web.observe import Observe
 
 
 def create_app(settings: KeyServerSettings) -> FastAPI:
@@ -41,8 +44,24 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
     # Transforms first: routes are matched in order, and theirs is the hot path.
     for module in (transforms, users, devices, groups, documents):
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    add_health_route(app, service.engine)
+    database = add_health_route(app, service.engine)
+
+    async def transform_workers() -> str:
+        stats = service.transformer.stats()
+        if stats.closed or (stats.pooled and stats.workers == 0):
+            raise NotReady("the transform worker pool is closed")
+        if not stats.pooled:
+            return "in a thread"
+        # A dead worker is replaced when a job finds it: the pool still serves.
+        return f"{stats.alive} of {stats.workers} worker processes running"
+
+    add_readiness_route(app, {"database": database.check, "transform_workers": transform_workers})
+    registry = new_registry()
+    registry.register(TransformerCollector(service.transformer))
+    add_metrics_route(app, registry)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Outermost: it sees every answer, a 413 from BodyLimit too.
+    app.add_middleware(Observe, service="keyserver", metrics=HttpMetrics(registry))
     return app
 
 

@@ -27,8 +27,9 @@ import functools
 import multiprocessing
 import pickle
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -112,6 +113,26 @@ class TransformerUnavailable(Exception):
     """A worker process died during the job, or the service is shutting down."""
 
 
+@dataclass(frozen=True)
+class TransformerStats:
+    """For metrics and readiness."""
+
+    pooled: bool
+    workers: int
+    """Worker processes in the pool (0 without a pool). One that died is replaced when
+    a job finds it dead; the pool closes if none can be started."""
+    alive: int
+    """Of those, the processes running."""
+    busy: int
+    """Worker processes on a job."""
+    waiting: int
+    """Requests waiting for a worker (the queue depth)."""
+    closed: bool
+    outcomes: dict[str, int]
+    """Transform chains run so far, by outcome: ``ok``, ``failed`` (the input did not
+    decode or verify), ``unavailable`` (the worker died) or ``cancelled``."""
+
+
 class _Worker:
     def __init__(self, context: multiprocessing.context.SpawnContext, signer_seed: bytes) -> None:
         self.connection, child = context.Pipe()
@@ -165,6 +186,7 @@ class Transformer:
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
         self._lock = threading.Lock()  # requests may arrive on more than one event loop
         self._closed = False
+        self._outcomes: Counter[str] = Counter()
         if not self._pooled:
             _init_worker(signer_seed)
 
@@ -173,8 +195,33 @@ class Transformer:
         """Whether transforms run in worker processes (or else in a thread)."""
         return self._pooled
 
+    def stats(self) -> TransformerStats:
+        with self._lock:
+            workers = len(self._workers)
+            alive = sum(worker.process.is_alive() for worker in self._workers)
+            busy = workers - len(self._idle)
+            waiting = sum(not waiter.done() for waiter in self._waiting)
+            outcomes = dict(self._outcomes)
+        return TransformerStats(self._pooled, workers, alive, busy, waiting, self._closed, outcomes)
+
     async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
         """``transform_chain`` in a worker process (or a worker thread without any)."""
+        outcome = "failed"
+        try:
+            result = await self._run(value, keys)
+            outcome = "ok"
+            return result
+        except TransformerUnavailable:
+            outcome = "unavailable"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            with self._lock:
+                self._outcomes[outcome] += 1
+
+    async def _run(self, value: bytes, keys: Sequence[bytes]) -> bytes:
         if not self._pooled:
             return await asyncio.to_thread(transform_chain, value, keys)
         worker = await self._acquire()
