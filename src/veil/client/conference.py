@@ -41,6 +41,7 @@ from veil.protocol import (
     b64decode,
     b64encode,
     hello_message,
+    path_segment,
     post_message,
 )
 
@@ -65,7 +66,7 @@ MEDIA_PATH = "/v1/rooms/{room_id}/media"
 def membership_path(room_id: str) -> str:
     """The key-service request whose signed headers admit a device to a room's relay
     (``veil.conference.admission``)."""
-    return f"/v1/groups/{room_id}/membership"
+    return f"/v1/groups/{path_segment(room_id)}/membership"
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ class ConferenceClient:
         number it announced on the room's board; ``membership`` makes, for each
         connection, the signed headers of ``GET membership_path(room_id)`` at the key
         service. Raises the ``ServiceError`` that refused the first connection."""
-        url = ws_url(self.base_url, MEDIA_PATH.format(room_id=room_id))
+        url = ws_url(self.base_url, MEDIA_PATH.format(room_id=path_segment(room_id)))
 
         async def opener() -> ClientConnection:
             return await open_socket(
@@ -305,7 +306,7 @@ class Board:
         on_state: StateCallback | None = None,
     ) -> None:
         self.room_id, self.device_id, self.signer = room_id, device_id, signer
-        self._url = ws_url(base_url, f"/v1/rooms/{room_id}/board")
+        self._url = ws_url(base_url, f"/v1/rooms/{path_segment(room_id)}/board")
         self._token, self._lookup, self._clock = token, lookup, clock
         self.last_seq = 0
         self.rejected = 0

@@ -21,7 +21,7 @@ from veil.crypto.keys import PublicKey
 from veil.protocol import b64decode, b64encode
 
 _PREFIX = "veil-meeting-v1"
-_MEETING_ID = re.compile(r"[A-Za-z0-9._@:-]{1,256}")  # the services' id syntax
+_MEETING_ID = re.compile(r"[A-Za-z0-9._@:-]{1,256}")  # the services' id syntax, less . and ..
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Invitation:
         meeting_id, _, key = rest.rpartition(":")
         if prefix != _PREFIX or not meeting_id or not key:
             raise ValueError(f"not a Veil meeting invitation (expected '{_PREFIX}:<id>:<key>')")
-        if not _MEETING_ID.fullmatch(meeting_id):
+        if not _MEETING_ID.fullmatch(meeting_id) or meeting_id in (".", ".."):
             raise ValueError("the invitation's meeting id is not a valid id")
         try:
             group_key = PublicKey.from_bytes(b64decode(key))

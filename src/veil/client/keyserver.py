@@ -29,7 +29,9 @@ from veil.protocol import (
     device_id_for,
     device_proof_message,
     group_proof_message,
+    path_segment,
     sign_request,
+    signed_path,
 )
 
 LOOKUP_BATCH = 500
@@ -260,7 +262,7 @@ class KeyServerClient:
         return str(data["device_id"])
 
     async def device_record(self, device_id: str) -> DeviceRecord:
-        data = await send(self.http, "GET", f"/v1/devices/{device_id}")
+        data = await send(self.http, "GET", f"/v1/devices/{path_segment(device_id)}")
         if data["device_id"] != device_id:
             raise UncertifiedDevice(
                 f"the key service answered for a device other than {device_id!r}"
@@ -268,7 +270,7 @@ class KeyServerClient:
         return DeviceRecord.from_json(data)
 
     async def group_public_key(self, group_id: str) -> PublicKey:
-        data = await send(self.http, "GET", f"/v1/groups/{group_id}/public-key")
+        data = await send(self.http, "GET", f"/v1/groups/{path_segment(group_id)}/public-key")
         return PublicKey.from_bytes(b64decode(data["public_key"]))
 
     async def transform_signer(self) -> VerifyingKey:
@@ -308,9 +310,13 @@ class DeviceSession:
         without sending it. Another service can forward them as a capability: the
         conference service admits a device to a meeting's media relay by forwarding
         such a ``GET /v1/groups/{id}/membership``, which it could not sign itself. Each
-        call makes a new nonce, and the key service accepts each nonce once."""
+        call makes a new nonce, and the key service accepts each nonce once. ``path`` is
+        as sent, each id in it made with ``path_segment``; the signature covers it
+        decoded (``signed_path``), as the key service routes it."""
         now = int(self.client.clock())
-        return sign_request(self.signer, self.device_id, method, path, query, body, now)
+        return sign_request(
+            self.signer, self.device_id, method, signed_path(path), query, body, now
+        )
 
     async def request(
         self,
@@ -355,11 +361,13 @@ class DeviceSession:
         return list(data["devices"])
 
     async def revoke_device(self, device_id: str) -> None:
-        await self.request("DELETE", f"/v1/devices/{device_id}")
+        await self.request("DELETE", f"/v1/devices/{path_segment(device_id)}")
 
     async def rotate_keys(self, token: str, body: dict[str, Any]) -> None:
         headers = {"Authorization": f"Bearer {token}"}
-        await self.request("PUT", f"/v1/devices/{self.device_id}/keys", body, headers=headers)
+        await self.request(
+            "PUT", f"/v1/devices/{path_segment(self.device_id)}/keys", body, headers=headers
+        )
 
     # --- groups --------------------------------------------------------------------------
 
@@ -374,7 +382,7 @@ class DeviceSession:
         await self.request("POST", "/v1/groups", body)
 
     async def group(self, group_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/groups/{group_id}"))
+        return dict(await self.request("GET", f"/v1/groups/{path_segment(group_id)}"))
 
     async def groups(self) -> list[str]:
         return list((await self.request("GET", "/v1/groups"))["groups"])
@@ -382,11 +390,11 @@ class DeviceSession:
     async def group_private_key(self, group_id: str) -> tuple["KeyDelivery", bytes]:
         """For an admin: the group key's ciphertext (transformed to this device, with its
         origin and author, unchecked: ``veil.client.provenance``) and its envelope."""
-        data = await self.request("GET", f"/v1/groups/{group_id}/private-key")
+        data = await self.request("GET", f"/v1/groups/{path_segment(group_id)}/private-key")
         return await self._delivery(data), b64decode(data["key_envelope"])
 
     async def delete_group(self, group_id: str) -> None:
-        await self.request("DELETE", f"/v1/groups/{group_id}")
+        await self.request("DELETE", f"/v1/groups/{path_segment(group_id)}")
 
     async def add_member(
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
@@ -395,14 +403,18 @@ class DeviceSession:
         body = add_member_body(
             group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
-        await self.request("POST", f"/v1/groups/{group_id}/members", body)
+        await self.request("POST", f"/v1/groups/{path_segment(group_id)}/members", body)
 
     async def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> None:
         now = int(self.client.clock())
         message = group_proof_message("remove-member", group_id, user_id, now)
         proof = b64encode(bytes(schnorr.sign(message, group_key)))
         query = f"timestamp={now}&proof={proof}"
-        await self.request("DELETE", f"/v1/groups/{group_id}/members/{user_id}", query=query)
+        await self.request(
+            "DELETE",
+            f"/v1/groups/{path_segment(group_id)}/members/{path_segment(user_id)}",
+            query=query,
+        )
 
     async def add_admin(
         self, group_id: str, group_key: PrivateKey, *, user_id: str, master: PublicKey
@@ -418,10 +430,12 @@ class DeviceSession:
             "encrypted_key": b64encode(bytes(encrypt(plaintext, master, self.signer))),
             "key_envelope": b64encode(envelope),
         }
-        await self.request("POST", f"/v1/groups/{group_id}/admins", body)
+        await self.request("POST", f"/v1/groups/{path_segment(group_id)}/admins", body)
 
     async def remove_admin(self, group_id: str, user_id: str) -> None:
-        await self.request("DELETE", f"/v1/groups/{group_id}/admins/{user_id}")
+        await self.request(
+            "DELETE", f"/v1/groups/{path_segment(group_id)}/admins/{path_segment(user_id)}"
+        )
 
     # --- transforms and documents ---------------------------------------------------------
 
@@ -445,15 +459,18 @@ class DeviceSession:
         await self.request("POST", "/v1/documents", body)
 
     async def grant(self, document_id: str, grant: dict[str, str]) -> None:
-        await self.request("POST", f"/v1/documents/{document_id}/grants", grant)
+        await self.request("POST", f"/v1/documents/{path_segment(document_id)}/grants", grant)
 
     async def revoke_grant(self, document_id: str, kind: str, grantee_id: str) -> None:
-        await self.request("DELETE", f"/v1/documents/{document_id}/grants/{kind}/{grantee_id}")
+        await self.request(
+            "DELETE",
+            f"/v1/documents/{path_segment(document_id)}/grants/{path_segment(kind)}/{path_segment(grantee_id)}",
+        )
 
     async def document_key(self, document_id: str) -> "KeyDelivery":
         """The document's key transformed to this device, with its origin, its author
         and the document's owner, unchecked (``veil.client.provenance`` checks them)."""
-        data = await self.request("GET", f"/v1/documents/{document_id}/key")
+        data = await self.request("GET", f"/v1/documents/{path_segment(document_id)}/key")
         return await self._delivery(data)
 
     async def _delivery(self, data: dict[str, Any]) -> "KeyDelivery":

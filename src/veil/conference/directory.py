@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from veil.crypto.signing import VerifyingKey
-from veil.protocol import b64decode
+from veil.protocol import b64decode, path_segment
 
 
 class DeviceLookupError(Exception):
@@ -45,13 +45,13 @@ class DeviceDirectory:
         if cached is not None and not fresh and self._clock() - cached[0] < self._ttl:
             return cached[1]
         try:
-            response = await self._http.get(f"/v1/devices/{device_id}")
+            response = await self._http.get(f"/v1/devices/{path_segment(device_id)}")
         except httpx.HTTPError as exc:
             raise DeviceLookupError(
                 f"the key service did not answer: {type(exc).__name__}"
             ) from None
         record: DeviceRecord | None
-        if response.status_code == 404:
+        if response.status_code in (404, 422):  # 422: not even an id
             record = None
         elif response.is_success:
             data = response.json()

@@ -20,7 +20,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from veil.crypto import schnorr
 from veil.crypto.keys import PrivateKey, PublicKey
@@ -56,6 +56,26 @@ def b64decode(text: str) -> bytes:
     if b64encode(data) != text:
         raise ValueError("non-canonical base64url")
     return data
+
+
+def path_segment(value: str) -> str:
+    """``value`` (an id) as one URL path segment: every character but the unreserved
+    ones percent-encoded, and a segment of dots only (``.``, ``..``) written ``%2E``,
+    which URL normalization would otherwise remove with the segment before it. So an
+    id can neither leave its segment nor move the request to another route: what does
+    not fit the services' id rule reaches the route it was meant for and is refused
+    there. ``ValueError`` for an empty value, which would leave no segment at all."""
+    if not value:
+        raise ValueError("an id in a URL path is not empty")
+    if value.strip(".") == "":
+        return "%2E" * len(value)
+    return quote(value, safe="")
+
+
+def signed_path(path: str) -> str:
+    """The PATH a request signature covers for a path as sent (its ids made with
+    ``path_segment``): percent-decoded, as the key service routes it."""
+    return unquote(path)
 
 
 def canonical_query(query: str) -> str:
