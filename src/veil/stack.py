@@ -172,6 +172,7 @@ async def running_stack(
     data_dir: Path,
     *,
     idp: DevIdentityProvider,
+    discovery: bool = False,
     host: str = "127.0.0.1",
     ports: tuple[int, int, int] = (0, 0, 0),
     database_url: str | None = None,
@@ -190,6 +191,9 @@ async def running_stack(
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
+    if discovery:  # the services find the dev IdP's keys as they would a real IdP's
+        idp.issuer = endpoints.idp_url  # OIDC: the issuer is the URL discovery starts from
+        common = {"issuer_url": endpoints.idp_url}
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
         service_secret=service_secret or secrets.token_bytes(32),

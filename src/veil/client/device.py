@@ -58,6 +58,7 @@ from veil.protocol import (
     device_id_for,
     escrow_document_id,
 )
+from veil.protocol.ids import user_id_for
 
 TokenSource = Callable[[str], Awaitable[str]]
 """``tokens(audience)`` returns a fresh JWT for the user from the platform's IdP, with
@@ -537,12 +538,17 @@ async def _new_user(
 
 
 def _subject(token: str) -> str:
-    """The ``sub`` claim of a JWT, read without verifying (the key service verifies it)."""
+    """The user id of a JWT's ``sub`` claim, read without verifying (the key service
+    verifies it), mapped as the key service maps it (``veil.protocol.ids.user_id_for``:
+    ``auth0|123`` is ``auth0~7C123``), so the escrow binds the id the service assigns."""
     try:
         payload = token.split(".")[1]
-        return str(json.loads(b64decode(payload.rstrip("=")))["sub"])
-    except (IndexError, ValueError, KeyError) as exc:
+        sub = json.loads(b64decode(payload.rstrip("=")))["sub"]
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
         raise ValueError("the token is not a JWT with a sub claim") from exc
+    if not isinstance(sub, str):
+        raise ValueError("the token's sub claim is not a string")
+    return user_id_for(sub)
 
 
 async def _wait_for_approval(

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import httpx
-from fastapi import FastAPI, Header, WebSocket
+from fastapi import Depends, FastAPI, Header, WebSocket
 from sqlalchemy.exc import IntegrityError
 
 from veil.conference.board_channel import serve_board
@@ -24,7 +24,7 @@ from veil.web.metrics import HttpMetrics, add_metrics_route
 from veil.web.observe import HEADER as REQUEST_ID_HEADER
 from veil.web.observe import Observe
 from veil.web.schemas import PathId, Share
-from veil.web.tokens import bearer_token
+from veil.web.tokens import Identity, bearer_token
 
 
 def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) -> FastAPI:
@@ -47,10 +47,13 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
     app.add_middleware(BodyLimit, limit=16 * 1024)
     _observe(app, service)
 
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> Identity:
+        # On the event loop: fetching the IdP's keys must not hold a worker thread.
+        return await service.jwt.verify(bearer_token(authorization), fresh=False)
+
     @app.post("/v1/users/me/share", tags=["users"], responses=ERROR_RESPONSES)
-    def platform_share(authorization: Annotated[str | None, Header()] = None) -> Share:
+    def platform_share(identity: Annotated[Identity, Depends(caller)]) -> Share:
         """The platform's 128-bit share of the caller's escrow password (made on first call)."""
-        identity = service.jwt.verify(bearer_token(authorization), fresh=False)
         made = PlatformShare(
             user_id=identity.user_id, share=escrow.new_share(), created_at=service.now()
         )

@@ -73,7 +73,7 @@ async def _check(
         raise unauthorized("bad_hello", "hello needs token, device_id and signature strings")
     if not 0 < len(device_id) <= 64:
         raise unauthorized("bad_hello", "device_id is not a device id")
-    identity = service.jwt.verify(token, fresh=False)
+    identity = await service.jwt.verify(token, fresh=False)
     record = await device_record(service, device_id)
     if record is None:
         raise unauthorized("unknown_device", "the key service does not know this device")

@@ -3,14 +3,15 @@
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.web.env import env_int, env_json
-from veil.web.tokens import check_jwks_source
+from veil.web.env import env_int, env_token_settings
+from veil.web.jwks import JwksCachePolicy
+from veil.web.tokens import check_token_policy
 
 _RELAY_LIMITS = (
     "relay_frames_per_second",
@@ -33,10 +34,19 @@ class ConferenceSettings:
 
     database_url: str
     keyserver_url: str
-    issuer: str
     audience: str
+    issuer: str | None = None
+    """What tokens carry in ``iss``; with ``issuer_url``, the one discovery names."""
+    issuer_url: str | None = None
+    """The IdP's issuer URL: its keys are found through OIDC discovery
+    (``<issuer_url>/.well-known/openid-configuration``). Or give ``jwks_url`` or ``jwks``."""
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
+    jwks_cache: JwksCachePolicy = field(default_factory=JwksCachePolicy)
+    """How keys fetched from the IdP are cached and refreshed (``veil.web.jwks``)."""
+    user_id_claim: str = "sub"
+    """The claim that names the user; its value is mapped to a user id by
+    ``veil.protocol.ids.user_id_for`` (``auth0|123`` -> ``auth0~7C123``)."""
     fanout_url: str | None = None
     algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
     clock_skew_seconds: int = 60
@@ -71,7 +81,7 @@ class ConferenceSettings:
                 "audience: the conference service must not take the key service's tokens "
                 "(it could replay them to collect both escrow shares)"
             )
-        check_jwks_source(self.jwks, self.jwks_url)
+        check_token_policy(self)
         if urlsplit(self.keyserver_url).scheme not in ("http", "https"):
             raise ValueError("keyserver_url must be an http(s) URL")
         if self.fanout_url is not None and urlsplit(self.fanout_url).scheme not in (
@@ -104,10 +114,8 @@ class ConferenceSettings:
             or env.get("VEIL_DATABASE_URL")
             or f"sqlite:///{(data_dir / 'conference.sqlite3').as_posix()}",
             "keyserver_url": env.get("VEIL_KEYSERVER_URL", "http://127.0.0.1:8470"),
-            "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
             "audience": env.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
-            "jwks_url": env.get("VEIL_JWKS_URL"),
-            "jwks": env_json(env, "VEIL_JWKS"),
+            **env_token_settings(env, overrides),
             "fanout_url": env.get("VEIL_FANOUT_URL") or None,
         }
         for name in _RELAY_LIMITS:

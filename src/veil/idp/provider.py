@@ -1,4 +1,5 @@
-"""The development IdP: an Ed25519 key, a JWKS document and a token endpoint."""
+"""The development IdP: an Ed25519 key, a JWKS document, OIDC discovery and a token
+endpoint."""
 
 import time
 import uuid
@@ -7,12 +8,21 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from jwt.algorithms import OKPAlgorithm
 from pydantic import BaseModel, Field
 
-DEFAULT_ISSUER = "veil-dev-idp"
-DEFAULT_AUDIENCE = "veil"
+from veil.protocol import KEYSERVER_AUDIENCE
+from veil.web.env import DEV_ISSUER
+from veil.web.oidc import DISCOVERY_PATH
+
+DEFAULT_ISSUER = DEV_ISSUER
+"""The issuer of a provider used in-process; served at a URL (``veil serve``), the
+provider's issuer is that URL, as OIDC discovery requires."""
+DEFAULT_AUDIENCE = KEYSERVER_AUDIENCE
+"""A token asked for without an audience is the key service's (by default, the
+services take only tokens of their own audience: ``veil-keyserver``, ``veil-conference``)."""
+JWKS_PATH = "/.well-known/jwks.json"
 
 
 class DevIdentityProvider:
@@ -52,7 +62,9 @@ class DevIdentityProvider:
 
 
 class TokenRequest(BaseModel):
-    sub: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")
+    sub: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+    """Any name without control characters (``auth0|123``, ``ann@example.com``...): the
+    services map it to a user id (``veil.protocol.ids.user_id_for``)."""
     audience: str | None = Field(default=None, min_length=1, max_length=256)
     """The service the token is for (``aud``); the provider's default when absent."""
 
@@ -62,7 +74,8 @@ class TokenResponse(BaseModel):
 
 
 def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
-    """The IdP as an ASGI app: ``GET /.well-known/jwks.json`` and ``POST /token``."""
+    """The IdP as an ASGI app: ``GET /.well-known/openid-configuration``,
+    ``GET /.well-known/jwks.json`` and ``POST /token``."""
     provider = provider or DevIdentityProvider()
     app = FastAPI(
         title="Veil development IdP (not for production)",
@@ -70,7 +83,23 @@ def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
     )
     app.state.provider = provider
 
-    @app.get("/.well-known/jwks.json")
+    @app.get(DISCOVERY_PATH)
+    def discovery(request: Request) -> dict[str, Any]:
+        """OIDC discovery: the issuer and where its keys are. The services check that
+        ``issuer`` is the URL they were given, so serve the provider with its URL as
+        its issuer (``veil serve`` does)."""
+        base = provider.issuer if "://" in provider.issuer else str(request.base_url)
+        base = base.rstrip("/")
+        return {
+            "issuer": provider.issuer,
+            "jwks_uri": base + JWKS_PATH,
+            "token_endpoint": base + "/token",
+            "id_token_signing_alg_values_supported": ["EdDSA"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["id_token"],
+        }
+
+    @app.get(JWKS_PATH)
     def jwks() -> dict[str, Any]:
         return provider.jwks()
 

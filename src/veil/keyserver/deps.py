@@ -20,10 +20,10 @@ Service = Annotated[KeyService, Depends(get_service)]
 
 
 def _identity(fresh: bool):  # type: ignore[no-untyped-def]
-    def dependency(
+    async def dependency(  # on the event loop: fetching the IdP's keys never blocks it
         service: Service, authorization: Annotated[str | None, Header()] = None
     ) -> Identity:
-        return service.jwt.verify(bearer_token(authorization), fresh=fresh)
+        return await service.jwt.verify(bearer_token(authorization), fresh=fresh)
 
     return dependency
 

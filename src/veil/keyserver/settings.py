@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.web.env import env_int, env_json, env_secret
-from veil.web.tokens import check_jwks_source
+from veil.web.env import env_int, env_secret, env_token_settings
+from veil.web.jwks import JwksCachePolicy
+from veil.web.tokens import check_token_policy
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,19 @@ class KeyServerSettings:
 
     database_url: str
     service_secret: bytes = field(repr=False)
-    issuer: str
     audience: str
+    issuer: str | None = None
+    """What tokens carry in ``iss``; with ``issuer_url``, the one discovery names."""
+    issuer_url: str | None = None
+    """The IdP's issuer URL: its keys are found through OIDC discovery
+    (``<issuer_url>/.well-known/openid-configuration``). Or give ``jwks_url`` or ``jwks``."""
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
+    jwks_cache: JwksCachePolicy = field(default_factory=JwksCachePolicy)
+    """How keys fetched from the IdP are cached and refreshed (``veil.web.jwks``)."""
+    user_id_claim: str = "sub"
+    """The claim that names the user; its value is mapped to a user id by
+    ``veil.protocol.ids.user_id_for`` (``auth0|123`` -> ``auth0~7C123``)."""
     algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
     max_body_bytes: int = 256 * 1024
     clock_skew_seconds: int = 60
@@ -44,7 +54,7 @@ class KeyServerSettings:
             )
         if len(self.service_secret) != 32:
             raise ValueError("service_secret must be 32 bytes")
-        check_jwks_source(self.jwks, self.jwks_url)
+        check_token_policy(self)
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.transform_workers < 0:
@@ -58,10 +68,8 @@ class KeyServerSettings:
         values: dict[str, Any] = {
             "database_url": env.get("VEIL_DATABASE_URL")
             or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
-            "issuer": env.get("VEIL_JWT_ISSUER", "veil-dev-idp"),
             "audience": env.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
-            "jwks_url": env.get("VEIL_JWKS_URL"),
-            "jwks": env_json(env, "VEIL_JWKS"),
+            **env_token_settings(env, overrides),
             # pymcl holds the GIL: transforms go to their own processes by default, so
             # the event loop never waits on a pairing and the crypto uses the other cores.
             "transform_workers": env_int(

@@ -40,3 +40,31 @@ def env_secret(env: Mapping[str, str], name: str) -> bytes | None:
     if len(secret) != 32:
         raise ValueError(f"{name} must be 32 random bytes, base64url-encoded (43 characters)")
     return secret
+
+
+DEV_ISSUER = "veil-dev-idp"
+"""The issuer expected when neither ``VEIL_JWT_ISSUER`` nor ``VEIL_JWT_ISSUER_URL`` is
+set: the dev IdP's, when it is not served at a URL (``veil.idp``)."""
+
+
+_TOKEN_SETTINGS = ("issuer_url", "jwks_url", "jwks", "issuer", "user_id_claim")
+
+
+def env_token_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Both services' token settings (``veil.web.tokens.TokenPolicy``) from
+    ``VEIL_JWT_ISSUER_URL`` (OIDC discovery), ``VEIL_JWKS_URL`` or ``VEIL_JWKS``,
+    ``VEIL_JWT_ISSUER`` (default ``veil-dev-idp``, except with an issuer URL, whose
+    discovery names the issuer) and ``VEIL_JWT_USER_ID_CLAIM``, with ``overrides`` on
+    top. The settings check how they combine."""
+    values: dict[str, Any] = {
+        "issuer_url": env.get("VEIL_JWT_ISSUER_URL") or None,
+        "jwks_url": env.get("VEIL_JWKS_URL"),
+        "jwks": env_json(env, "VEIL_JWKS"),
+        "issuer": env.get("VEIL_JWT_ISSUER") or None,
+    }
+    if env.get("VEIL_JWT_USER_ID_CLAIM"):
+        values["user_id_claim"] = env["VEIL_JWT_USER_ID_CLAIM"]
+    values.update((k, v) for k, v in overrides.items() if k in _TOKEN_SETTINGS)
+    if values["issuer"] is None and values["issuer_url"] is None:
+        values["issuer"] = DEV_ISSUER
+    return values

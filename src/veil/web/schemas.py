@@ -41,13 +41,13 @@ B64 = Annotated[
 ]
 Id = Annotated[
     str,
-    Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$"),
+    Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:~-]+$"),
     AfterValidator(_not_a_dot_segment),
 ]
 Timestamp = Annotated[int, Field(ge=0, le=2**40)]
 PathId = Annotated[
     str,
-    Path(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$"),
+    Path(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:~-]+$"),
     AfterValidator(_not_a_dot_segment),
 ]
 """An id in a URL path: checked before it reaches a query (PostgreSQL refuses NUL bytes)."""
