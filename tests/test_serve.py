@@ -40,7 +40,14 @@ def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--keyserver"], "the key service verifies JWTs: pass --jwks-url"),
+        (["--keyserver"], "the key service verifies JWTs: pass --jwt-issuer-url"),
+        (
+            ["--keyserver", "--jwt-issuer-url", "http://127.0.0.1:1", "--jwks-url", "http://x/j"],
+            "pass one of --jwt-issuer-url and --jwks-url, not both",
+        ),
+        (["--jwt-issuer-url", "http://127.0.0.1:1"], "--jwt-issuer-url has no effect on all"),
+        (["--idp", "--jwt-user-id-claim", "email"], "--jwt-user-id-claim has no effect on the dev"),
+        (["--keyserver", "--jwt-issuer-url", "ftp://127.0.0.1"], "issuer_url must be an http(s)"),
         (["--conference", "--jwks-url", "http://127.0.0.1:1/j"], "pass --keyserver-url"),
         (["--fanout-url", "ftp://example"], "--fanout-url must be redis://"),
         (["--database-url", "mysql://x/y"], "--database-url must be sqlite:///"),
@@ -90,7 +97,21 @@ SECRET_TEXT = "not-a-secret-of-32-bytes-but-it-must-not-be-echoed"  # noqa: S105
             "VEIL_TRANSFORM_WORKERS must be an integer",
         ),
         ("--keyserver", {"VEIL_JWKS": "{not json"}, "VEIL_JWKS must hold a JSON document"),
-        ("--keyserver", {"VEIL_JWKS": "{}", "VEIL_JWKS_URL": JWKS_URL}, "(not both)"),
+        ("--keyserver", {"VEIL_JWKS": "{}", "VEIL_JWKS_URL": JWKS_URL}, "(only one)"),
+        (
+            "--keyserver",
+            {"VEIL_JWT_ISSUER_URL": "http://127.0.0.1:1", "VEIL_JWKS_URL": JWKS_URL},
+            "or set one of VEIL_JWT_ISSUER_URL, VEIL_JWKS_URL, VEIL_JWKS (only one)",
+        ),
+        (
+            "--conference",
+            {
+                "VEIL_JWT_ISSUER_URL": "http://127.0.0.1:1",
+                "VEIL_JWT_ISSUER": "veil-dev-idp",
+                "VEIL_KEYSERVER_URL": "http://127.0.0.1:1",
+            },
+            "issuer (VEIL_JWT_ISSUER): leave it unset with issuer_url (VEIL_JWT_ISSUER_URL)",
+        ),
         (
             "--conference",
             {"VEIL_JWKS_URL": JWKS_URL, "VEIL_KEYSERVER_URL": "ftp://127.0.0.1"},
@@ -157,6 +178,25 @@ def test_flags_win_over_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert (settings.jwks_url, settings.jwks) == (JWKS_URL, None)
 
 
+def test_the_issuer_url_flag_wins_over_other_key_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VEIL_JWKS_URL", JWKS_URL)
+    monkeypatch.setenv("VEIL_JWT_ISSUER", "veil-dev-idp")
+    monkeypatch.setenv("VEIL_JWT_USER_ID_CLAIM", "sub")
+    options = ServeOptions(
+        role="keyserver", host="127.0.0.1", port=None, data_dir=tmp_path, database_url=None,
+        fanout_url=None, jwks_url=None, keyserver_url=None, workers=1, transform_workers=None,
+        issuer_url="https://sso.example", user_id_claim="email",
+    )  # fmt: skip
+    options.check()
+    settings = KeyServerSettings.from_env(options.environment(), service_secret=bytes(32))
+    assert (settings.issuer_url, settings.issuer, settings.jwks_url) == (
+        "https://sso.example", None, None,
+    )  # fmt: skip
+    assert settings.user_id_claim == "email"
+
+
 @contextmanager
 def process(
     *args: str, env: dict[str, str] | None = None, **popen: Any
@@ -197,7 +237,7 @@ async def a_device_meets_the_services(
 ) -> None:
     async def token(audience: str) -> str:
         async with httpx.AsyncClient() as http:
-            body = {"sub": "serve-user", "audience": audience}
+            body = {"sub": "serve|user", "audience": audience}
             response = await http.post(f"{idp_url}/token", json=body)
             return str(response.json()["token"])
 
@@ -213,7 +253,8 @@ async def a_device_meets_the_services(
         board = device.board("serve-room")
         await board.connect()
         assert await board.post(Announce.KIND, bytes(Announce(1))) == 1
-        assert (await board.next(10)).user_id == "serve-user"
+        assert device.user_id == "serve~7Cuser"  # the IdP's subject, mapped
+        assert (await board.next(10)).user_id == "serve~7Cuser"
         await board.close()
 
 
@@ -310,11 +351,13 @@ def test_each_service_in_its_own_process(tmp_path: Path) -> None:
     jwks = f"{idp_url}/.well-known/jwks.json"
     with process("serve", "--idp", "--port", str(idp_port)) as idp:
         wait_for(jwks, idp)
-        # The key service is configured by variables alone, the conference by flags.
+        # The key service is configured by variables alone (its IdP's JWKS and issuer),
+        # the conference by flags (its IdP's issuer URL: OIDC discovery).
         with process(
             "serve", "--keyserver", "--port", str(ks_port),
             env={
-                "VEIL_JWKS_URL": jwks, "VEIL_DATA_DIR": str(tmp_path / "keyserver"),
+                "VEIL_JWKS_URL": jwks, "VEIL_JWT_ISSUER": idp_url,
+                "VEIL_DATA_DIR": str(tmp_path / "keyserver"),
                 "VEIL_TRANSFORM_WORKERS": "0",
             },
         ) as keyserver:  # fmt: skip
@@ -322,7 +365,7 @@ def test_each_service_in_its_own_process(tmp_path: Path) -> None:
             assert (tmp_path / "keyserver" / "keyserver.secret").exists()
             assert (tmp_path / "keyserver" / "keyserver.sqlite3").exists()
             with process(
-                "serve", "--conference", "--port", str(conf_port), "--jwks-url", jwks,
+                "serve", "--conference", "--port", str(conf_port), "--jwt-issuer-url", idp_url,
                 "--keyserver-url", ks_url, "--data-dir", str(tmp_path),
             ) as conference:  # fmt: skip
                 wait_for(f"{conf_url}/openapi.json", conference)

@@ -214,6 +214,8 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         fanout_url=args.fanout_url,
         jwks_url=args.jwks_url,
+        issuer_url=args.jwt_issuer_url,
+        user_id_claim=args.jwt_user_id_claim,
         keyserver_url=args.keyserver_url,
         workers=args.workers,
         transform_workers=args.transform_workers,
@@ -287,8 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql://...")
     srv.add_argument("--fanout-url", metavar="URL", help="redis://... or nats://... so "
                      "conference replicas share rooms (default: in memory)")  # fmt: skip
-    srv.add_argument("--jwks-url", metavar="URL", help="the IdP's JWKS (key service and "
-                     "conference alone)")  # fmt: skip
+    srv.add_argument("--jwt-issuer-url", metavar="URL", help="your IdP's issuer: its keys "
+                     "are found by OIDC discovery (key service and conference alone)")  # fmt: skip
+    srv.add_argument("--jwks-url", metavar="URL", help="or your IdP's JWKS, with "
+                     "VEIL_JWT_ISSUER (key service and conference alone)")  # fmt: skip
+    srv.add_argument("--jwt-user-id-claim", metavar="CLAIM", help="the token claim naming "
+                     "the user (default sub)")  # fmt: skip
     srv.add_argument("--keyserver-url", metavar="URL", help="the key service (conference alone)")
     srv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     srv.add_argument("--transform-workers", type=int, help="transform processes per key "

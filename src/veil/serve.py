@@ -37,15 +37,21 @@ _NAMES = {
     "idp": "the dev IdP",
     "all": "all services in one process",
 }
+_TOKEN_FLAGS = ("issuer_url", "jwks_url", "user_id_claim")
+"""How a service alone finds its IdP: ``--jwt-issuer-url`` (OIDC discovery) or
+``--jwks-url``, and ``--jwt-user-id-claim``."""
+_FLAG_NAMES = {"issuer_url": "--jwt-issuer-url", "user_id_claim": "--jwt-user-id-claim"}
+_KEY_SOURCES = ("VEIL_JWT_ISSUER_URL", "VEIL_JWKS_URL", "VEIL_JWKS")
+"""The variables that say where a service alone finds its IdP's keys (exactly one)."""
 _ROLE_FLAGS = {
     "all": ("data_dir", "database_url", "fanout_url", "transform_workers"),
     "idp": (),
-    "keyserver": ("data_dir", "database_url", "jwks_url", "transform_workers"),
-    "conference": ("data_dir", "database_url", "fanout_url", "jwks_url", "keyserver_url"),
+    "keyserver": ("data_dir", "database_url", "transform_workers", *_TOKEN_FLAGS),
+    "conference": ("data_dir", "database_url", "fanout_url", "keyserver_url", *_TOKEN_FLAGS),
 }
 """Which of the optional flags (below) each role reads."""
 _OPTIONAL_FLAGS = (
-    "data_dir", "database_url", "fanout_url", "jwks_url", "keyserver_url", "transform_workers",
+    "data_dir", "database_url", "fanout_url", "keyserver_url", "transform_workers", *_TOKEN_FLAGS,
 )  # fmt: skip
 
 
@@ -65,6 +71,8 @@ class ServeOptions:
     keyserver_url: str | None
     workers: int
     transform_workers: int | None
+    issuer_url: str | None = None
+    user_id_claim: str | None = None
 
     def check(self) -> None:
         try:
@@ -86,7 +94,7 @@ class ServeOptions:
             raise ConfigurationError(
                 "the dev IdP signs a token for any user who asks, so it listens on loopback "
                 "only; to serve other machines, run --keyserver and --conference with your "
-                "own IdP's --jwks-url"
+                "own IdP's --jwt-issuer-url"
             )
         if self.role == "all":
             if ":" in self.host:
@@ -112,13 +120,17 @@ class ServeOptions:
                 "VEIL_KEYSERVER_AUDIENCE and VEIL_CONFERENCE_AUDIENCE must differ: a service "
                 "that could replay users' tokens at the other could open split-trust escrows"
             )
+        if self.issuer_url and self.jwks_url:
+            raise ConfigurationError("pass one of --jwt-issuer-url and --jwks-url, not both")
         env = self.environment()
-        jwks_sources = ("VEIL_JWKS_URL" in env) + ("VEIL_JWKS" in env)
-        if jwks_sources != 1:
+        key_sources = sum(name in env for name in _KEY_SOURCES)
+        if key_sources != 1:
             raise ConfigurationError(
-                f"{_NAMES[self.role]} verifies JWTs: pass --jwks-url (your IdP's JWKS, e.g. "
-                "http://127.0.0.1:8472/.well-known/jwks.json) or set VEIL_JWKS_URL, or put "
-                "the JWKS itself in VEIL_JWKS" + (" (not both)" if jwks_sources else "")
+                f"{_NAMES[self.role]} verifies JWTs: pass --jwt-issuer-url (your IdP's "
+                "issuer, whose /.well-known/openid-configuration names its keys; "
+                "http://127.0.0.1:8472 for veil serve --idp) or --jwks-url, or set one of "
+                + ", ".join(_KEY_SOURCES)
+                + (" (only one)" if key_sources else "")
             )
         if self.role == "conference" and "VEIL_KEYSERVER_URL" not in env:
             raise ConfigurationError(
@@ -139,7 +151,7 @@ class ServeOptions:
         """Refuse a flag the chosen role would ignore: the operator meant something."""
         for name in _OPTIONAL_FLAGS:
             if getattr(self, name) is not None and name not in _ROLE_FLAGS[self.role]:
-                flag = "--" + name.replace("_", "-")
+                flag = _FLAG_NAMES.get(name) or "--" + name.replace("_", "-")
                 raise ConfigurationError(f"{flag} has no effect on {_NAMES[self.role]}")
 
     @property
@@ -153,6 +165,8 @@ class ServeOptions:
             "VEIL_DATA_DIR": str(self.directory),
             "VEIL_DATABASE_URL": self.database_url,
             "VEIL_JWKS_URL": self.jwks_url,
+            "VEIL_JWT_ISSUER_URL": self.issuer_url,
+            "VEIL_JWT_USER_ID_CLAIM": self.user_id_claim,
             "VEIL_KEYSERVER_URL": self.keyserver_url,
             "VEIL_FANOUT_URL": self.fanout_url,
             "VEIL_TRANSFORM_WORKERS": None
@@ -162,8 +176,13 @@ class ServeOptions:
         if self.role == "conference":  # which reads this variable first
             flags["VEIL_CONFERENCE_DATABASE_URL"] = self.database_url
         env = {**os.environ, **{k: v for k, v in flags.items() if v is not None}}
-        if self.jwks_url:  # the flag wins over a JWKS document too
+        if self.jwks_url:  # the flag wins over the variables' other key sources
             env.pop("VEIL_JWKS", None)
+            env.pop("VEIL_JWT_ISSUER_URL", None)
+        if self.issuer_url:  # and so does this one, whose discovery names the issuer too
+            env.pop("VEIL_JWKS", None)
+            env.pop("VEIL_JWKS_URL", None)
+            env.pop("VEIL_JWT_ISSUER", None)
         return env
 
 
@@ -199,8 +218,12 @@ def serve(options: ServeOptions) -> None:
     if options.role == "all":
         asyncio.run(_serve_all(options))
     elif options.role == "idp":
-        provider = DevIdentityProvider()
         port = DEFAULT_PORTS["idp"] if options.port is None else options.port
+        # Its issuer is its URL, as OIDC discovery requires (unknown for a free port).
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        provider = (
+            DevIdentityProvider(issuer=f"http://{host}:{port}") if port else DevIdentityProvider()
+        )
         print(f"veil dev IdP (not for production) on {_address(options.host, port)}", flush=True)
         uvicorn.run(
             create_idp(provider), host=options.host, port=port, **uvicorn_options(),
@@ -261,6 +284,7 @@ async def _serve_all(options: ServeOptions) -> None:
     async with run_stack(
         options.directory,
         idp=idp,
+        discovery=True,
         host=options.host,
         ports=ports,
         database_url=options.database_url,
