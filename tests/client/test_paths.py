@@ -15,9 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from veil.client import Invitation
+from veil.client import Invitation, Unavailable
 from veil.client.conference import ws_url
 from veil.client.errors import ServiceError
+from veil.client.keyserver import send
 from veil.conference.directory import DeviceDirectory
 from veil.crypto.keys import PrivateKey
 from veil.protocol import path_segment
@@ -149,3 +150,15 @@ def test_the_conference_service_asks_about_a_hello_device_id_in_one_segment() ->
 
     asyncio.run(main())
     assert seen == [b"/v1/devices/x%2F..%2Fvictim", b"/v1/devices/%2E%2E"]
+
+
+def test_a_network_error_names_the_method_url_and_cause() -> None:
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as http:  # discard port
+            with pytest.raises(Unavailable) as refused:
+                await send(http, "GET", "/v1/devices/abc?token=secret")
+        message = str(refused.value)
+        assert "GET http://127.0.0.1:9/v1/devices/abc:" in message
+        assert "secret" not in message and "ConnectError" not in message
+
+    asyncio.run(main())

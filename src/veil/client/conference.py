@@ -106,7 +106,8 @@ async def open_socket(
             url, max_size=1 << 20, open_timeout=HANDSHAKE_SECONDS, compression=None
         )
     except (OSError, TimeoutError, InvalidHandshake) as exc:
-        raise Unavailable(0, "unreachable", f"{url}: {type(exc).__name__}") from None
+        cause = str(exc) or type(exc).__name__  # e.g. the refused connection, the status
+        raise Unavailable(0, "unreachable", f"{url}: {cause}") from None
     try:
         async with asyncio.timeout(HANDSHAKE_SECONDS):
             challenge = json.loads(await socket.recv())

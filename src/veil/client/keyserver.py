@@ -53,7 +53,11 @@ async def send(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) ->
     try:
         response = await http.request(method, url, **kwargs)
     except httpx.TransportError as exc:
-        raise Unavailable(0, "unreachable", f"{http.base_url}: {type(exc).__name__}") from None
+        # The URL without its query, and the cause as the network stack tells it (a
+        # refused connection, a timeout): what an operator needs, and no secret.
+        target = http.base_url.join(url).copy_with(query=None)
+        cause = str(exc) or type(exc).__name__
+        raise Unavailable(0, "unreachable", f"{method} {target}: {cause}") from None
     return result(response)
 
 
