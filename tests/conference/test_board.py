@@ -328,7 +328,9 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
             ("chat", b"", "chat: the body is not UTF-8 JSON"),
             ("chat", b"not JSON", "chat: the body is not UTF-8 JSON"),
             ("chat", b"\xff" + conf.chat(b"sealed"), "chat: the body is not UTF-8 JSON"),
-            ("chat", b"[" * 5000 + b"]" * 5000, "chat: the body is not UTF-8 JSON"),  # too deep
+            # Too deep: refused either way, by the decoder's recursion limit (which other
+            # libraries in the process may raise) or as not an object.
+            ("chat", b"[" * 5000 + b"]" * 5000, "chat: the body is not "),
             ("chat", b"[]", "chat: the body is not a JSON object"),
             ("chat", b"null", "chat: the body is not a JSON object"),
             # Not canonical: whitespace, unsorted keys, escaped or padded where it need not be.

@@ -88,6 +88,7 @@ def test_a_returning_manager_follows_the_key_of_the_one_that_took_over(env) -> N
         await deputy.wait_for_epoch(1, timeout=FAILOVER.failover + 5)
         # ... and, back, takes the deputy's key like everyone: it no longer manages.
         await ma.wait_for_epoch(1, timeout=5)
+        await mc.wait_for_epoch(1, timeout=5)
         assert not ma.managing and ma.epochs.manager == deputy.device.device_id
         assert ma.security_code == deputy.security_code == mc.security_code
 
