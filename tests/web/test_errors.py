@@ -83,3 +83,9 @@ def test_refusals_have_the_documented_body(client: TestClient) -> None:
     for response in refusals:
         assert 400 <= response.status_code < 500, response.text
         ErrorBody.model_validate(response.json())  # and nothing else (extra="forbid")
+
+
+def test_the_api_document_is_served_and_no_page_that_needs_a_cdn(client: TestClient) -> None:
+    assert client.get("/openapi.json").status_code == 200
+    for page in ("/docs", "/redoc"):
+        assert client.get(page).status_code == 404

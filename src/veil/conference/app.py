@@ -23,6 +23,7 @@ from veil.web.logs import REQUEST_ID
 from veil.web.metrics import HttpMetrics, add_metrics_route
 from veil.web.observe import HEADER as REQUEST_ID_HEADER
 from veil.web.observe import Observe
+from veil.web.openapi import NO_CDN_DOCS
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import Identity, bearer_token
 
@@ -41,6 +42,7 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
         description="Meeting rooms: an ordered board of signed posts and a media relay "
         "for SFrame frames. It routes what clients send and can read none of it.",
         lifespan=lifespan,
+        **NO_CDN_DOCS,
     )
     app.state.service = service
     install_handlers(app)

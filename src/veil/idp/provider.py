@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from veil.protocol import KEYSERVER_AUDIENCE
 from veil.web.env import DEV_ISSUER
 from veil.web.oidc import DISCOVERY_PATH
+from veil.web.openapi import NO_CDN_DOCS
 
 DEFAULT_ISSUER = DEV_ISSUER
 """The issuer of a provider used in-process; served at a URL (``veil serve``), the
@@ -80,6 +81,7 @@ def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
     app = FastAPI(
         title="Veil development IdP (not for production)",
         description="Signs identity assertions for any user name. Demo and tests only.",
+        **NO_CDN_DOCS,
     )
     app.state.provider = provider
 

@@ -16,6 +16,7 @@ from veil.web.health import NotReady, add_health_route, add_readiness_route
 from veil.web.limits import BodyLimit
 from veil.web.metrics import HttpMetrics, add_metrics_route, new_registry
 from veil.web.observe import Observe
+from veil.web.openapi import NO_CDN_DOCS
 
 
 def create_app(settings: KeyServerSettings) -> FastAPI:
@@ -32,6 +33,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
         description="Stores public keys, escrowed keys, transform keys, groups and an audit "
         "log; transforms encrypted keys for the device that asks. It cannot decrypt anything.",
         lifespan=lifespan,
+        **NO_CDN_DOCS,
     )
     app.state.service = service
     install_handlers(app)
