@@ -111,6 +111,71 @@ def _bench_meeting(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_churn(args: argparse.Namespace) -> int:
+    from veil.bench import churn
+
+    config = churn.ChurnConfig(
+        participants=args.participants, duration=args.duration, period=args.period,
+        debounce=args.debounce, fps=args.fps, workers=args.workers, tail=args.tail,
+        transform_workers=args.transform_workers,
+    )  # fmt: skip
+    result = churn.run(config)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    joins, leaves, frames = result["joins"], result["leaves"], result["frames"]
+
+    def seconds(stats: dict[str, float | None]) -> str:
+        if stats["median"] is None:
+            return "-"
+        return f"median {stats['median']:.2f} s, max {stats['max']:.2f} s"
+
+    table = Table(
+        "measure", "value",
+        title=f"veil bench churn — {config.participants} participants, a leave and a join "
+        f"every {config.period:g} s for {config.duration:g} s, debounce {config.debounce:g} s",
+    )  # fmt: skip
+    initial = result["initial_joins"]
+    table.add_row("initial joins", f"{initial['succeeded']} / {initial['attempted']}")
+    table.add_row("joins during the churn", f"{joins['succeeded']} / {joins['attempted']}")
+    table.add_row("join time", seconds(joins["seconds"]))
+    table.add_row(
+        "leaves measured", f"{leaves['measured']} / {leaves['count']} "
+        f"({leaves['unfinished']} unfinished)",
+    )  # fmt: skip
+    table.add_row("leave -> every participant locked the leaver out", seconds(leaves["to_all_s"]))
+    table.add_row("  leave() returned", seconds(leaves["leave_returned_s"]))
+    table.add_row("  leave -> the starter (manager) saw it", seconds(leaves["seen_by_starter_s"]))
+    table.add_row("  leave -> new key first installed", seconds(leaves["until_key_s"]))
+    table.add_row("  new key -> installed by all", seconds(leaves["key_to_all_s"]))
+    table.add_row("epochs; devices that posted keys (1: no take-over)",
+                  f"{result['epochs']}; {result['managers']}")  # fmt: skip
+    table.add_row("frames decrypted by leavers after leaving",
+                  str(result["leavers_decrypted_after_leave"]))  # fmt: skip
+    table.add_row(
+        f"frames between the {frames['stayers']} stayers (window)",
+        f"{frames['decrypted']} of {frames['expected_deliveries']} decrypted, "
+        f"{frames['lost']} lost",
+    )
+    table.add_row("frame latency", f"p50 {frames['latency_ms_p50']} ms, "
+                  f"p99 {frames['latency_ms_p99']} ms")  # fmt: skip
+    cpu = result["cpu"] or {}
+    table.add_row("cores busy: machine, this benchmark, other work",
+                  f"{cpu.get('machine_cores')}, {cpu.get('benchmark_cores')}, "
+                  f"{cpu.get('other_cores')}")  # fmt: skip
+    console = Console()
+    console.print(table)
+    for what in ("join", "leave"):
+        for error in result[f"{what}s"]["errors"]:
+            console.print(f"{what} failed: {error}", markup=False)
+    for kind, seen in result["meeting_failures"].items():
+        example = seen["examples"][0]
+        console.print(f"MeetingFailure {kind} x{seen['count']}, e.g. {example}", markup=False)
+    for name, passed in result["targets"].items():
+        console.print(f"{name}: " + ("[green]yes[/]" if passed else "[red]NO[/]"))
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from veil.keyserver.maintenance import AuditUnreadable, verify_audit
 
@@ -360,6 +425,36 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--rounds", type=int, default=3, help="rekeys of each kind (default 3)")
     mt.add_argument("--json", action="store_true", help="print one JSON object")
     mt.set_defaults(handler=_bench_meeting)
+
+    ch = targets.add_parser(
+        "churn",
+        help="a meeting under churn: a leave and a join every few seconds, media flowing",
+        description="Runs the services (veil serve) and N real SDK clients in worker "
+        "processes, all sending and receiving audio-sized frames through the relay. For "
+        "--duration seconds, every --period seconds the longest-present of the churning "
+        "half leaves and a new participant joins. Reports joins that succeeded, the time "
+        "from each leave until every participant present holds a key the leaver cannot get "
+        "(median, max, and its legs), frames decrypted by leavers after leaving, and frames "
+        "lost between the participants present throughout (frames sent during the churn "
+        "window). Targets: every join, max <= 5 s with a 1 s debounce, 0 frames.",
+    )
+    ch.add_argument("--participants", type=int, default=50, help="participants at any time, "
+                    "the starter included (default 50; half of them stay throughout)")  # fmt: skip
+    ch.add_argument("--duration", type=float, default=90.0, help="seconds of churn (default 90)")
+    ch.add_argument("--period", type=float, default=3.0, help="seconds between a leave+join "
+                    "(default 3)")  # fmt: skip
+    ch.add_argument("--debounce", type=float, default=1.0, help="the manager's rekey debounce "
+                    "after a leave (default 1 s)")  # fmt: skip
+    ch.add_argument("--fps", type=float, default=10.0, help="audio frames a second each "
+                    "participant sends (default 10)")  # fmt: skip
+    ch.add_argument("--workers", type=int, default=2, help="client processes the participants "
+                    "are spread over (default 2)")  # fmt: skip
+    ch.add_argument("--tail", type=float, default=8.0, help="seconds the meeting runs on after "
+                    "the churn (default 8)")  # fmt: skip
+    ch.add_argument("--transform-workers", type=int, default=1, help="the key service's "
+                    "transform processes (default 1)")  # fmt: skip
+    ch.add_argument("--json", action="store_true", help="print one JSON object")
+    ch.set_defaults(handler=_bench_churn)
 
     audit = commands.add_parser("audit", help="key service audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
