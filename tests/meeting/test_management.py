@@ -190,3 +190,25 @@ def test_deputies_are_members_that_answer_and_lose_the_admin_role_when_they_leav
         await board.close()
 
     env.run(main)
+
+
+def test_a_leave_the_board_refused_once_is_posted_again(env) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
+        ma, mb, mc = await env.start_and_join(alice, [bob, carol], timers=T)
+        post, refusals = mc.board.post, [1]
+
+        async def refused_once(kind: str, body: bytes, **options: float) -> int:
+            if refusals:
+                refusals.pop()  # the board could not ask the key service: 503
+                raise Unavailable(503, "keyserver_unavailable", "the key service did not answer")
+            return await post(kind, body, **options)
+
+        mc.board.post = refused_once  # type: ignore[method-assign]
+        await mc.leave()
+        assert mc.ciphertexts_held() == 0 and any(isinstance(e, Unavailable) for e in mc.errors)
+        await mb.wait_for_epoch(1, timeout=10)
+        assert carol.user_id not in (await alice.groups.get(ma.meeting_id)).members
+        await _locked_out(env, carol, ma.meeting_id, bob)
+
+    env.run(main)

@@ -31,7 +31,8 @@ service or of the application's ``admit``, stops the manager's work.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from veil.client.conference import Board
 from veil.client.groups import Groups
@@ -103,7 +104,7 @@ class Manager:
     def managing(self) -> bool:
         return self.active and self.epochs.manager == self.device_id
 
-    def start(self, spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
+    def start(self, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
         for work in (
             self._admit_loop(), self._remove_loop(), self._heartbeat(), self._ratchet(),
             self._watch_manager(),

@@ -22,8 +22,8 @@ that waits on a service runs in tasks of its own, so the board is never held up.
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from veil.client.conference import MediaChannel, Post
 from veil.client.errors import (
@@ -135,6 +135,7 @@ class Meeting:
         self._tasks: list[asyncio.Task[None]] = []
         self._retake = False  # a late host or hand-over target retries a lost take-over once
         self._named_deputy: int | None = None  # as the manager's newest ``alive`` says
+        self._leave_landed = False
 
     def __repr__(self) -> str:
         return f"Meeting({self.meeting_id!r}, epoch={self.epoch}, sender={self.sender})"
@@ -297,7 +298,7 @@ class Meeting:
                 return
         raise NotAdmitted(f"not admitted to {self.meeting_id!r}")
 
-    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await work
@@ -307,6 +308,8 @@ class Meeting:
                 self.events.fail(exc)
 
         task = asyncio.create_task(guarded())
+        # Cancelled before it started (a meeting closed at once): close the work too.
+        task.add_done_callback(lambda _: work.close())
         self._tasks.append(task)
         return task
 
@@ -600,15 +603,30 @@ class Meeting:
         may keep watching. The manager first ends the meeting or hands it over."""
         if self.managing and not self.ended.is_set():
             raise VeilError("the manager ends the meeting or hands it over before leaving")
-        if self.left:
-            return
-        self.left = True
-        self.manager.active = False  # a take-over in flight draws and posts nothing more
-        self._close_keys()
-        await self.manager.stop()
-        await self.board.post(
-            Leave.KIND, bytes(Leave(self.sender)), timeout=self.timers.post_timeout
-        )
+        if not self.left:
+            self.left = True
+            self.manager.active = False  # a take-over in flight draws and posts nothing more
+            self._close_keys()
+            await self.manager.stop()
+        if not self._leave_landed:  # a call after a failed one posts again
+            await self._post_until_landed(Leave.KIND, bytes(Leave(self.sender)))
+            self._leave_landed = True
+
+    async def _post_until_landed(self, kind: str, body: bytes) -> None:
+        """Post, trying again after a refusal the board may not repeat (503: it could
+        not ask the key service) until ``post_timeout`` has passed; then raise."""
+        deadline = self.clock.time() + self.timers.post_timeout
+        failures = 0
+        while True:
+            try:
+                await self.board.post(kind, body, timeout=self.timers.post_timeout)
+                return
+            except Unavailable as exc:
+                if self.clock.time() >= deadline:
+                    raise
+                self.events.fail(exc)
+                await self.clock.sleep(_KEY_RETRY[min(failures, len(_KEY_RETRY) - 1)])
+                failures += 1
 
     async def end(self) -> None:
         """For the manager: end the meeting, delete the group (its transform keys go)."""
