@@ -1,8 +1,10 @@
 """The ``veil`` command, run as a user would run it."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from veil.bench.crypto import ratios
 from veil.cli import main
@@ -93,10 +95,21 @@ def test_bench_keyserver_runs_twice_on_one_postgresql_database(fresh_postgres_ur
     """Each run names its own users and group, so runs can share ``--database-url``."""
     for _ in range(2):
         completed = subprocess.run(
-            [*VEIL_BENCH, "keyserver", "--json", "--duration", "1", "--members", "2",
-             "--database-url", fresh_postgres_url],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                *VEIL_BENCH,
+                "keyserver",
+                "--json",
+                "--duration",
+                "1",
+                "--members",
+                "2",
+                "--database-url",
+                fresh_postgres_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert completed.returncode == 0, completed.stderr[-2000:]
         assert json.loads(completed.stdout)["requests"] > 0
 
@@ -121,3 +134,43 @@ def test_bench_meeting_json_measures_both_rekeys() -> None:
 
 def test_bench_meeting_refuses_a_one_person_meeting() -> None:
     assert main(["bench", "meeting", "--participants", "1"]) == 2
+
+
+def test_audit_verify_finds_the_all_in_one_data_directory(tmp_path: Path) -> None:
+    from veil.idp import DevIdentityProvider
+    from veil.keyserver import KeyServerSettings
+    from veil.keyserver.service import KeyService
+
+    idp = DevIdentityProvider()
+    KeyService(
+        KeyServerSettings(
+            database_url=f"sqlite:///{tmp_path / 'keyserver.sqlite3'}",
+            service_secret=bytes(32),
+            issuer=idp.issuer,
+            audience=idp.audience,
+            jwks=idp.jwks(),
+            transform_workers=0,
+        )
+    ).close()
+    command = [sys.executable, "-m", "veil.cli", "audit", "verify"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
+    found = subprocess.run(
+        command, capture_output=True, text=True, env={**clean, "VEIL_DATA_DIR": str(tmp_path)}
+    )
+    assert found.returncode == 0 and "audit chain intact: 0 entries" in found.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = subprocess.run(command, capture_output=True, text=True, env=clean, cwd=empty)
+    assert missing.returncode == 2
+    assert f"no key service database at veil-data{os.sep}keyserver.sqlite3" in missing.stderr
+
+
+def test_the_sdk_alone_is_told_to_install_the_server_extra() -> None:
+    # As after `pip install -e .`: the server's libraries are not importable.
+    script = (
+        "import sys; sys.modules['uvicorn'] = None; sys.modules['fastapi'] = None\n"
+        "from veil.cli import main; sys.exit(main(['serve']))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "pip install 'veil[server]'" in run.stderr and "Traceback" not in run.stderr

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -180,9 +181,17 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from veil.keyserver.maintenance import AuditUnreadable, verify_audit
 
     url = args.database_url or os.environ.get("VEIL_DATABASE_URL")
-    if not url:
-        print("veil: give --database-url or set VEIL_DATABASE_URL", file=sys.stderr)
-        return 2
+    if not url:  # the all-in-one mode's database, where veil serve keeps it by default
+        folder = Path(os.environ.get("VEIL_DATA_DIR") or "./veil-data")
+        database = folder / "keyserver.sqlite3"
+        if not database.is_file():
+            print(
+                f"veil: no key service database at {database}: give --database-url, or "
+                "set VEIL_DATABASE_URL or VEIL_DATA_DIR",
+                file=sys.stderr,
+            )
+            return 2
+        url = f"sqlite:///{database.resolve()}"
     try:
         report = verify_audit(url)
     except AuditUnreadable as error:
@@ -263,8 +272,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from veil.serve import ConfigurationError, ServeOptions, serve
 
     roles = [r for r in ("keyserver", "conference", "idp") if getattr(args, r)]
@@ -466,7 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
         "could not be read (no such database, no audit table, no connection).",
     )
     verify.add_argument(
-        "--database-url", metavar="URL", help="key service database (default $VEIL_DATABASE_URL)"
+        "--database-url",
+        metavar="URL",
+        help="key service database (default $VEIL_DATABASE_URL, else the keyserver.sqlite3 "
+        "of veil serve's data directory: $VEIL_DATA_DIR or ./veil-data)",
     )
     verify.set_defaults(handler=_audit_verify)
     return parser
@@ -482,7 +492,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"veil: --participants must be at least {least}", file=sys.stderr)
         return 2
     handler = args.handler
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except ModuleNotFoundError as missing:
+        if missing.name is None or missing.name.partition(".")[0] not in _SERVER_MODULES:
+            raise
+        print(
+            f"veil {args.command}: needs the server extra (no module {missing.name!r}): "
+            "pip install 'veil[server]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+_SERVER_MODULES = frozenset(
+    {"fastapi", "uvicorn", "starlette", "sqlalchemy", "alembic", "jwt", "psycopg", "redis",
+     "nats", "prometheus_client"}
+)  # fmt: skip
+"""What ``pip install -e .`` (the SDK alone) leaves out: ``veil[server]`` brings them."""
 
 
 if __name__ == "__main__":
