@@ -257,6 +257,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
     if not console.is_terminal:
         console.print()  # Live leaves a pipe's last line open
+    console.print(_DEMO_LEGEND)
     summary = Table(title="checks")
     summary.add_column("check")
     summary.add_column("result")
@@ -269,6 +270,16 @@ def _demo(args: argparse.Namespace) -> int:
         f"decrypted, {result.seconds} s — " + ("[green]ok[/]" if result.ok else "[red]FAILED[/]")
     )
     return 0 if result.ok else 1
+
+
+_DEMO_LEGEND = (
+    "[dim]epoch: the session key each client holds (a leave rotates it). code: the "
+    "security code of that epoch, which everyone present compares (out of band) to know "
+    "they share one key and member list. sent / decrypted: frames this client sent, and "
+    "others' frames it decrypted. dropped: frames it refused (tampered, replayed, or "
+    "under a key it does not hold). The leaver keeps its relay connection after leaving "
+    "('left, listening'): everything it receives from then on is dropped.[/]"
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
