@@ -40,7 +40,7 @@ from veil.client.meeting.authority import make_proof
 from veil.client.meeting.epochs import Epochs
 from veil.client.meeting.events import EventStream
 from veil.client.meeting.roster import Roster
-from veil.client.meeting.timers import Clock, MeetingTimers
+from veil.client.meeting.timers import Clock, MeetingTimers, retry_delay
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import encrypt
 from veil.crypto.signing import SigningKey
@@ -230,7 +230,7 @@ class Manager:
                 raise
             except Exception as exc:  # retried, backing off, until the key service takes it
                 self.events.fail(exc)
-                await self.clock.sleep(_RETRY[min(failures, len(_RETRY) - 1)])
+                await self.clock.sleep(retry_delay(failures))
                 failures += 1
                 self._departures.set()
                 continue
@@ -339,7 +339,3 @@ class Manager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-
-_RETRY = (0.5, 1.0, 2.0, 5.0)
-"""Waits before a removal the key service refused is tried again."""

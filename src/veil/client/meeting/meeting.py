@@ -56,7 +56,7 @@ from veil.client.meeting.events import (
 )
 from veil.client.meeting.manager import Admit, Manager
 from veil.client.meeting.roster import Roster
-from veil.client.meeting.timers import Clock, MeetingTimers, SystemClock
+from veil.client.meeting.timers import Clock, MeetingTimers, SystemClock, retry_delay
 from veil.crypto.errors import AuthenticationError, DecodeError
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue
@@ -76,9 +76,6 @@ from veil.protocol.board import (
 if TYPE_CHECKING:
     from veil.client.device import Device
     from veil.client.documents import EncryptedDocument
-
-_KEY_RETRY = (0.5, 1.0, 2.0, 5.0)
-"""Waits before asking the key service again after it did not answer."""
 
 
 class Meeting:
@@ -438,7 +435,7 @@ class Meeting:
                 return
             except (Unavailable, OSError) as exc:
                 self.events.fail(exc)
-                await self.clock.sleep(_KEY_RETRY[min(failures, len(_KEY_RETRY) - 1)])
+                await self.clock.sleep(retry_delay(failures))
                 failures += 1
                 self._offered.set()
                 continue
@@ -625,7 +622,7 @@ class Meeting:
                 if self.clock.time() >= deadline:
                     raise
                 self.events.fail(exc)
-                await self.clock.sleep(_KEY_RETRY[min(failures, len(_KEY_RETRY) - 1)])
+                await self.clock.sleep(retry_delay(failures))
                 failures += 1
 
     async def end(self) -> None:
