@@ -339,3 +339,15 @@ def test_rfc9380_vectors_file_agrees_with_inline_copy() -> None:
 def test_h2_uses_veils_own_domain_tag() -> None:
     assert pg.hash_to_g2(b"abc") != pg.hash_to_g2(b"abc", RFC9380_DST)
     assert pg.H2_DST.startswith(b"VEIL-V01-")
+
+
+def test_a_pymcl_without_the_hash_to_curve_symbols_is_refused_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class WithoutHashToCurve:
+        def __init__(self, path: str) -> None:
+            self.mclBn_setMapToMode = lambda mode: 0
+
+    monkeypatch.setattr(pg.ctypes, "CDLL", WithoutHashToCurve)
+    with pytest.raises(ImportError, match="mclBnG2_hashAndMapToWithDst, mclBnG2_serialize"):
+        pg._load_mcl()

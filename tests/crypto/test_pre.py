@@ -26,12 +26,15 @@ from veil.crypto.pre import (
     EncryptedValue,
     TransformKey,
     VerifiedEncryptedValue,
+    VerifiedTransformKey,
     _sign_value,
     decrypt,
     descends_from,
     encrypt,
     generate_transform_key,
+    prepare_transforms,
     transform,
+    transform_chain,
 )
 from veil.crypto.signing import SigningKey
 
@@ -136,6 +139,78 @@ def test_group_to_augmented_user_to_device() -> None:
     to_device = generate_transform_key(user, device.public_key, SIGNER).augment(secret)
     at_device = transform(transform(value, to_user, TRANSFORMER), to_device, TRANSFORMER)
     assert decrypt(at_device, device) == m
+
+
+# --- chains and prepared transforms (issue 19) -------------------------------------------
+
+
+def _group_user_device() -> tuple[list[PrivateKey], list[VerifiedTransformKey]]:
+    group, user, device = (PrivateKey.generate() for _ in range(3))
+    secret = AugmentationSecret.generate()
+    to_user = generate_transform_key(group, user.public_key.augment(secret), SIGNER)
+    to_device = generate_transform_key(user, device.public_key, SIGNER).augment(secret)
+    return [group, user, device], [to_user, to_device]
+
+
+def test_a_chain_is_signed_once_by_its_transformer_and_decrypts_with_its_origin() -> None:
+    (group, _, device), keys = _group_user_device()
+    m = Plaintext.generate()
+    value = encrypt(m, group.public_key, SIGNER)
+    at_device = transform_chain(value, keys, TRANSFORMER)
+    assert at_device.level == 2
+    assert at_device.signer == TRANSFORMER.verifying_key
+    EncryptedValue.from_bytes(bytes(at_device)).verify(signer=TRANSFORMER.verifying_key)
+    assert decrypt(at_device, device, origin=value) == m
+
+
+def test_a_chain_from_a_transformed_value_moves_it_on() -> None:
+    keys = [PrivateKey.generate() for _ in range(4)]
+    m = Plaintext.generate()
+    level1 = chain(keys[:2], m)[-1]
+    tks = [generate_transform_key(a, b.public_key, SIGNER) for a, b in itertools.pairwise(keys[1:])]
+    assert decrypt(transform_chain(level1, tks, TRANSFORMER), keys[3]) == m
+
+
+def test_prepared_transforms_finish_into_what_a_transform_on_the_spot_gives() -> None:
+    (group, user, device), keys = _group_user_device()
+    values = [encrypt(Plaintext.generate(), group.public_key, SIGNER) for _ in range(3)]
+    prepared = prepare_transforms(keys, 3)
+    for value, ready in zip(values, prepared, strict=True):
+        done = ready.finish(value, TRANSFORMER)
+        assert done.level == 2 and descends_from(done, value)
+        assert decrypt(done, device, origin=value) == decrypt(value, group)
+        with pytest.raises(DecryptionError):
+            decrypt(done, user)
+    one_hop = prepare_transforms(keys[:1], 1)[0].finish(values[0], TRANSFORMER)
+    assert one_hop.level == 1
+
+
+def test_each_prepared_transform_has_its_own_randomness() -> None:
+    _, keys = _group_user_device()
+    value = encrypt(Plaintext.generate(), PrivateKey.generate().public_key, SIGNER)
+    a, b = (p.finish(value, TRANSFORMER) for p in prepare_transforms(keys, 2))
+    for x, y in zip(a.blocks, b.blocks, strict=True):
+        assert (x.ephemeral_key, x.encrypted_k) == (y.ephemeral_key, y.encrypted_k)  # the keys'
+        assert x.random_key != y.random_key and x.encrypted_r != y.encrypted_r  # fresh
+    assert a.body != b.body
+
+
+def test_a_prepared_transform_serves_one_level_0_ciphertext_once() -> None:
+    (group, _, _), keys = _group_user_device()
+    value = encrypt(Plaintext.generate(), group.public_key, SIGNER)
+    ready, other = prepare_transforms(keys, 2)
+    level1 = transform(value, keys[0], TRANSFORMER)
+    with pytest.raises(ValueError, match="level-0"):
+        other.finish(level1, TRANSFORMER)
+    ready.finish(value, TRANSFORMER)
+    with pytest.raises(ValueError, match="one ciphertext only"):
+        ready.finish(value, TRANSFORMER)
+    assert "spent=True" in repr(ready)
+    with pytest.raises(TypeError, match="verify"):
+        other.finish(EncryptedValue.from_bytes(bytes(value)), TRANSFORMER)  # type: ignore[arg-type]
+    unchecked = TransformKey.from_bytes(bytes(keys[0]))
+    with pytest.raises(TypeError, match="verify"):
+        prepare_transforms([unchecked], 1)  # type: ignore[list-item]
 
 
 # --- verify, then use ----------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """BLS12-381 behind one seam: scalars, G1, G2, GT, the pairing, encodings, H2.
 
-This is the only module that imports the pairing libraries: ``pymcl`` (herumi/mcl)
-for the group arithmetic and the pairing, ``py_arkworks_bls12381`` for RFC 9380
-hash-to-G2. A constant-time backend can replace both here without touching the
-rest of Veil.
+This is the only module that imports the pairing library, ``pymcl`` (herumi/mcl):
+its classes for the group arithmetic and the pairing, and, for RFC 9380 hash-to-G2,
+the C function its bundled mcl exports (pymcl's classes do not offer the RFC's
+suite with a chosen domain tag). A constant-time backend can replace it here
+without touching the rest of Veil.
 
 Encodings
     G1 and G2 points travel as 48- and 96-byte compressed points in the ZCash/IETF
@@ -33,11 +34,11 @@ Blinding
     control flow does not depend on its inputs.
 """
 
+import ctypes
 import hashlib
 import secrets
 from typing import Final, TypeVar
 
-import py_arkworks_bls12381 as _ark
 import pymcl
 from pymcl import G1, G2, GT, Fr
 
@@ -283,12 +284,49 @@ def decode_g2(data: bytes, *, allow_identity: bool = False, what: str = "G2 poin
     return -point if _fp2_is_largest(y0, y1) != bool(flags & _FLAG_LARGEST_Y) else point
 
 
+def _load_mcl() -> ctypes.CDLL:
+    """The mcl library inside pymcl's extension module, set to RFC 9380 hash_to_curve."""
+    library = ctypes.CDLL(pymcl._pymcl.__file__)
+    needed = ("mclBn_setMapToMode", "mclBnG2_hashAndMapToWithDst", "mclBnG2_serialize")
+    missing = [name for name in needed if not hasattr(library, name)]
+    if missing:
+        raise ImportError(
+            f"the mcl library bundled with pymcl {pymcl.__name__} does not export "
+            f"{', '.join(missing)}: Veil needs pymcl>=1.0.2,<1.1"
+        )
+    library.mclBnG2_hashAndMapToWithDst.argtypes = (
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+    )  # fmt: skip
+    library.mclBnG2_serialize.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    library.mclBnG2_serialize.restype = ctypes.c_size_t
+    # mcl's MCL_MAP_TO_MODE_HASH_TO_CURVE: hash_to_curve as RFC 9380 §3 finally
+    # specifies it (the mode's draft-07 name predates the RFC; the algorithm and the
+    # Appendix J vectors are the same). Veil uses no other mode of mcl's map.
+    if library.mclBn_setMapToMode(5) != 0:
+        raise ImportError("pymcl's mcl refused RFC 9380 hash_to_curve (MCL_MAP_TO_MODE 5)")
+    return library
+
+
+_MCL: Final = _load_mcl()
+# mclBnG2 is x, y, z in Fp2, each Fp coefficient mclBn_getOpUnitSize() 64-bit words
+# (6 for BLS12-381 in this build, more in a build made for larger fields).
+_MCL_G2_STRUCT_SIZE: Final = 3 * 2 * 8 * _MCL.mclBn_getOpUnitSize()
+_MCL_G2_SERIALIZED_SIZE: Final = G2_SIZE
+
+
 def hash_to_g2(message: bytes, dst: bytes = H2_DST) -> G2:
-    """RFC 9380 ``hash_to_curve`` with suite BLS12381G2_XMD:SHA-256_SSWU_RO_ (§8.8.2)."""
-    # py_arkworks takes the message first, whatever its docstring says; the RFC 9380
-    # Appendix J.10.1 vectors in the tests pin this down.
-    point = _ark.G2Point.hash_to_curve(message, dst)
-    return decode_g2(bytes(point.to_compressed_bytes()), what="H2 output")
+    """RFC 9380 ``hash_to_curve`` with suite BLS12381G2_XMD:SHA-256_SSWU_RO_ (§8.8.2).
+
+    mcl computes it into its own struct and hands it over in its serialization
+    (which ``G2.deserialize`` reads, with its subgroup check); the Appendix J.10.1
+    vectors in the tests pin the result down."""
+    point = ctypes.create_string_buffer(_MCL_G2_STRUCT_SIZE)
+    if _MCL.mclBnG2_hashAndMapToWithDst(point, message, len(message), dst, len(dst)) != 0:
+        raise ValueError("hash_to_g2: mcl refused the input")
+    out = ctypes.create_string_buffer(_MCL_G2_SERIALIZED_SIZE)
+    if _MCL.mclBnG2_serialize(out, _MCL_G2_SERIALIZED_SIZE, point) != _MCL_G2_SERIALIZED_SIZE:
+        raise ValueError("hash_to_g2: mcl could not serialize its result")
+    return G2.deserialize(out.raw)
 
 
 # --- GT ------------------------------------------------------------------------------

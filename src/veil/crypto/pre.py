@@ -22,9 +22,11 @@ transformer: to know who *encrypted* it, decrypt with ``origin=`` the author's
 signed level-0 value.
 """
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from veil.crypto.signing import SIGNATURE_SIZE, SigningKey, VerifyingKey
 __all__ = [
     "MAX_LEVEL",
     "EncryptedValue",
+    "PreparedTransform",
     "TransformBlock",
     "TransformKey",
     "VerifiedEncryptedValue",
@@ -52,7 +55,9 @@ __all__ = [
     "descends_from",
     "encrypt",
     "generate_transform_key",
+    "prepare_transforms",
     "transform",
+    "transform_chain",
 ]
 
 MAX_LEVEL: Final = 8
@@ -87,6 +92,22 @@ def _auth_hash(ephemeral_key: pg.G1, plaintext: pg.GT) -> bytes:
 
 def _h2(x: pg.GT) -> pg.G2:
     return pg.hash_to_g2(pg.encode_gt(x))
+
+
+PAIRED_KEYS_CACHED: Final = 32_768
+"""Public keys whose ``e(pk, Q)`` a process keeps: every user and device of a
+10,000-member meeting, with room to spare."""
+
+
+@functools.lru_cache(maxsize=PAIRED_KEYS_CACHED)
+def _paired_with_q(point: pg.G1) -> pg.GT:
+    return pg.pair(point, pg.Q)
+
+
+def _encrypt_to(to: PublicKey, k: pg.Fr) -> pg.GT:
+    """``e(k*pk, Q)``, as ``e(pk, Q)**k`` (one GT power, blinded, instead of a scalar
+    multiplication and a pairing; ``e(pk, Q)`` is computed once per key)."""
+    return pg.pow_secret(_paired_with_q(to.point), k)
 
 
 def descends_from(value: "EncryptedValue", origin: "EncryptedValue") -> bool:
@@ -334,7 +355,7 @@ def encrypt(plaintext: Plaintext, to: PublicKey, signing_key: SigningKey) -> Ver
     """Level-0 ciphertext of ``plaintext`` for the holder of ``to``, signed by the sender."""
     k = pg.random_scalar()
     ephemeral_key = pg.mul_secret(pg.P, k)
-    body = pg.pair(pg.mul_secret(to.point, k), pg.Q) * plaintext.element
+    body = _encrypt_to(to, k) * plaintext.element
     auth = _auth_hash(ephemeral_key, plaintext.element)
     return _sign_value(signing_key, ephemeral_key, body, auth, ())
 
@@ -346,7 +367,7 @@ def generate_transform_key(
     t = pg.random_scalar()
     k = pg.random_gt()
     ephemeral_key = pg.mul_secret(pg.P, t)
-    encrypted_k = pg.pair(pg.mul_secret(to.point, t), pg.Q) * k
+    encrypted_k = _encrypt_to(to, t) * k
     hashed_k = _h2(k) + from_key.negated_q()
     unsigned = TransformKey(
         ephemeral_key, to, encrypted_k, hashed_k, signing_key.verifying_key, b""
@@ -362,35 +383,126 @@ def transform(
     value: VerifiedEncryptedValue, key: VerifiedTransformKey, signing_key: SigningKey
 ) -> VerifiedEncryptedValue:
     """Move ``value`` one hop along ``key``; the result is signed by the transformer."""
+    return transform_chain(value, (key,), signing_key)
+
+
+def transform_chain(
+    value: VerifiedEncryptedValue, keys: Sequence[VerifiedTransformKey], signing_key: SigningKey
+) -> VerifiedEncryptedValue:
+    """Move ``value`` along each key in turn, and sign the result once (a value between
+    two hops is never seen by anyone, so signing it would be wasted)."""
+    _check_inputs(value, keys)
+    if value.level == 0:
+        return prepare_transforms(keys, 1)[0].finish(value, signing_key)
+    body, blocks = value.body, value.blocks
+    for key in keys:
+        hop, last = _fresh_block(key), blocks[-1]
+        moved = _rewrite(last, key, hop, pg.pair(last.ephemeral_key, key.hashed_k))
+        blocks = (*blocks[:-1], moved, hop.block)
+    return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, blocks)
+
+
+def _check_inputs(value: VerifiedEncryptedValue, keys: Sequence[VerifiedTransformKey]) -> None:
     if not isinstance(value, VerifiedEncryptedValue):
         raise TypeError("transform() takes a VerifiedEncryptedValue: call .verify() first")
-    if not isinstance(key, VerifiedTransformKey):
-        raise TypeError("transform() takes a VerifiedTransformKey: call .verify() first")
-    if value.level >= MAX_LEVEL:
-        raise ValueError(f"ciphertext already carries the maximum of {MAX_LEVEL} hops")
+    if not keys or not all(isinstance(key, VerifiedTransformKey) for key in keys):
+        raise TypeError("transform() takes VerifiedTransformKeys: call .verify() first")
+    if value.level + len(keys) > MAX_LEVEL:
+        raise ValueError(f"this would exceed the maximum of {MAX_LEVEL} hops a ciphertext carries")
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    block: TransformBlock
+    hashed_fresh: pg.G2  # H2(K')
+
+
+def _fresh_block(key: VerifiedTransformKey) -> _Hop:
+    """A hop's own block: ``T`` and ``encK`` from the key, fresh ``K'`` and ``s``
+    encrypted to the key's target. Independent of any ciphertext."""
     fresh_k = pg.random_gt()  # K'
     s = pg.random_scalar()
-    hashed_fresh = _h2(fresh_k)
-    new_block = TransformBlock(
+    block = TransformBlock(
         key.ephemeral_key,
         key.encrypted_k,
         pg.mul_secret(pg.P, s),
-        pg.pair(pg.mul_secret(key.to_public_key.point, s), pg.Q) * fresh_k,
+        _encrypt_to(key.to_public_key, s) * fresh_k,
     )
-    if value.level == 0:
-        body = value.body * pg.pair(value.ephemeral_key, key.hashed_k + hashed_fresh)
-        blocks: tuple[TransformBlock, ...] = (new_block,)
-    else:
-        body = value.body
-        last = value.blocks[-1]
-        rewritten = TransformBlock(
-            last.ephemeral_key,
-            last.encrypted_k * pg.pair(last.ephemeral_key, key.hashed_k),
-            last.random_key,
-            last.encrypted_r * pg.pair(last.random_key, hashed_fresh + key.hashed_k),
-        )
-        blocks = (*value.blocks[:-1], rewritten, new_block)
-    return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, blocks)
+    return _Hop(block, _h2(fresh_k))
+
+
+def _rewrite(
+    last: TransformBlock, key: VerifiedTransformKey, hop: _Hop, key_factor: pg.GT
+) -> TransformBlock:
+    """The previous hop's block, moved along ``key`` (whose own block is ``hop``);
+    ``key_factor`` is ``e(T, hashedK)``, which depends on the two keys alone."""
+    return TransformBlock(
+        last.ephemeral_key,
+        last.encrypted_k * key_factor,
+        last.random_key,
+        last.encrypted_r * pg.pair(last.random_key, hop.hashed_fresh + key.hashed_k),
+    )
+
+
+class PreparedTransform:
+    """A transform of a level-0 ciphertext along a chain of keys, done in advance up
+    to its one step that depends on the ciphertext.
+
+    Everything else is fresh randomness and the keys: each hop's block (fresh ``K'``
+    and ``s`` encrypted to the hop's target), each block rewritten by the next hop,
+    and the first hop's pairing argument ``hashedK + H2(K')``. What is left,
+    ``C * e(E, hashedK + H2(K'))``, is one pairing. The randomness is the same a
+    transform made on the spot would draw, so the result is indistinguishable from
+    one; but it must serve exactly one ciphertext, for the target it was drawn for:
+    ``finish`` refuses a second use. (Two ciphertexts sharing it would share every
+    block, and a holder of one result could strip the other's.) It lives in memory
+    only and is never written anywhere."""
+
+    __slots__ = ("_blocks", "_first", "_spent", "level")
+
+    def __init__(self, first: pg.G2, blocks: tuple[TransformBlock, ...]) -> None:
+        self._first = first
+        self._blocks = blocks
+        self._spent = False
+        self.level = len(blocks)
+
+    def finish(
+        self, value: VerifiedEncryptedValue, signing_key: SigningKey
+    ) -> VerifiedEncryptedValue:
+        """``value`` (level 0) moved along the chain, signed by the transformer."""
+        if self._spent:
+            raise ValueError("a prepared transform serves one ciphertext only")
+        if not isinstance(value, VerifiedEncryptedValue):
+            raise TypeError("finish() takes a VerifiedEncryptedValue: call .verify() first")
+        if value.level != 0:
+            raise ValueError("a prepared transform starts from a level-0 ciphertext")
+        self._spent = True
+        body = value.body * pg.pair(value.ephemeral_key, self._first)
+        return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, self._blocks)
+
+    def __repr__(self) -> str:
+        return f"PreparedTransform(level={self.level}, spent={self._spent})"
+
+
+def prepare_transforms(keys: Sequence[VerifiedTransformKey], count: int) -> list[PreparedTransform]:
+    """``count`` transforms along ``keys``, each with its own fresh randomness, ready
+    to ``finish`` on a level-0 ciphertext each. ``e(T, hashedK)`` of each rewritten
+    block depends on the keys alone, and is computed once for all ``count``."""
+    if not keys or not all(isinstance(key, VerifiedTransformKey) for key in keys):
+        raise TypeError("prepare_transforms() takes VerifiedTransformKeys: call .verify() first")
+    if len(keys) > MAX_LEVEL:
+        raise ValueError(f"this would exceed the maximum of {MAX_LEVEL} hops a ciphertext carries")
+    key_factors = [pg.pair(a.ephemeral_key, b.hashed_k) for a, b in itertools.pairwise(keys)]
+    prepared = []
+    for _ in range(count):
+        hops = [_fresh_block(key) for key in keys]
+        blocks = [hops[0].block]
+        for key, hop, factor in zip(keys[1:], hops[1:], key_factors, strict=True):
+            blocks[-1] = _rewrite(blocks[-1], key, hop, factor)
+            blocks.append(hop.block)
+        first = keys[0].hashed_k + hops[0].hashed_fresh
+        prepared.append(PreparedTransform(first, tuple(blocks)))
+    return prepared
 
 
 def decrypt(
