@@ -24,6 +24,7 @@ from veil.crypto.keys import AugmentationSecret, Plaintext, PrivateKey, PublicKe
 from veil.crypto.pre import (
     MAX_LEVEL,
     EncryptedValue,
+    PreparedTransform,
     TransformKey,
     VerifiedEncryptedValue,
     VerifiedTransformKey,
@@ -171,24 +172,31 @@ def test_a_chain_from_a_transformed_value_moves_it_on() -> None:
     assert decrypt(transform_chain(level1, tks, TRANSFORMER), keys[3]) == m
 
 
+def finished(prepared: PreparedTransform, value: VerifiedEncryptedValue) -> VerifiedEncryptedValue:
+    raw = prepared.finish(value, TRANSFORMER)
+    return EncryptedValue.from_bytes(raw).verify(signer=TRANSFORMER.verifying_key)
+
+
 def test_prepared_transforms_finish_into_what_a_transform_on_the_spot_gives() -> None:
     (group, user, device), keys = _group_user_device()
     values = [encrypt(Plaintext.generate(), group.public_key, SIGNER) for _ in range(3)]
     prepared = prepare_transforms(keys, 3)
+    prepared[2] = PreparedTransform.from_bytes(bytes(prepared[2]))  # as between processes
     for value, ready in zip(values, prepared, strict=True):
-        done = ready.finish(value, TRANSFORMER)
+        done = finished(ready, value)
         assert done.level == 2 and descends_from(done, value)
         assert decrypt(done, device, origin=value) == decrypt(value, group)
         with pytest.raises(DecryptionError):
             decrypt(done, user)
-    one_hop = prepare_transforms(keys[:1], 1)[0].finish(values[0], TRANSFORMER)
-    assert one_hop.level == 1
+    to_user = generate_transform_key(group, user.public_key, SIGNER)
+    one_hop = finished(prepare_transforms([to_user], 1)[0], values[0])
+    assert one_hop.level == 1 and decrypt(one_hop, user) == decrypt(values[0], group)
 
 
 def test_each_prepared_transform_has_its_own_randomness() -> None:
     _, keys = _group_user_device()
     value = encrypt(Plaintext.generate(), PrivateKey.generate().public_key, SIGNER)
-    a, b = (p.finish(value, TRANSFORMER) for p in prepare_transforms(keys, 2))
+    a, b = (finished(p, value) for p in prepare_transforms(keys, 2))
     for x, y in zip(a.blocks, b.blocks, strict=True):
         assert (x.ephemeral_key, x.encrypted_k) == (y.ephemeral_key, y.encrypted_k)  # the keys'
         assert x.random_key != y.random_key and x.encrypted_r != y.encrypted_r  # fresh
@@ -208,6 +216,8 @@ def test_a_prepared_transform_serves_one_level_0_ciphertext_once() -> None:
     assert "spent=True" in repr(ready)
     with pytest.raises(TypeError, match="verify"):
         other.finish(EncryptedValue.from_bytes(bytes(value)), TRANSFORMER)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError):
+        PreparedTransform.from_bytes(bytes(other)[:-1])
     unchecked = TransformKey.from_bytes(bytes(keys[0]))
     with pytest.raises(TypeError, match="verify"):
         prepare_transforms([unchecked], 1)  # type: ignore[list-item]

@@ -174,16 +174,9 @@ class EncryptedValue:
         return len(self.blocks)
 
     def signed_bytes(self) -> bytes:
-        return b"".join(
-            (
-                header(Kind.CIPHERTEXT),
-                bytes((self.level,)),
-                pg.encode_g1(self.ephemeral_key),
-                pg.encode_gt(self.body),
-                self.auth_hash,
-                *(bytes(block) for block in self.blocks),
-                bytes(self.signer),
-            )
+        blocks = b"".join(bytes(block) for block in self.blocks)
+        return _signed_layout(
+            self.level, self.ephemeral_key, self.body, self.auth_hash, blocks, self.signer
         )
 
     def __bytes__(self) -> bytes:
@@ -241,6 +234,28 @@ class VerifiedEncryptedValue(EncryptedValue):
                 value.signer,
                 value.signature,
             )
+
+
+def _signed_layout(
+    level: int,
+    ephemeral_key: pg.G1,
+    body: pg.GT,
+    auth_hash: bytes,
+    blocks: bytes,
+    signer: VerifyingKey,
+) -> bytes:
+    """A ciphertext's bytes up to its signature (the module docstring's layout)."""
+    return b"".join(
+        (
+            header(Kind.CIPHERTEXT),
+            bytes((level,)),
+            pg.encode_g1(ephemeral_key),
+            pg.encode_gt(body),
+            auth_hash,
+            blocks,
+            bytes(signer),
+        )
+    )
 
 
 def _sign_value(
@@ -392,22 +407,28 @@ def transform_chain(
     """Move ``value`` along each key in turn, and sign the result once (a value between
     two hops is never seen by anyone, so signing it would be wasted)."""
     _check_inputs(value, keys)
-    if value.level == 0:
-        return prepare_transforms(keys, 1)[0].finish(value, signing_key)
     body, blocks = value.body, value.blocks
-    for key in keys:
-        hop, last = _fresh_block(key), blocks[-1]
-        moved = _rewrite(last, key, hop, pg.pair(last.ephemeral_key, key.hashed_k))
-        blocks = (*blocks[:-1], moved, hop.block)
+    if value.level == 0:
+        first, fresh = _fresh_chain(keys, _key_factors(keys))
+        body, blocks = value.body * pg.pair(value.ephemeral_key, first), fresh
+    else:
+        for key in keys:
+            hop, last = _fresh_block(key), blocks[-1]
+            moved = _rewrite(last, key, hop, pg.pair(last.ephemeral_key, key.hashed_k))
+            blocks = (*blocks[:-1], moved, hop.block)
     return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, blocks)
 
 
 def _check_inputs(value: VerifiedEncryptedValue, keys: Sequence[VerifiedTransformKey]) -> None:
     if not isinstance(value, VerifiedEncryptedValue):
         raise TypeError("transform() takes a VerifiedEncryptedValue: call .verify() first")
+    _check_keys(keys, value.level)
+
+
+def _check_keys(keys: Sequence[VerifiedTransformKey], level: int = 0) -> None:
     if not keys or not all(isinstance(key, VerifiedTransformKey) for key in keys):
-        raise TypeError("transform() takes VerifiedTransformKeys: call .verify() first")
-    if value.level + len(keys) > MAX_LEVEL:
+        raise TypeError("transforms take VerifiedTransformKeys: call .verify() first")
+    if level + len(keys) > MAX_LEVEL:
         raise ValueError(f"this would exceed the maximum of {MAX_LEVEL} hops a ciphertext carries")
 
 
@@ -444,6 +465,23 @@ def _rewrite(
     )
 
 
+def _key_factors(keys: Sequence[VerifiedTransformKey]) -> list[pg.GT]:
+    return [pg.pair(a.ephemeral_key, b.hashed_k) for a, b in itertools.pairwise(keys)]
+
+
+def _fresh_chain(
+    keys: Sequence[VerifiedTransformKey], key_factors: Sequence[pg.GT]
+) -> tuple[pg.G2, tuple[TransformBlock, ...]]:
+    """A level-0 ciphertext's transform along ``keys``, but for ``C * e(E, first)``:
+    ``first`` and the blocks as they will be."""
+    hops = [_fresh_block(key) for key in keys]
+    blocks = [hops[0].block]
+    for key, hop, factor in zip(keys[1:], hops[1:], key_factors, strict=True):
+        blocks[-1] = _rewrite(blocks[-1], key, hop, factor)
+        blocks.append(hop.block)
+    return keys[0].hashed_k + hops[0].hashed_fresh, tuple(blocks)
+
+
 class PreparedTransform:
     """A transform of a level-0 ciphertext along a chain of keys, done in advance up
     to its one step that depends on the ciphertext.
@@ -451,25 +489,21 @@ class PreparedTransform:
     Everything else is fresh randomness and the keys: each hop's block (fresh ``K'``
     and ``s`` encrypted to the hop's target), each block rewritten by the next hop,
     and the first hop's pairing argument ``hashedK + H2(K')``. What is left,
-    ``C * e(E, hashedK + H2(K'))``, is one pairing. The randomness is the same a
-    transform made on the spot would draw, so the result is indistinguishable from
-    one; but it must serve exactly one ciphertext, for the target it was drawn for:
-    ``finish`` refuses a second use. (Two ciphertexts sharing it would share every
-    block, and a holder of one result could strip the other's.) It lives in memory
-    only and is never written anywhere."""
+    ``C * e(E, hashedK + H2(K'))``, is one pairing and the signature. The randomness
+    is what a transform made on the spot would draw, so the result is distributed
+    exactly as one; but it must serve exactly one ciphertext: two sharing it would
+    share every block. ``finish`` refuses a second use (a copy made through
+    ``bytes`` is the holder's to use once). It is never sent or stored anywhere.
+    """
 
     __slots__ = ("_blocks", "_first", "_spent", "level")
 
-    def __init__(self, first: pg.G2, blocks: tuple[TransformBlock, ...]) -> None:
-        self._first = first
-        self._blocks = blocks
+    def __init__(self, first: pg.G2, blocks: bytes, level: int) -> None:
+        self._first, self._blocks, self.level = first, blocks, level
         self._spent = False
-        self.level = len(blocks)
 
-    def finish(
-        self, value: VerifiedEncryptedValue, signing_key: SigningKey
-    ) -> VerifiedEncryptedValue:
-        """``value`` (level 0) moved along the chain, signed by the transformer."""
+    def finish(self, value: VerifiedEncryptedValue, signing_key: SigningKey) -> bytes:
+        """``value`` (level 0) moved along the chain and signed: a ciphertext's bytes."""
         if self._spent:
             raise ValueError("a prepared transform serves one ciphertext only")
         if not isinstance(value, VerifiedEncryptedValue):
@@ -478,7 +512,27 @@ class PreparedTransform:
             raise ValueError("a prepared transform starts from a level-0 ciphertext")
         self._spent = True
         body = value.body * pg.pair(value.ephemeral_key, self._first)
-        return _sign_value(signing_key, value.ephemeral_key, body, value.auth_hash, self._blocks)
+        signed = _signed_layout(
+            self.level, value.ephemeral_key, body, value.auth_hash, self._blocks,
+            signing_key.verifying_key,
+        )  # fmt: skip
+        return signed + signing_key.sign(signed)
+
+    def __bytes__(self) -> bytes:
+        """For a key service's own processes: ``level | first | blocks``."""
+        return bytes((self.level,)) + pg.encode_g2(self._first) + self._blocks
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PreparedTransform":
+        """Read what ``bytes`` gave, in the process that will ``finish`` it."""
+        reader = Reader(data, "prepared transform")
+        level = reader.uint(1)
+        if not 1 <= level <= MAX_LEVEL:
+            raise UnsupportedVersion(f"prepared transform: level {level}")
+        first = pg.decode_g2(reader.take(pg.G2_SIZE), what="prepared transform first")
+        blocks = reader.take(level * TransformBlock.SIZE)
+        reader.finish()
+        return cls(first, blocks, level)
 
     def __repr__(self) -> str:
         return f"PreparedTransform(level={self.level}, spent={self._spent})"
@@ -488,20 +542,13 @@ def prepare_transforms(keys: Sequence[VerifiedTransformKey], count: int) -> list
     """``count`` transforms along ``keys``, each with its own fresh randomness, ready
     to ``finish`` on a level-0 ciphertext each. ``e(T, hashedK)`` of each rewritten
     block depends on the keys alone, and is computed once for all ``count``."""
-    if not keys or not all(isinstance(key, VerifiedTransformKey) for key in keys):
-        raise TypeError("prepare_transforms() takes VerifiedTransformKeys: call .verify() first")
-    if len(keys) > MAX_LEVEL:
-        raise ValueError(f"this would exceed the maximum of {MAX_LEVEL} hops a ciphertext carries")
-    key_factors = [pg.pair(a.ephemeral_key, b.hashed_k) for a, b in itertools.pairwise(keys)]
+    _check_keys(keys)
+    factors = _key_factors(keys)
     prepared = []
     for _ in range(count):
-        hops = [_fresh_block(key) for key in keys]
-        blocks = [hops[0].block]
-        for key, hop, factor in zip(keys[1:], hops[1:], key_factors, strict=True):
-            blocks[-1] = _rewrite(blocks[-1], key, hop, factor)
-            blocks.append(hop.block)
-        first = keys[0].hashed_k + hops[0].hashed_fresh
-        prepared.append(PreparedTransform(first, tuple(blocks)))
+        first, blocks = _fresh_chain(keys, factors)
+        encoded = b"".join(bytes(block) for block in blocks)
+        prepared.append(PreparedTransform(first, encoded, len(blocks)))
     return prepared
 
 
