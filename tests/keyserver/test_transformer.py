@@ -172,7 +172,7 @@ class _Unpicklable(Exception):
 def test_an_error_that_cannot_cross_processes_arrives_as_transform_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def failing(value: bytes, keys: object) -> bytes:
+    def failing(*args: object) -> bytes:
         raise _Unpicklable("a", "b")
 
     monkeypatch.setattr(transformer_module, "transform_chain", failing)
@@ -180,7 +180,7 @@ def test_an_error_that_cannot_cross_processes_arrives_as_transform_failed(
     serving = threading.Thread(target=transformer_module._serve, args=(worker, bytes(32)))
     serving.start()
     assert server.recv() == transformer_module._READY
-    server.send((b"value", (b"key",)))
+    server.send(("transform", (b"value", (b"key",), None)))
     ok, error = server.recv()
     server.close()
     serving.join(timeout=10)

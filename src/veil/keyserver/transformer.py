@@ -15,10 +15,15 @@ the whole pool broken. A request cancelled mid-job leaves the worker in the pool
 that answer, which its next request reads first: so nothing depends on the cancelled
 request's event loop still running.
 
-Each process keeps its decoded, verified transform keys in a small cache: stored keys
-never change (rotation and revocation write new rows or delete them), so a key is
-identified by its bytes. It keeps the last few ciphertexts it decoded, too: a
-meeting's key post comes once from every member's device.
+Each process keeps its decoded, verified transform keys in a cache sized for a
+10,000-member meeting: stored keys never change (rotation and revocation write new
+rows or delete them), so a key is identified by its bytes. It keeps the last few
+ciphertexts it decoded, too: a meeting's key post comes once from every member's
+device.
+
+Workers also prepare transforms ahead of time (``prepare_chains``, see
+``veil.keyserver.precompute``): those jobs run in the background, a worker taking
+one only when no transform is waiting.
 """
 
 import asyncio
@@ -28,19 +33,20 @@ import multiprocessing
 import pickle
 import threading
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from veil.crypto import pre
 from veil.crypto.errors import DecodeError
 from veil.crypto.pre import (
     MAX_LEVEL,
     EncryptedValue,
+    PreparedTransform,
     TransformKey,
     VerifiedEncryptedValue,
     VerifiedTransformKey,
-    transform,
 )
 from veil.crypto.signing import SigningKey
 
@@ -52,7 +58,12 @@ def _init_worker(signer_seed: bytes) -> None:
     _signer = SigningKey.from_secret_bytes(signer_seed)
 
 
-@functools.lru_cache(maxsize=4096)
+KEYS_CACHED = 32_768
+"""Transform keys a worker keeps decoded: a 10,000-member meeting's group -> user and
+user -> device keys, with room to spare (each about 1 kB)."""
+
+
+@functools.lru_cache(maxsize=KEYS_CACHED)
 def _verified_key(raw: bytes) -> VerifiedTransformKey:
     return TransformKey.from_bytes(raw).verify()
 
@@ -65,15 +76,33 @@ def _verified_value(raw: bytes) -> VerifiedEncryptedValue:
     return EncryptedValue.from_bytes(raw).verify()
 
 
-def transform_chain(value: bytes, keys: Sequence[bytes]) -> bytes:
-    """Decode strictly, verify, and move ``value`` along each key in turn."""
+def transform_chain(value: bytes, keys: Sequence[bytes], prepared: bytes | None = None) -> bytes:
+    """Decode strictly, verify, and move ``value`` along each key in turn; with
+    ``prepared`` (made by ``prepare_chains`` for exactly these keys) a level-0 value
+    costs one pairing and the signature."""
     assert _signer is not None, "worker not initialised"
     current = _verified_value(value)
     if current.level + len(keys) > MAX_LEVEL:
         raise DecodeError(f"ciphertext: level {current.level} leaves no room for this transform")
-    for raw in keys:
-        current = transform(current, _verified_key(raw), _signer)
-    return bytes(current)
+    if prepared is not None and current.level == 0:
+        return PreparedTransform.from_bytes(prepared).finish(current, _signer)
+    return bytes(pre.transform_chain(current, [_verified_key(raw) for raw in keys], _signer))
+
+
+def prepare_chains(chains: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """One prepared transform for each chain of keys."""
+    return [
+        bytes(pre.prepare_transforms([_verified_key(raw) for raw in keys], 1)[0]) for keys in chains
+    ]
+
+
+def _job(name: str) -> Callable[..., object]:
+    """What a job's name asks a worker to run (the only two things it runs)."""
+    jobs: dict[str, Callable[..., object]] = {
+        "transform": transform_chain,
+        "prepare": prepare_chains,
+    }
+    return jobs[name]
 
 
 _READY = "ready"
@@ -87,9 +116,9 @@ def _serve(connection: Connection, signer_seed: bytes) -> None:
     try:
         connection.send(_READY)
         while True:
-            value, keys = connection.recv()
+            name, args = connection.recv()
             try:
-                answer: tuple[bool, object] = (True, transform_chain(value, keys))
+                answer: tuple[bool, object] = (True, _job(name)(*args))
             except Exception as error:
                 answer = (False, error if _survives_pickling(error) else TransformFailed())
             connection.send(answer)
@@ -127,6 +156,8 @@ class TransformerStats:
     """Worker processes on a job."""
     waiting: int
     """Requests waiting for a worker (the queue depth)."""
+    background: int
+    """Preparation jobs waiting for a worker that no request needs."""
     closed: bool
     outcomes: dict[str, int]
     """Transform chains run so far, by outcome: ``ok``, ``failed`` (the input did not
@@ -184,6 +215,7 @@ class Transformer:
             raise
         self._workers = set(self._idle)
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
+        self._background: deque[asyncio.Future[_Worker]] = deque()  # served after _waiting
         self._lock = threading.Lock()  # requests may arrive on more than one event loop
         self._closed = False
         self._outcomes: Counter[str] = Counter()
@@ -201,14 +233,20 @@ class Transformer:
             alive = sum(worker.process.is_alive() for worker in self._workers)
             busy = workers - len(self._idle)
             waiting = sum(not waiter.done() for waiter in self._waiting)
+            background = sum(not waiter.done() for waiter in self._background)
             outcomes = dict(self._outcomes)
-        return TransformerStats(self._pooled, workers, alive, busy, waiting, self._closed, outcomes)
+        return TransformerStats(
+            self._pooled, workers, alive, busy, waiting, background, self._closed, outcomes
+        )
 
-    async def run_async(self, value: bytes, keys: Sequence[bytes]) -> bytes:
+    async def run_async(
+        self, value: bytes, keys: Sequence[bytes], prepared: bytes | None = None
+    ) -> bytes:
         """``transform_chain`` in a worker process (or a worker thread without any)."""
         outcome = "failed"
         try:
-            result = await self._run(value, keys)
+            result = await self._run("transform", (value, tuple(keys), prepared))
+            assert isinstance(result, bytes)
             outcome = "ok"
             return result
         except TransformerUnavailable:
@@ -221,10 +259,21 @@ class Transformer:
             with self._lock:
                 self._outcomes[outcome] += 1
 
-    async def _run(self, value: bytes, keys: Sequence[bytes]) -> bytes:
+    async def prepare_async(self, chains: Sequence[Sequence[bytes]]) -> list[bytes]:
+        """``prepare_chains`` in a worker process that no transform is waiting for
+        (worker processes only: in a thread it would hold the GIL requests need)."""
         if not self._pooled:
-            return await asyncio.to_thread(transform_chain, value, keys)
-        worker = await self._acquire()
+            raise TransformerUnavailable
+        result = await self._run("prepare", ([tuple(keys) for keys in chains],), background=True)
+        assert isinstance(result, list)
+        return result
+
+    async def _run(
+        self, name: str, args: tuple[object, ...], *, background: bool = False
+    ) -> object:
+        if not self._pooled:
+            return await asyncio.to_thread(_job(name), *args)
+        worker = await self._acquire(background)
         if worker.owed:
             await self._settle(worker)
         loop = asyncio.get_running_loop()
@@ -233,7 +282,7 @@ class Transformer:
             # An idle worker is blocked reading its pipe, so this write returns at once
             # for a real job (a few kB, below the pipe's buffer) and soon for any other
             # (the request body limit bounds it).
-            worker.connection.send((value, tuple(keys)))
+            worker.connection.send((name, args))
         except OSError:
             self._retire(worker)
             raise TransformerUnavailable from None
@@ -250,7 +299,6 @@ class Transformer:
         if not ok:
             assert isinstance(result, BaseException)
             raise result
-        assert isinstance(result, bytes)
         return result
 
     def _collect(
@@ -313,14 +361,14 @@ class Transformer:
         else:
             self._drop(worker)
 
-    async def _acquire(self) -> _Worker:
+    async def _acquire(self, background: bool = False) -> _Worker:
         with self._lock:
             if self._closed or not self._workers:
                 raise TransformerUnavailable
             if self._idle:
                 return self._idle.pop()
             waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
+            (self._background if background else self._waiting).append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -331,8 +379,8 @@ class Transformer:
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
-            while self._waiting and not self._closed:
-                waiter = self._waiting.popleft()
+            while (self._waiting or self._background) and not self._closed:
+                waiter = (self._waiting or self._background).popleft()
                 if waiter.done():  # cancelled while it waited
                     continue
                 try:
@@ -391,7 +439,8 @@ class Transformer:
             self._closed = True
             idle, busy = self._idle, self._workers.difference(self._idle)
             self._workers, self._idle = set(), []
-            waiting, self._waiting = self._waiting, deque()
+            waiting = [*self._waiting, *self._background]
+            self._waiting, self._background = deque(), deque()
         for waiter in waiting:
             if not waiter.done():
                 with contextlib.suppress(RuntimeError):  # its event loop is gone
