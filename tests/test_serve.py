@@ -130,6 +130,15 @@ SECRET_TEXT = "not-a-secret-of-32-bytes-but-it-must-not-be-echoed"  # noqa: S105
             {"VEIL_JWKS_URL": JWKS_URL, "VEIL_DATABASE_URL": "sqlite://"},
             "names an in-memory SQLite database",
         ),
+        (
+            "--conference",
+            {
+                "VEIL_JWKS_URL": JWKS_URL,
+                "VEIL_KEYSERVER_URL": "http://127.0.0.1:1",
+                "VEIL_JWKS_TIMEOUT_SECONDS": "soon",
+            },
+            "VEIL_JWKS_TIMEOUT_SECONDS must be a number",
+        ),
     ],
 )
 def test_bad_variables_are_refused_before_any_worker_starts(

@@ -4,22 +4,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.web.env import env_int, env_token_settings
+from veil.web.env import Unset, Variables
 from veil.web.jwks import JwksCachePolicy
 from veil.web.tokens import check_token_policy
-
-_RELAY_LIMITS = (
-    "relay_frames_per_second",
-    "relay_frame_burst",
-    "relay_bytes_per_second",
-    "relay_byte_burst",
-)
-"""Settings also read from ``VEIL_<NAME>`` (``VEIL_RELAY_FRAMES_PER_SECOND``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -106,21 +99,21 @@ class ConferenceSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "ConferenceSettings":
-        """Read ``VEIL_*`` variables; ``overrides`` win."""
-        env = dict(os.environ if env is None else env)
-        data_dir = Path(env.get("VEIL_DATA_DIR", "./veil-data"))
-        values: dict[str, Any] = {
-            "database_url": env.get("VEIL_CONFERENCE_DATABASE_URL")
-            or env.get("VEIL_DATABASE_URL")
-            or f"sqlite:///{(data_dir / 'conference.sqlite3').as_posix()}",
-            "keyserver_url": env.get("VEIL_KEYSERVER_URL", "http://127.0.0.1:8470"),
-            "audience": env.get("VEIL_CONFERENCE_AUDIENCE", CONFERENCE_AUDIENCE),
-            **env_token_settings(env, overrides),
-            "fanout_url": env.get("VEIL_FANOUT_URL") or None,
-        }
-        for name in _RELAY_LIMITS:
-            variable = f"VEIL_{name.upper()}"
-            if variable in env:
-                values[name] = env_int(env, variable, 0)
-        values.update(overrides)
-        return cls(**values)
+        """Read ``VEIL_*`` variables (``ConferenceVariables``); ``overrides`` win."""
+        variables = ConferenceVariables.read(os.environ if env is None else env)
+        if variables.conference_database_url is not None:  # read before VEIL_DATABASE_URL
+            overrides = {"database_url": variables.conference_database_url, **overrides}
+        return cls(**variables.settings(cls, overrides, "conference.sqlite3"))
+
+
+class ConferenceVariables(Variables):
+    """The conference service's ``VEIL_*`` variables, beside ``Variables``' (shared)."""
+
+    conference_database_url: Annotated[str | None, Unset] = None
+    keyserver_url: str = "http://127.0.0.1:8470"
+    audience: str = Field(CONFERENCE_AUDIENCE, alias="VEIL_CONFERENCE_AUDIENCE")
+    fanout_url: Annotated[str | None, Unset] = None
+    relay_frames_per_second: float | None = None
+    relay_frame_burst: int | None = None
+    relay_bytes_per_second: float | None = None
+    relay_byte_burst: int | None = None

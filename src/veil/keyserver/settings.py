@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
-from veil.web.env import env_int, env_secret, env_token_settings
+from veil.web.env import Secret, Variables
 from veil.web.jwks import JwksCachePolicy
 from veil.web.tokens import check_token_policy
 
@@ -62,27 +64,26 @@ class KeyServerSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "KeyServerSettings":
-        """Read ``VEIL_*`` variables; ``overrides`` win. Unset values get embedded defaults."""
-        env = dict(os.environ if env is None else env)
-        data_dir = Path(env.get("VEIL_DATA_DIR", "./veil-data"))
-        values: dict[str, Any] = {
-            "database_url": env.get("VEIL_DATABASE_URL")
-            or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
-            "audience": env.get("VEIL_KEYSERVER_AUDIENCE", KEYSERVER_AUDIENCE),
-            **env_token_settings(env, overrides),
-            # pymcl holds the GIL: transforms go to their own processes by default, so
-            # the event loop never waits on a pairing and the crypto uses the other cores.
-            "transform_workers": env_int(
-                env, "VEIL_TRANSFORM_WORKERS", max(1, (os.cpu_count() or 2) - 1)
-            ),
-        }
-        secret = env_secret(env, "VEIL_SERVICE_SECRET")
-        if secret is not None:
-            values["service_secret"] = secret
-        elif "service_secret" not in overrides:
-            values["service_secret"] = load_or_create_secret(data_dir / "keyserver.secret")
-        values.update(overrides)
+        """Read ``VEIL_*`` variables (``KeyServerVariables``); ``overrides`` win. Unset
+        values get embedded defaults."""
+        variables = KeyServerVariables.read(os.environ if env is None else env)
+        values = variables.settings(cls, overrides, "keyserver.sqlite3")
+        if "service_secret" not in values:  # neither set nor given
+            values["service_secret"] = load_or_create_secret(
+                variables.data_dir / "keyserver.secret"
+            )
         return cls(**values)
+
+
+class KeyServerVariables(Variables):
+    """The key service's ``VEIL_*`` variables, beside ``Variables``' (shared)."""
+
+    audience: str = Field(KEYSERVER_AUDIENCE, alias="VEIL_KEYSERVER_AUDIENCE")
+    service_secret: Secret | None = Field(None, repr=False)
+    """Else ``keyserver.secret`` in ``VEIL_DATA_DIR``, created on first use."""
+    # pymcl holds the GIL: transforms go to their own processes by default, so the
+    # event loop never waits on a pairing and the crypto uses the other cores.
+    transform_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
 
 
 def load_or_create_secret(path: Path) -> bytes:

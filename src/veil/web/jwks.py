@@ -40,7 +40,8 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class JwksCachePolicy:
-    """How a fetched JWKS is kept (see the module's docstring)."""
+    """How a fetched JWKS is kept (see the module's docstring). ``from_env`` reads each
+    field from ``VEIL_JWKS_<FIELD>`` (``VEIL_JWKS_REFRESH_SECONDS``, ...)."""
 
     refresh_seconds: float = 300.0
     min_refetch_seconds: float = 10.0
@@ -51,10 +52,12 @@ class JwksCachePolicy:
     def __post_init__(self) -> None:
         for name in ("refresh_seconds", "min_refetch_seconds", "timeout_seconds"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"jwks_cache.{name} must be positive")
+                raise ValueError(f"jwks_cache.{name} (VEIL_JWKS_{name.upper()}) must be positive")
         if not self.min_refetch_seconds <= self.refresh_seconds <= self.max_stale_seconds:
             raise ValueError(
-                "jwks_cache: need min_refetch_seconds <= refresh_seconds <= max_stale_seconds"
+                "jwks_cache: need min_refetch_seconds <= refresh_seconds <= max_stale_seconds "
+                "(VEIL_JWKS_MIN_REFETCH_SECONDS, VEIL_JWKS_REFRESH_SECONDS, "
+                "VEIL_JWKS_MAX_STALE_SECONDS)"
             )
 
 
