@@ -3,14 +3,17 @@
 The conference service trusts the key service for one thing: which user a device
 belongs to, its signing key, and whether it is still active. A record is cached for
 ``ttl`` seconds, so a revocation reaches the board within that time; a signature that
-fails against a cached key is retried once against a fresh record (key rotation).
+fails against a cached key is retried once against a fresh record (key rotation). At
+most ``maxsize`` records are kept, the least recently used going first.
 """
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from cachetools import TTLCache
 
 from veil.crypto.signing import VerifyingKey
 from veil.protocol import b64decode, path_segment
@@ -34,16 +37,17 @@ class DeviceDirectory:
         http: httpx.AsyncClient,
         *,
         ttl: float,
+        maxsize: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http, self._ttl, self._clock = http, ttl, clock
-        self._cache: dict[str, tuple[float, DeviceRecord | None]] = {}
+        self._http = http
+        self._cache: TTLCache[str, DeviceRecord | None] = TTLCache(maxsize, ttl, timer=clock)
 
     async def get(self, device_id: str, *, fresh: bool = False) -> DeviceRecord | None:
         """The device's record, or ``None`` if the key service does not know it."""
-        cached = self._cache.get(device_id)
-        if cached is not None and not fresh and self._clock() - cached[0] < self._ttl:
-            return cached[1]
+        if not fresh:
+            with contextlib.suppress(KeyError):  # not cached, or expired
+                return self._cache[device_id]
         try:
             response = await self._http.get(f"/v1/devices/{path_segment(device_id)}")
         except httpx.HTTPError as exc:
@@ -63,7 +67,5 @@ class DeviceDirectory:
             )
         else:
             raise DeviceLookupError(f"the key service answered {response.status_code}")
-        if len(self._cache) > 50_000:
-            self._cache.clear()
-        self._cache[device_id] = (self._clock(), record)
+        self._cache[device_id] = record
         return record
