@@ -3,9 +3,9 @@
 1. A schemathesis run over the app's own OpenAPI schema, loaded in-process through
    the ASGI loader (``schemathesis.openapi.from_asgi``; no network), with the
    ``not_a_server_error`` check on every response. It runs anonymously, with a valid
-   bearer token, and with requests signed by a registered device (the signature
-   headers are not in the schema, so they are added here over the exact bytes sent),
-   so the generated inputs reach the handlers behind the auth layer.
+   bearer token, and with requests signed by a registered device (the schema declares
+   the signature headers, but a signature covers the exact bytes sent, so they are
+   made here), so the generated inputs reach the handlers behind the auth layer.
 2. A hand-made hostile-input sweep over every POST/PUT route (invalid JSON, wrong
    types, huge integers, non-base64 strings, base64 of random bytes for key fields),
    on SQLite and PostgreSQL: a 4xx with a JSON error body every time.

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, FastAPI, Header, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from sqlalchemy.exc import IntegrityError
 
 from veil.conference.board_channel import serve_board
@@ -15,6 +15,7 @@ from veil.conference.models import PlatformShare
 from veil.conference.service import ConferenceService
 from veil.conference.settings import ConferenceSettings
 from veil.crypto import escrow
+from veil.protocol import CONFERENCE_AUDIENCE
 from veil.web.database import transaction
 from veil.web.errors import ERROR_RESPONSES, conflict, install_handlers
 from veil.web.health import PROBE_SECONDS, NotReady, add_health_route, add_readiness_route
@@ -23,9 +24,15 @@ from veil.web.logs import REQUEST_ID
 from veil.web.metrics import HttpMetrics, add_metrics_route
 from veil.web.observe import HEADER as REQUEST_ID_HEADER
 from veil.web.observe import Observe
-from veil.web.openapi import NO_CDN_DOCS
+from veil.web.openapi import NO_CDN_DOCS, bearer_jwt, document_security
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import Identity, bearer_token
+
+BEARER = bearer_jwt(
+    service="conference service", audience=CONFERENCE_AUDIENCE, setting="VEIL_CONFERENCE_AUDIENCE"
+)
+"""How a caller authenticates over HTTP (the board and the relay authenticate in their
+WebSocket handshake: ``veil.conference.handshake``)."""
 
 
 def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) -> FastAPI:
@@ -49,9 +56,11 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
     app.add_middleware(BodyLimit, limit=16 * 1024)
     _observe(app, service)
 
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> Identity:
+    async def caller(authorization: Annotated[str | None, Depends(BEARER)]) -> Identity:
         # On the event loop: fetching the IdP's keys must not hold a worker thread.
         return await service.jwt.verify(bearer_token(authorization), fresh=False)
+
+    document_security(app, [BEARER])
 
     @app.post("/v1/users/me/share", tags=["users"], responses=ERROR_RESPONSES)
     def platform_share(identity: Annotated[Identity, Depends(caller)]) -> Share:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from veil.keyserver.deps import BEARER, SIGNATURE
 from veil.keyserver.metrics import TransformerCollector
 from veil.keyserver.routes import devices, documents, groups, transforms, users
 from veil.keyserver.service import KeyService
@@ -16,7 +17,7 @@ from veil.web.health import NotReady, add_health_route, add_readiness_route
 from veil.web.limits import BodyLimit
 from veil.web.metrics import HttpMetrics, add_metrics_route, new_registry
 from veil.web.observe import Observe
-from veil.web.openapi import NO_CDN_DOCS
+from veil.web.openapi import NO_CDN_DOCS, document_security
 
 
 def create_app(settings: KeyServerSettings) -> FastAPI:
@@ -46,6 +47,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
     # Transforms first: routes are matched in order, and theirs is the hot path.
     for module in (transforms, users, devices, groups, documents):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    document_security(app, [BEARER, *SIGNATURE])
     database = add_health_route(app, service.engine)
 
     async def transform_workers() -> str:
