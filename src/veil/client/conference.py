@@ -8,7 +8,7 @@ posts (``seq`` is the service's, not signed): meetings rely on posts' content (e
 proofs by the group key), never on their order alone.
 
 Both connections outlive the network. After a drop (a conference-service restart, a
-network change) each reconnects with backoff (``RECONNECT_DELAYS``, the last repeated)
+network change) each reconnects with backoff (``veil.client.retry.RECONNECT``)
 for as long as it is open: the board resumes from its last ``seq`` (no post lost, none
 delivered twice) and resends the posts not acknowledged yet; the media channel opens a
 fresh connection with a fresh membership capability. Nothing of this is silent: each
@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from veil.client.errors import ServiceError, Unavailable, VeilError, service_error
 from veil.client.keyserver import send
+from veil.client.retry import RECONNECT, Backoff
 from veil.crypto.errors import InvalidSignature
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol import (
@@ -57,8 +58,6 @@ error is raised to the application) or "closed" (closed by the application)."""
 Opener = Callable[[], Awaitable[ClientConnection]]
 """Opens one connection, past the hello; raises the ``ServiceError`` that refused it."""
 
-RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
-"""Seconds to wait before each reconnect attempt; the last repeats until one succeeds."""
 HANDSHAKE_SECONDS = 10.0
 MEDIA_PATH = "/v1/rooms/{room_id}/media"
 
@@ -140,19 +139,21 @@ async def open_socket(
     raise service_error(close_code - 4000, code, text)
 
 
-def _delays() -> Iterator[float]:
-    yield from RECONNECT_DELAYS[:-1]
-    while True:
-        yield RECONNECT_DELAYS[-1]
-
-
 class _Link:
     """One connection that opens itself again after a drop: its socket (``None`` while
     down), its state and the application's callback, the backoff, and the refusal
     that ended it, if one did."""
 
-    def __init__(self, opener: Opener, on_state: StateCallback | None) -> None:
+    def __init__(
+        self,
+        opener: Opener,
+        on_state: StateCallback | None,
+        *,
+        backoff: Backoff = RECONNECT,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._opener, self._on_state = opener, on_state
+        self._backoff, self._sleep = backoff, sleep
         self.socket: ClientConnection | None = None
         self.state = "new"
         self.failure: ServiceError | None = None
@@ -169,8 +170,8 @@ class _Link:
         """After a drop: retry until a connection opens (returned), the service refuses
         for good (``None``; ``failure`` says why) or the application closes (``None``)."""
         self._set(None, "reconnecting")
-        for delay in _delays():
-            await asyncio.sleep(delay)
+        for delay in self._backoff:
+            await self._sleep(delay)
             if self.closed:
                 return None
             try:

@@ -40,7 +40,8 @@ from veil.client.meeting.authority import make_proof
 from veil.client.meeting.epochs import Epochs
 from veil.client.meeting.events import EventStream
 from veil.client.meeting.roster import Roster
-from veil.client.meeting.timers import Clock, MeetingTimers, retry_delay
+from veil.client.meeting.timers import Clock, MeetingTimers
+from veil.client.retry import RETRY
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import encrypt
 from veil.crypto.signing import SigningKey
@@ -230,7 +231,7 @@ class Manager:
                 raise
             except Exception as exc:  # retried, backing off, until the key service takes it
                 self.events.fail(exc)
-                await self.clock.sleep(retry_delay(failures))
+                await self.clock.sleep(RETRY.delay(failures))
                 failures += 1
                 self._departures.set()
                 continue

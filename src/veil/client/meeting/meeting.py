@@ -56,7 +56,8 @@ from veil.client.meeting.events import (
 )
 from veil.client.meeting.manager import Admit, Manager
 from veil.client.meeting.roster import Roster
-from veil.client.meeting.timers import Clock, MeetingTimers, SystemClock, retry_delay
+from veil.client.meeting.timers import Clock, MeetingTimers, SystemClock
+from veil.client.retry import RETRY
 from veil.crypto.errors import AuthenticationError, DecodeError
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import EncryptedValue
@@ -435,7 +436,7 @@ class Meeting:
                 return
             except (Unavailable, OSError) as exc:
                 self.events.fail(exc)
-                await self.clock.sleep(retry_delay(failures))
+                await self.clock.sleep(RETRY.delay(failures))
                 failures += 1
                 self._offered.set()
                 continue
@@ -622,7 +623,7 @@ class Meeting:
                 if self.clock.time() >= deadline:
                     raise
                 self.events.fail(exc)
-                await self.clock.sleep(retry_delay(failures))
+                await self.clock.sleep(RETRY.delay(failures))
                 failures += 1
 
     async def end(self) -> None:

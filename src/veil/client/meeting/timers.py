@@ -20,16 +20,6 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
-RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
-"""Waits before work a service refused for a moment (a transform, a removal, a leave)
-is tried again; the last one repeats."""
-
-
-def retry_delay(failures: int) -> float:
-    """The wait after ``failures`` failures in a row."""
-    return RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-
-
 @dataclass(frozen=True)
 class MeetingTimers:
     """Every value can be changed (the demo and the tests shorten them)."""
