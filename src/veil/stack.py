@@ -182,18 +182,21 @@ async def running_stack(
     service_secret: bytes | None = None,
     log_level: str = "warning",
     log_config: dict[str, Any] | None = None,
+    user_id_claim: str = "sub",
 ) -> AsyncIterator[Stack]:
     """``run_stack``, yielding the ``Stack`` (whose conference service can be stopped
     and started again). A ``fanout`` object is handed to each conference app in turn,
     so a restart needs one that still works after the app closed it (``MemoryFanout``
     does; or leave it to ``fanout_url``). ``log_config``: uvicorn's (its own default
-    when ``None``), e.g. ``veil.web.logs.logging_config()``."""
+    when ``None``), e.g. ``veil.web.logs.logging_config()``. ``user_id_claim``: the
+    token claim both services take the user id from."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
     if discovery:  # the services find the dev IdP's keys as they would a real IdP's
         idp.issuer = endpoints.idp_url  # OIDC: the issuer is the URL discovery starts from
         common = {"issuer_url": endpoints.idp_url}
+    common["user_id_claim"] = user_id_claim
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
         service_secret=service_secret or secrets.token_bytes(32),

@@ -158,6 +158,7 @@ class Device:
         conference_audience: str = CONFERENCE_AUDIENCE,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_id_claim: str = "sub",
     ) -> "Device":
         """Load this device's saved context from ``store``, or register a new device
         (see the module's docstring for ``mode``).
@@ -169,6 +170,10 @@ class Device:
         ``httpx.ASGITransport`` to run the services' apps in-process in tests, routing
         by host); the services' WebSockets (board, media) do not use it. The device
         closes it when it closes. ``clock`` (seconds) stamps signed requests and posts.
+        ``user_id_claim`` is the token claim that names the user, the one the services
+        read (``VEIL_JWT_USER_ID_CLAIM``, default ``sub``): a new user's escrow is bound
+        to the user id made from it (``veil.protocol.ids.user_id_for``), before the key
+        service answers with that id.
         """
         if keyserver_audience == conference_audience:
             raise ValueError(
@@ -191,8 +196,9 @@ class Device:
             uncertified = False
             if context is None:
                 context = await _register(
-                    keyserver, conference, tokens, mode, password, show_approval, approval_timeout
-                )
+                    keyserver, conference, tokens, mode, password, show_approval,
+                    approval_timeout, user_id_claim,
+                )  # fmt: skip
                 store.save(context)
             else:
                 record = await keyserver.device_record(context.device_id)
@@ -437,6 +443,7 @@ async def _register(
     password: PasswordSource | None,
     show_approval: ApprovalDisplay | None,
     approval_timeout: float,
+    user_id_claim: str,
 ) -> DeviceContext:
     """A new device: create the user if needed, get the user key, register the device."""
     device_key, signer = PrivateKey.generate(), SigningKey.generate()
@@ -445,8 +452,9 @@ async def _register(
         user_id, master, escrow = await keyserver.escrow(token)
     except NotFound:
         return await _new_user(
-            keyserver, conference, token, tokens, mode, password, device_key, signer
-        )
+            keyserver, conference, token, tokens, mode, password, device_key, signer,
+            user_id_claim,
+        )  # fmt: skip
     if mode == "approval":
         assert show_approval is not None
         device_id = device_id_for(bytes(signer.verifying_key))
@@ -502,17 +510,25 @@ async def _new_user(
     password: PasswordSource | None,
     device_key: PrivateKey,
     signer: SigningKey,
+    user_id_claim: str,
 ) -> DeviceContext:
+    # The escrow binds the user id, so learn it first: from the token, as the key
+    # service will (a token without the claim fails here, before anything is created).
+    user_id = _user_id_of(token, user_id_claim)
     user_key = PrivateKey.generate()
     recovery = Plaintext.generate()
     if mode == "approval":
         secret = recovery.derive_key("escrow password")
     else:
         secret = await _escrow_password(keyserver, conference, tokens, mode, password)
-    # The user id is the token's subject; the escrow binds it, so learn it first.
-    user_id = _subject(token)
     escrow = seal_escrow(user_key.to_secret_bytes(), secret, context=user_id.encode())
     created_id, master = await keyserver.create_user(token, user_key.public_key, escrow)
+    if created_id != user_id:
+        raise ValueError(
+            f"the key service named the new user {created_id!r}, but its escrow was bound "
+            f"to {user_id!r}, the id the token's {user_id_claim!r} claim makes: give "
+            "Device.initialize the user_id_claim the services read (VEIL_JWT_USER_ID_CLAIM)"
+        )
     device_id = await keyserver.add_device(
         await tokens(keyserver.audience), user_id=created_id, user_key=user_key,
         master=master, device_key=device_key.public_key, signer=signer,
@@ -537,18 +553,20 @@ async def _new_user(
     )
 
 
-def _subject(token: str) -> str:
-    """The user id of a JWT's ``sub`` claim, read without verifying (the key service
-    verifies it), mapped as the key service maps it (``veil.protocol.ids.user_id_for``:
-    ``auth0|123`` is ``auth0~7C123``), so the escrow binds the id the service assigns."""
+def _user_id_of(token: str, claim: str = "sub") -> str:
+    """The user id a JWT's ``claim`` makes, read without verifying (the key service
+    verifies it), mapped as the services map it (``veil.protocol.ids.user_id_for``:
+    ``auth0|123`` is ``auth0~7C123``). ``ValueError`` says what is missing."""
     try:
-        payload = token.split(".")[1]
-        sub = json.loads(b64decode(payload.rstrip("=")))["sub"]
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError("the token is not a JWT with a sub claim") from exc
-    if not isinstance(sub, str):
-        raise ValueError("the token's sub claim is not a string")
-    return user_id_for(sub)
+        payload = json.loads(b64decode(token.split(".")[1].rstrip("=")))
+    except (IndexError, ValueError, TypeError) as exc:
+        raise ValueError("the token is not a JWT") from exc
+    if not isinstance(payload, dict) or claim not in payload:
+        raise ValueError(f"the token has no {claim!r} claim")
+    value = payload[claim]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"the token's {claim!r} claim is not a non-empty string")
+    return user_id_for(value)
 
 
 async def _wait_for_approval(
