@@ -2,6 +2,7 @@
 PostgreSQL when configured)."""
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATION_LOCK = 0x7665696C  # "veil": the PostgreSQL advisory lock replicas take to migrate
@@ -21,9 +23,14 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
             _create_private_file(Path(parsed.database))
-        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
+        # A connection for each of the request threads (anyio's 40), kept: one opened
+        # and closed per request costs a connect and the PRAGMAs each time.
+        sizes = {} if parsed.database in (None, "", ":memory:") else _SQLITE_POOL
+        engine = create_engine(
+            url, connect_args={"timeout": _BUSY_SECONDS, "isolation_level": None}, **sizes
+        )
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_begin)
+        _Writer().listen(engine)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # (str() would mask a password)
@@ -46,19 +53,80 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+_BUSY_SECONDS = 30
+_SQLITE_POOL = {"pool_size": 40, "max_overflow": 8}
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_SECONDS * 1000}")
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # Take the write lock at BEGIN, so concurrent requests queue instead of failing
-    # with "database is locked" when a read transaction later wants to write.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class _Writer:
+    """One SQLite transaction at a time in this process, queued on a lock.
+
+    Each transaction takes SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``), so that
+    concurrent requests queue instead of failing with "database is locked" when a read
+    transaction later wants to write. Left to SQLite, the queue is its busy handler,
+    which sleeps 1, 2, 5, ... up to 100 ms between tries: under load, requests slept
+    far longer than the transactions they waited for took. Threads of this process
+    wait on this lock instead, and each is woken the moment the one before commits;
+    SQLite's busy timeout still orders this process against other processes.
+
+    The lock is taken before BEGIN and released once the transaction has ended: the
+    ``commit`` and ``rollback`` events fire before SQLAlchemy ends it, so they end it
+    themselves (the driver's own call then finds no transaction and does nothing), and
+    a connection returned to the pool, or dropped, without either releases it too."""
+
+    _HOLDS = "veil_sqlite_writer"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def listen(self, engine: Engine) -> None:
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "rollback", self._rollback)
+        for name in ("checkin", "invalidate", "close"):
+            event.listen(engine.pool, name, self._returned)
+
+    def _begin(self, connection: Connection) -> None:
+        if not self._lock.acquire(timeout=_BUSY_SECONDS):
+            raise OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked"))
+        info = connection.connection.info
+        info[self._HOLDS] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._release(info)
+            raise
+
+    def _commit(self, connection: Connection) -> None:
+        if connection.invalidated:  # released when it was invalidated
+            return
+        try:
+            connection.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+        finally:
+            self._release(connection.connection.info)
+
+    def _rollback(self, connection: Connection) -> None:
+        if connection.invalidated:
+            return
+        try:
+            connection.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+        finally:
+            self._release(connection.connection.info)
+
+    def _returned(self, _dbapi_connection: Any, record: Any, *_: Any) -> None:
+        self._release(record.info)
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        if info.pop(self._HOLDS, False):
+            self._lock.release()
 
 
 def migrate(engine: Engine, migrations: Path, version_table: str) -> None:
