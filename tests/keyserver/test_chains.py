@@ -100,9 +100,11 @@ def events(client, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
     transformer = client.app.state.service.transformer
     run_async = transformer.run_async
 
-    async def spy_transform(value: bytes, keys: Sequence[bytes]) -> bytes:
+    async def spy_transform(
+        value: bytes, keys: Sequence[bytes], prepared: bytes | None = None
+    ) -> bytes:
         log.append("transform")
-        result: bytes = await run_async(value, keys)
+        result: bytes = await run_async(value, keys, prepared)
         return result
 
     def spy_authorize(*args: Any) -> Any:

@@ -89,10 +89,10 @@ def test_removal_revocation_and_deletion_drop_the_chains(transformer: Transforme
         for chain_id, keys in chains.items():
             pool.want(chain_id, keys)
         await _filled(pool, 4)
-        pool.forget(device_ids=["d1"], group_id="g")  # its user removed from g
+        pool.forget_key(chains[("d1", "g")][0])  # its user removed from g
         assert pool.take(("d1", "g"), chains[("d1", "g")]) is None
         assert pool.stats().held == 3
-        pool.forget(device_ids=["d2"])  # revoked
+        pool.forget_key(chains[("d2", "g")][1])  # revoked, or its keys rotated
         assert pool.stats().held == 2
         pool.forget_group("h")
         assert pool.stats().held == 0
@@ -110,7 +110,7 @@ def test_a_chain_forgotten_while_its_transform_is_prepared_gets_none(
         filler = asyncio.create_task(pool.run())
         pool.want(("d1", "g"), keys)
         await asyncio.sleep(0)  # the batch is with the worker now
-        pool.forget(device_ids=["d1"])
+        pool.forget_key(keys[1])
         await asyncio.sleep(0.5)  # well past the batch
         filler.cancel()
         assert pool.stats().held == 0

@@ -13,6 +13,7 @@ from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt, generate_transform_key
 from veil.crypto.signing import SigningKey
 from veil.keyserver.metrics import TransformerCollector
+from veil.keyserver.precompute import PreparedPool
 from veil.keyserver.transformer import Transformer, TransformerUnavailable
 
 SIGNER = SigningKey.generate()
@@ -63,7 +64,7 @@ def test_the_pool_reports_its_workers_queue_and_outcomes(pool: Transformer) -> N
     assert stats.outcomes == {"ok": 2, "failed": 1, "cancelled": 1}
 
     registry = CollectorRegistry()
-    registry.register(TransformerCollector(pool))
+    registry.register(TransformerCollector(pool, PreparedPool(pool, limit=10)))
     text = generate_latest(registry).decode()
     for line in (
         'veil_transforms_total{outcome="ok"} 2.0',
@@ -74,6 +75,10 @@ def test_the_pool_reports_its_workers_queue_and_outcomes(pool: Transformer) -> N
         "veil_transform_workers_alive 1.0",
         "veil_transform_workers_busy 0.0",
         "veil_transform_queue_depth 0.0",
+        "veil_prepared_transforms 0.0",
+        "veil_prepared_transforms_wanted 0.0",
+        'veil_prepared_transform_lookups_total{result="hit"} 0.0',
+        'veil_prepared_transform_lookups_total{result="miss"} 0.0',
     ):
         assert line in text
 

@@ -1,7 +1,8 @@
 """``create_app(settings)``: the key service as an ASGI app."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,7 +26,14 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        preparing = None
+        if service.prepared.enabled:
+            preparing = asyncio.create_task(service.prepared.run())
         yield
+        if preparing is not None:
+            preparing.cancel()
+            with suppress(asyncio.CancelledError):
+                await preparing
         service.close()
 
     app = FastAPI(
@@ -61,7 +69,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
 
     add_readiness_route(app, {"database": database.check, "transform_workers": transform_workers})
     registry = new_registry()
-    registry.register(TransformerCollector(service.transformer))
+    registry.register(TransformerCollector(service.transformer, service.prepared))
     add_metrics_route(app, registry)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Outermost: it sees every answer, a 413 from BodyLimit too.

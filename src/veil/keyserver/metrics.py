@@ -1,10 +1,12 @@
-"""The key service's own metrics: transforms and the transform workers, read from the
-``Transformer`` when scraped (nothing is added to a transform's path but one count)."""
+"""The key service's own metrics: transforms, the transform workers and the prepared
+transforms, read from the ``Transformer`` and the ``PreparedPool`` when scraped
+(nothing is added to a transform's path but one count)."""
 
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from veil.keyserver.precompute import PoolStats, PreparedPool
 from veil.keyserver.transformer import Transformer, TransformerStats
 
 OUTCOMES = ("ok", "failed", "unavailable", "cancelled")
@@ -16,19 +18,23 @@ class TransformerCollector:
     the request went away, or a transform started early on a guessed chain was not
     needed). ``veil_transform_workers`` (the pool's size; 0 when transforms run in a
     thread), ``veil_transform_workers_alive``, ``veil_transform_workers_busy`` and
-    ``veil_transform_queue_depth`` (requests waiting for a worker)."""
+    ``veil_transform_queue_depth`` (requests waiting for a worker);
+    ``veil_prepared_transforms`` (held for the next rekey),
+    ``veil_prepared_transforms_wanted`` (chains waiting for one) and
+    ``veil_prepared_transform_lookups_total{result}`` (``hit``: a transform used one;
+    ``miss``: it found none)."""
 
-    def __init__(self, transformer: Transformer) -> None:
-        self.transformer = transformer
+    def __init__(self, transformer: Transformer, pool: PreparedPool) -> None:
+        self.transformer, self.pool = transformer, pool
 
     def describe(self) -> Iterator[Metric]:
-        return self._metrics(None)
+        return self._metrics(None, None)
 
     def collect(self) -> Iterator[Metric]:
-        return self._metrics(self.transformer.stats())
+        return self._metrics(self.transformer.stats(), self.pool.stats())
 
     @staticmethod
-    def _metrics(stats: TransformerStats | None) -> Iterator[Metric]:
+    def _metrics(stats: TransformerStats | None, pool: PoolStats | None) -> Iterator[Metric]:
         transforms = CounterMetricFamily(
             "veil_transforms", "Transform chains run, by outcome", labels=["outcome"]
         )
@@ -51,3 +57,20 @@ class TransformerCollector:
             busy.add_metric([], stats.busy)
             queue.add_metric([], stats.waiting)
         yield from (transforms, workers, alive, busy, queue)
+        held = GaugeMetricFamily(
+            "veil_prepared_transforms", "Transforms prepared for the next rekey, held"
+        )
+        wanted = GaugeMetricFamily(
+            "veil_prepared_transforms_wanted", "Transform chains waiting for a prepared transform"
+        )
+        lookups = CounterMetricFamily(
+            "veil_prepared_transform_lookups",
+            "Transforms that looked for a prepared transform, by result",
+            labels=["result"],
+        )
+        if pool is not None:
+            held.add_metric([], pool.held)
+            wanted.add_metric([], pool.wanted)
+            lookups.add_metric(["hit"], pool.taken)
+            lookups.add_metric(["miss"], pool.missed)
+        yield from (held, wanted, lookups)

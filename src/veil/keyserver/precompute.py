@@ -11,14 +11,16 @@ Each prepared transform is used once (``take`` removes it), only for the exact k
 it was made with (a rotated or re-approved key has other bytes, so its chain
 starts over), and only after the request that takes it has been authorized like
 any other (``routes/transforms.py``). It is kept in this process's memory, nowhere
-else: a replica has its own. Removing a member or revoking a device drops its
-chains here (``forget``); on another replica they are never authorized again, and
-age out. The pool holds at most ``limit`` of them, least recently wanted dropped
-first: a meeting larger than that costs what it cost without a pool.
+else: a replica has its own. Removing a member, revoking a device or rotating its keys
+drops its chains here (``forget_key``, ``forget_group``); on another replica they are
+never authorized again, and age out. The pool holds at most ``limit`` of them, least
+recently wanted dropped first: a meeting larger than that costs what it cost without
+a pool, for the devices beyond it.
 """
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,9 +28,14 @@ from dataclasses import dataclass, field
 from veil.keyserver.chains import ChainId
 from veil.keyserver.transformer import Transformer, TransformerUnavailable
 
-BATCH = 8
-"""Chains one background job prepares: about 30 ms of a worker's time, the longest a
+BATCH = 4
+"""Chains one background job prepares: about 15 ms of a worker's time, the longest a
 transform arriving meanwhile waits for that worker."""
+
+QUIET = 0.25
+"""Seconds without a transform before preparing starts: a rekey's burst of transforms
+comes in waves (board fan-out, devices' requests) with short gaps between them, which
+preparation jobs would fill and then hold the workers the next wave needs."""
 
 
 @dataclass
@@ -60,6 +67,7 @@ class PreparedPool:
         self._held = self._taken = self._missed = 0
         self._lock = threading.Lock()  # taken on request paths, filled by run()
         self._wake = asyncio.Event()
+        self._last_transform = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -70,6 +78,7 @@ class PreparedPool:
         """A prepared transform for exactly ``keys``, removed from the pool, or None."""
         if not self.enabled:
             return None
+        self._last_transform = time.monotonic()
         with self._lock:
             entry = self._chains.get(chain_id)
             if entry is None or not entry.prepared or entry.keys != tuple(keys):
@@ -96,16 +105,11 @@ class PreparedPool:
                 self._drop(next(iter(self._chains)))
         self._wake.set()
 
-    def forget(self, *, device_ids: Sequence[str] = (), group_id: str | None = None) -> None:
-        """Drop the chains of ``device_ids`` (through ``group_id`` only, if given)."""
-        devices = set(device_ids)
+    def forget_key(self, transform_key: bytes) -> None:
+        """Drop every chain through ``transform_key``: its member was removed, its device
+        revoked, or its key rotated."""
         with self._lock:
-            gone = [
-                chain_id
-                for chain_id in self._chains
-                if chain_id[0] in devices and (group_id is None or chain_id[1] == group_id)
-            ]
-            for chain_id in gone:
+            for chain_id in [c for c, e in self._chains.items() if transform_key in e.keys]:
                 self._drop(chain_id)
 
     def forget_group(self, group_id: str) -> None:
@@ -128,7 +132,7 @@ class PreparedPool:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := self._next_batch():
+            while await self._quiet() and (batch := self._next_batch()):
                 try:
                     made = await self._transformer.prepare_async([e.keys for _, e in batch])
                 except TransformerUnavailable:
@@ -136,6 +140,12 @@ class PreparedPool:
                 except Exception:  # noqa: S112 - a stored key that does not decode:
                     continue  # these chains get none until wanted again
                 self._keep(batch, made)
+
+    async def _quiet(self) -> bool:
+        """Wait until no transform has started for ``QUIET`` seconds."""
+        while (wait := self._last_transform + QUIET - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        return True
 
     def _next_batch(self) -> list[tuple[ChainId, _Entry]]:
         with self._lock:

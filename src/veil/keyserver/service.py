@@ -12,6 +12,7 @@ from veil.crypto.sealing import Sealer, derive_service_key
 from veil.crypto.signing import SigningKey
 from veil.keyserver.auth import CallingDevice, SignedCall, authenticate, spend_refused
 from veil.keyserver.chains import RecentChains
+from veil.keyserver.precompute import PreparedPool
 from veil.keyserver.settings import KeyServerSettings
 from veil.keyserver.transformer import Transformer
 from veil.web.database import create_db_engine, migrate, session_factory
@@ -33,6 +34,7 @@ class KeyService:
         self._sealer = Sealer(derive_service_key(settings.service_secret, b"augmentation seal"))
         self.transformer = Transformer(signer_seed, settings.transform_workers)
         self.recent_chains = RecentChains()
+        self.prepared = PreparedPool(self.transformer, settings.prepared_transforms)
 
     def now(self) -> int:
         return int(self.settings.clock())

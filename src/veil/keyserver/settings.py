@@ -46,6 +46,10 @@ class KeyServerSettings:
     fresh_token_seconds: int = 120
     transform_workers: int = 0
     """Processes for transforms; 0 runs them in the request's worker thread."""
+    prepared_transforms: int = 20_000
+    """Transforms prepared ahead of the next rekey that a process holds at most (about
+    1.3 kB each; ``veil.keyserver.precompute``): two for every device of a 10,000-member
+    meeting. 0 prepares none; transforms then cost what they cost without a pool."""
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class KeyServerSettings:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.transform_workers < 0:
             raise ValueError("transform_workers must not be negative")
+        if self.prepared_transforms < 0:
+            raise ValueError("prepared_transforms must not be negative")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "KeyServerSettings":
@@ -84,6 +90,7 @@ class KeyServerVariables(Variables):
     # pymcl holds the GIL: transforms go to their own processes by default, so the
     # event loop never waits on a pairing and the crypto uses the other cores.
     transform_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    prepared_transforms: int | None = None
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -171,9 +171,12 @@ def revoke_device(device_id: PathId, call: Signed, service: Service) -> Done:
         device = session.get(Device, device_id)
         if device is None or device.user_id != caller.user_id:
             raise not_found("no such device for this user")
+        revoked = device.transform_key
         device.status, device.transform_key = "revoked", None
         device.revoked_at = device.revoked_at or service.now()
         record(service, session, caller, "device.revoke", device_id)
+    if revoked is not None:
+        service.prepared.forget_key(revoked)
     return Done()
 
 
@@ -191,9 +194,12 @@ def rotate_device_keys(
         device = session.get(Device, device_id)
         if device is None or device.status != "active":
             raise forbidden("device_revoked", "this device has been revoked")
+        replaced = device.transform_key
         device.transform_key = _checked_keys(service, body, identity, user, device_id)
         device.public_key, device.signing_key = body.public_key, body.signing_key
         device.certificate = body.certificate
         _remember_signing_key(service, session, device_id, body)
         record(service, session, caller, "device.rotate", device_id)
+    if replaced is not None:
+        service.prepared.forget_key(replaced)
     return Done()

@@ -150,6 +150,7 @@ def delete_group(group_id: PathId, call: Signed, service: Service) -> Done:
         session.execute(delete(GroupAdmin).where(GroupAdmin.group_id == group_id))
         session.delete(group)
         record(service, session, caller, "group.delete", group_id)
+    service.prepared.forget_group(group_id)
     return Done()
 
 
@@ -216,6 +217,7 @@ def remove_member(
             raise unprocessable("not_member", "this user is not a member")
         session.delete(member)
         record(service, session, caller, "group.remove_member", f"{group_id}/{user_id}")
+    service.prepared.forget_key(member.transform_key)
     return Done()
 
 

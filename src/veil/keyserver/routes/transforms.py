@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from veil.keyserver.auth import SignedCall
-from veil.keyserver.chains import Chain
+from veil.keyserver.chains import Chain, ChainId
 from veil.keyserver.deps import signed_call
 from veil.keyserver.routes.common import (
     TRANSFORMER_UNAVAILABLE,
@@ -66,7 +66,7 @@ async def transform_for_device(request: Request) -> Response:
     )
     early = None
     if guess is not None:
-        early = _start(service, body.encrypted_key, guess.keys)
+        early = _start(service, chain_id, body.encrypted_key, guess.keys)
         early.add_done_callback(lambda _: chains.settle(chain_id))
     try:
         try:
@@ -78,13 +78,14 @@ async def transform_for_device(request: Request) -> Response:
         if early is None or guess is None or guess.keys != chain.keys:
             if early is not None:
                 _discard(early)
-            early = _start(service, body.encrypted_key, chain.keys)
+            early = _start(service, chain_id, body.encrypted_key, chain.keys)
     except BaseException:
         if early is not None:
             _discard(early)
         raise
     # Released only now: the request's transaction committed, with exactly these keys.
     answer = Transformed(encrypted_key=await early)
+    service.prepared.want(chain_id, chain.keys)  # for this device's next rekey
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
@@ -102,8 +103,13 @@ def _parse(request: Request, raw: bytes) -> TransformRequest:
         raise RequestValidationError(details) from None
 
 
-def _start(service: KeyService, value: bytes, keys: tuple[bytes, ...]) -> "asyncio.Task[bytes]":
-    return asyncio.ensure_future(service.transformer.run_async(value, keys))
+def _start(
+    service: KeyService, chain_id: ChainId, value: bytes, keys: tuple[bytes, ...]
+) -> "asyncio.Task[bytes]":
+    """The transform, with the transform prepared for exactly these keys if one waits
+    (used up even if this request is then refused: it is never released)."""
+    prepared = service.prepared.take(chain_id, keys)
+    return asyncio.ensure_future(service.transformer.run_async(value, keys, prepared))
 
 
 def _discard(task: "asyncio.Task[bytes]") -> None:
