@@ -322,7 +322,7 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
         chat = {"epoch": 0, "sender": 0, "sealed": sealed}
         assert canonical(chat) == conf.chat(b"sealed")
         proof = MeetingProof.make("end", room, alice.user_id, now, PrivateKey.generate())
-        key = KeyPost(0, b"key", ("a", "b"), (), "a", proof)
+        key = KeyPost(0, b"key", *KeyPost.changes((), ("a", "b")), (), "a", proof)
         bad_bodies: list[tuple[str, bytes, str]] = [
             # Not JSON, or not an object.
             ("chat", b"", "chat: the body is not UTF-8 JSON"),
@@ -372,8 +372,9 @@ def test_forged_and_malformed_posts_are_refused(conf) -> None:  # type: ignore[n
             ("leave", canonical({"sender": 2**44}), "leave: sender is an integer"),
             ("alive", canonical({"epoch": 0, "deputy": "bob"}), "alive: deputy is an integer"),
             ("hand-over", canonical({**proof.fields(), "sender": [1]}), "sender is an integer"),
-            ("key", canonical({**key.fields(), "members": ["b", "a"]}), "members is sorted"),
-            ("key", canonical({**key.fields(), "members": ["a", "a"]}), "members is sorted"),
+            ("key", canonical({**key.fields(), "joined": ["b", "a"]}), "joined is sorted"),
+            ("key", canonical({**key.fields(), "left": ["a", "a"]}), "left is sorted"),
+            ("key", canonical({**key.fields(), "members_digest": "AA"}), "32-byte digest"),
             ("key", canonical({**key.fields(), "invitees": "a"}), "invitees is a list of user"),
             ("key", canonical({**key.fields(), "host": ""}), "key: host is a user id"),
             (

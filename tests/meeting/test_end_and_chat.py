@@ -226,8 +226,9 @@ def test_a_key_post_forged_by_a_member_who_is_not_an_admin_is_rejected(env) -> N
         # He has no group key: he proves with a key of his own.
         proof = MeetingProof.make("key", meeting_id, bob.user_id, 0, PrivateKey.generate(), forged)
         members = tuple(sorted([alice.user_id, bob.user_id, carol.user_id]))
+        changes = KeyPost.changes(mb.members, members)
         await mb.board.post(
-            KeyPost.KIND, bytes(KeyPost(5, forged, members, (), bob.user_id, proof))
+            KeyPost.KIND, bytes(KeyPost(5, forged, *changes, (), bob.user_id, proof))
         )
 
         def rejected(m: Meeting) -> bool:

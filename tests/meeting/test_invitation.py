@@ -83,7 +83,7 @@ def test_a_key_proved_with_a_substitute_group_key_is_refused(env) -> None:  # ty
         encrypted = bytes(encrypt(Plaintext.generate(), substitute.public_key, mallory.signer))
         proof = MeetingProof.make("key", ma.meeting_id, mallory.user_id, 0, substitute, encrypted)
         members = tuple(sorted([alice.user_id, bob.user_id, mallory.user_id]))
-        forged = KeyPost(7, encrypted, members, (), mallory.user_id, proof)
+        forged = KeyPost(7, encrypted, *KeyPost.changes((), members), (), mallory.user_id, proof)
         board = mallory.board(ma.meeting_id)
         await board.connect(since=0)
         await board.post(KeyPost.KIND, bytes(forged))

@@ -176,7 +176,7 @@ def test_a_removed_participant_decrypts_nothing_of_the_next_epoch(env) -> None:
 
         # The key service refuses her the epoch-1 key post.
         _, key_post = await env.newest_key_post(carol, ma.meeting_id)
-        assert key_post.epoch == 1 and carol.user_id not in key_post.members
+        assert key_post.epoch == 1 and key_post.left == (carol.user_id,)
         with pytest.raises(NotMember) as refused:
             await carol.session.transform(key_post.encrypted_key, group_id=ma.meeting_id)
         assert refused.value.status == 403 and refused.value.code == "not_member"

@@ -2,6 +2,7 @@
 the defect."""
 
 import contextlib
+import hashlib
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from veil.crypto.keys import PrivateKey
 from veil.crypto.schedule import SENDER_LIMIT
-from veil.protocol import MeetingProof
+from veil.protocol import MeetingProof, b64encode
 from veil.protocol.board import (
     KINDS,
     Alive,
@@ -21,6 +22,7 @@ from veil.protocol.board import (
     HandOver,
     KeyPost,
     Leave,
+    member_digest,
     parse,
 )
 
@@ -28,9 +30,14 @@ GROUP_KEY = PrivateKey.generate()
 PROOF = MeetingProof.make("key", "m-1", "alice", 1_700_000_000, GROUP_KEY, b"ct")
 
 
+BOB_JOINED = KeyPost.changes(("alice",), ("alice", "bob"))
+
+
 def _key_post(**changes: object) -> KeyPost:
+    members, base, joined, left = BOB_JOINED
     fields: dict[str, object] = {
-        "epoch": 3, "encrypted_key": b"\x01\x02ct", "members": ("alice", "bob"),
+        "epoch": 3, "encrypted_key": b"\x01\x02ct", "members_digest": members,
+        "base_digest": base, "joined": joined, "left": left,
         "invitees": ("carol",), "host": "alice", "proof": PROOF,
     }  # fmt: skip
     fields.update(changes)
@@ -65,10 +72,16 @@ def test_every_message_round_trips_through_its_canonical_body(message: object) -
 def test_a_key_posts_body_is_exactly_as_documented() -> None:
     body = json.loads(bytes(_key_post()))
     assert body == {
-        "encrypted_key": "AQJjdA", "epoch": 3, "host": "alice",
-        "invitees": ["carol"], "members": ["alice", "bob"],
+        "encrypted_key": "AQJjdA", "epoch": 3, "host": "alice", "invitees": ["carol"],
+        "members_digest": b64encode(member_digest(["alice", "bob"])),
+        "base_digest": b64encode(member_digest(["alice"])), "joined": ["bob"], "left": [],
         "proof": PROOF.fields()["proof"], "timestamp": 1_700_000_000,
     }  # fmt: skip
+    # docs/protocol.md §3.4: SHA-256("veil/v1 members" ‖ JSON(sorted members))
+    assert (
+        member_digest(["bob", "alice"])
+        == hashlib.sha256(b'veil/v1 members["alice", "bob"]').digest()
+    )
 
 
 @pytest.mark.parametrize(
@@ -103,10 +116,14 @@ def test_malformed_bodies_are_refused_naming_the_defect(
 @pytest.mark.parametrize(
     ("change", "defect"),
     [
-        ({"members": ["bob", "alice"]}, "sorted"),
-        ({"members": ["alice", "alice"]}, "sorted"),
-        ({"members": "alice"}, "list of user ids"),
-        ({"members": [""]}, "list of user ids"),
+        ({"joined": ["dave", "bob"]}, "sorted"),
+        ({"left": ["bob", "bob"]}, "sorted"),
+        ({"joined": "alice"}, "list of user ids"),
+        ({"left": [""]}, "list of user ids"),
+        ({"joined": ["bob"], "left": ["bob"]}, "joined and left share a user"),
+        ({"members_digest": "AAAA"}, "32-byte digest"),
+        ({"base_digest": "a+b/"}, "base64url"),
+        ({"base_digest": b64encode(member_digest(["alice", "bob"]))}, "leaves the list as it was"),
         ({"host": 3}, "user id"),
         ({"epoch": "42"}, "integer"),
     ],
@@ -128,3 +145,28 @@ def test_arbitrary_bytes_never_raise_anything_but_a_board_message_error(body: by
 def test_secrets_stay_out_of_repr() -> None:
     assert "ct" not in repr(_key_post()) and "encrypted_key" not in repr(_key_post())
     assert "\\x00" not in repr(Chat(2, 5, b"\x00" * 40))
+
+
+def test_a_key_post_carries_the_change_and_leads_to_its_digest() -> None:
+    before, after = ("alice", "bob", "carol"), ("alice", "carol", "dave")
+    post = _key_post(**dict(zip(KEY_CHANGE_FIELDS, KeyPost.changes(before, after), strict=True)))
+    assert (post.joined, post.left) == (("dave",), ("bob",))
+    assert post.apply(before) == after
+    # A base that is not the one named, or a change that does not fit it, leads nowhere.
+    assert post.apply(("alice", "bob")) is None
+    assert post.apply(("alice", "carol", "dave")) is None  # Dave is in it already
+    # No change: the post names its list, and the base is the list itself.
+    same = KeyPost.changes(after, after)
+    assert same == (member_digest(after), member_digest(after), (), ())
+
+
+def test_a_change_too_large_to_carry_names_the_list_by_digest_alone() -> None:
+    many = [f"user-{i:05d}" for i in range(5000)]
+    members, base, joined, left = KeyPost.changes((), many)
+    assert (base, joined, left) == (members, (), ())
+    post = _key_post(members_digest=members, base_digest=base, joined=(), left=())
+    assert len(bytes(post)) < 2048  # the same bytes at any meeting size
+    assert post.apply(many) == tuple(many)
+
+
+KEY_CHANGE_FIELDS = ("members_digest", "base_digest", "joined", "left")

@@ -46,6 +46,12 @@ class Unavailable(ServiceError):
     """5xx, or the service could not be reached."""
 
 
+class MembersChanging(VeilError):
+    """A key post's member list could not be had yet: this device did not follow the
+    list it changes, and the key service's list is not the post's (the group changed
+    since). Tried again after a while, like a service that did not answer."""
+
+
 class PinnedKeyChanged(VeilError):
     """A user's (or a group's) public keys differ from the ones this device pinned
     earlier. Either the user reset their keys or someone is substituting keys: ask the

@@ -16,8 +16,10 @@ the poster's user id and the ``payload`` named below; its ``timestamp`` and ``pr
 fields are part of the body.
 """
 
+import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeVar, Union
 
@@ -28,6 +30,18 @@ from veil.protocol import MeetingProof, b64decode, b64encode
 EPOCH_LIMIT: Final = 2**64
 MAX_USER_ID: Final = 256
 _USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+
+
+DIGEST_SIZE: Final = 32
+MAX_CHANGES_BYTES: Final = 32 * 1024
+"""The most a key post's ``joined`` and ``left`` take together (their JSON): beyond
+it, a key post names its member list by digest alone (``KeyPost.changes``)."""
+
+
+def member_digest(members: Sequence[str]) -> bytes:
+    """SHA-256 of ``"veil/v1 members" ‖ JSON(sorted members)``, the JSON of the
+    security code (docs/protocol.md §4.8)."""
+    return hashlib.sha256(b"veil/v1 members" + json.dumps(sorted(members)).encode()).digest()
 
 
 class BoardMessageError(ValueError):
@@ -67,6 +81,12 @@ class _Fields:
             return b64decode(self.data[name])
         except ValueError:
             raise BoardMessageError(f"{self.kind}: {name} is unpadded base64url") from None
+
+    def digest(self, name: str) -> bytes:
+        value = self.raw(name)
+        if len(value) != DIGEST_SIZE:
+            raise BoardMessageError(f"{self.kind}: {name} is a {DIGEST_SIZE}-byte digest")
+        return value
 
     def users(self, name: str) -> tuple[str, ...]:
         value = self.data[name]
@@ -154,27 +174,70 @@ class Leave(_Message):
 @dataclass(frozen=True)
 class KeyPost(_Message):
     """An epoch's session key, encrypted once to the meeting group by its poster (the
-    manager from then on). Proof payload: ``encrypted_key``. ``members``: the group's
-    members it was made for (security codes cover them); ``invitees``: users invited
-    but not in the group yet, so a manager who takes over admits them; ``host``: the
-    user who manages when present."""
+    manager from then on). Proof payload: ``encrypted_key``.
+
+    The group's members it was made for (security codes cover them) travel as a
+    change: ``members_digest`` is their digest (``member_digest``); ``joined`` and
+    ``left`` turn the list whose digest is ``base_digest`` (the list of the key its
+    poster held) into it, so that a rekey costs each device the same bytes at any
+    meeting size. A client that does not hold the base list fetches the list from the
+    key service and takes it only if its digest is ``members_digest``; a change too
+    large to carry
+    (``MAX_CHANGES_BYTES``) is sent as ``base_digest == members_digest`` with no
+    change.
+    ``invitees``: users invited but not in the group yet, so a manager who takes over
+    admits them; ``host``: the user who manages when present."""
 
     KIND: ClassVar[str] = "key"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"epoch", "encrypted_key", "members", "invitees", "host", "timestamp", "proof"}
+        {"epoch", "encrypted_key", "members_digest", "base_digest", "joined", "left"}
+        | {"invitees", "host", "timestamp", "proof"}
     )
     epoch: int
     encrypted_key: bytes = field(repr=False)
-    members: tuple[str, ...]
+    members_digest: bytes
+    base_digest: bytes
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
     invitees: tuple[str, ...]
     host: str
     proof: MeetingProof = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if set(self.joined) & set(self.left):
+            raise BoardMessageError("key: joined and left share a user")
+        if self.base_digest == self.members_digest and (self.joined or self.left):
+            raise BoardMessageError("key: a change that leaves the list as it was")
+
+    @classmethod
+    def changes(
+        cls, before: Sequence[str], after: Sequence[str]
+    ) -> tuple[bytes, bytes, tuple[str, ...], tuple[str, ...]]:
+        """``members_digest``, ``base_digest``, ``joined`` and ``left`` for a post whose
+        list is ``after``, made by a poster who held ``before``."""
+        members, old, new = member_digest(after), set(before), set(after)
+        joined, left = tuple(sorted(new - old)), tuple(sorted(old - new))
+        if len(json.dumps([joined, left]).encode()) > MAX_CHANGES_BYTES:
+            return members, members, (), ()
+        return members, member_digest(before), joined, left
+
+    def apply(self, base: Sequence[str]) -> tuple[str, ...] | None:
+        """The post's member list from ``base`` (the list whose digest is
+        ``base_digest``), or ``None`` if the change does not lead to ``members_digest``."""
+        held = set(base)
+        if held & set(self.joined) or not set(self.left) <= held:
+            return None
+        after = tuple(sorted((held - set(self.left)) | set(self.joined)))
+        return after if member_digest(after) == self.members_digest else None
 
     def fields(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "encrypted_key": b64encode(self.encrypted_key),
-            "members": list(self.members),
+            "members_digest": b64encode(self.members_digest),
+            "base_digest": b64encode(self.base_digest),
+            "joined": list(self.joined),
+            "left": list(self.left),
             "invitees": list(self.invitees),
             "host": self.host,
             **self.proof.fields(),
@@ -185,7 +248,10 @@ class KeyPost(_Message):
         return cls(
             epoch=fields.integer("epoch", EPOCH_LIMIT),
             encrypted_key=fields.raw("encrypted_key"),
-            members=fields.users("members"),
+            members_digest=fields.digest("members_digest"),
+            base_digest=fields.digest("base_digest"),
+            joined=fields.users("joined"),
+            left=fields.users("left"),
             invitees=fields.users("invitees"),
             host=fields.user("host"),
             proof=fields.proof(),

@@ -49,7 +49,7 @@ from veil.protocol.board import Alive, KeyPost
 
 Admit = Callable[[str], Awaitable[bool]]
 """Asked by the manager when someone not invited knocks: admit this user?"""
-OwnKey = Callable[[bytes, Plaintext], "asyncio.Future[bool]"]
+OwnKey = Callable[[bytes, Plaintext, tuple[str, ...]], "asyncio.Future[bool]"]
 """Tells the meeting of a key post this device is about to make (its encrypted key and
 plaintext), before it is posted; the future resolves once the board delivers it back:
 installed (True) or superseded by an earlier post (False)."""
@@ -159,10 +159,13 @@ class Manager:
                 int(self._wall_clock()), "key", encrypted,
             )  # fmt: skip
             invitees = tuple(sorted(self.invitees - set(members)))
-            post = KeyPost(epoch, encrypted, members, invitees, self.host or self.user_id, proof)
+            post = KeyPost(
+                epoch, encrypted, *KeyPost.changes(self.epochs.members, members),
+                invitees, self.host or self.user_id, proof,
+            )  # fmt: skip
             if not self.active:  # left while the key was being made
                 return
-            landed = self._own_key(encrypted, plaintext)
+            landed = self._own_key(encrypted, plaintext, members)
             try:
                 await self.board.post(KeyPost.KIND, bytes(post), timeout=self.timers.post_timeout)
                 self.last_rekey = self.clock.time()

@@ -29,6 +29,7 @@ from veil.client.conference import MediaChannel, Post
 from veil.client.errors import (
     InvalidRequest,
     MeetingEnded,
+    MembersChanging,
     NotAdmitted,
     NotMember,
     ServiceError,
@@ -55,6 +56,7 @@ from veil.client.meeting.events import (
     Removed,
 )
 from veil.client.meeting.manager import Admit, Manager
+from veil.client.meeting.members import MemberLists
 from veil.client.meeting.roster import Roster
 from veil.client.meeting.timers import Clock, MeetingTimers, SystemClock
 from veil.client.retry import RETRY
@@ -99,6 +101,7 @@ class Meeting:
         self.events = EventStream()
         self.roster = Roster()
         self.epochs = Epochs(meeting_id)
+        self.member_lists = MemberLists(self._group_members)
         # Each join draws its own sender number (44 random bits) and announces it, signed:
         # the board's sequence numbers are the service's and must not pick SFrame keys,
         # or a dishonest service could make two senders share a key and nonces.
@@ -126,7 +129,7 @@ class Meeting:
         self._offered = asyncio.Event()
         # Key posts this device made, by encrypted key, until the board delivers them (an
         # ack may be lost while the post landed), and whoever waits for each.
-        self._own: dict[bytes, Plaintext] = {}
+        self._own: dict[bytes, tuple[Plaintext, tuple[str, ...]]] = {}
         self._landed: dict[bytes, asyncio.Future[bool]] = {}
         self._installed = asyncio.Event()
         self._early: list[Frame] = []  # frames that waited for this epoch's key
@@ -279,9 +282,9 @@ class Meeting:
             while self._offer is not None:
                 post, message = self._offer
                 try:
-                    plaintext = await self._open_key(post, message)
-                except NotMember:
-                    break  # not admitted yet: the next attempt after the next wait
+                    plaintext, members = await self._open_key(post, message)
+                except (NotMember, MembersChanging):
+                    break  # not admitted yet (or the group is changing): try after the wait
                 except (UntrustedPost, InvalidRequest, AuthenticationError, DecodeError) as exc:
                     # Anyone may post on the board: a post not to be trusted is set aside,
                     # so it cannot keep this device out.
@@ -292,7 +295,7 @@ class Meeting:
                 self._admitted = True
                 if self._offer == (post, message):
                     self._offer = None
-                self._take(post, message, plaintext)
+                self._take(post, message, plaintext, members)
                 return
         raise NotAdmitted(f"not admitted to {self.meeting_id!r}")
 
@@ -382,13 +385,14 @@ class Meeting:
 
     def _offer_key(self, post: Post, message: KeyPost) -> None:
         if post.device_id == self.device.device_id and message.encrypted_key in self._own:
-            taken = self._take(post, message, self._own.pop(message.encrypted_key))
+            taken = self._take(post, message, *self._own.pop(message.encrypted_key))
             landed = self._landed.pop(message.encrypted_key, None)
             if landed is not None and not landed.done():
                 landed.set_result(taken)
             return
         # Checked before any transform is asked for: a forged key post costs nothing.
         self._check(post, message.proof, "key", message.encrypted_key)
+        self.member_lists.follow(message)
         if post.device_id == self.epochs.manager:
             self.manager.manager_seen()
         if not self.epochs.supersedes(message.epoch, post.seq):
@@ -397,26 +401,34 @@ class Meeting:
             self._offer = (post, message)
             self._offered.set()
 
-    def _own_key(self, encrypted: bytes, plaintext: Plaintext) -> "asyncio.Future[bool]":
+    def _own_key(
+        self, encrypted: bytes, plaintext: Plaintext, members: tuple[str, ...]
+    ) -> "asyncio.Future[bool]":
         """A key post this device is about to make: taken when the board delivers it
         back, in order, like everyone else's (so every client keeps the same key)."""
         landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self.left or self.ended.is_set():
             landed.set_result(False)
             return landed
-        self._own[encrypted] = plaintext
+        self.member_lists.remember(members)
+        self._own[encrypted] = (plaintext, members)
         self._landed[encrypted] = landed
         landed.add_done_callback(lambda _: self._landed.pop(encrypted, None))
         return landed
 
-    async def _open_key(self, post: Post, message: KeyPost) -> Plaintext:
-        """Transform and decrypt a key post. ``NotMember`` if not (or no longer) in the
-        group; ``UntrustedPost`` if its ciphertext is not its poster's."""
+    async def _open_key(self, post: Post, message: KeyPost) -> tuple[Plaintext, tuple[str, ...]]:
+        """Transform and decrypt a key post; its key and member list. ``NotMember`` if
+        not (or no longer) in the group; ``UntrustedPost`` if its ciphertext is not its
+        poster's; ``MembersChanging`` while its member list cannot be had."""
         origin = EncryptedValue.from_bytes(message.encrypted_key).verify()
         if origin.signer != (await self.device.signer_of(post.device_id))[1]:
             raise UntrustedPost("the key was not encrypted by its poster")
         transformed = await self.device.session.transform(bytes(origin), group_id=self.meeting_id)
-        return self.device.decrypt(transformed, origin=origin)
+        plaintext = self.device.decrypt(transformed, origin=origin)
+        return plaintext, await self.member_lists.of(message)
+
+    async def _group_members(self) -> tuple[str, ...]:
+        return (await self.device.groups.get(self.meeting_id)).members
 
     async def _key_loop(self) -> None:
         """Takes the newest key post offered, one at a time, retrying while the key
@@ -430,11 +442,11 @@ class Meeting:
                 continue
             post, message = offer
             try:
-                plaintext = await self._open_key(post, message)
+                plaintext, members = await self._open_key(post, message)
             except NotMember:
                 self._removed()
                 return
-            except (Unavailable, OSError) as exc:
+            except (Unavailable, MembersChanging, OSError) as exc:
                 self.events.fail(exc)
                 await self.clock.sleep(RETRY.delay(failures))
                 failures += 1
@@ -448,17 +460,17 @@ class Meeting:
             failures = 0
             if self._offer == offer:
                 self._offer = None
-            self._take(post, message, plaintext)
+            self._take(post, message, plaintext, members)
 
-    def _take(self, post: Post, message: KeyPost, plaintext: Plaintext) -> bool:
+    def _take(
+        self, post: Post, message: KeyPost, plaintext: Plaintext, members: tuple[str, ...]
+    ) -> bool:
         """Install a key post's key if it supersedes the one held (and this client is
         still in the meeting); whether it did."""
         if self.left or self.removed or self.ended.is_set():
             return False
         before, previous = self.epochs.epoch, self.epochs.manager
-        installed = self.epochs.install(
-            message.epoch, post.seq, plaintext, message.members, post.device_id
-        )
+        installed = self.epochs.install(message.epoch, post.seq, plaintext, members, post.device_id)
         if installed is None:
             return False
         self.manager.host = message.host
