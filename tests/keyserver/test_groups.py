@@ -10,6 +10,7 @@ from veil.crypto.aead import open_document, seal_document
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt, generate_transform_key
 from veil.protocol import b64decode, b64encode, group_proof_message, sign_request
+from veil.protocol.board import member_digest
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -142,6 +143,29 @@ def test_a_non_member_reading_a_group_is_403_not_member(make_actor) -> None:  # 
     alice.create_group("g1")
     assert_error(read(eve, "g1"), 403, "not_member")
     assert_error(read(eve, "no-such-group"), 404, "not_found")
+
+
+def test_the_digest_names_the_member_list_without_it(make_actor) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol, eve = (make_actor(n) for n in ("alice", "bob", "carol", "eve"))
+    group_key = alice.create_group("g1")
+    for member in (carol, bob):
+        assert alice.add_member("g1", group_key, member).status_code == 201
+    members = read(bob, "g1").json()["members"]
+    for reader in (alice, bob):
+        response = reader.signed("GET", "/v1/groups/g1/digest")
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "group_id": "g1",
+            "members_digest": b64encode(member_digest(members)),
+            "member_count": len(members),
+            "admins": ["alice"],
+        }
+    assert alice.remove_member("g1", group_key, "carol").status_code == 200
+    after = alice.signed("GET", "/v1/groups/g1/digest").json()["members_digest"]
+    assert b64decode(after) == member_digest([m for m in members if m != "carol"])
+    assert_error(eve.signed("GET", "/v1/groups/g1/digest"), 403, "not_member")
+    assert_error(carol.signed("GET", "/v1/groups/g1/digest"), 403, "not_member")
+    assert_error(alice.signed("GET", "/v1/groups/nope/digest"), 404, "not_found")
 
 
 def test_creating_an_existing_group_is_409_group_exists(make_actor) -> None:  # type: ignore[no-untyped-def]

@@ -74,15 +74,15 @@ def test_a_removal_the_key_service_refused_is_retried(env) -> None:  # type: ign
         alice, bob, carol = await env.devices(*(env.name(n) for n in ("alice", "bob", "carol")))
         ma, mb, mc = await env.start_and_join(alice, [bob, carol], timers=T)
         groups = ma.manager._groups
-        real_get, blips = groups.get, [1]
+        real_get, real_digest, blips = groups.get, groups.digest, [1]
 
-        async def flaky_get(group_id: str):  # type: ignore[no-untyped-def]
+        async def flaky_digest(group_id: str):  # type: ignore[no-untyped-def]
             if blips:
                 blips.pop()
                 raise Unavailable(503, "keyserver_unavailable", "a blip")
-            return await real_get(group_id)
+            return await real_digest(group_id)
 
-        groups.get = flaky_get  # type: ignore[method-assign]
+        groups.digest = flaky_digest  # type: ignore[method-assign]
         await mc.leave()
         await mb.wait_for_epoch(1, timeout=10)
         assert any(isinstance(e, Unavailable) for e in ma.errors)  # reported, then retried

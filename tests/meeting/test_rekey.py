@@ -283,3 +283,35 @@ def test_a_key_post_whose_ack_was_lost_is_taken_back_from_the_board(env) -> None
         assert ma.managing and mb.epochs.manager == alice.device_id
 
     env.run(main)
+
+
+def test_a_rekey_reads_the_member_list_only_when_someone_else_changed_it(env) -> None:
+    async def main() -> None:
+        names = [env.name(n) for n in ("alice", "bob", "carol", "dave")]
+        alice, bob, carol, dave = await env.devices(*names)
+        ma, mb, _ = await env.start_and_join(alice, [bob, carol])
+        reads = 0
+        read = alice.groups.get
+
+        async def counted(group_id: str):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += 1
+            return await read(group_id)
+
+        alice.groups.get = counted  # type: ignore[method-assign]
+        for epoch in (1, 2):
+            await ma.rekey()
+            await mb.wait_for_epoch(epoch, timeout=10)
+        assert reads == 0  # the key service's digest matched the manager's own list
+        assert ma.security_code == mb.security_code
+
+        # Someone else changes the group (here: Alice's device outside the meeting).
+        await alice.groups.add_members(ma.meeting_id, [dave.user_id])
+        await ma.rekey()
+        await mb.wait_for_epoch(3, timeout=10)
+        assert reads == 1
+        assert dave.user_id in ma.members and ma.members == mb.members
+        _, post = await env.newest_key_post(bob, ma.meeting_id)
+        assert (post.joined, post.left) == ((dave.user_id,), ())
+
+    env.run(main)

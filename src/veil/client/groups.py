@@ -10,6 +10,7 @@ from veil.client.principal import Principal
 from veil.client.provenance import pinned_identities, vouched_origin
 from veil.crypto.aead import open_document
 from veil.crypto.keys import PrivateKey, PublicKey
+from veil.protocol import b64decode
 
 
 def _pin(group_id: str) -> str:
@@ -22,6 +23,16 @@ class GroupInfo:
     group_id: str
     admins: tuple[str, ...]
     members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupDigest:
+    """A group's member list by digest (``veil.protocol.board.member_digest``)."""
+
+    group_id: str
+    admins: tuple[str, ...]
+    members_digest: bytes
+    member_count: int
 
 
 class Groups:
@@ -123,6 +134,13 @@ class Groups:
     async def get(self, group_id: str) -> GroupInfo:
         data = await self._device.session.group(group_id)
         return GroupInfo(group_id, tuple(data["admins"]), tuple(data["members"]))
+
+    async def digest(self, group_id: str) -> GroupDigest:
+        """Whether a member list is the group's, without reading every member."""
+        data = await self._device.session.group_digest(group_id)
+        return GroupDigest(
+            group_id, tuple(data["admins"]), b64decode(data["members_digest"]), data["member_count"]
+        )
 
     async def list(self) -> list[str]:
         return await self._device.session.groups()

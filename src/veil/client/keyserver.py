@@ -388,6 +388,9 @@ class DeviceSession:
     async def group(self, group_id: str) -> dict[str, Any]:
         return dict(await self.request("GET", f"/v1/groups/{path_segment(group_id)}"))
 
+    async def group_digest(self, group_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/groups/{path_segment(group_id)}/digest"))
+
     async def groups(self) -> list[str]:
         return list((await self.request("GET", "/v1/groups"))["groups"])
 

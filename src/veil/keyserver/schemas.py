@@ -89,6 +89,16 @@ class GroupInfo(Model):
     members: list[str]
 
 
+class GroupDigest(Model):
+    """What a meeting's manager checks before each rekey instead of reading every
+    member: the digest of the member list (``veil.protocol.board.member_digest``)."""
+
+    group_id: str
+    members_digest: B64
+    member_count: int
+    admins: list[str]
+
+
 class GroupPublicKey(Model):
     group_id: str
     public_key: B64

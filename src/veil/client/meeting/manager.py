@@ -30,6 +30,7 @@ service or of the application's ``admit``, stops the manager's work.
 """
 
 import asyncio
+import bisect
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -45,7 +46,7 @@ from veil.client.retry import RETRY
 from veil.crypto.keys import Plaintext, PublicKey
 from veil.crypto.pre import encrypt
 from veil.crypto.signing import SigningKey
-from veil.protocol.board import Alive, KeyPost
+from veil.protocol.board import Alive, KeyPost, member_digest
 
 Admit = Callable[[str], Awaitable[bool]]
 """Asked by the manager when someone not invited knocks: admit this user?"""
@@ -98,6 +99,7 @@ class Manager:
         self._departures = asyncio.Event()  # a leave to apply (coalesced)
         self._rekey_due: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one rekey at a time
+        self._members: list[str] | None = None  # the group's, as of ``_group``
         self._silent: set[str] = set()  # devices that stopped answering: no deputies
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -139,6 +141,20 @@ class Manager:
     def deputy_seen(self) -> None:
         self._deputy_seen = self.clock.time()
 
+    # --- the group ----------------------------------------------------------------------
+
+    async def _group(self) -> tuple[tuple[str, ...], list[str]]:
+        """The group's admins and its member list (sorted; this manager's own, which it
+        keeps up to date with its own changes). The key service says only the list's
+        digest: the whole list is read only when someone else changed it, so a rekey
+        of a large meeting costs the manager the same as a small one's."""
+        summary = await self._groups.digest(self.meeting_id)
+        held = self._members if self._members is not None else list(self.epochs.members)
+        if member_digest(held) != summary.members_digest:
+            held = sorted((await self._groups.get(self.meeting_id)).members)
+        self._members = held
+        return summary.admins, held
+
     # --- rekeys ------------------------------------------------------------------------
 
     async def rekey(self) -> None:
@@ -150,8 +166,7 @@ class Manager:
                 return
             await self.reconcile()
             epoch = 0 if self.epochs.epoch is None else self.epochs.epoch + 1
-            group = await self._groups.get(self.meeting_id)
-            members = tuple(sorted(set(group.members)))
+            _, members = await self._group()
             plaintext = Plaintext.generate()
             encrypted = bytes(encrypt(plaintext, self.group_key, self._signer))
             proof = await make_proof(
@@ -165,7 +180,7 @@ class Manager:
             )  # fmt: skip
             if not self.active:  # left while the key was being made
                 return
-            landed = self._own_key(encrypted, plaintext, members)
+            landed = self._own_key(encrypted, plaintext, tuple(members))
             try:
                 await self.board.post(KeyPost.KIND, bytes(post), timeout=self.timers.post_timeout)
                 self.last_rekey = self.clock.time()
@@ -186,11 +201,12 @@ class Manager:
         departed = self.roster.departed() - {self.user_id}
         if not departed:
             return []
-        group = await self._groups.get(self.meeting_id)
-        gone = sorted(departed & set(group.members))
+        admins, members = await self._group()
+        gone = [user_id for user_id in sorted(departed) if _holds(members, user_id)]
         if gone:
             await self._groups.remove_members(self.meeting_id, gone)
-        demoted = sorted(departed & set(group.admins) - {self.host or ""})
+            self._members = [m for m in members if m not in departed]
+        demoted = sorted(departed & set(admins) - {self.host or ""})
         if demoted:
             await self._groups.remove_admins(self.meeting_id, demoted)
         self.roster.settled(departed)
@@ -251,8 +267,8 @@ class Manager:
     async def _consider(self, user_id: str) -> None:
         if not self.managing:
             return
-        group = await self._groups.get(self.meeting_id)
-        if user_id in group.members:
+        admins, members = await self._group()
+        if _holds(members, user_id):
             return
         invited = user_id in self.invitees or (
             self._admit is not None and await self._admit(user_id)
@@ -261,9 +277,10 @@ class Manager:
             return
         # The host becomes an admin first: once a member it is admitted, and it then
         # takes over at once, which needs the group key.
-        if user_id == self.host and user_id not in group.admins:
+        if user_id == self.host and user_id not in admins:
             await self._groups.add_admins(self.meeting_id, [user_id])
         await self._groups.add_members(self.meeting_id, [user_id])
+        bisect.insort(members, user_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -301,12 +318,12 @@ class Manager:
         if not candidates:
             self.deputy = None
             return None
-        group = await self._groups.get(self.meeting_id)
-        deputy = next((p for p in candidates if p.user_id in group.members), None)
+        admins, members = await self._group()
+        deputy = next((p for p in candidates if _holds(members, p.user_id)), None)
         if deputy is None:
             self.deputy = None
             return None  # no member yet: no deputy rather than an outsider
-        if deputy.user_id not in group.admins:
+        if deputy.user_id not in admins:
             await self._groups.add_admins(self.meeting_id, [deputy.user_id])
         self.deputy, self._deputy_seen = deputy.sender, self.clock.time()
         return deputy.sender
@@ -343,3 +360,9 @@ class Manager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+def _holds(members: list[str], user_id: str) -> bool:
+    """Whether the sorted ``members`` hold ``user_id``."""
+    at = bisect.bisect_left(members, user_id)
+    return at < len(members) and members[at] == user_id

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from veil.crypto.keys import PublicKey
@@ -26,6 +27,7 @@ from veil.keyserver.schemas import (
     Author,
     CreateGroup,
     Done,
+    GroupDigest,
     GroupInfo,
     GroupKey,
     GroupList,
@@ -34,6 +36,7 @@ from veil.keyserver.schemas import (
 )
 from veil.keyserver.service import KeyService
 from veil.protocol import b64decode, group_proof_message
+from veil.protocol.board import member_digest
 from veil.web.errors import conflict, forbidden, unprocessable
 from veil.web.schemas import PathId, Timestamp
 
@@ -87,24 +90,45 @@ def list_groups(call: Signed, service: Service) -> GroupList:
 def read_group(group_id: PathId, call: Signed, service: Service) -> GroupInfo:
     with service.signed(call) as (session, caller):
         group = get_group(session, group_id)
-        admins = (
-            session.execute(select(GroupAdmin.user_id).where(GroupAdmin.group_id == group_id))
-            .scalars()
-            .all()
-        )
-        members = (
-            session.execute(select(GroupMember.user_id).where(GroupMember.group_id == group_id))
-            .scalars()
-            .all()
-        )
-        if caller.user_id not in admins and caller.user_id not in members:
-            raise forbidden("not_member", "the caller is not in this group")
+        admins, members = _admins_and_members(session, group_id, caller.user_id)
         return GroupInfo(
-            group_id=group.id,
-            public_key=group.public_key,
-            admins=sorted(admins),
-            members=sorted(members),
+            group_id=group.id, public_key=group.public_key, admins=admins, members=members
         )
+
+
+@router.get("/{group_id}/digest")
+def group_digest(group_id: PathId, call: Signed, service: Service) -> GroupDigest:
+    """The member list's digest (docs/protocol.md §3.4), the member count and the
+    admins: a member or admin checks whether the list it holds is the group's without
+    reading every member."""
+    with service.signed(call) as (session, caller):
+        get_group(session, group_id)
+        admins, members = _admins_and_members(session, group_id, caller.user_id)
+        return GroupDigest(
+            group_id=group_id,
+            members_digest=member_digest(members),
+            member_count=len(members),
+            admins=admins,
+        )
+
+
+def _admins_and_members(
+    session: Session, group_id: str, caller: str
+) -> tuple[list[str], list[str]]:
+    """The group's admins and members, sorted, for one of them (else 403)."""
+    admins = (
+        session.execute(select(GroupAdmin.user_id).where(GroupAdmin.group_id == group_id))
+        .scalars()
+        .all()
+    )
+    members = (
+        session.execute(select(GroupMember.user_id).where(GroupMember.group_id == group_id))
+        .scalars()
+        .all()
+    )
+    if caller not in admins and caller not in members:
+        raise forbidden("not_member", "the caller is not in this group")
+    return sorted(admins), sorted(members)
 
 
 @router.get("/{group_id}/membership")
