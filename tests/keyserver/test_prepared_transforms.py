@@ -129,3 +129,18 @@ def test_without_a_pool_transforms_work_as_before(client: TestClient, make_actor
         key, raw, origin = _rekey(alice, group_key)
         assert _answer(bob.transform(raw, "g1"), bob.device_key, origin) == key
     assert _stats(client) == PoolStats(held=0, wanted=0, taken=0, missed=0)
+
+
+@pytest.mark.parametrize("prepared_limit", [1])
+def test_a_meeting_beyond_the_pools_ceiling_is_served_on_demand(
+    client: TestClient, make_actor: Any
+) -> None:
+    alice, bob, carol, group_key = _meeting(make_actor)
+    for _ in range(3):
+        key, raw, origin = _rekey(alice, group_key)
+        for member in (bob, carol):
+            assert _answer(member.transform(raw, "g1"), member.device_key, origin) == key
+        _prepared(client, held=1)  # the ceiling: one chain prepared, the other not
+    stats = _stats(client)
+    assert stats.held <= 1 and stats.taken + stats.missed == 6
+    assert stats.missed >= 4  # most transforms ran on demand, and every one answered

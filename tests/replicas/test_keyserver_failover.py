@@ -1,0 +1,219 @@
+"""A key-service replica killed in the middle of a rekey: two ``veil serve --keyserver``
+processes on one PostgreSQL database behind a round-robin proxy (standing for a load
+balancer), a conference service and the dev IdP, each its own process. The replica
+that was serving is killed (SIGKILL) as a participant leaves; the devices' requests to
+it fail, they retry, the proxy sends them to the other replica, and every remaining
+device reaches the new epoch with the same security code. Skipped when PostgreSQL
+does not answer."""
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+
+from veil.client import Device, MemoryDeviceStore
+from veil.client.meeting import Meeting, MeetingTimers
+from veil.keyserver.maintenance import verify_audit
+from veil.protocol import b64encode
+
+VEIL = [sys.executable, "-m", "veil.cli", "serve", "--host", "127.0.0.1"]
+TIMERS = MeetingTimers(debounce=0.2, heartbeat=0.5, failover=3.0, join_retries=(1.0, 2.0, 4.0))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _service(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(
+        [*VEIL, *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert child.poll() is None, f"the service for {url} exited"
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=1)  # any answer: it is serving
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")
+
+
+class RoundRobin:
+    """A TCP proxy that hands each new connection to the next backend that accepts it,
+    as a load balancer does; a connection whose backend dies is dropped."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends, self._next = backends, 0
+        self.connections = dict.fromkeys(backends, 0)
+        self.refused = 0
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        async with server:
+            yield server.sockets[0].getsockname()[1]
+
+    async def _relay(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        for _ in self.backends:
+            port = self.backends[self._next % len(self.backends)]
+            self._next += 1
+            try:
+                backend_in, backend_out = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                self.refused += 1
+                continue  # down: the next one
+            self.connections[port] += 1
+            await asyncio.gather(_pipe(client_in, backend_out), _pipe(backend_in, client_out))
+            return
+        client_out.close()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        sink.close()
+
+
+def test_devices_get_their_answers_from_the_other_replica_when_one_is_killed_mid_rekey(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    idp_port, first_port, second_port, conference_port = (_free_port() for _ in range(4))
+    idp_url = f"http://127.0.0.1:{idp_port}"
+    replicas = {
+        "VEIL_SERVICE_SECRET": b64encode(secrets.token_bytes(32)),
+        "VEIL_DATABASE_URL": fresh_postgres_url,
+        "VEIL_JWT_ISSUER_URL": idp_url,
+        "VEIL_TRANSFORM_WORKERS": "1",
+    }
+    proxy = RoundRobin([first_port, second_port])
+    with contextlib.ExitStack() as stack:
+        idp = stack.enter_context(_service("--idp", "--port", str(idp_port)))
+        _wait_for(idp_url, idp)
+        keyservers = {
+            port: stack.enter_context(
+                _service(
+                    "--keyserver",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(tmp_path / str(port)),
+                    env=replicas,
+                )
+            )
+            for port in (first_port, second_port)
+        }
+        for port, child in keyservers.items():
+            _wait_for(f"http://127.0.0.1:{port}", child)
+
+        async def scenario() -> None:
+            async with proxy.serving() as proxy_port:
+                keyserver_url = f"http://127.0.0.1:{proxy_port}"
+                conference = stack.enter_context(
+                    _service(
+                        "--conference",
+                        "--port",
+                        str(conference_port),
+                        "--keyserver-url",
+                        keyserver_url,
+                        "--data-dir",
+                        str(tmp_path / "conference"),
+                        env={"VEIL_JWT_ISSUER_URL": idp_url},
+                    )
+                )
+                conference_url = f"http://127.0.0.1:{conference_port}"
+                await asyncio.to_thread(_wait_for, conference_url, conference)
+                await _meet_through_a_replica_failure(
+                    idp_url, keyserver_url, conference_url, keyservers, proxy
+                )
+
+        asyncio.run(scenario())
+    # Both replicas wrote one audit chain, unbroken.
+    assert verify_audit(fresh_postgres_url).ok
+
+
+async def _meet_through_a_replica_failure(
+    idp_url: str,
+    keyserver_url: str,
+    conference_url: str,
+    keyservers: dict[int, subprocess.Popen[bytes]],
+    proxy: RoundRobin,
+) -> None:
+    devices = []
+    async with contextlib.AsyncExitStack() as stack:
+        for name in ("alice", "bob", "carol"):
+            user = f"{name}-{secrets.token_hex(3)}"
+
+            async def token(audience: str, user: str = user) -> str:
+                async with httpx.AsyncClient() as http:
+                    response = await http.post(
+                        f"{idp_url}/token", json={"sub": user, "audience": audience}
+                    )
+                    return str(response.json()["token"])
+
+            device = await Device.initialize(
+                keyserver_url=keyserver_url, conference_url=conference_url, tokens=token,
+                store=MemoryDeviceStore(secrets.token_bytes(32)),
+            )  # fmt: skip
+            devices.append(await stack.enter_async_context(device))
+        alice, bob, carol = devices
+        ma = await Meeting.start(alice, invitees=[bob.user_id, carol.user_id], timers=TIMERS)
+        mb, mc = await asyncio.gather(
+            *(Meeting.join(d, ma.invitation, timers=TIMERS) for d in (bob, carol))
+        )
+        meetings = [ma, mb, mc]
+        try:
+            assert {m.epoch for m in meetings} == {0}
+            # Both replicas served the meeting so far.
+            assert all(count > 0 for count in proxy.connections.values()), proxy.connections
+            await mc.leave()  # the manager removes Carol and rekeys: kill a replica now
+            killed, survivor = proxy.backends
+            keyservers[killed].send_signal(signal.SIGKILL)
+            keyservers[killed].wait(10)
+            served = proxy.connections[survivor]
+            for m in (ma, mb):
+                await m.wait_for_epoch(1, timeout=60)
+            # The devices' connections to the killed replica broke; their next ones
+            # found it down, and the other replica answered them.
+            assert proxy.refused >= 1 and proxy.connections[survivor] > served
+            assert ma.security_code == mb.security_code
+            assert carol.user_id not in ma.members and ma.members == mb.members
+            assert mc.epochs.key(1) is None
+        finally:
+            for m in meetings:
+                with contextlib.suppress(Exception):
+                    await m.close(rotate_device_keys=False)
