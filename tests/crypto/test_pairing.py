@@ -1,5 +1,6 @@
 """The pairing adapter: encodings against py_ecc, strict decoding, RFC 9380 H2, GT checks."""
 
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -245,6 +246,54 @@ def test_gt_decode_rejects_bad_length_range_and_identity() -> None:
         pg.decode_gt(pg.PRIME.to_bytes(48, "big") + bytes(528))
     with pytest.raises(IdentityElement):
         pg.decode_gt(pg.encode_gt(pg.GT()))
+
+
+def _fp12(c: list[int]) -> pg.GT:
+    return pg.GT.deserialize(b"".join(n.to_bytes(48, "little") for n in c))
+
+
+def test_gt_compression_is_the_torus_map() -> None:
+    for x in (pg.random_gt(), pg.gt_generator(), ~pg.random_gt()):
+        compressed = pg.compress_gt(x)
+        assert len(compressed) == pg.GT_COMPRESSED_SIZE == 288
+        assert pg.decompress_gt(compressed) == x
+        # The defining relation, checked with multiplications only: x (c - w) = c + w.
+        c = [int.from_bytes(compressed[i : i + 48], "big") for i in range(0, 288, 48)]
+        assert all(n < pg.PRIME for n in c)
+        minus_w, plus_w = _fp12([*c, pg.PRIME - 1, *[0] * 5]), _fp12([*c, 1, *[0] * 5])
+        assert x * minus_w == plus_w
+    # e(P, Q), pinned for other implementations (its first coefficient, and all of it).
+    generator = pg.compress_gt(pg.gt_generator())
+    assert generator[:48].hex() == (
+        "0046d5ce2db4e36231ba8d286c89d8cc9412951a8d110a0a98ae532261e2b6b2"
+        "b67882cee1075ae380481022095c84fe"
+    )
+    assert hashlib.sha256(generator).hexdigest() == (
+        "ada484cf0e8b76b05682dde9bd054623b620c0db089b519b27950314892d815c"
+    )
+
+
+def test_compressed_gt_identity_is_zeros_and_refused_unless_allowed() -> None:
+    assert pg.compress_gt(_fp12([1] + [0] * 11)) == bytes(288)
+    assert pg.decompress_gt(bytes(288), allow_identity=True).is_one()
+    with pytest.raises(IdentityElement):
+        pg.decompress_gt(bytes(288))
+
+
+def test_compressed_gt_decode_refuses_what_is_not_in_gt() -> None:
+    with pytest.raises(InvalidLength):
+        pg.decompress_gt(bytes(287))
+    with pytest.raises(NonCanonicalEncoding):
+        pg.decompress_gt(pg.PRIME.to_bytes(48, "big") + bytes(240))
+    # Any c gives an element of the torus; almost none is in GT.
+    random_c = b"".join(secrets.randbelow(pg.PRIME).to_bytes(48, "big") for _ in range(6))
+    with pytest.raises(NotInSubgroup):
+        pg.decompress_gt(random_c)
+    # Nor is a cyclotomic element of another order, which a weaker check would pass.
+    x = _random_fp12()
+    cyclotomic = pg._frobenius(_power(x, pg.PRIME**6) / x, 2) * (_power(x, pg.PRIME**6) / x)
+    with pytest.raises(NotInSubgroup):
+        pg.decompress_gt(pg.compress_gt(cyclotomic))
 
 
 def test_scalar_decoding() -> None:

@@ -347,7 +347,19 @@ def test_public_key_field_tampering(index: int, expected: type[Exception]) -> No
 def test_ciphertext_sizes() -> None:
     keys = [PrivateKey.generate() for _ in range(3)]
     sizes = [len(bytes(v)) for v in chain(keys, Plaintext.generate())]
-    assert sizes == [755, 755 + 1248, 755 + 2 * 1248]
+    assert sizes == [467, 467 + 672, 467 + 2 * 672]  # GT elements compressed to 288 bytes
+
+
+def test_a_ciphertext_or_transform_key_of_the_uncompressed_version_1_is_refused() -> None:
+    value = bytes(encrypt(Plaintext.generate(), PrivateKey.generate().public_key, SIGNER))
+    key = bytes(
+        generate_transform_key(PrivateKey.generate(), PrivateKey.generate().public_key, SIGNER)
+    )
+    assert value[:2] == b"\x02\x02" and key[:2] == b"\x02\x03"
+    with pytest.raises(UnsupportedVersion, match="unsupported version 1"):
+        EncryptedValue.from_bytes(b"\x01" + value[1:])
+    with pytest.raises(UnsupportedVersion, match="unsupported version 1"):
+        TransformKey.from_bytes(b"\x01" + key[1:])
 
 
 def test_level_byte_above_maximum_is_rejected() -> None:
@@ -359,7 +371,7 @@ def test_level_byte_above_maximum_is_rejected() -> None:
 
 # --- tampering, one test per field ----------------------------------------------------------
 # Layouts (offsets in bytes) from the module docstring.
-G1, GT, AUTH, VK, SIG = 48, 576, 32, 32, 64
+G1, GT, AUTH, VK, SIG = 48, 288, 32, 32, 64
 CT_FIELDS = {
     "version": (0, 1),
     "kind": (1, 1),
@@ -395,7 +407,7 @@ def _valid_replacement(name: str) -> bytes:
     if short in {"E", "T", "S", "pk_B"}:
         return pg.encode_g1(pg.P * pg.random_scalar())
     if short in {"C", "encK", "encR"}:
-        return pg.encode_gt(pg.random_gt())
+        return pg.compress_gt(pg.random_gt())
     if short == "hashedK":
         return pg.encode_g2(pg.Q * pg.random_scalar())
     if short == "auth":

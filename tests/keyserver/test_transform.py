@@ -97,7 +97,7 @@ def test_a_ciphertext_with_one_signature_bit_flipped_is_400_bad_signature(make_a
 def test_a_ciphertext_with_a_flipped_auth_hash_bit_is_400_bad_signature(make_actor) -> None:  # type: ignore[no-untyped-def]
     alice = make_actor("alice")
     encrypted = bytearray(bytes(encrypt(Plaintext.generate(), alice.master, alice.signer)))
-    encrypted[3 + 48 + 576] ^= 0x80  # the first byte of the auth hash, covered by the signature
+    encrypted[3 + 48 + 288] ^= 0x80  # the first byte of the auth hash, covered by the signature
     assert_error(alice.transform(bytes(encrypted)), 400, "bad_signature")
 
 

@@ -1,8 +1,8 @@
 """Strict parsing of Veil's versioned wire formats.
 
-Every structure starts with two bytes: the format version (``VERSION``) and a kind
-byte naming the structure, so a public key can never be read as a ciphertext. The
-readers here check lengths exactly and reject trailing bytes.
+Every structure starts with two bytes: its format's version (``version_of``) and a
+kind byte naming the structure, so a public key can never be read as a ciphertext.
+The readers here check lengths exactly and reject trailing bytes.
 """
 
 from enum import IntEnum
@@ -23,8 +23,18 @@ class Kind(IntEnum):
     ESCROW = 0x20
 
 
+_COMPRESSED_GT = 2
+"""The version of the formats that carry GT elements, since they travel compressed
+(288 bytes instead of 576: ``veil.crypto.pairing.compress_gt``); version 1 of them is
+refused by name."""
+
+
+def version_of(kind: Kind) -> int:
+    return _COMPRESSED_GT if kind in (Kind.CIPHERTEXT, Kind.TRANSFORM_KEY) else VERSION
+
+
 def header(kind: Kind) -> bytes:
-    return bytes((VERSION, kind))
+    return bytes((version_of(kind), kind))
 
 
 class Reader:
@@ -41,7 +51,7 @@ class Reader:
 
     def expect_header(self, kind: Kind) -> None:
         version, found = self.take(2)
-        if version != VERSION:
+        if version != version_of(kind):
             raise UnsupportedVersion(f"{self._what}: unsupported version {version}")
         if found != kind:
             raise UnsupportedVersion(f"{self._what}: kind byte {found:#04x} is not {kind.name}")

@@ -16,6 +16,14 @@ Encodings
     Fp6 = Fp2[v]/(v^3-(1+u)), Fp12 = Fp6[w]/(w^2-v) and
     ``f = (a0 + a1 v + a2 v^2) + (b0 + b1 v + b2 v^2) w``, the order is
     ``a0.c0 a0.c1 a1.c0 a1.c1 a2.c0 a2.c1 b0.c0 b0.c1 b1.c0 b1.c1 b2.c0 b2.c1``.
+    That full form is what hashes and key derivations take (``encode_gt``). On the
+    wire, GT elements travel compressed to 288 bytes (``compress_gt``): an element
+    ``g = a + b w`` of GT has norm ``a^2 - v b^2 = 1`` over Fp6, so it is determined
+    by ``c = (1 + a) / b`` in Fp6, and ``g = (c + w) / (c - w)`` (the torus T2;
+    Rubin & Silverberg, "Torus-based cryptography", CRYPTO 2003, §5). ``c`` travels
+    as its six Fp coefficients in the order above, 48 bytes big-endian each; the
+    identity (``b = 0``) as 288 zero bytes, which no other element can take (``c = 0``
+    would be -1, which is not in GT).
 
 Strict decoding
     Every decoder checks the length, the canonical form (flags, coordinates below
@@ -100,6 +108,7 @@ SCALAR_SIZE: Final = 32
 G1_SIZE: Final = 48
 G2_SIZE: Final = 96
 GT_SIZE: Final = 576
+GT_COMPRESSED_SIZE: Final = 288
 _FP_SIZE: Final = 48
 
 H2_DST: Final = b"VEIL-V01-CS01-with-BLS12381G2_XMD:SHA-256_SSWU_RO_"
@@ -287,7 +296,10 @@ def decode_g2(data: bytes, *, allow_identity: bool = False, what: str = "G2 poin
 def _load_mcl() -> ctypes.CDLL:
     """The mcl library inside pymcl's extension module, set to RFC 9380 hash_to_curve."""
     library = ctypes.CDLL(pymcl._pymcl.__file__)
-    needed = ("mclBn_setMapToMode", "mclBnG2_hashAndMapToWithDst", "mclBnG2_serialize")
+    needed = (
+        "mclBn_setMapToMode", "mclBnG2_hashAndMapToWithDst", "mclBnG2_serialize",
+        "mclBnGT_deserialize", "mclBnGT_serialize", "mclBnGT_invGeneric",
+    )  # fmt: skip
     missing = [name for name in needed if not hasattr(library, name)]
     if missing:
         raise ImportError(
@@ -299,6 +311,11 @@ def _load_mcl() -> ctypes.CDLL:
     )  # fmt: skip
     library.mclBnG2_serialize.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
     library.mclBnG2_serialize.restype = ctypes.c_size_t
+    library.mclBnGT_deserialize.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
+    library.mclBnGT_deserialize.restype = ctypes.c_size_t
+    library.mclBnGT_serialize.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    library.mclBnGT_serialize.restype = ctypes.c_size_t
+    library.mclBnGT_invGeneric.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
     # mcl's MCL_MAP_TO_MODE_HASH_TO_CURVE: hash_to_curve as RFC 9380 §3 finally
     # specifies it (the mode's draft-07 name predates the RFC; the algorithm and the
     # Appendix J vectors are the same). Veil uses no other mode of mcl's map.
@@ -312,6 +329,7 @@ _MCL: Final = _load_mcl()
 # (6 for BLS12-381 in this build, more in a build made for larger fields).
 _MCL_G2_STRUCT_SIZE: Final = 3 * 2 * 8 * _MCL.mclBn_getOpUnitSize()
 _MCL_G2_SERIALIZED_SIZE: Final = G2_SIZE
+_MCL_GT_STRUCT_SIZE: Final = 12 * 8 * _MCL.mclBn_getOpUnitSize()
 
 
 def hash_to_g2(message: bytes, dst: bytes = H2_DST) -> G2:
@@ -405,6 +423,52 @@ def is_in_gt(x: GT) -> bool:
 def encode_gt(x: GT) -> bytes:
     raw = x.serialize()
     return b"".join(raw[i : i + _FP_SIZE][::-1] for i in range(0, GT_SIZE, _FP_SIZE))
+
+
+def _fp12(coefficients: list[int]) -> GT:
+    """Any Fp12 value, from its twelve coefficients in tower order."""
+    return GT.deserialize(b"".join(c.to_bytes(_FP_SIZE, "little") for c in coefficients))
+
+
+def _inverse(x: GT) -> GT:
+    """``1 / x`` for any non-zero Fp12 value (pymcl's ``~`` is GT's: the conjugate)."""
+    value = ctypes.create_string_buffer(_MCL_GT_STRUCT_SIZE)
+    raw = x.serialize()
+    if _MCL.mclBnGT_deserialize(value, raw, len(raw)) != len(raw):
+        raise ValueError("mcl could not read an Fp12 value")
+    inverse = ctypes.create_string_buffer(_MCL_GT_STRUCT_SIZE)
+    _MCL.mclBnGT_invGeneric(inverse, value)
+    out = ctypes.create_string_buffer(GT_SIZE)
+    if _MCL.mclBnGT_serialize(out, GT_SIZE, inverse) != GT_SIZE:
+        raise ValueError("mcl could not write an Fp12 value")
+    return GT.deserialize(out.raw)
+
+
+def compress_gt(x: GT) -> bytes:
+    """288 bytes: ``c = (1 + a) / b`` for ``x = a + b w`` (the module docstring)."""
+    if x.is_one():
+        return bytes(GT_COMPRESSED_SIZE)
+    coefficients = _gt_coefficients(x)
+    a, b = coefficients[:6], coefficients[6:]
+    zero = [0] * 6
+    c = _gt_coefficients(_fp12([(a[0] + 1) % PRIME, *a[1:], *zero]) * _inverse(_fp12([*b, *zero])))
+    return b"".join(n.to_bytes(_FP_SIZE, "big") for n in c[:6])
+
+
+def decompress_gt(data: bytes, *, allow_identity: bool = False, what: str = "GT element") -> GT:
+    """The element ``compress_gt`` gave, checked like ``decode_gt``'s."""
+    if len(data) != GT_COMPRESSED_SIZE:
+        raise InvalidLength(f"{what}: expected {GT_COMPRESSED_SIZE} bytes, got {len(data)}")
+    c = [_coordinate(data[i : i + _FP_SIZE], what) for i in range(0, len(data), _FP_SIZE)]
+    if not any(c):
+        if not allow_identity:
+            raise IdentityElement(f"{what}: the identity is not allowed here")
+        return _fp12([1] + [0] * 11)
+    zero = [0] * 5
+    x = _fp12([*c, 1, *zero]) * _inverse(_fp12([*c, PRIME - 1, *zero]))
+    if not is_in_gt(x):
+        raise NotInSubgroup(f"{what}: not in the order-r subgroup GT")
+    return x
 
 
 def decode_gt(data: bytes, *, allow_identity: bool = False, what: str = "GT element") -> GT:

@@ -9,11 +9,12 @@ Verify, then use: ``EncryptedValue.verify()`` and ``TransformKey.verify()`` chec
 the Ed25519 signature and return the ``Verified*`` subtype; ``transform`` and
 ``decrypt`` accept only those, so a skipped check is a ``TypeError``.
 
-Wire formats (all integers big-endian; points and GT elements as in ``pairing``)::
+Wire formats (all integers big-endian; points as in ``pairing``, GT elements
+compressed as there, ``compress_gt``)::
 
-    ciphertext     01 02 | level:1 | E:48 | C:576 | auth:32 | level x block | signer:32 | sig:64
-    block          T:48 | encK:576 | S:48 | encR:576
-    transform key  01 03 | T:48 | pk_B:48 | encK:576 | hashedK:96 | signer:32 | sig:64
+    ciphertext     02 02 | level:1 | E:48 | C:288 | auth:32 | level x block | signer:32 | sig:64
+    block          T:48 | encK:288 | S:48 | encR:288
+    transform key  02 03 | T:48 | pk_B:48 | encK:288 | hashedK:96 | signer:32 | sig:64
 
 A ciphertext's signature covers every byte before it. A transform key's signature
 covers everything except ``hashedK`` (and itself), so the key service can augment
@@ -64,7 +65,9 @@ MAX_LEVEL: Final = 8
 """Most hops a ciphertext may carry. Veil uses two (group -> user -> device)."""
 
 _AUTH_SIZE: Final = 32
-_CIPHERTEXT_FIXED_SIZE: Final = 3 + pg.G1_SIZE + pg.GT_SIZE + _AUTH_SIZE + 32 + SIGNATURE_SIZE
+_CIPHERTEXT_FIXED_SIZE: Final = (
+    3 + pg.G1_SIZE + pg.GT_COMPRESSED_SIZE + _AUTH_SIZE + 32 + SIGNATURE_SIZE
+)
 
 
 _minting: ContextVar[bool] = ContextVar("veil_pre_minting", default=False)
@@ -134,14 +137,14 @@ class TransformBlock:
     encrypted_k: pg.GT  # encK
     random_key: pg.G1  # S
     encrypted_r: pg.GT  # encR
-    SIZE: ClassVar[int] = 2 * pg.G1_SIZE + 2 * pg.GT_SIZE
+    SIZE: ClassVar[int] = 2 * pg.G1_SIZE + 2 * pg.GT_COMPRESSED_SIZE
 
     def __bytes__(self) -> bytes:
         return (
             pg.encode_g1(self.ephemeral_key)
-            + pg.encode_gt(self.encrypted_k)
+            + pg.compress_gt(self.encrypted_k)
             + pg.encode_g1(self.random_key)
-            + pg.encode_gt(self.encrypted_r)
+            + pg.compress_gt(self.encrypted_r)
         )
 
     @classmethod
@@ -149,9 +152,9 @@ class TransformBlock:
         what = f"ciphertext block {index}"
         return cls(
             pg.decode_g1(reader.take(pg.G1_SIZE), what=f"{what} T"),
-            pg.decode_gt(reader.take(pg.GT_SIZE), what=f"{what} encK"),
+            pg.decompress_gt(reader.take(pg.GT_COMPRESSED_SIZE), what=f"{what} encK"),
             pg.decode_g1(reader.take(pg.G1_SIZE), what=f"{what} S"),
-            pg.decode_gt(reader.take(pg.GT_SIZE), what=f"{what} encR"),
+            pg.decompress_gt(reader.take(pg.GT_COMPRESSED_SIZE), what=f"{what} encR"),
         )
 
 
@@ -196,7 +199,7 @@ class EncryptedValue:
             )
         value = cls(
             pg.decode_g1(reader.take(pg.G1_SIZE), what="ciphertext E"),
-            pg.decode_gt(reader.take(pg.GT_SIZE), what="ciphertext C"),
+            pg.decompress_gt(reader.take(pg.GT_COMPRESSED_SIZE), what="ciphertext C"),
             reader.take(_AUTH_SIZE),
             tuple(TransformBlock.read(reader, i) for i in range(level)),
             VerifyingKey(reader.take(VerifyingKey.SIZE)),
@@ -250,7 +253,7 @@ def _signed_layout(
             header(Kind.CIPHERTEXT),
             bytes((level,)),
             pg.encode_g1(ephemeral_key),
-            pg.encode_gt(body),
+            pg.compress_gt(body),
             auth_hash,
             blocks,
             bytes(signer),
@@ -295,7 +298,7 @@ class TransformKey:
                 header(Kind.TRANSFORM_KEY),
                 pg.encode_g1(self.ephemeral_key),
                 pg.encode_g1(self.to_public_key.point),
-                pg.encode_gt(self.encrypted_k),
+                pg.compress_gt(self.encrypted_k),
                 bytes(self.signer),
             )
         )
@@ -306,7 +309,7 @@ class TransformKey:
                 header(Kind.TRANSFORM_KEY),
                 pg.encode_g1(self.ephemeral_key),
                 pg.encode_g1(self.to_public_key.point),
-                pg.encode_gt(self.encrypted_k),
+                pg.compress_gt(self.encrypted_k),
                 pg.encode_g2(self.hashed_k),
                 bytes(self.signer),
                 self.signature,
@@ -320,7 +323,7 @@ class TransformKey:
         key = cls(
             pg.decode_g1(reader.take(pg.G1_SIZE), what="transform key T"),
             PublicKey(pg.decode_g1(reader.take(pg.G1_SIZE), what="transform key pk_B")),
-            pg.decode_gt(reader.take(pg.GT_SIZE), what="transform key encK"),
+            pg.decompress_gt(reader.take(pg.GT_COMPRESSED_SIZE), what="transform key encK"),
             pg.decode_g2(reader.take(pg.G2_SIZE), what="transform key hashedK"),
             VerifyingKey(reader.take(VerifyingKey.SIZE)),
             reader.take(SIGNATURE_SIZE),
