@@ -1,0 +1,265 @@
+"""Cross-language vectors: values made by one SDK and checked by the other.
+
+``python -m veil.vectors make`` prints a JSON document of values made by this (the
+Python) SDK, which the browser SDK's tests (``web/test``) check entry by entry;
+``python -m veil.vectors check FILE`` checks a document the browser SDK made
+(``npm run vectors`` in ``web/``) with this SDK, and exits 1 naming every entry that
+fails. Both kinds of document have the same shape, so each side makes what the other
+checks. Secrets in them are test keys, made for the document and used nowhere else.
+"""
+
+import json
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from veil.crypto import pairing as pg
+from veil.crypto.errors import VeilCryptoError
+from veil.crypto.keys import Plaintext, PrivateKey
+from veil.crypto.pre import (
+    EncryptedValue,
+    TransformKey,
+    decrypt,
+    encrypt,
+    generate_transform_key,
+    transform_chain,
+)
+from veil.crypto.signing import SigningKey
+
+FORMAT = "veil-vectors/1"
+
+
+def make() -> dict[str, Any]:
+    """Fresh values of every kind the other SDK checks."""
+    return {"format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre()}
+
+
+def _pairing() -> dict[str, Any]:
+    scalars = [1, 2, pg.R - 1, *(secrets.randbelow(pg.R - 1) + 1 for _ in range(3))]
+    fr = [pg.decode_scalar(k.to_bytes(32, "big")) for k in scalars]
+    return {
+        "g1": [
+            {"scalar": _hex32(k), "point": pg.encode_g1(pg.P * f).hex()}
+            for k, f in zip(scalars, fr, strict=True)
+        ],
+        "g2": [
+            {"scalar": _hex32(k), "point": pg.encode_g2(pg.Q * f).hex()}
+            for k, f in zip(scalars, fr, strict=True)
+        ],
+        "gt": [
+            {
+                "scalar": _hex32(k),
+                "full": pg.encode_gt(pg.pow_secret(pg.gt_generator(), f)).hex(),
+                "compressed": pg.compress_gt(pg.pow_secret(pg.gt_generator(), f)).hex(),
+            }
+            for k, f in zip(scalars, fr, strict=True)
+        ],
+        "hash_to_g2": [
+            {"message": m.hex(), "point": pg.encode_g2(pg.hash_to_g2(m)).hex()}
+            for m in (b"", b"veil", secrets.token_bytes(100))
+        ],
+        "refused": _refused_encodings(),
+    }
+
+
+def _refused_encodings() -> list[dict[str, str]]:
+    g1 = bytearray(pg.encode_g1(pg.P))
+    uncompressed = bytes([g1[0] & 0x7F]) + bytes(g1[1:])
+    not_on_curve = _first_x(lambda x: not _on_g1(x))
+    random_c = b"".join(secrets.randbelow(pg.PRIME).to_bytes(48, "big") for _ in range(6))
+    return [
+        {"kind": "g1", "bytes": bytes(47).hex(), "error": "InvalidLength"},
+        {"kind": "g1", "bytes": uncompressed.hex(), "error": "NonCanonicalEncoding"},
+        {"kind": "g1", "bytes": (bytes([0xC0]) + bytes(47)).hex(), "error": "IdentityElement"},
+        {"kind": "g1", "bytes": not_on_curve.hex(), "error": "NotOnCurve"},
+        {
+            "kind": "g1",
+            "bytes": (pg.PRIME | (0x80 << 376)).to_bytes(48, "big").hex(),
+            "error": "NonCanonicalEncoding",
+        },
+        {"kind": "gt", "bytes": bytes(288).hex(), "error": "IdentityElement"},
+        {"kind": "gt", "bytes": random_c.hex(), "error": "NotInSubgroup"},
+        {
+            "kind": "gt",
+            "bytes": (pg.PRIME.to_bytes(48, "big") + bytes(240)).hex(),
+            "error": "NonCanonicalEncoding",
+        },
+        {"kind": "gt", "bytes": bytes(287).hex(), "error": "InvalidLength"},
+    ]
+
+
+def _on_g1(x: int) -> bool:
+    return pow((x**3 + 4) % pg.PRIME, (pg.PRIME - 1) // 2, pg.PRIME) == 1
+
+
+def _first_x(wanted: Callable[[int], bool]) -> bytes:
+    x = 1
+    while not wanted(x):
+        x += 1
+    out = bytearray(x.to_bytes(48, "big"))
+    out[0] |= 0x80
+    return bytes(out)
+
+
+def _pre() -> dict[str, Any]:
+    group, user, device = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+    author, service = SigningKey.generate(), SigningKey.generate()
+    plaintext = Plaintext.generate()
+    keys = [
+        generate_transform_key(group, user.public_key, author),
+        generate_transform_key(user, device.public_key, author),
+    ]
+    level0 = encrypt(plaintext, group.public_key, author)
+    level1 = transform_chain(level0, keys[:1], service)
+    level2 = transform_chain(level0, keys, service)
+    tampered = bytearray(bytes(level2))
+    tampered[-1] ^= 1
+    return {
+        "chains": [
+            {
+                "keys": [k.to_secret_bytes().hex() for k in (group, user, device)],
+                "public_keys": [bytes(k.public_key).hex() for k in (group, user, device)],
+                "plaintext": plaintext.to_secret_bytes().hex(),
+                "author": bytes(author.verifying_key).hex(),
+                "levels": [bytes(v).hex() for v in (level0, level1, level2)],
+                "transform_keys": [bytes(k).hex() for k in keys],
+            }
+        ],
+        "refused": [
+            {"kind": "ciphertext", "bytes": bytes(tampered).hex(), "error": "InvalidSignature"},
+            {
+                "kind": "ciphertext",
+                "bytes": (b"\x01" + bytes(level0)[1:]).hex(),
+                "error": "UnsupportedVersion",
+            },
+            {
+                "kind": "ciphertext",
+                "bytes": (bytes(level0) + b"\x00").hex(),
+                "error": "InvalidLength",
+            },
+        ],
+    }
+
+
+def _hex32(n: int) -> str:
+    return n.to_bytes(32, "big").hex()
+
+
+# --- checking the other side's values ---------------------------------------------------
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _require(ok: bool) -> None:
+    if not ok:
+        raise _Mismatch
+
+
+class _Failures(list[str]):
+    @contextmanager
+    def entry(self, name: str) -> Iterator[None]:
+        """Record the entry ``name`` as failed if the block raises (and go on)."""
+        try:
+            yield
+        except _Mismatch:
+            self.append(f"{name}: mismatch")
+        except Exception as error:
+            self.append(f"{name}: {type(error).__name__}: {error}")
+
+
+_DECODERS: dict[str, Callable[[bytes], object]] = {
+    "g1": pg.decode_g1,
+    "g2": pg.decode_g2,
+    "gt": pg.decompress_gt,
+    "ciphertext": lambda raw: EncryptedValue.from_bytes(raw).verify(),
+    "transform_key": lambda raw: TransformKey.from_bytes(raw).verify(),
+}
+
+
+def check(document: dict[str, Any]) -> list[str]:
+    """Every entry of ``document`` this SDK disagrees with, named; empty if none."""
+    if document.get("format") != FORMAT:
+        return [f"format: expected {FORMAT!r}"]
+    failures = _Failures()
+    pairing = document["pairing"]
+    for i, entry in enumerate(pairing["g1"]):
+        with failures.entry(f"pairing.g1[{i}]"):
+            k = pg.decode_scalar(bytes.fromhex(entry["scalar"]))
+            _require(pg.encode_g1(pg.P * k).hex() == entry["point"])
+    for i, entry in enumerate(pairing["g2"]):
+        with failures.entry(f"pairing.g2[{i}]"):
+            k = pg.decode_scalar(bytes.fromhex(entry["scalar"]))
+            _require(pg.encode_g2(pg.Q * k).hex() == entry["point"])
+    for i, entry in enumerate(pairing["gt"]):
+        k = pg.decode_scalar(bytes.fromhex(entry["scalar"]))
+        x = pg.pow_secret(pg.gt_generator(), k)
+        with failures.entry(f"pairing.gt[{i}].full"):
+            _require(pg.encode_gt(x).hex() == entry["full"])
+        with failures.entry(f"pairing.gt[{i}].compressed"):
+            _require(pg.compress_gt(x).hex() == entry["compressed"])
+            _require(pg.decompress_gt(bytes.fromhex(entry["compressed"])) == x)
+    for i, entry in enumerate(pairing["hash_to_g2"]):
+        with failures.entry(f"pairing.hash_to_g2[{i}]"):
+            point = pg.hash_to_g2(bytes.fromhex(entry["message"]))
+            _require(pg.encode_g2(point).hex() == entry["point"])
+    for i, entry in enumerate([*pairing["refused"], *document["pre"]["refused"]]):
+        with failures.entry(f"refused[{i}] ({entry['kind']}, {entry['error']})"):
+            _require(_refuses(_DECODERS[entry["kind"]], entry))
+    for i, chain in enumerate(document["pre"]["chains"]):
+        _check_chain(f"pre.chains[{i}]", chain, failures)
+    return failures
+
+
+def _refuses(decode: Callable[[bytes], object], entry: dict[str, str]) -> bool:
+    try:
+        decode(bytes.fromhex(entry["bytes"]))
+    except VeilCryptoError as error:
+        return type(error).__name__ == entry["error"]
+    return False
+
+
+def _check_chain(name: str, chain: dict[str, Any], failures: _Failures) -> None:
+    """Group -> user -> device: each level the document holds opens with its key (and
+    the origin check), the transform keys verify and name the next key, and this SDK
+    moves the level-0 value along them to a value the device opens."""
+    keys = [PrivateKey.from_secret_bytes(bytes.fromhex(k)) for k in chain["keys"]]
+    with failures.entry(f"{name}.public_keys"):
+        _require([bytes(k.public_key).hex() for k in keys] == chain["public_keys"])
+    plaintext = Plaintext.from_secret_bytes(bytes.fromhex(chain["plaintext"]))
+    values = [EncryptedValue.from_bytes(bytes.fromhex(v)) for v in chain["levels"]]
+    origin = values[0].verify()
+    for level, value in enumerate(values):
+        with failures.entry(f"{name}.levels[{level}]"):
+            _require(decrypt(value.verify(), keys[level], origin=origin) == plaintext)
+    hops = []
+    for hop, raw in enumerate(chain["transform_keys"]):
+        with failures.entry(f"{name}.transform_keys[{hop}]"):
+            key = TransformKey.from_bytes(bytes.fromhex(raw)).verify()
+            _require(key.to_public_key == keys[hop + 1].public_key)
+            hops.append(key)
+    with failures.entry(f"{name}.transformed_here"):
+        moved = transform_chain(origin, hops, SigningKey.generate())
+        _require(decrypt(moved, keys[2], origin=origin) == plaintext)
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:2] == ["make"]:
+        json.dump(make(), sys.stdout, indent=1)
+        print()
+        return 0
+    if argv[1:2] == ["check"] and len(argv) == 3:
+        with open(argv[2], encoding="utf-8") as handle:
+            failures = check(json.load(handle))
+        for failure in failures:
+            print(failure, file=sys.stderr)
+        return 1 if failures else 0
+    print("usage: python -m veil.vectors make | check FILE", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

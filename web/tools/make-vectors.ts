@@ -1,0 +1,69 @@
+/**
+ * Prints a vector document made by this SDK (the shape of `python -m veil.vectors
+ * make`'s), for `python -m veil.vectors check` to check entry by entry.
+ */
+
+import { toHex } from "../src/crypto/encoding.js";
+import * as pg from "../src/crypto/pairing.js";
+import { Plaintext, PrivateKey, encrypt, generateTransformKey } from "../src/crypto/pre.js";
+import { SigningKey } from "../src/crypto/signing.js";
+
+function scalars(): bigint[] {
+  return [1n, 2n, pg.R - 1n, pg.randomScalar(), pg.randomScalar(), pg.randomScalar()];
+}
+
+function hex32(n: bigint): string {
+  return toHex(pg.bigintToBytes(n, 32));
+}
+
+async function pre(): Promise<unknown> {
+  const [group, user, device] = [PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()];
+  const author = await SigningKey.generate();
+  const plaintext = Plaintext.generate();
+  const keys = [
+    await generateTransformKey(group, user.publicKey, author),
+    await generateTransformKey(user, device.publicKey, author),
+  ];
+  const level0 = await encrypt(plaintext, group.publicKey, author);
+  const tampered = level0.bytes();
+  tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+  return {
+    chains: [
+      {
+        keys: [group, user, device].map((k) => toHex(k.toSecretBytes())),
+        public_keys: [group, user, device].map((k) => toHex(k.publicKey.bytes())),
+        plaintext: toHex(plaintext.toSecretBytes()),
+        author: toHex(author.verifyingKey.bytes()),
+        levels: [toHex(level0.bytes())], // this SDK does not transform: Python does
+        transform_keys: keys.map((k) => toHex(k.bytes())),
+      },
+    ],
+    refused: [{ kind: "ciphertext", bytes: toHex(tampered), error: "InvalidSignature" }],
+  };
+}
+
+async function main(): Promise<void> {
+  const ks = scalars();
+  const messages = [new Uint8Array(), new TextEncoder().encode("veil"), crypto.getRandomValues(new Uint8Array(100))];
+  const document = {
+    format: "veil-vectors/1",
+    made_by: "web",
+    pairing: {
+      g1: ks.map((k) => ({ scalar: hex32(k), point: toHex(pg.encodeG1(pg.P.multiply(k))) })),
+      g2: ks.map((k) => ({ scalar: hex32(k), point: toHex(pg.encodeG2(pg.Q.multiply(k))) })),
+      gt: ks.map((k) => {
+        const x = pg.powSecret(pg.GT_GENERATOR, k);
+        return { scalar: hex32(k), full: toHex(pg.encodeGt(x)), compressed: toHex(pg.compressGt(x)) };
+      }),
+      hash_to_g2: messages.map((m) => ({ message: toHex(m), point: toHex(pg.encodeG2(pg.hashToG2(m))) })),
+      refused: [
+        { kind: "g1", bytes: toHex(new Uint8Array(47)), error: "InvalidLength" },
+        { kind: "gt", bytes: toHex(new Uint8Array(288)), error: "IdentityElement" },
+      ],
+    },
+    pre: await pre(),
+  };
+  process.stdout.write(`${JSON.stringify(document, null, 1)}\n`);
+}
+
+await main();
