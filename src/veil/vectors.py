@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from veil.client.meeting.epochs import security_code
+from veil.crypto import chat, schedule, schnorr
 from veil.crypto import pairing as pg
 from veil.crypto.errors import VeilCryptoError
 from veil.crypto.keys import Plaintext, PrivateKey
@@ -26,14 +28,77 @@ from veil.crypto.pre import (
     generate_transform_key,
     transform_chain,
 )
+from veil.crypto.schedule import SENDER_LIMIT
 from veil.crypto.signing import SigningKey
+from veil.protocol.board import member_digest
 
 FORMAT = "veil-vectors/1"
 
 
 def make() -> dict[str, Any]:
     """Fresh values of every kind the other SDK checks."""
-    return {"format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre()}
+    return {
+        "format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre(),
+        "schnorr": _schnorr(), "meeting": _meeting(),
+    }  # fmt: skip
+
+
+def _schnorr() -> list[dict[str, str]]:
+    entries = []
+    for message in (b"", b"veil/v1 proof", secrets.token_bytes(64)):
+        key = PrivateKey.generate()
+        entries.append(
+            {
+                "key": key.to_secret_bytes().hex(),
+                "public_key": bytes(key.public_key).hex(),
+                "message": message.hex(),
+                "signature": bytes(schnorr.sign(message, key)).hex(),
+            }
+        )
+    return entries
+
+
+MEMBER_LISTS = (
+    ["alice"],
+    ["bob", "alice", "carol"],
+    ["zoë", "auth0~7C123", "émile", "ü\U0001f600"],
+)
+
+
+def _meeting() -> dict[str, Any]:
+    plaintext = Plaintext.generate()
+    meeting_id, epoch, sender, stream = "m-" + secrets.token_hex(4), 2**40 + 3, SENDER_LIMIT - 5, 3
+    session = schedule.session_key(plaintext, meeting_id=meeting_id, epoch=epoch)
+    text = "héllo, Veil".encode()
+    return {
+        "schedule": {
+            "plaintext": plaintext.to_secret_bytes().hex(),
+            "meeting_id": meeting_id,
+            "epoch": str(epoch),
+            "sender": str(sender),
+            "stream": stream,
+            "session_key": session.hex(),
+            "base_key": schedule.sender_base_key(
+                session, meeting_id=meeting_id, epoch=epoch, sender=sender, stream=stream
+            ).hex(),
+            "chat_key": schedule.chat_key(session, meeting_id=meeting_id, epoch=epoch).hex(),
+            "kid": str(schedule.media_kid(epoch=epoch, sender=sender, stream=stream)),
+            "chat": {
+                "text": text.hex(),
+                "sealed": chat.seal(
+                    session, text, meeting_id=meeting_id, epoch=epoch, sender=sender
+                ).hex(),
+            },
+        },
+        "members": [
+            {
+                "members": members,
+                "digest": member_digest(members).hex(),
+                "code": security_code(session, epoch, members),
+            }
+            for members in MEMBER_LISTS
+        ],
+    }
 
 
 def _pairing() -> dict[str, Any]:
@@ -211,7 +276,43 @@ def check(document: dict[str, Any]) -> list[str]:
             _require(_refuses(_DECODERS[entry["kind"]], entry))
     for i, chain in enumerate(document["pre"]["chains"]):
         _check_chain(f"pre.chains[{i}]", chain, failures)
+    for i, entry in enumerate(document["schnorr"]):
+        with failures.entry(f"schnorr[{i}]"):
+            key = PrivateKey.from_secret_bytes(bytes.fromhex(entry["key"]))
+            _require(bytes(key.public_key).hex() == entry["public_key"])
+            signature = schnorr.SchnorrSignature.from_bytes(bytes.fromhex(entry["signature"]))
+            _require(bytes(signature).hex() == entry["signature"])
+            schnorr.verify(signature, bytes.fromhex(entry["message"]), key.public_key)
+    _check_meeting(document["meeting"], failures)
     return failures
+
+
+def _check_meeting(meeting: dict[str, Any], failures: _Failures) -> None:
+    plan = meeting["schedule"]
+    meeting_id, epoch, sender = plan["meeting_id"], int(plan["epoch"]), int(plan["sender"])
+    plaintext = Plaintext.from_secret_bytes(bytes.fromhex(plan["plaintext"]))
+    session = schedule.session_key(plaintext, meeting_id=meeting_id, epoch=epoch)
+    with failures.entry("meeting.schedule"):
+        _require(session.hex() == plan["session_key"])
+        base = schedule.sender_base_key(
+            session, meeting_id=meeting_id, epoch=epoch, sender=sender, stream=plan["stream"]
+        )
+        _require(base.hex() == plan["base_key"])
+        _require(
+            schedule.chat_key(session, meeting_id=meeting_id, epoch=epoch).hex() == plan["chat_key"]
+        )
+        kid = schedule.media_kid(epoch=epoch, sender=sender, stream=plan["stream"])
+        _require(str(kid) == plan["kid"])
+    with failures.entry("meeting.schedule.chat"):
+        sealed = bytes.fromhex(plan["chat"]["sealed"])
+        opened = chat.open_sealed(
+            session, sealed, meeting_id=meeting_id, epoch=epoch, sender=sender
+        )
+        _require(opened.hex() == plan["chat"]["text"])
+    for i, entry in enumerate(meeting["members"]):
+        with failures.entry(f"meeting.members[{i}]"):
+            _require(member_digest(entry["members"]).hex() == entry["digest"])
+            _require(security_code(session, epoch, entry["members"]) == entry["code"])
 
 
 def _refuses(decode: Callable[[bytes], object], entry: dict[str, str]) -> bool:

@@ -9,7 +9,11 @@ import { test } from "node:test";
 
 import { fromHex, toHex } from "../src/crypto/encoding.js";
 import * as pg from "../src/crypto/pairing.js";
+import { openSealed } from "../src/crypto/chat.js";
 import { EncryptedValue, Plaintext, PrivateKey, TransformKey, decrypt, decodeScalar } from "../src/crypto/pre.js";
+import { chatKey, mediaKid, parseMediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
+import { SchnorrSignature, verify } from "../src/crypto/schnorr.js";
+import { memberDigest, securityCode } from "../src/protocol/members.js";
 
 // VEIL_VECTORS names a fresh document (the Python tests make one); else the committed one.
 const path = process.env.VEIL_VECTORS ?? new URL("../../vectors/python.json", import.meta.url);
@@ -86,5 +90,38 @@ test("ciphertexts at levels 0, 1 and 2 decrypt with the origin check; keys verif
       assert.equal(toHex(key.bytes()), raw);
       assert.ok(key.toPublicKey.equals(keys[hop + 1].publicKey));
     }
+  }
+});
+
+test("Schnorr proofs made in Python verify, and re-encode byte for byte", async () => {
+  for (const entry of document.schnorr) {
+    const key = PrivateKey.fromSecretBytes(fromHex(entry.key));
+    assert.equal(toHex(key.publicKey.bytes()), entry.public_key);
+    const signature = SchnorrSignature.fromBytes(fromHex(entry.signature));
+    assert.equal(toHex(signature.bytes()), entry.signature);
+    await verify(signature, fromHex(entry.message), key.publicKey);
+    const other = new Uint8Array([...fromHex(entry.message), 0]);
+    await assert.rejects(verify(signature, other, key.publicKey), { name: "InvalidSignature" });
+  }
+});
+
+test("the key schedule, KIDs and chat are Python's", async () => {
+  const plan = document.meeting.schedule;
+  const epoch = BigInt(plan.epoch);
+  const sender = BigInt(plan.sender);
+  const session = await sessionKey(Plaintext.fromSecretBytes(fromHex(plan.plaintext)), plan.meeting_id, epoch);
+  assert.equal(toHex(session), plan.session_key);
+  assert.equal(toHex(await senderBaseKey(session, plan.meeting_id, epoch, sender, plan.stream)), plan.base_key);
+  assert.equal(toHex(await chatKey(session, plan.meeting_id, epoch)), plan.chat_key);
+  assert.equal(mediaKid(epoch, sender, plan.stream).toString(), plan.kid);
+  assert.deepEqual(parseMediaKid(BigInt(plan.kid)), { epoch: epoch & 0xffffn, sender, stream: plan.stream });
+  const text = await openSealed(session, fromHex(plan.chat.sealed), plan.meeting_id, epoch, sender);
+  assert.equal(toHex(text), plan.chat.text);
+  await assert.rejects(openSealed(session, fromHex(plan.chat.sealed), plan.meeting_id, epoch, sender + 1n), {
+    name: "DecryptionError",
+  });
+  for (const entry of document.meeting.members) {
+    assert.equal(toHex(await memberDigest(entry.members)), entry.digest);
+    assert.equal(await securityCode(session, epoch, entry.members), entry.code);
   }
 });

@@ -5,8 +5,12 @@
 
 import { toHex } from "../src/crypto/encoding.js";
 import * as pg from "../src/crypto/pairing.js";
+import { seal } from "../src/crypto/chat.js";
 import { Plaintext, PrivateKey, encrypt, generateTransformKey } from "../src/crypto/pre.js";
+import { SENDER_LIMIT, chatKey, mediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
+import { sign } from "../src/crypto/schnorr.js";
 import { SigningKey } from "../src/crypto/signing.js";
+import { memberDigest, securityCode } from "../src/protocol/members.js";
 
 function scalars(): bigint[] {
   return [1n, 2n, pg.R - 1n, pg.randomScalar(), pg.randomScalar(), pg.randomScalar()];
@@ -42,6 +46,50 @@ async function pre(): Promise<unknown> {
   };
 }
 
+async function schnorr(): Promise<unknown[]> {
+  const entries = [];
+  for (const message of [new Uint8Array(), new TextEncoder().encode("veil/v1 proof")]) {
+    const key = PrivateKey.generate();
+    entries.push({
+      key: toHex(key.toSecretBytes()),
+      public_key: toHex(key.publicKey.bytes()),
+      message: toHex(message),
+      signature: toHex((await sign(message, key)).bytes()),
+    });
+  }
+  return entries;
+}
+
+async function meeting(): Promise<unknown> {
+  const plaintext = Plaintext.generate();
+  const meetingId = `m-web-${toHex(crypto.getRandomValues(new Uint8Array(4)))}`;
+  const [epoch, sender, stream] = [2n ** 33n + 7n, SENDER_LIMIT - 2n, 5];
+  const session = await sessionKey(plaintext, meetingId, epoch);
+  const text = new TextEncoder().encode("hello from the browser SDK ✓");
+  const lists = [["alice"], ["carol", "bob"], ["ünïcode", "auth0~7C9", "\u{1f600}x", "z"]];
+  return {
+    schedule: {
+      plaintext: toHex(plaintext.toSecretBytes()),
+      meeting_id: meetingId,
+      epoch: epoch.toString(),
+      sender: sender.toString(),
+      stream,
+      session_key: toHex(session),
+      base_key: toHex(await senderBaseKey(session, meetingId, epoch, sender, stream)),
+      chat_key: toHex(await chatKey(session, meetingId, epoch)),
+      kid: mediaKid(epoch, sender, stream).toString(),
+      chat: { text: toHex(text), sealed: toHex(await seal(session, text, meetingId, epoch, sender)) },
+    },
+    members: await Promise.all(
+      lists.map(async (members) => ({
+        members,
+        digest: toHex(await memberDigest(members)),
+        code: await securityCode(session, epoch, members),
+      })),
+    ),
+  };
+}
+
 async function main(): Promise<void> {
   const ks = scalars();
   const messages = [new Uint8Array(), new TextEncoder().encode("veil"), crypto.getRandomValues(new Uint8Array(100))];
@@ -62,6 +110,8 @@ async function main(): Promise<void> {
       ],
     },
     pre: await pre(),
+    schnorr: await schnorr(),
+    meeting: await meeting(),
   };
   process.stdout.write(`${JSON.stringify(document, null, 1)}\n`);
 }

@@ -109,6 +109,11 @@ export class PrivateKey {
     return pg.bigintToBytes(this.#scalar, pg.SCALAR_SIZE);
   }
 
+  /** `k + c*a` mod r: a Schnorr response (`schnorr.sign`), without handing out `a`. */
+  schnorrResponse(k: bigint, c: bigint): bigint {
+    return (k + c * this.#scalar) % pg.R;
+  }
+
   /** `-a*Q`, made once (blinded): decryption then only feeds it to the pairing. */
   negatedQ(): pg.G2 {
     this.#negatedQ ??= pg.mulSecret(pg.Q, this.#scalar).negate();
