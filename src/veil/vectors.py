@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from veil.client.meeting.epochs import security_code
-from veil.crypto import chat, schedule, schnorr
+from veil.crypto import chat, schedule, schnorr, sframe
 from veil.crypto import pairing as pg
 from veil.crypto.errors import VeilCryptoError
 from veil.crypto.keys import Plaintext, PrivateKey
@@ -65,6 +65,22 @@ MEMBER_LISTS = (
 )
 
 
+def _frames(
+    session: bytes, meeting_id: str, epoch: int, sender: int, stream: int
+) -> list[dict[str, str]]:
+    """Media frames under the sender's key (RFC 9605 suite 5), the meeting id as metadata."""
+    base = schedule.sender_base_key(
+        session, meeting_id=meeting_id, epoch=epoch, sender=sender, stream=stream
+    )
+    kid = schedule.media_kid(epoch=epoch, sender=sender, stream=stream)
+    protector = sframe.SFrameSender(kid, base)
+    payloads = [b"", b"\x00" * 7, secrets.token_bytes(1200)]
+    return [
+        {"payload": payload.hex(), "frame": protector.protect(payload, meeting_id.encode()).hex()}
+        for payload in payloads
+    ]
+
+
 def _meeting() -> dict[str, Any]:
     plaintext = Plaintext.generate()
     meeting_id, epoch, sender, stream = "m-" + secrets.token_hex(4), 2**40 + 3, SENDER_LIMIT - 5, 3
@@ -83,6 +99,7 @@ def _meeting() -> dict[str, Any]:
             ).hex(),
             "chat_key": schedule.chat_key(session, meeting_id=meeting_id, epoch=epoch).hex(),
             "kid": str(schedule.media_kid(epoch=epoch, sender=sender, stream=stream)),
+            "frames": _frames(session, meeting_id, epoch, sender, stream),
             "chat": {
                 "text": text.hex(),
                 "sealed": chat.seal(
@@ -303,6 +320,12 @@ def _check_meeting(meeting: dict[str, Any], failures: _Failures) -> None:
         )
         kid = schedule.media_kid(epoch=epoch, sender=sender, stream=plan["stream"])
         _require(str(kid) == plan["kid"])
+    with failures.entry("meeting.schedule.frames"):
+        receiver = sframe.SFrameReceiver()
+        receiver.add_key(int(plan["kid"]), bytes.fromhex(plan["base_key"]))
+        for frame in plan["frames"]:
+            payload = receiver.unprotect(bytes.fromhex(frame["frame"]), meeting_id.encode())
+            _require(payload.hex() == frame["payload"])
     with failures.entry("meeting.schedule.chat"):
         sealed = bytes.fromhex(plan["chat"]["sealed"])
         opened = chat.open_sealed(

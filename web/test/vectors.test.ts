@@ -13,6 +13,7 @@ import { openSealed } from "../src/crypto/chat.js";
 import { EncryptedValue, Plaintext, PrivateKey, TransformKey, decrypt, decodeScalar } from "../src/crypto/pre.js";
 import { chatKey, mediaKid, parseMediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
 import { SchnorrSignature, verify } from "../src/crypto/schnorr.js";
+import { SFrameReceiver } from "../src/crypto/sframe.js";
 import { memberDigest, securityCode } from "../src/protocol/members.js";
 
 // VEIL_VECTORS names a fresh document (the Python tests make one); else the committed one.
@@ -115,6 +116,12 @@ test("the key schedule, KIDs and chat are Python's", async () => {
   assert.equal(toHex(await chatKey(session, plan.meeting_id, epoch)), plan.chat_key);
   assert.equal(mediaKid(epoch, sender, plan.stream).toString(), plan.kid);
   assert.deepEqual(parseMediaKid(BigInt(plan.kid)), { epoch: epoch & 0xffffn, sender, stream: plan.stream });
+  const receiver = new SFrameReceiver();
+  await receiver.addKey(BigInt(plan.kid), fromHex(plan.base_key));
+  const metadata = new TextEncoder().encode(plan.meeting_id);
+  for (const frame of plan.frames) {
+    assert.equal(toHex(await receiver.unprotect(fromHex(frame.frame), metadata)), frame.payload);
+  }
   const text = await openSealed(session, fromHex(plan.chat.sealed), plan.meeting_id, epoch, sender);
   assert.equal(toHex(text), plan.chat.text);
   await assert.rejects(openSealed(session, fromHex(plan.chat.sealed), plan.meeting_id, epoch, sender + 1n), {

@@ -9,6 +9,7 @@ import { seal } from "../src/crypto/chat.js";
 import { Plaintext, PrivateKey, encrypt, generateTransformKey } from "../src/crypto/pre.js";
 import { SENDER_LIMIT, chatKey, mediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
 import { sign } from "../src/crypto/schnorr.js";
+import { SFrameSender } from "../src/crypto/sframe.js";
 import { SigningKey } from "../src/crypto/signing.js";
 import { memberDigest, securityCode } from "../src/protocol/members.js";
 
@@ -60,6 +61,17 @@ async function schnorr(): Promise<unknown[]> {
   return entries;
 }
 
+async function frames(base: Uint8Array, kid: bigint, meetingId: string): Promise<unknown[]> {
+  const sender = await SFrameSender.create(kid, base);
+  const payloads = [new Uint8Array(), new Uint8Array(7), crypto.getRandomValues(new Uint8Array(1200))];
+  const metadata = new TextEncoder().encode(meetingId);
+  const out = [];
+  for (const payload of payloads) {
+    out.push({ payload: toHex(payload), frame: toHex(await sender.protect(payload, metadata)) });
+  }
+  return out;
+}
+
 async function meeting(): Promise<unknown> {
   const plaintext = Plaintext.generate();
   const meetingId = `m-web-${toHex(crypto.getRandomValues(new Uint8Array(4)))}`;
@@ -78,6 +90,7 @@ async function meeting(): Promise<unknown> {
       base_key: toHex(await senderBaseKey(session, meetingId, epoch, sender, stream)),
       chat_key: toHex(await chatKey(session, meetingId, epoch)),
       kid: mediaKid(epoch, sender, stream).toString(),
+      frames: await frames(await senderBaseKey(session, meetingId, epoch, sender, stream), mediaKid(epoch, sender, stream), meetingId),
       chat: { text: toHex(text), sealed: toHex(await seal(session, text, meetingId, epoch, sender)) },
     },
     members: await Promise.all(
