@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from veil import protocol
 from veil.client.meeting.epochs import security_code
 from veil.crypto import chat, schedule, schnorr, sframe
 from veil.crypto import pairing as pg
@@ -29,7 +30,7 @@ from veil.crypto.pre import (
     transform_chain,
 )
 from veil.crypto.schedule import SENDER_LIMIT
-from veil.crypto.signing import SigningKey
+from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol.board import member_digest
 
 FORMAT = "veil-vectors/1"
@@ -39,8 +40,73 @@ def make() -> dict[str, Any]:
     """Fresh values of every kind the other SDK checks."""
     return {
         "format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre(),
-        "schnorr": _schnorr(), "meeting": _meeting(),
+        "schnorr": _schnorr(), "meeting": _meeting(), "wire": _wire(),
     }  # fmt: skip
+
+
+QUERIES = (
+    "", "b=2&a=1", "a=1&a=0", "x=a+b&y=%2F%20z", "k", "k=&j=", "e=%C3%A9&%E2%9C%93=1",
+    "timestamp=1733325000&proof=AQSx-_y", "&&a=1&", "z=~._-*'()!",
+)  # fmt: skip
+IDS = ("alice", "auth0~7C123", ".", "..", "a/b", "é ü", "x%2Fy", "…")
+
+
+def _wire() -> dict[str, Any]:
+    signer = SigningKey.generate()
+    device = protocol.device_id_for(bytes(signer.verifying_key))
+    requests: list[dict[str, Any]] = []
+    for method, path, query, body in (
+        ("POST", "/v1/transform", "", b'{"encrypted_key":"AQ"}'),
+        ("GET", f"/v1/groups/{protocol.path_segment('é ü')}/digest", "", b""),
+        ("DELETE", "/v1/groups/g1/members/bob", "timestamp=17&proof=AQ", b""),
+    ):
+        timestamp = 1_733_325_000 + len(requests)
+        signed = protocol.signed_path(path)
+        headers = protocol.sign_request(signer, device, method, signed, query, body, timestamp)
+        message = protocol.request_message(
+            method, protocol.signed_path(path), query, body, timestamp,
+            headers[protocol.NONCE_HEADER], device_id=device,
+        )  # fmt: skip
+        requests.append(
+            {
+                "method": method, "path": path, "query": query, "body": body.hex(),
+                "timestamp": timestamp, "device_id": device, "headers": headers,
+                "message": message.hex(),
+            }
+        )  # fmt: skip
+    post_id, challenge = secrets.token_bytes(16), secrets.token_bytes(32)
+    return {
+        "b64": [
+            {"bytes": b.hex(), "text": protocol.b64encode(b)}
+            for b in (b"", b"\xff", b"ab", b"abc", secrets.token_bytes(31))
+        ],
+        "path_segments": [{"id": i, "segment": protocol.path_segment(i)} for i in IDS],
+        "queries": [{"query": q, "canonical": protocol.canonical_query(q)} for q in QUERIES],
+        "signer": bytes(signer.verifying_key).hex(),
+        "requests": requests,
+        "messages": {
+            "device_id": device,
+            "post": protocol.post_message("m-1", post_id, "key", device, 17, b"{}").hex(),
+            "post_inputs": {
+                "room": "m-1",
+                "post_id": post_id.hex(),
+                "kind": "key",
+                "timestamp": 17,
+                "body": "7b7d",
+            },
+            "hello": protocol.hello_message("m-1", "board", challenge, device).hex(),
+            "challenge": challenge.hex(),
+            "group_proof": protocol.meeting_proof_message(
+                "key", "m-1", "alice", 2**40, b"\x01\x02"
+            ).hex(),
+            "device_cert": protocol.device_certificate_message(
+                "alice", device, b"\x01" * 50, b"\x02" * 32
+            ).hex(),
+            "device_proof": protocol.device_proof_message(
+                99, b"\x03" * 10, "a.b.c", b"\x04" * 50, b"\x05" * 32
+            ).hex(),
+        },
+    }
 
 
 def _schnorr() -> list[dict[str, str]]:
@@ -301,7 +367,55 @@ def check(document: dict[str, Any]) -> list[str]:
             _require(bytes(signature).hex() == entry["signature"])
             schnorr.verify(signature, bytes.fromhex(entry["message"]), key.public_key)
     _check_meeting(document["meeting"], failures)
+    _check_wire(document["wire"], failures)
     return failures
+
+
+def _check_wire(wire: dict[str, Any], failures: _Failures) -> None:
+    for i, entry in enumerate(wire["b64"]):
+        with failures.entry(f"wire.b64[{i}]"):
+            _require(protocol.b64encode(bytes.fromhex(entry["bytes"])) == entry["text"])
+            _require(protocol.b64decode(entry["text"]).hex() == entry["bytes"])
+    for i, entry in enumerate(wire["path_segments"]):
+        with failures.entry(f"wire.path_segments[{i}]"):
+            _require(protocol.path_segment(entry["id"]) == entry["segment"])
+    for i, entry in enumerate(wire["queries"]):
+        with failures.entry(f"wire.queries[{i}]"):
+            _require(protocol.canonical_query(entry["query"]) == entry["canonical"])
+    signer = VerifyingKey(bytes.fromhex(wire["signer"]))
+    for i, r in enumerate(wire["requests"]):
+        with failures.entry(f"wire.requests[{i}]"):
+            headers = r["headers"]
+            message = protocol.request_message(
+                r["method"], protocol.signed_path(r["path"]), r["query"], bytes.fromhex(r["body"]),
+                r["timestamp"], headers[protocol.NONCE_HEADER], device_id=r["device_id"],
+            )  # fmt: skip
+            _require(message.hex() == r["message"])
+            _require(headers[protocol.DEVICE_HEADER] == r["device_id"])
+            signer.verify(protocol.b64decode(headers[protocol.SIGNATURE_HEADER]), message)
+    m = wire["messages"]
+    with failures.entry("wire.messages"):
+        _require(protocol.device_id_for(bytes(signer)) == m["device_id"])
+        post = m["post_inputs"]
+        made = protocol.post_message(
+            post["room"], bytes.fromhex(post["post_id"]), post["kind"], m["device_id"],
+            post["timestamp"], bytes.fromhex(post["body"]),
+        )  # fmt: skip
+        _require(made.hex() == m["post"])
+        hello = protocol.hello_message(
+            "m-1", "board", bytes.fromhex(m["challenge"]), m["device_id"]
+        )
+        _require(hello.hex() == m["hello"])
+        proof = protocol.meeting_proof_message("key", "m-1", "alice", 2**40, b"\x01\x02")
+        _require(proof.hex() == m["group_proof"])
+        cert = protocol.device_certificate_message(
+            "alice", m["device_id"], b"\x01" * 50, b"\x02" * 32
+        )
+        _require(cert.hex() == m["device_cert"])
+        adding = protocol.device_proof_message(
+            99, b"\x03" * 10, "a.b.c", b"\x04" * 50, b"\x05" * 32
+        )
+        _require(adding.hex() == m["device_proof"])
 
 
 def _check_meeting(meeting: dict[str, Any], failures: _Failures) -> None:

@@ -15,6 +15,23 @@ import { chatKey, mediaKid, parseMediaKid, senderBaseKey, sessionKey } from "../
 import { SchnorrSignature, verify } from "../src/crypto/schnorr.js";
 import { SFrameReceiver } from "../src/crypto/sframe.js";
 import { memberDigest, securityCode } from "../src/protocol/members.js";
+import { VerifyingKey } from "../src/crypto/signing.js";
+import {
+  NONCE_HEADER,
+  SIGNATURE_HEADER,
+  b64decode,
+  b64encode,
+  canonicalQuery,
+  deviceCertificateMessage,
+  deviceId,
+  deviceProofMessage,
+  helloMessage,
+  meetingProofMessage,
+  pathSegment,
+  postMessage,
+  requestMessage,
+  signedPath,
+} from "../src/protocol/wire.js";
 
 // VEIL_VECTORS names a fresh document (the Python tests make one); else the committed one.
 const path = process.env.VEIL_VECTORS ?? new URL("../../vectors/python.json", import.meta.url);
@@ -131,4 +148,33 @@ test("the key schedule, KIDs and chat are Python's", async () => {
     assert.equal(toHex(await memberDigest(entry.members)), entry.digest);
     assert.equal(await securityCode(session, epoch, entry.members), entry.code);
   }
+});
+
+test("base64url, path segments, queries and signed requests are Python's", async () => {
+  const wire = document.wire;
+  for (const { bytes, text } of wire.b64) {
+    assert.equal(b64encode(fromHex(bytes)), text);
+    assert.equal(toHex(b64decode(text)), bytes);
+  }
+  assert.throws(() => b64decode("AB="), TypeError);
+  assert.throws(() => b64decode("AR"), TypeError); // non-canonical trailing bits
+  for (const { id, segment } of wire.path_segments) assert.equal(pathSegment(id), segment, id);
+  for (const { query, canonical } of wire.queries) assert.equal(canonicalQuery(query), canonical, query);
+  const signer = new VerifyingKey(fromHex(wire.signer));
+  for (const r of wire.requests) {
+    const nonce = r.headers[NONCE_HEADER];
+    const message = await requestMessage(r.method, signedPath(r.path), r.query, fromHex(r.body), r.timestamp, nonce, r.device_id);
+    assert.equal(toHex(message), r.message);
+    await signer.verify(b64decode(r.headers[SIGNATURE_HEADER]), message);
+  }
+  const m = wire.messages;
+  assert.equal(await deviceId(signer.bytes()), m.device_id);
+  const post = m.post_inputs;
+  assert.equal(toHex(postMessage(post.room, fromHex(post.post_id), post.kind, m.device_id, post.timestamp, fromHex(post.body))), m.post);
+  assert.equal(toHex(helloMessage("m-1", "board", fromHex(m.challenge), m.device_id)), m.hello);
+  assert.equal(toHex(meetingProofMessage("key", "m-1", "alice", 2n ** 40n, Uint8Array.of(1, 2))), m.group_proof);
+  const cert = deviceCertificateMessage("alice", m.device_id, new Uint8Array(50).fill(1), new Uint8Array(32).fill(2));
+  assert.equal(toHex(cert), m.device_cert);
+  const adding = deviceProofMessage(99, new Uint8Array(10).fill(3), "a.b.c", new Uint8Array(50).fill(4), new Uint8Array(32).fill(5));
+  assert.equal(toHex(adding), m.device_proof);
 });

@@ -12,6 +12,21 @@ import { sign } from "../src/crypto/schnorr.js";
 import { SFrameSender } from "../src/crypto/sframe.js";
 import { SigningKey } from "../src/crypto/signing.js";
 import { memberDigest, securityCode } from "../src/protocol/members.js";
+import {
+  NONCE_HEADER,
+  b64encode,
+  canonicalQuery,
+  deviceCertificateMessage,
+  deviceId,
+  deviceProofMessage,
+  helloMessage,
+  meetingProofMessage,
+  pathSegment,
+  postMessage,
+  requestMessage,
+  signRequest,
+  signedPath,
+} from "../src/protocol/wire.js";
 
 function scalars(): bigint[] {
   return [1n, 2n, pg.R - 1n, pg.randomScalar(), pg.randomScalar(), pg.randomScalar()];
@@ -103,6 +118,50 @@ async function meeting(): Promise<unknown> {
   };
 }
 
+const QUERIES = ["", "b=2&a=1", "x=a+b&y=%2F%20z", "k", "e=%C3%A9&%E2%9C%93=1", "&&a=1&", "z=~._-*'()!"];
+const IDS = ["alice", ".", "..", "a/b", "é ü", "x%2Fy"];
+
+async function wire(): Promise<unknown> {
+  const signer = await SigningKey.generate();
+  const device = await deviceId(signer.verifyingKey.bytes());
+  const requests: unknown[] = [];
+  for (const [method, path, query, body] of [
+    ["POST", "/v1/transform", "", '{"encrypted_key":"AQ"}'],
+    ["GET", `/v1/groups/${pathSegment("é ü")}/digest`, "", ""],
+    ["DELETE", "/v1/groups/g1/members/bob", "timestamp=17&proof=AQ", ""],
+  ] as const) {
+    const timestamp: number = 1_733_400_000 + requests.length;
+    const raw = new TextEncoder().encode(body);
+    const headers = await signRequest(signer, device, method, signedPath(path), query, raw, timestamp);
+    const message = await requestMessage(method, signedPath(path), query, raw, timestamp, headers[NONCE_HEADER] ?? "", device);
+    requests.push({ method, path, query, body: toHex(raw), timestamp, device_id: device, headers, message: toHex(message) });
+  }
+  const postId = crypto.getRandomValues(new Uint8Array(16));
+  const challenge = crypto.getRandomValues(new Uint8Array(32));
+  return {
+    b64: [new Uint8Array(), Uint8Array.of(255), crypto.getRandomValues(new Uint8Array(31))].map((b) => ({
+      bytes: toHex(b),
+      text: b64encode(b),
+    })),
+    path_segments: IDS.map((id) => ({ id, segment: pathSegment(id) })),
+    queries: QUERIES.map((query) => ({ query, canonical: canonicalQuery(query) })),
+    signer: toHex(signer.verifyingKey.bytes()),
+    requests,
+    messages: {
+      device_id: device,
+      post: toHex(postMessage("m-1", postId, "key", device, 17, new TextEncoder().encode("{}"))),
+      post_inputs: { room: "m-1", post_id: toHex(postId), kind: "key", timestamp: 17, body: "7b7d" },
+      hello: toHex(helloMessage("m-1", "board", challenge, device)),
+      challenge: toHex(challenge),
+      group_proof: toHex(meetingProofMessage("key", "m-1", "alice", 2n ** 40n, Uint8Array.of(1, 2))),
+      device_cert: toHex(deviceCertificateMessage("alice", device, new Uint8Array(50).fill(1), new Uint8Array(32).fill(2))),
+      device_proof: toHex(
+        deviceProofMessage(99, new Uint8Array(10).fill(3), "a.b.c", new Uint8Array(50).fill(4), new Uint8Array(32).fill(5)),
+      ),
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const ks = scalars();
   const messages = [new Uint8Array(), new TextEncoder().encode("veil"), crypto.getRandomValues(new Uint8Array(100))];
@@ -125,6 +184,7 @@ async function main(): Promise<void> {
     pre: await pre(),
     schnorr: await schnorr(),
     meeting: await meeting(),
+    wire: await wire(),
   };
   process.stdout.write(`${JSON.stringify(document, null, 1)}\n`);
 }
