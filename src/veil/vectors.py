@@ -17,9 +17,9 @@ from typing import Any
 
 from veil import protocol
 from veil.client.meeting.epochs import security_code
-from veil.crypto import chat, schedule, schnorr, sframe
+from veil.crypto import aead, chat, escrow, schedule, schnorr, sframe
 from veil.crypto import pairing as pg
-from veil.crypto.errors import VeilCryptoError
+from veil.crypto.errors import DecryptionError, VeilCryptoError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import (
     EncryptedValue,
@@ -41,6 +41,31 @@ def make() -> dict[str, Any]:
     return {
         "format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre(),
         "schnorr": _schnorr(), "meeting": _meeting(), "wire": _wire(),
+        "envelopes": _envelopes(),
+    }  # fmt: skip
+
+
+def _envelopes() -> dict[str, Any]:
+    key, stream_key = aead.generate_key(), aead.generate_key()
+    text, long_text = "a transcript ✓".encode(), secrets.token_bytes(2 * 1024 + 500)
+    ks_share, platform_share = escrow.new_share(), escrow.new_share()
+    password = escrow.split_trust_password(ks_share, platform_share)
+    secret = secrets.token_bytes(32)
+    sealed = b"".join(aead.seal_stream(stream_key, "rec-1", [long_text], chunk_size=1024))
+    return {
+        "document": {
+            "key": key.hex(), "id": "doc-é", "plaintext": text.hex(),
+            "envelope": aead.seal_document(key, "doc-é", text).hex(),
+        },
+        "stream": {
+            "key": stream_key.hex(), "id": "rec-1", "plaintext": long_text.hex(),
+            "sealed": sealed.hex(),
+        },
+        "escrow": {
+            "keyserver_share": ks_share.hex(), "platform_share": platform_share.hex(),
+            "password": password.hex(), "secret": secret.hex(), "context": b"alice".hex(),
+            "blob": escrow.seal_escrow(secret, password, context=b"alice").hex(),
+        },
     }  # fmt: skip
 
 
@@ -368,7 +393,45 @@ def check(document: dict[str, Any]) -> list[str]:
             schnorr.verify(signature, bytes.fromhex(entry["message"]), key.public_key)
     _check_meeting(document["meeting"], failures)
     _check_wire(document["wire"], failures)
+    _check_envelopes(document["envelopes"], failures)
     return failures
+
+
+def _check_envelopes(envelopes: dict[str, Any], failures: _Failures) -> None:
+    doc, stream, kept = envelopes["document"], envelopes["stream"], envelopes["escrow"]
+    with failures.entry("envelopes.document"):
+        key, envelope = bytes.fromhex(doc["key"]), bytes.fromhex(doc["envelope"])
+        _require(aead.open_document(key, doc["id"], envelope).hex() == doc["plaintext"])
+        _require(_refuses_with(DecryptionError, lambda: aead.open_document(key, "other", envelope)))
+    with failures.entry("envelopes.stream"):
+        key, sealed = bytes.fromhex(stream["key"]), bytes.fromhex(stream["sealed"])
+        opened = b"".join(aead.open_stream(key, stream["id"], [sealed[:100], sealed[100:]]))
+        _require(opened.hex() == stream["plaintext"])
+        cut = sealed[: -(16 + 100)]
+        _require(
+            _refuses_with(
+                DecryptionError, lambda: b"".join(aead.open_stream(key, stream["id"], [cut]))
+            )
+        )
+    with failures.entry("envelopes.escrow"):
+        shares = bytes.fromhex(kept["keyserver_share"]), bytes.fromhex(kept["platform_share"])
+        password = escrow.split_trust_password(*shares)
+        _require(password.hex() == kept["password"])
+        blob, context = bytes.fromhex(kept["blob"]), bytes.fromhex(kept["context"])
+        _require(escrow.open_escrow(blob, password, context=context).hex() == kept["secret"])
+        _require(
+            _refuses_with(
+                DecryptionError, lambda: escrow.open_escrow(blob, password, context=b"bob")
+            )
+        )
+
+
+def _refuses_with(kind: type[Exception], attempt: Callable[[], object]) -> bool:
+    try:
+        attempt()
+    except kind:
+        return True
+    return False
 
 
 def _check_wire(wire: dict[str, Any], failures: _Failures) -> None:

@@ -9,7 +9,9 @@ import { test } from "node:test";
 
 import { fromHex, toHex } from "../src/crypto/encoding.js";
 import * as pg from "../src/crypto/pairing.js";
+import { openDocument, openStream } from "../src/crypto/aead.js";
 import { openSealed } from "../src/crypto/chat.js";
+import { openEscrow, splitTrustPassword } from "../src/crypto/escrow.js";
 import { EncryptedValue, Plaintext, PrivateKey, TransformKey, decrypt, decodeScalar } from "../src/crypto/pre.js";
 import { chatKey, mediaKid, parseMediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
 import { SchnorrSignature, verify } from "../src/crypto/schnorr.js";
@@ -177,4 +179,29 @@ test("base64url, path segments, queries and signed requests are Python's", async
   assert.equal(toHex(cert), m.device_cert);
   const adding = deviceProofMessage(99, new Uint8Array(10).fill(3), "a.b.c", new Uint8Array(50).fill(4), new Uint8Array(32).fill(5));
   assert.equal(toHex(adding), m.device_proof);
+});
+
+test("document envelopes, streams and escrows made in Python open here", async () => {
+  const { document: doc, stream, escrow } = document.envelopes;
+  const key = fromHex(doc.key);
+  assert.equal(toHex(await openDocument(key, doc.id, fromHex(doc.envelope))), doc.plaintext);
+  await assert.rejects(openDocument(key, "other", fromHex(doc.envelope)), { name: "DecryptionError" });
+  const sealed = fromHex(stream.sealed);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of openStream(fromHex(stream.key), stream.id, [sealed.subarray(0, 100), sealed.subarray(100)])) {
+    chunks.push(chunk);
+  }
+  assert.equal(chunks.map(toHex).join(""), stream.plaintext);
+  const cut = sealed.subarray(0, sealed.length - 116);
+  await assert.rejects(
+    (async () => {
+      for await (const _ of openStream(fromHex(stream.key), stream.id, [cut]));
+    })(),
+    { name: "DecryptionError" },
+  );
+  const password = await splitTrustPassword(fromHex(escrow.keyserver_share), fromHex(escrow.platform_share));
+  assert.equal(toHex(password), escrow.password);
+  const opened = await openEscrow(fromHex(escrow.blob), password, fromHex(escrow.context));
+  assert.equal(toHex(opened), escrow.secret);
+  await assert.rejects(openEscrow(fromHex(escrow.blob), password, new TextEncoder().encode("bob")), { name: "DecryptionError" });
 });

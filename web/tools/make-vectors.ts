@@ -5,7 +5,9 @@
 
 import { toHex } from "../src/crypto/encoding.js";
 import * as pg from "../src/crypto/pairing.js";
+import { generateKey, sealDocument, sealStream } from "../src/crypto/aead.js";
 import { seal } from "../src/crypto/chat.js";
+import { newShare, sealEscrow, splitTrustPassword } from "../src/crypto/escrow.js";
 import { Plaintext, PrivateKey, encrypt, generateTransformKey } from "../src/crypto/pre.js";
 import { SENDER_LIMIT, chatKey, mediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
 import { sign } from "../src/crypto/schnorr.js";
@@ -162,6 +164,32 @@ async function wire(): Promise<unknown> {
   };
 }
 
+async function envelopes(): Promise<unknown> {
+  const [key, streamKey] = [generateKey(), generateKey()];
+  const text = new TextEncoder().encode("a transcript from the browser ✓");
+  const longText = crypto.getRandomValues(new Uint8Array(2 * 1024 + 500));
+  const segments: Uint8Array[] = [];
+  for await (const piece of sealStream(streamKey, "rec-web", [longText.subarray(0, 700), longText.subarray(700)], 1024)) {
+    segments.push(piece);
+  }
+  const [ksShare, platformShare] = [newShare(), newShare()];
+  const password = await splitTrustPassword(ksShare, platformShare);
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const context = new TextEncoder().encode("alice");
+  return {
+    document: { key: toHex(key), id: "doc-é", plaintext: toHex(text), envelope: toHex(await sealDocument(key, "doc-é", text)) },
+    stream: { key: toHex(streamKey), id: "rec-web", plaintext: toHex(longText), sealed: segments.map(toHex).join("") },
+    escrow: {
+      keyserver_share: toHex(ksShare),
+      platform_share: toHex(platformShare),
+      password: toHex(password),
+      secret: toHex(secret),
+      context: toHex(context),
+      blob: toHex(await sealEscrow(secret, password, context)),
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const ks = scalars();
   const messages = [new Uint8Array(), new TextEncoder().encode("veil"), crypto.getRandomValues(new Uint8Array(100))];
@@ -185,6 +213,7 @@ async function main(): Promise<void> {
     schnorr: await schnorr(),
     meeting: await meeting(),
     wire: await wire(),
+    envelopes: await envelopes(),
   };
   process.stdout.write(`${JSON.stringify(document, null, 1)}\n`);
 }
