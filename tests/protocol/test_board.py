@@ -170,3 +170,13 @@ def test_a_change_too_large_to_carry_names_the_list_by_digest_alone() -> None:
 
 
 KEY_CHANGE_FIELDS = ("members_digest", "base_digest", "joined", "left")
+
+
+def test_a_user_id_with_a_lone_surrogate_is_refused_by_name() -> None:
+    """JSON may escape one (\\ud800), but it is no UTF-8: refused as malformed, not a
+    crash when the body is re-encoded."""
+    data = json.loads(bytes(_key_post()))
+    data["invitees"] = ["\ud800"]
+    body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    with pytest.raises(BoardMessageError, match="invitees is a list of user ids"):
+        KeyPost.parse(body)

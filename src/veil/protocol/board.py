@@ -29,7 +29,7 @@ from veil.protocol import MeetingProof, b64decode, b64encode
 
 EPOCH_LIMIT: Final = 2**64
 MAX_USER_ID: Final = 256
-_USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+_USER_ID = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,256}")  # no lone surrogate: not UTF-8
 
 
 DIGEST_SIZE: Final = 32
