@@ -8,6 +8,7 @@ fails. Both kinds of document have the same shape, so each side makes what the o
 checks. Secrets in them are test keys, made for the document and used nowhere else.
 """
 
+import functools
 import json
 import secrets
 import sys
@@ -31,6 +32,7 @@ from veil.crypto.pre import (
 )
 from veil.crypto.schedule import SENDER_LIMIT
 from veil.crypto.signing import SigningKey, VerifyingKey
+from veil.protocol import board
 from veil.protocol.board import member_digest
 
 FORMAT = "veil-vectors/1"
@@ -42,7 +44,41 @@ def make() -> dict[str, Any]:
         "format": FORMAT, "made_by": "python", "pairing": _pairing(), "pre": _pre(),
         "schnorr": _schnorr(), "meeting": _meeting(), "wire": _wire(),
         "envelopes": _envelopes(),
+        "board": _board(),
     }  # fmt: skip
+
+
+def _board() -> dict[str, Any]:
+    group = PrivateKey.generate()
+    proof = protocol.MeetingProof.make("key", "m-1", "alice", 2**40, group, b"k")
+    before, after = ["alice", "bob", "zoë"], ["alice", "carol", "zoë", "ü\U0001f600"]
+    messages: list[board.BoardMessage] = [
+        board.Announce(SENDER_LIMIT - 1),
+        board.Leave(0),
+        board.KeyPost(
+            2**63, b"k", *board.KeyPost.changes(before, after), ("dave",), "alice", proof
+        ),
+        board.HandOver(17, proof),
+        board.End(proof),
+        board.Chat(3, 4, b"sealed"),
+        board.Alive(5, None),
+        board.Alive(6, 7),
+    ]
+    valid = bytes(messages[5])
+    return {
+        "group_public_key": bytes(group.public_key).hex(),
+        "changes": {"before": before, "after": after},
+        "posts": [{"kind": m.KIND, "body": bytes(m).hex()} for m in messages],
+        "refused": [
+            {"kind": "chat", "body": valid.replace(b":", b": ", 1).hex()},
+            {"kind": "chat", "body": valid.replace(b'"epoch":3', b'"epoch":3.0').hex()},
+            {"kind": "chat", "body": (b"\xff" + valid).hex()},
+            {"kind": "announce", "body": b'{"sender":17592186044416}'.hex()},
+            {"kind": "alive", "body": b'{"deputy":"1","epoch":1}'.hex()},
+            {"kind": "key", "body": bytes(messages[2]).replace(b'"dave"', b'"\\ud800"').hex()},
+            {"kind": "notice", "body": b"{}".hex()},
+        ],
+    }
 
 
 def _envelopes() -> dict[str, Any]:
@@ -394,7 +430,29 @@ def check(document: dict[str, Any]) -> list[str]:
     _check_meeting(document["meeting"], failures)
     _check_wire(document["wire"], failures)
     _check_envelopes(document["envelopes"], failures)
+    _check_board(document["board"], failures)
     return failures
+
+
+def _check_board(posts: dict[str, Any], failures: _Failures) -> None:
+    for i, entry in enumerate(posts["posts"]):
+        with failures.entry(f"board.posts[{i}] ({entry['kind']})"):
+            body = bytes.fromhex(entry["body"])
+            _require(bytes(board.parse(entry["kind"], body)) == body)
+    for i, entry in enumerate(posts["refused"]):
+        with failures.entry(f"board.refused[{i}] ({entry['kind']})"):
+            attempt = functools.partial(board.parse, entry["kind"], bytes.fromhex(entry["body"]))
+            _require(_refuses_with(board.BoardMessageError, attempt))
+    with failures.entry("board.changes"):
+        change = posts["changes"]
+        key = next(
+            board.KeyPost.parse(bytes.fromhex(e["body"]))
+            for e in posts["posts"]
+            if e["kind"] == "key"
+        )
+        made = board.KeyPost.changes(change["before"], change["after"])
+        _require(made == (key.members_digest, key.base_digest, key.joined, key.left))
+        _require(key.apply(change["before"]) == tuple(sorted(change["after"])))
 
 
 def _check_envelopes(envelopes: dict[str, Any], failures: _Failures) -> None:

@@ -12,11 +12,20 @@ import * as pg from "../src/crypto/pairing.js";
 import { openDocument, openStream } from "../src/crypto/aead.js";
 import { openSealed } from "../src/crypto/chat.js";
 import { openEscrow, splitTrustPassword } from "../src/crypto/escrow.js";
-import { EncryptedValue, Plaintext, PrivateKey, TransformKey, decrypt, decodeScalar } from "../src/crypto/pre.js";
+import {
+  EncryptedValue,
+  Plaintext,
+  PrivateKey,
+  PublicKey,
+  TransformKey,
+  decodeScalar,
+  decrypt,
+} from "../src/crypto/pre.js";
 import { chatKey, mediaKid, parseMediaKid, senderBaseKey, sessionKey } from "../src/crypto/schedule.js";
 import { SchnorrSignature, verify } from "../src/crypto/schnorr.js";
 import { SFrameReceiver } from "../src/crypto/sframe.js";
-import { memberDigest, securityCode } from "../src/protocol/members.js";
+import { End, HandOver, KeyPost, parse } from "../src/protocol/board.js";
+import { memberDigest, securityCode, sortedByCodePoint } from "../src/protocol/members.js";
 import { VerifyingKey } from "../src/crypto/signing.js";
 import {
   NONCE_HEADER,
@@ -204,4 +213,25 @@ test("document envelopes, streams and escrows made in Python open here", async (
   const opened = await openEscrow(fromHex(escrow.blob), password, fromHex(escrow.context));
   assert.equal(toHex(opened), escrow.secret);
   await assert.rejects(openEscrow(fromHex(escrow.blob), password, new TextEncoder().encode("bob")), { name: "DecryptionError" });
+});
+
+test("board posts parse and re-encode byte for byte; what Python refuses is refused", async () => {
+  const posts = document.board;
+  for (const { kind, body } of posts.posts) {
+    const message = parse(kind, fromHex(body));
+    assert.equal(toHex(message.bytes()), body, kind);
+    if (message instanceof KeyPost || message instanceof HandOver || message instanceof End) {
+      const groupKey = PublicKey.fromBytes(fromHex(posts.group_public_key));
+      await message.proof.verify("key", "m-1", "alice", groupKey, new TextEncoder().encode("k"));
+    }
+  }
+  for (const { kind, body } of posts.refused) {
+    assert.throws(() => parse(kind, fromHex(body)), { name: "BoardMessageError" }, `${kind} ${body}`);
+  }
+  const key = posts.posts.map((p: { kind: string; body: string }) => p).find((p: { kind: string }) => p.kind === "key");
+  const post = KeyPost.parse(fromHex(key.body));
+  const [members, base, joined, left] = await KeyPost.changes(posts.changes.before, posts.changes.after);
+  assert.deepEqual([toHex(members), toHex(base), joined, left], [toHex(post.membersDigest), toHex(post.baseDigest), post.joined, post.left]);
+  assert.deepEqual(await post.apply(posts.changes.before), sortedByCodePoint(posts.changes.after));
+  assert.equal(await post.apply(["alice"]), null);
 });

@@ -13,6 +13,7 @@ import { SENDER_LIMIT, chatKey, mediaKid, senderBaseKey, sessionKey } from "../s
 import { sign } from "../src/crypto/schnorr.js";
 import { SFrameSender } from "../src/crypto/sframe.js";
 import { SigningKey } from "../src/crypto/signing.js";
+import { Alive, Announce, Chat, End, HandOver, KeyPost, Leave, MeetingProof } from "../src/protocol/board.js";
 import { memberDigest, securityCode } from "../src/protocol/members.js";
 import {
   NONCE_HEADER,
@@ -190,6 +191,33 @@ async function envelopes(): Promise<unknown> {
   };
 }
 
+async function board(): Promise<unknown> {
+  const group = PrivateKey.generate();
+  const proof = await MeetingProof.make("key", "m-1", "alice", 2n ** 40n, group, new TextEncoder().encode("k"));
+  const before = ["alice", "bob", "zoë"];
+  const after = ["alice", "carol", "zoë", "ü\u{1f600}"];
+  const changes = await KeyPost.changes(before, after);
+  const messages = [
+    new Announce(2n ** 44n - 1n),
+    new Leave(0n),
+    new KeyPost(2n ** 63n, new Uint8Array([107]), ...changes, ["dave"], "alice", proof),
+    new HandOver(17n, proof),
+    new End(proof),
+    new Chat(3n, 4n, new TextEncoder().encode("sealed")),
+    new Alive(5n, null),
+    new Alive(6n, 7n),
+  ];
+  return {
+    group_public_key: toHex(group.publicKey.bytes()),
+    changes: { before, after },
+    posts: messages.map((m) => ({ kind: m.kind, body: toHex(m.bytes()) })),
+    refused: [
+      { kind: "chat", body: toHex(new TextEncoder().encode('{"epoch": 3,"sealed":"AA","sender":4}')) },
+      { kind: "announce", body: toHex(new TextEncoder().encode('{"sender":-1}')) },
+    ],
+  };
+}
+
 async function main(): Promise<void> {
   const ks = scalars();
   const messages = [new Uint8Array(), new TextEncoder().encode("veil"), crypto.getRandomValues(new Uint8Array(100))];
@@ -214,6 +242,7 @@ async function main(): Promise<void> {
     meeting: await meeting(),
     wire: await wire(),
     envelopes: await envelopes(),
+    board: await board(),
   };
   process.stdout.write(`${JSON.stringify(document, null, 1)}\n`);
 }
