@@ -197,6 +197,8 @@ async def running_stack(
         idp.issuer = endpoints.idp_url  # OIDC: the issuer is the URL discovery starts from
         common = {"issuer_url": endpoints.idp_url}
     common["user_id_claim"] = user_id_claim
+    # The conference's own origin, where the stack's web page is served, may call all three.
+    common["cors_origins"] = (endpoints.conference_url,)
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
         service_secret=service_secret or secrets.token_bytes(32),
@@ -212,7 +214,7 @@ async def running_stack(
         **common,
     )
     factories: list[Callable[[], Any]] = [
-        lambda: create_idp(idp),
+        lambda: create_idp(idp, cors_origins=common["cors_origins"]),
         lambda: create_keyserver(keyserver),
         lambda: create_conference(conference, fanout=fanout),
     ]

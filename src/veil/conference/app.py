@@ -25,6 +25,7 @@ from veil.web.metrics import HttpMetrics, add_metrics_route
 from veil.web.observe import HEADER as REQUEST_ID_HEADER
 from veil.web.observe import Observe
 from veil.web.openapi import NO_CDN_DOCS, bearer_jwt, document_security
+from veil.web.origins import allow_browsers
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import Identity, bearer_token
 
@@ -124,6 +125,7 @@ def _observe(app: FastAPI, service: ConferenceService) -> None:
     hooks = service.http.event_hooks
     hooks["request"] = [*hooks.get("request", []), forward_request_id]
     service.http.event_hooks = hooks
+    allow_browsers(app, service.settings.cors_origins)
     # Added last, so outermost: it sees every answer, a 413 from BodyLimit too.
     app.add_middleware(
         Observe,

@@ -22,6 +22,7 @@ from veil.conference.service import ConferenceService
 from veil.crypto.errors import InvalidSignature
 from veil.protocol import b64decode, b64encode, hello_message
 from veil.web.errors import ApiError, forbidden, unauthorized
+from veil.web.origins import origin_allowed
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ async def refuse(websocket: WebSocket, error: ApiError) -> Refused:
 async def receive_hello(
     websocket: WebSocket, service: ConferenceService, channel: str, room_id: str
 ) -> tuple[Participant, dict[str, Any]]:
+    if not origin_allowed(websocket.headers.get("origin"), service.settings.cors_origins):
+        # Closed before it is accepted: the browser's handshake gets a 403.
+        await websocket.close(code=1008)
+        raise Refused("origin_not_allowed")
     await websocket.accept()
     challenge = secrets.token_bytes(16)
     await websocket.send_json({"type": "challenge", "challenge": b64encode(challenge)})

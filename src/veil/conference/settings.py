@@ -12,6 +12,7 @@ from pydantic import Field
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.web.env import Unset, Variables
 from veil.web.jwks import JwksCachePolicy
+from veil.web.origins import parse_origins
 from veil.web.tokens import check_token_policy
 
 
@@ -66,6 +67,9 @@ class ConferenceSettings:
     """How often an open connection's device is looked up again: a revoked device's
     board and media connections are closed within this time."""
     hello_timeout_seconds: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the service from a browser (``veil.web.origins``):
+    CORS, and the ``Origin`` of WebSockets. Clients that are not browsers need none."""
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -75,6 +79,7 @@ class ConferenceSettings:
                 "(it could replay them to collect both escrow shares)"
             )
         check_token_policy(self)
+        object.__setattr__(self, "cors_origins", parse_origins(self.cors_origins))
         if urlsplit(self.keyserver_url).scheme not in ("http", "https"):
             raise ValueError("keyserver_url must be an http(s) URL")
         if self.fanout_url is not None and urlsplit(self.fanout_url).scheme not in (

@@ -3,7 +3,7 @@ endpoint."""
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
@@ -16,6 +16,7 @@ from veil.protocol import KEYSERVER_AUDIENCE
 from veil.web.env import DEV_ISSUER
 from veil.web.oidc import DISCOVERY_PATH
 from veil.web.openapi import NO_CDN_DOCS
+from veil.web.origins import allow_browsers
 
 DEFAULT_ISSUER = DEV_ISSUER
 """The issuer of a provider used in-process; served at a URL (``veil serve``), the
@@ -74,9 +75,12 @@ class TokenResponse(BaseModel):
     token: str
 
 
-def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
+def create_app(
+    provider: DevIdentityProvider | None = None, *, cors_origins: Sequence[str] = ()
+) -> FastAPI:
     """The IdP as an ASGI app: ``GET /.well-known/openid-configuration``,
-    ``GET /.well-known/jwks.json`` and ``POST /token``."""
+    ``GET /.well-known/jwks.json`` and ``POST /token``; pages on ``cors_origins`` may
+    ask it for tokens from a browser."""
     provider = provider or DevIdentityProvider()
     app = FastAPI(
         title="Veil development IdP (not for production)",
@@ -110,4 +114,5 @@ def create_app(provider: DevIdentityProvider | None = None) -> FastAPI:
         audience = request.audience or provider.audience
         return TokenResponse(token=provider.issue(request.sub, aud=audience))
 
+    allow_browsers(app, cors_origins)
     return app

@@ -19,6 +19,7 @@ from veil.web.limits import BodyLimit
 from veil.web.metrics import HttpMetrics, add_metrics_route, new_registry
 from veil.web.observe import Observe
 from veil.web.openapi import NO_CDN_DOCS, document_security
+from veil.web.origins import allow_browsers
 
 
 def create_app(settings: KeyServerSettings) -> FastAPI:
@@ -72,6 +73,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
     registry.register(TransformerCollector(service.transformer, service.prepared))
     add_metrics_route(app, registry)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    allow_browsers(app, settings.cors_origins)
     # Outermost: it sees every answer, a 413 from BodyLimit too.
     app.add_middleware(Observe, service="keyserver", metrics=HttpMetrics(registry))
     return app

@@ -13,6 +13,7 @@ from pydantic import Field
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.web.env import Secret, Variables
 from veil.web.jwks import JwksCachePolicy
+from veil.web.origins import parse_origins
 from veil.web.tokens import check_token_policy
 
 
@@ -45,6 +46,9 @@ class KeyServerSettings:
     clock_skew_seconds: int = 60
     fresh_token_seconds: int = 120
     transform_workers: int = 0
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the service from a browser (``veil.web.origins``):
+    CORS, and the ``Origin`` of WebSockets. Clients that are not browsers need none."""
     """Processes for transforms; 0 runs them in the request's worker thread."""
     prepared_transforms: int = 20_000
     """Transforms prepared ahead of the next rekey that a process holds at most (about
@@ -61,6 +65,7 @@ class KeyServerSettings:
         if len(self.service_secret) != 32:
             raise ValueError("service_secret must be 32 bytes")
         check_token_policy(self)
+        object.__setattr__(self, "cors_origins", parse_origins(self.cors_origins))
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if self.transform_workers < 0:

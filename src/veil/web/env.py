@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 
 from veil.protocol import b64decode
 from veil.web.jwks import JwksCachePolicy
+from veil.web.origins import parse_origins
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -27,6 +28,12 @@ def _unset_if_empty(value: Any) -> Any:
 
 
 Unset = BeforeValidator(_unset_if_empty)
+
+
+def _origins(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else parse_origins(value)
+
+
 """On a variable whose empty value means the same as leaving it unset."""
 
 
@@ -89,6 +96,8 @@ class Variables(BaseModel):
     jwks_timeout_seconds: float | None = None
     jwks_max_stale_seconds: float | None = None
     """``JwksCachePolicy``'s fields, each ``VEIL_JWKS_<FIELD>``."""
+    cors_origins: Annotated[tuple[str, ...] | None, BeforeValidator(_origins)] = None
+    """Comma-separated web origins allowed to call from a browser (``veil.web.origins``)."""
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> Self:
