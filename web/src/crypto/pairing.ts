@@ -20,6 +20,7 @@
 
 import { bls12_381 as bls } from "@noble/curves/bls12-381.js";
 
+import { concat } from "./encoding.js";
 import {
   IdentityElement,
   InvalidLength,
@@ -162,16 +163,6 @@ function coordinate(chunk: Uint8Array, what: string): bigint {
     throw new NonCanonicalEncoding(`${what}: coordinate is not below the field modulus`);
   }
   return value;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** The full 576-byte form (hashes and key derivations take it). */

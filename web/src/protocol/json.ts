@@ -12,7 +12,8 @@ export class JsonError extends Error {
   override name = "JsonError";
 }
 
-function compareCodePoints(a: string, b: string): number {
+/** Python's order of strings: by code point (JavaScript's `<` compares UTF-16 units). */
+export function compareCodePoints(a: string, b: string): number {
   const x = [...a];
   const y = [...b];
   for (let i = 0; i < Math.min(x.length, y.length); i++) {

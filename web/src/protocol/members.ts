@@ -5,20 +5,13 @@
  */
 
 import { concat, owned } from "../crypto/encoding.js";
+import { compareCodePoints } from "./json.js";
 
 const encoder = new TextEncoder();
 
 /** Sorted by Unicode code point, as Python's `sorted` orders strings. */
 export function sortedByCodePoint(items: Iterable<string>): string[] {
-  return [...items].sort((a, b) => {
-    const x = [...a];
-    const y = [...b];
-    for (let i = 0; i < Math.min(x.length, y.length); i++) {
-      const d = (x[i]?.codePointAt(0) ?? 0) - (y[i]?.codePointAt(0) ?? 0);
-      if (d !== 0) return d;
-    }
-    return x.length - y.length;
-  });
+  return [...items].sort(compareCodePoints);
 }
 
 const ESCAPES: Record<string, string> = {

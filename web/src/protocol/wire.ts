@@ -13,6 +13,7 @@
 
 import { concat, owned, toHex } from "../crypto/encoding.js";
 import type { SigningKey } from "../crypto/signing.js";
+import { compareCodePoints } from "./json.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -104,16 +105,6 @@ export function signedPath(path: string): string {
   return unquote(path);
 }
 
-function comparePython(a: string, b: string): number {
-  const x = [...a];
-  const y = [...b];
-  for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    const d = (x[i]?.codePointAt(0) ?? 0) - (y[i]?.codePointAt(0) ?? 0);
-    if (d !== 0) return d;
-  }
-  return x.length - y.length;
-}
-
 /** `urlencode(sorted(parse_qsl(query, keep_blank_values=True)))`. */
 export function canonicalQuery(query: string): string {
   const pairs: [string, string][] = [];
@@ -123,7 +114,7 @@ export function canonicalQuery(query: string): string {
     const [name, value] = at < 0 ? [field, ""] : [field.slice(0, at), field.slice(at + 1)];
     pairs.push([unquote(name, true), unquote(value, true)]);
   }
-  pairs.sort((a, b) => comparePython(a[0], b[0]) || comparePython(a[1], b[1]));
+  pairs.sort((a, b) => compareCodePoints(a[0], b[0]) || compareCodePoints(a[1], b[1]));
   return pairs.map(([name, value]) => `${quote(name, true)}=${quote(value, true)}`).join("&");
 }
 
