@@ -92,3 +92,17 @@ def test_a_large_change_travels_as_a_digest_and_is_fetched_once() -> None:
     lists.follow(smaller)
     assert asyncio.run(lists.of(smaller)) == members[1:]
     assert service.asked == 1
+
+
+def test_users_admitted_after_the_post_do_not_keep_a_joiner_from_its_list() -> None:
+    """Admissions do not rekey: the group may hold the post's invitees and the joiner
+    itself by the time the joiner fetches it. The post's own list is still found, and
+    only it (it must have the post's digest)."""
+    post = KeyPost(
+        1, b"k", *KeyPost.changes((), ("alice", "bob")), ("dave", "erin"), "alice", PROOF
+    )
+    lists = MemberLists(Service(("alice", "bob", "dave", "erin", "frank")), "frank")
+    assert asyncio.run(lists.of(post)) == ("alice", "bob")
+    stranger = MemberLists(Service(("alice", "bob", "mallory")), "frank")
+    with pytest.raises(MembersChanging):
+        asyncio.run(stranger.of(post))

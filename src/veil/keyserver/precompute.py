@@ -136,7 +136,11 @@ class PreparedPool:
                 try:
                     made = await self._transformer.prepare_async([e.keys for _, e in batch])
                 except TransformerUnavailable:
-                    return  # the pool is closing (or has no worker left)
+                    if self._transformer.stats().closed:
+                        return  # the service is shutting down
+                    self._again(batch)  # a worker died: it is replaced, try later
+                    await asyncio.sleep(QUIET)
+                    continue
                 except Exception:  # noqa: S112 - a stored key that does not decode:
                     continue  # these chains get none until wanted again
                 self._keep(batch, made)
@@ -154,6 +158,12 @@ class PreparedPool:
                 chain_id, _ = self._wanted.popitem(last=False)
                 batch.append((chain_id, self._chains[chain_id]))
             return batch
+
+    def _again(self, batch: list[tuple[ChainId, _Entry]]) -> None:
+        with self._lock:
+            for chain_id, entry in batch:
+                if self._chains.get(chain_id) is entry and not entry.prepared:
+                    self._wanted[chain_id] = None
 
     def _keep(self, batch: list[tuple[ChainId, _Entry]], made: list[bytes]) -> None:
         with self._lock:

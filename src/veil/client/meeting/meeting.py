@@ -101,7 +101,7 @@ class Meeting:
         self.events = EventStream()
         self.roster = Roster()
         self.epochs = Epochs(meeting_id)
-        self.member_lists = MemberLists(self._group_members)
+        self.member_lists = MemberLists(self._group_members, device.user_id)
         # Each join draws its own sender number (44 random bits) and announces it, signed:
         # the board's sequence numbers are the service's and must not pick SFrame keys,
         # or a dishonest service could make two senders share a key and nonces.

@@ -20,8 +20,8 @@ _KEPT = 16
 
 
 class MemberLists:
-    def __init__(self, fetch: Callable[[], Awaitable[Sequence[str]]]) -> None:
-        self._fetch = fetch
+    def __init__(self, fetch: Callable[[], Awaitable[Sequence[str]]], user_id: str = "") -> None:
+        self._fetch, self._user_id = fetch, user_id
         self._lists: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
         self.remember(())
 
@@ -50,8 +50,14 @@ class MemberLists:
         known = self._lists.get(post.members_digest)
         if known is not None:
             return known
-        fetched = tuple(sorted(await self._fetch()))
-        if member_digest(fetched) != post.members_digest:
-            raise MembersChanging("the group's members are not yet those of the key post")
-        self.remember(fetched)
-        return fetched
+        current = set(await self._fetch())
+        # Admissions do not rekey: users added since the post (its invitees, this
+        # client's own user) may be in the group now. Only a list with the post's
+        # digest is taken, so no candidate can substitute one.
+        late = set(post.invitees)
+        for candidate in (current, current - late, current - late - {self._user_id}):
+            members = tuple(sorted(candidate))
+            if member_digest(members) == post.members_digest:
+                self.remember(members)
+                return members
+        raise MembersChanging("the group's members are not yet those of the key post")
