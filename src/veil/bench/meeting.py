@@ -857,8 +857,12 @@ async def _pairwise_rekey(
 async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
     """The devices' next message; their failure or silence is an error, never a hang."""
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, conn.poll, timeout):
-        raise RuntimeError(f"the devices said nothing for {timeout:.0f} s")
+    deadline = time.monotonic() + timeout
+    # Polled a second at a time: a thread blocked in a long poll would hold up the
+    # event loop's shutdown, and so Ctrl-C, until it returned.
+    while not await loop.run_in_executor(None, conn.poll, 1.0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the devices said nothing for {timeout:.0f} s")
     message = conn.recv()
     if isinstance(message, tuple) and message and message[0] == "failed":
         raise RuntimeError(f"the devices failed: {message[1]}")
