@@ -123,6 +123,7 @@ from veil.bench.keyserver import PLACEHOLDER_ESCROW, free_port
 from veil.bench.rawhttp import RawPool
 from veil.client import Device, MemoryDeviceStore
 from veil.client.conference import Board, open_socket, ws_url
+from veil.client.errors import Unavailable
 from veil.client.keyserver import KeyServerClient, result
 from veil.client.meeting import Meeting, MeetingTimers
 from veil.crypto.keys import PrivateKey
@@ -567,7 +568,19 @@ class _Devices:
         self.devices = await self._concurrently("registered", self._register, self.count)
 
     async def _register(self, index: int) -> _Sim:
-        """A new user with one device, on the device's key service."""
+        """A new user with one device, on the device's key service; a user whose
+        registration was cut off (a kept-alive connection closed under a request, say)
+        is left, and another made in its place."""
+        for attempt in range(3):
+            try:
+                return await self._register_once(index)
+            except Unavailable as error:
+                if attempt == 2:
+                    raise
+                progress(f"registering device {index} again: {error}")
+        raise AssertionError("unreachable")
+
+    async def _register_once(self, index: int) -> _Sim:
         user = f"bench-{index}-{secrets.token_hex(3)}"
         user_key, device_key, signer = (
             PrivateKey.generate(),
