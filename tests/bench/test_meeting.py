@@ -10,10 +10,13 @@ import sys
 
 import pytest
 
+from veil.bench import meeting
 from veil.bench.meeting import (
     _pack_pairwise,
+    _split,
     _unpack_pairwise,
     decrypt_sample,
+    devices_per_process,
     prepared_metrics,
     raise_file_limit,
     summarize,
@@ -120,3 +123,18 @@ def test_a_meeting_on_two_replicas_of_each_service(fresh_postgres_url: str) -> N
         result["peak_rss_mb"]["services"]
     )
     assert "postgres@" not in completed.stdout + completed.stderr  # nor any password
+
+
+def test_devices_beyond_one_process_file_limit_are_split_evenly() -> None:
+    assert _split(9999, 2) == [(0, 5000), (5000, 4999)]
+    assert _split(4, 1) == [(0, 4)]
+    assert devices_per_process(20_000) == 9488  # so N = 10,000 takes two processes here
+
+
+def test_a_meeting_whose_devices_take_two_processes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(meeting, "devices_per_process", lambda files: 2)
+    result = meeting.run(5, rounds=1)
+    assert result["device_processes"] == 2
+    assert result["veil"]["prepared_hits"] == [4]
+    assert result["veil"]["rounds"][0]["decrypted"] == 4
+    assert result["pairwise"]["rounds"][0]["decrypted"] == 4

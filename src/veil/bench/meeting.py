@@ -93,7 +93,9 @@ device.
 """
 
 import asyncio
+import hashlib
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -165,11 +167,22 @@ def _wrap_key(shared: bytes, meeting_id: str, epoch: int, device_id: str) -> byt
     return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
 
 
-def files_needed(participants: int) -> int:
-    """Open files the busiest process needs: two board WebSockets per device (the
-    devices' process, and the conference service at the other end), and some room for
-    pools, databases and the rest."""
-    return 2 * participants + 1024
+FILE_SLACK = 1024
+"""Open files a process needs beside its WebSockets: pools, databases, logs."""
+
+
+def files_needed(devices: int) -> int:
+    """Open files a process that holds ``devices`` devices' two board WebSockets needs
+    (a devices' process, or the conference service at the other end)."""
+    return 2 * devices + FILE_SLACK
+
+
+def devices_per_process(files: int) -> int:
+    """How many devices a process may hold under an open-file limit of ``files``. Up
+    to that, every device is in one process; past it (N = 10,000 against a hard limit
+    of 20,000 here, which even root could not raise) they are split evenly over as
+    many processes as it takes."""
+    return max(1, (files - FILE_SLACK) // 2)
 
 
 def raise_file_limit(needed: int = 0) -> int:
@@ -409,8 +422,12 @@ def decrypt_sample(count: int, size: int = DECRYPT_SAMPLE) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class DevicesConfig:
+    """One devices' process: devices ``first`` to ``first + count - 1`` of ``total``."""
+
     endpoints: Endpoints
     count: int
+    first: int = 0
+    total: int = 0
     sample: int = DECRYPT_SAMPLE
     pool_size: int = POOL_SIZE
     concurrency: int = SETUP_CONCURRENCY
@@ -464,7 +481,7 @@ class _Devices:
         self.conn, self.config, self.count = conn, config, config.count
         self.endpoints = config.endpoints
         self.devices: list[_Sim] = []
-        self.sample = decrypt_sample(config.count, config.sample)
+        self.sample = decrypt_sample(config.total or config.count, config.sample)
         self.rounds: dict[tuple[str, int], _Round] = {}
         self.released: dict[tuple[str, int], asyncio.Event] = {}
         self.resumed = asyncio.Event()  # cleared while the host is timing its rekey
@@ -567,10 +584,11 @@ class _Devices:
     async def _register_all(self) -> None:
         self.devices = await self._concurrently("registered", self._register, self.count)
 
-    async def _register(self, index: int) -> _Sim:
+    async def _register(self, local: int) -> _Sim:
         """A new user with one device, on the device's key service; a user whose
         registration was cut off (a kept-alive connection closed under a request, say)
         is left, and another made in its place."""
+        index = self.config.first + local  # over all the devices' processes
         for attempt in range(3):
             try:
                 return await self._register_once(index)
@@ -600,7 +618,7 @@ class _Devices:
     async def _connect_all(self, meeting_id: str) -> list[tuple[Any, Any]]:
         async def connect(index: int) -> tuple[Any, Any]:
             device = self.devices[index]
-            base = self.endpoints.conference(index)
+            base = self.endpoints.conference(device.index)
             token = await dev_token(
                 self.http, self.endpoints.idp_url, device.user, CONFERENCE_AUDIENCE
             )
@@ -710,7 +728,7 @@ class _Devices:
         if len(round_.deliveries) == self.count:
             summary = {
                 "last": max(when for _, when, _, _ in round_.deliveries),
-                "bytes": statistics.median(got for _, _, got, _ in round_.deliveries),
+                "bytes": [got for _, _, got, _ in round_.deliveries],
             }
             self.conn.send(("delivered", kind, epoch, summary))
 
@@ -728,11 +746,12 @@ class _Devices:
                     self._check(kind, answer)
                 if n % 64 == 63:
                     await asyncio.sleep(0)  # the sockets' keep-alive pings go on meanwhile
-            if len(keys) != 1:
+            if len(keys) > 1:
                 raise RuntimeError(f"the sampled devices opened {len(keys)} different keys")
             summary = {
-                "decrypt_ms": statistics.median(decrypt_ms),
-                "sampled": len(decrypt_ms),
+                "decrypt_ms": decrypt_ms,
+                # Compared across the devices' processes: a digest, not the key itself.
+                "keys": [hashlib.sha256(key).hexdigest() for key in keys],
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
             self.conn.send(("checked", kind, epoch, summary))
@@ -882,6 +901,29 @@ async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
     return message
 
 
+class _DeviceProcesses:
+    """The devices' processes, spoken to as one: the host's messages go to each, and
+    each answer is had from each (their own timestamps say when things happened)."""
+
+    def __init__(self, conns: Sequence[Connection]) -> None:
+        self.conns = conns
+
+    def send(self, message: Any) -> None:
+        for conn in self.conns:
+            conn.send(message)
+
+    async def gather(self, timeout: float = 900.0) -> list[Any]:
+        return [await _from_devices(conn, timeout) for conn in self.conns]
+
+    async def expect(self, what: str, kind: str, epoch: int, timeout: float = 900.0) -> list[Any]:
+        """The summaries the processes send with ``what`` (delivered, checked)."""
+        summaries = []
+        for said, got_kind, got_epoch, summary in await self.gather(timeout):
+            assert (said, got_kind, got_epoch) == (what, kind, epoch), (said, got_kind, got_epoch)
+            summaries.append(summary)
+        return summaries
+
+
 SETUP_TIMEOUT = 3600.0
 """Seconds the host waits for the devices to register or connect (10,000 of them take
 minutes)."""
@@ -891,7 +933,7 @@ minutes)."""
 class _Host:
     """The host's side of the run: its meeting, the pairwise carrier, what it measured."""
 
-    conn: Connection
+    devices: _DeviceProcesses
     endpoints: Endpoints
     setup: dict[str, float]
     watch: PreparedWatch
@@ -904,9 +946,12 @@ class _Host:
     async def start(self, host: Device) -> tuple[Meeting, Board]:
         """The meeting with every device's user invited, once they are registered, and
         every device on both boards with the first key."""
-        _, users, self.x25519, self.setup["register"] = await _from_devices(
-            self.conn, SETUP_TIMEOUT
-        )
+        users: list[str] = []
+        self.setup["register"] = 0.0
+        for _, some, x25519, seconds in await self.devices.gather(SETUP_TIMEOUT):
+            users += some
+            self.x25519.update(x25519)
+            self.setup["register"] = max(self.setup["register"], seconds)
         started = time.monotonic()
         timers = MeetingTimers(rekey_interval=1e9)
         meeting = await Meeting.start(host, invitees=users, timers=timers)
@@ -915,24 +960,19 @@ class _Host:
         self.setup["meeting_start"] = time.monotonic() - started
         progress(f"meeting started with {len(users) + 1} members in "
                  f"{self.setup['meeting_start']:.1f} s")  # fmt: skip
-        self.conn.send((meeting.meeting_id, host.device_id))
-        _, self.setup["connect"] = await _from_devices(self.conn, SETUP_TIMEOUT)
+        self.devices.send((meeting.meeting_id, host.device_id))
+        connected = await self.devices.gather(SETUP_TIMEOUT)
+        self.setup["connect"] = max(seconds for _, seconds in connected)
         # The board replays the epoch-0 key to every device as it connects: each has it
         # transformed (the key service prepares nothing before a chain's first transform).
         started = time.monotonic()
-        self.conn.send(("go", "veil", 0))
-        await self._expect("delivered", "veil", 0, SETUP_TIMEOUT)
+        self.devices.send(("go", "veil", 0))
+        await self.devices.expect("delivered", "veil", 0, SETUP_TIMEOUT)
         self.setup["first_key"] = time.monotonic() - started
         progress(f"every device has the first key, in {self.setup['first_key']:.1f} s")
         self.setup["first_prepare"] = await self._settle()
         await self._checked("veil", 0)
         return meeting, carrier
-
-    async def _expect(self, what: str, kind: str, epoch: int, timeout: float = 900.0) -> Any:
-        """The summary the devices send with ``what`` (delivered, checked) for a rekey."""
-        said, got_kind, got_epoch, summary = await _from_devices(self.conn, timeout)
-        assert (said, got_kind, got_epoch) == (what, kind, epoch), (said, got_kind, got_epoch)
-        return summary
 
     async def _settle(self) -> float:
         """Seconds until the key service is done preparing (0 if it says nothing of it):
@@ -941,18 +981,22 @@ class _Host:
         waited = await self.watch.wait_idle(PREPARED_TIMEOUT)
         return 0.0 if waited is None else waited
 
-    async def _checked(self, kind: str, epoch: int) -> Any:
-        """Once the machine is quiet: every answer checked, the sample decrypted."""
-        self.conn.send(("check", kind, epoch))
-        summary = await self._expect("checked", kind, epoch)
-        self.devices_peak_rss_mb = summary["peak_rss_mb"]
-        return summary
+    async def _checked(self, kind: str, epoch: int) -> tuple[float, int]:
+        """Once the machine is quiet: every answer checked, the sample decrypted; the
+        median decryption and the devices that decrypted."""
+        self.devices.send(("check", kind, epoch))
+        summaries = await self.devices.expect("checked", kind, epoch)
+        if len({key for summary in summaries for key in summary["keys"]}) != 1:
+            raise RuntimeError("the sampled devices did not all open the same key")
+        self.devices_peak_rss_mb = max(summary["peak_rss_mb"] for summary in summaries)
+        decrypt_ms = [ms for summary in summaries for ms in summary["decrypt_ms"]]
+        return statistics.median(decrypt_ms), len(decrypt_ms)
 
     async def rekey(self, meeting: Meeting, carrier: Board, kind: str, round_: int) -> None:
         """One timed rekey of ``kind`` (the key service is done preparing)."""
         _, hits_before = await self.watch.read()
-        self.conn.send(("pause",))
-        assert await _from_devices(self.conn) == ("paused",)
+        self.devices.send(("pause",))
+        assert await self.devices.gather() == [("paused",)] * len(self.devices.conns)
         cpu, started = time.process_time(), time.time()
         if kind == "veil":
             await meeting.rekey()
@@ -961,17 +1005,19 @@ class _Host:
             epoch = round_
             await _pairwise_rekey(meeting, carrier, epoch, self.x25519)
         host_cpu = time.process_time() - cpu
-        self.conn.send(("go", kind, epoch))
-        delivered = await self._expect("delivered", kind, epoch)
+        self.devices.send(("go", kind, epoch))
+        delivered = await self.devices.expect("delivered", kind, epoch)
         _, hits_after = await self.watch.read()
         preparing = await self._settle()
-        checked = await self._checked(kind, epoch)
+        decrypt_ms, decrypted = await self._checked(kind, epoch)
+        last = max(summary["last"] for summary in delivered)
+        received = statistics.median(got for summary in delivered for got in summary["bytes"])
         row: dict[str, Any] = {
             "host_cpu_ms": round(host_cpu * 1000, 3),
-            "delivered_all_ms": round((delivered["last"] - started) * 1000, 1),
-            "decrypt_ms": round(checked["decrypt_ms"], 3),
-            "bytes_per_device": int(delivered["bytes"]),
-            "decrypted": checked["sampled"],
+            "delivered_all_ms": round((last - started) * 1000, 1),
+            "decrypt_ms": round(decrypt_ms, 3),
+            "bytes_per_device": int(received),
+            "decrypted": decrypted,
         }
         if kind == "veil":
             hits = None if hits_before is None or hits_after is None else hits_after - hits_before
@@ -983,7 +1029,7 @@ class _Host:
 
 
 async def _host(
-    conn: Connection, endpoints: Endpoints, rounds: int, setup: dict[str, float]
+    devices: _DeviceProcesses, endpoints: Endpoints, rounds: int, setup: dict[str, float]
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=600) as http:
 
@@ -994,7 +1040,7 @@ async def _host(
             keyserver_url=endpoints.keyserver_urls[0], conference_url=endpoints.conference_urls[0],
             tokens=token, store=MemoryDeviceStore(secrets.token_bytes(32)),
         )  # fmt: skip
-        run = _Host(conn, endpoints, setup, PreparedWatch(http, endpoints.keyserver_urls))
+        run = _Host(devices, endpoints, setup, PreparedWatch(http, endpoints.keyserver_urls))
         async with host:
             meeting, carrier = await run.start(host)
             for round_ in range(1, rounds + 1):
@@ -1002,12 +1048,12 @@ async def _host(
                     await run.rekey(meeting, carrier, kind, round_)
             await carrier.close()
             await meeting.close(rotate_device_keys=False)
-    devices = len(run.x25519)
+    count = len(run.x25519)
     return {
-        **{kind: summarize(rows, devices) for kind, rows in run.rows.items()},
+        **{kind: summarize(rows, count) for kind, rows in run.rows.items()},
         "peak_rss_mb": {
             "host": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "devices": run.devices_peak_rss_mb,
+            "devices": run.devices_peak_rss_mb,  # the largest devices' process
         },
     }
 
@@ -1049,13 +1095,15 @@ def run(
         raise ValueError("--replicas must be at least 1")
     if replicas > 1 and not (database_url or "").startswith("postgresql"):
         raise ValueError("replicas share one database: give --database-url postgresql://...")
-    needed = files_needed(participants)
-    files = raise_file_limit(needed)
-    if files < needed:
-        raise RuntimeError(
-            f"{participants} participants need about {needed} open files per process; the "
-            f"limit here is {files} (ulimit -Hn) and may not be raised by this user"
+    files = raise_file_limit(files_needed(participants - 1))
+    per_conference = math.ceil((participants - 1) / replicas)
+    if files < files_needed(per_conference):
+        raise ValueError(
+            f"each conference service would hold {2 * per_conference} WebSockets, and the "
+            f"open-file limit here is {files} (ulimit -Hn; not raised past it for this "
+            "user): give --replicas more conference services"
         )
+    processes = math.ceil((participants - 1) / devices_per_process(files))
     setup: dict[str, float] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="veil-bench-meeting-") as folder:
@@ -1065,7 +1113,7 @@ def run(
         )
         setup["services"] = time.monotonic() - started
         try:
-            measured = _measure(services, participants, rounds, setup, needed)
+            measured = _measure(services, participants, rounds, setup, processes)
         finally:
             services.stop()
     database = "sqlite" if not database_url else database_url.partition(":")[0].split("+")[0]
@@ -1075,6 +1123,7 @@ def run(
         "replicas": replicas,
         "database": database,  # the kind only: a URL may hold a password
         "transform_workers": transform_workers,
+        "device_processes": processes,
         **measured,
         "setup_s": {name: round(seconds, 1) for name, seconds in setup.items()},
         "total_s": round(time.monotonic() - started, 1),
@@ -1082,17 +1131,37 @@ def run(
 
 
 def _measure(
-    services: Services, participants: int, rounds: int, setup: dict[str, float], files: int
+    services: Services, participants: int, rounds: int, setup: dict[str, float], processes: int
 ) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    config = DevicesConfig(services.endpoints, participants - 1, files=files)
-    devices = context.Process(target=devices_main, args=(child, config))
-    devices.start()
+    conns, started = [], []
     try:
-        measured = asyncio.run(_host(parent, services.endpoints, rounds, setup))
+        for first, count in _split(participants - 1, processes):
+            parent, child = context.Pipe()
+            config = DevicesConfig(
+                services.endpoints, count, first=first, total=participants - 1,
+                files=files_needed(count),
+            )  # fmt: skip
+            process = context.Process(target=devices_main, args=(child, config))
+            process.start()
+            conns.append(parent)
+            started.append(process)
+        measured = asyncio.run(_host(_DeviceProcesses(conns), services.endpoints, rounds, setup))
         measured["peak_rss_mb"]["services"] = services.peak_rss_mb()
     finally:
-        devices.kill()
-        devices.join(10)
+        for process in started:
+            process.kill()
+            process.join(10)
     return measured
+
+
+def _split(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive ranges (first, count) covering ``range(total)``, as even as
+    can be."""
+    size, extra = divmod(total, parts)
+    ranges, first = [], 0
+    for part in range(parts):
+        count = size + (part < extra)
+        ranges.append((first, count))
+        first += count
+    return ranges
