@@ -151,6 +151,7 @@ connection's device up at the key service every 30 s (``device_recheck_seconds``
 connections opened together look up together: 1,000 devices connecting in 10 s sent
 bursts of lookups that stalled the conference service for tens of seconds here (its
 HTTP client's queue), and failed the run."""
+CONNECT_ATTEMPTS = 5
 FANOUT_URL = "redis://127.0.0.1:6379"
 """What conference replicas share rooms through."""
 TRANSFORM_LEVEL = 2  # group -> user -> device
@@ -618,24 +619,34 @@ class _Devices:
     async def _connect_all(self, meeting_id: str) -> list[tuple[Any, Any]]:
         async def connect(index: int) -> tuple[Any, Any]:
             device = self.devices[index]
-            base = self.endpoints.conference(device.index)
             token = await dev_token(
                 self.http, self.endpoints.idp_url, device.user, CONFERENCE_AUDIENCE
             )
-            sockets = []
-            for room in (meeting_id, pairwise_room(meeting_id)):
-                url = ws_url(base, f"/v1/rooms/{room}/board")
-                sockets.append(
-                    await open_socket(
-                        url, room, "board", token, device.device_id, device.signer, since=0
-                    )
-                )
-            return sockets[0], sockets[1]
+            rooms = (meeting_id, pairwise_room(meeting_id))
+            veil, pairwise = [await self._open_board(device, room, token) for room in rooms]
+            return veil, pairwise
 
         return await self._concurrently(
             "on both boards", connect, self.count,
             spread=min(CONNECT_SPREAD, self.count / CONNECT_RATE),
         )  # fmt: skip
+
+    async def _open_board(self, device: _Sim, room: str, token: str) -> Any:
+        """A board connection, opened again after a pause if the conference service did
+        not complete the handshake (as the SDK's boards do; at N = 10,000 on a busy
+        machine some handshakes outlasted the client's timeout)."""
+        url = ws_url(self.endpoints.conference(device.index), f"/v1/rooms/{room}/board")
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return await open_socket(
+                    url, room, "board", token, device.device_id, device.signer, since=0
+                )
+            except Unavailable as error:
+                if attempt == CONNECT_ATTEMPTS:
+                    raise
+                progress(f"device {device.index} opens its board again: {error}")
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
 
     # Receiving: each device's two board connections.
 
