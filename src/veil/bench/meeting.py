@@ -9,8 +9,10 @@ Three parties, each in its own processes, so each number belongs to one party:
   processes) and the conference service; with ``replicas=2``, two key services on one
   PostgreSQL database and two conference services sharing rooms through Redis;
 - the host (this process: a real SDK ``Meeting``);
-- the other N - 1 devices (one process), which registers them, holds two board
-  WebSockets for each, and sends each device's transform request over a keep-alive
+- the other N - 1 devices (one process; split evenly over more only where one may not
+  hold them all under its open-file limit, ``devices_per_process``), which registers
+  them, holds two board WebSockets for each (opened at most ``CONNECT_RATE`` devices a
+  second, see there), and sends each device's transform request over a keep-alive
   HTTP/1.1 client of its own (``veil.bench.rawhttp``, a pool of ``POOL_SIZE``
   connections per key service): httpx's per-request cost, paid N - 1 times in this
   one process, had dominated what was measured. Device ``i`` always uses replica
