@@ -11,8 +11,8 @@ Three parties, each in its own processes, so each number belongs to one party:
 - the host (this process: a real SDK ``Meeting``);
 - the other N - 1 devices (one process; split evenly over more only where one may not
   hold them all under its open-file limit, ``devices_per_process``), which registers
-  them, holds two board WebSockets for each (opened at most ``CONNECT_RATE`` devices a
-  second, see there), and sends each device's transform request over a keep-alive
+  them, holds two board WebSockets for each (opened ``CONNECT_RATE`` devices a second,
+  see there), and sends each device's transform request over a keep-alive
   HTTP/1.1 client of its own (``veil.bench.rawhttp``, a pool of ``POOL_SIZE``
   connections per key service): httpx's per-request cost, paid N - 1 times in this
   one process, had dominated what was measured. Device ``i`` always uses replica
@@ -145,14 +145,13 @@ SETUP_CONCURRENCY = 32
 """Registrations and board connections under way at once."""
 PREPARED_TIMEOUT = 600.0
 """Seconds to wait for the key service to finish preparing before a round."""
-CONNECT_SPREAD = 30.0
 CONNECT_RATE = 30.0
-"""The devices open their board connections at most ``CONNECT_RATE`` devices a second
-until ``CONNECT_SPREAD`` seconds have gone. The conference service looks each
-connection's device up at the key service every 30 s (``device_recheck_seconds``), so
-connections opened together look up together: 1,000 devices connecting in 10 s sent
-bursts of lookups that stalled the conference service for tens of seconds here (its
-HTTP client's queue), and failed the run."""
+"""Devices a second that open their board connections, over all the devices' processes.
+The conference service looks each connection's device up at the key service every
+30 s (``device_recheck_seconds``), so connections opened together look up together:
+1,000 devices connecting in 10 s, or 10,000 at 90 a second, sent bursts of look-ups
+that stalled the conference service for tens of seconds here (its HTTP client's
+queue) and failed the run."""
 CONNECT_ATTEMPTS = 5
 FANOUT_URL = "redis://127.0.0.1:6379"
 """What conference replicas share rooms through."""
@@ -630,7 +629,7 @@ class _Devices:
 
         return await self._concurrently(
             "on both boards", connect, self.count,
-            spread=min(CONNECT_SPREAD, self.count / CONNECT_RATE),
+            spread=(self.config.total or self.count) / CONNECT_RATE,
         )  # fmt: skip
 
     async def _open_board(self, device: _Sim, room: str, token: str) -> Any:
