@@ -151,7 +151,8 @@ The conference service looks each connection's device up at the key service ever
 30 s (``device_recheck_seconds``), so connections opened together look up together:
 1,000 devices connecting in 10 s, or 10,000 at 90 a second, sent bursts of look-ups
 that stalled the conference service for tens of seconds here (its HTTP client's
-queue) and failed the run."""
+queue) and failed the run. (At this pace 10,000 still stall it, once 2,000-4,000 are
+connected: README, Benchmarks.)"""
 CONNECT_ATTEMPTS = 5
 FANOUT_URL = "redis://127.0.0.1:6379"
 """What conference replicas share rooms through."""
