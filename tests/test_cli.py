@@ -123,17 +123,34 @@ def test_bench_meeting_json_measures_both_rekeys() -> None:
         timeout=300,
     )
     result = json.loads(completed.stdout)
-    assert result["participants"] == 4
+    assert result["participants"] == 4 and result["replicas"] == 1
+    assert result["database"] == "sqlite"
     for kind in ("veil", "pairwise"):
-        assert set(result[kind]) == {"host_cpu_ms", "rekey_to_all_ms", "bytes_per_device"}
-        assert result[kind]["host_cpu_ms"] > 0 and result[kind]["rekey_to_all_ms"] > 0
+        row = result[kind]
+        for name in ("host_cpu_ms", "delivered_all_ms", "decrypt_ms", "rekey_to_all_ms"):
+            assert row[name] > 0, (kind, name)
+        total = row["delivered_all_ms"] + row["decrypt_ms"]
+        assert abs(row["rekey_to_all_ms"] - total) <= 0.1
+        assert row["deliveries_per_s"] > 0
+        assert row["rounds"][0]["decrypted"] == 3  # a small meeting: every device decrypts
     # A Veil device receives the key post and its transformed key (a level-2 ciphertext).
     assert result["veil"]["bytes_per_device"] > 1811
     assert result["pairwise"]["bytes_per_device"] > 3 * 60  # three wrapped keys at least
+    # The key service had prepared every device's transform before the timed rekey.
+    assert result["veil"]["prepared_hits"] == [3]
+    assert {"services", "register", "meeting_start", "connect", "first_key"} <= set(
+        result["setup_s"]
+    )
+    assert "registered: 3/3" in completed.stderr  # progress lines go to stderr
 
 
 def test_bench_meeting_refuses_a_one_person_meeting() -> None:
     assert main(["bench", "meeting", "--participants", "1"]) == 2
+
+
+def test_bench_meeting_refuses_replicas_without_a_shared_postgresql(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["bench", "meeting", "--participants", "4", "--replicas", "2"]) == 2
+    assert "--database-url postgresql://" in capsys.readouterr().err
 
 
 def test_audit_verify_finds_the_all_in_one_data_directory(tmp_path: Path) -> None:
