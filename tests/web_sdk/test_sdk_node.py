@@ -21,6 +21,7 @@ import pytest
 
 from veil.client import Device, MemoryDeviceStore
 from veil.client.documents import EncryptedDocument
+from veil.protocol.board import Announce
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
@@ -100,12 +101,14 @@ def test_the_node_integration_tests_pass_against_veil_serve(
     services: dict[str, str], built: None
 ) -> None:
     """Split trust, password and approval modes, documents, groups, pins, safety
-    numbers, named refusals (web/test/integration/device.test.ts)."""
+    numbers, named refusals (web/test/integration/device.test.ts); the board: signed
+    posts, acks, resume, refusals (board.test.ts)."""
     out = _node(services)
-    assert "# pass 11" in out, out
+    passed = int(out.split("# pass ", 1)[1].split()[0])
+    assert passed >= 13, out
 
 
-def test_a_python_device_and_a_node_device_read_each_others_documents(
+def test_a_python_device_and_a_node_device_read_each_others_documents_and_posts(
     services: dict[str, str], built: None, tmp_path: Path
 ) -> None:
     python_sub, node_sub = f"py-{uuid.uuid4().hex[:8]}", f"node-{uuid.uuid4().hex[:8]}"
@@ -116,6 +119,7 @@ def test_a_python_device_and_a_node_device_read_each_others_documents(
                 "VEIL_INTEROP_DIR": str(tmp_path),
                 "VEIL_INTEROP_NODE_SUB": node_sub,
                 "VEIL_INTEROP_PYTHON_USER": python.user_id,
+                "VEIL_INTEROP_ROOM": f"room-{uuid.uuid4().hex[:8]}",
             }
             await asyncio.to_thread(
                 _node, services, {**env, "VEIL_INTEROP_PHASE": "node-first"},
@@ -128,6 +132,15 @@ def test_a_python_device_and_a_node_device_read_each_others_documents(
             )
             assert await python.documents.decrypt(document, author=node_user) == b"from node"
             assert await python.safety_number(node_user) == sent["safety_number"]
+            # The Node device's board post, verified here against its certificate.
+            board = python.board(env["VEIL_INTEROP_ROOM"])
+            await board.connect()
+            post = await board.next(10)
+            assert (post.user_id, post.seq) == (node_user, sent["board_seq"])
+            assert Announce.parse(post.body).sender == 7
+            await board.post(Announce.KIND, bytes(Announce(9)))
+            await board.close()
+            assert board.rejected == 0
             reply = await python.documents.encrypt(b"from python", users=[node_user])
             (tmp_path / "from-python.json").write_text(
                 json.dumps(

@@ -31,6 +31,9 @@ import { type Clock, type DeviceSession, type KeyServerClient, KeyServerClient a
 import { KeyPins } from "./pins.js";
 import type { Principal } from "./principal.js";
 import { checkAuthor, signedOrigin } from "./provenance.js";
+import { Board } from "./board.js";
+import type { StateCallback } from "./link.js";
+import type { WebSocketConstructor } from "./socket.js";
 import { DeviceContext, type DeviceStore, type Mode } from "./store.js";
 
 export type { PasswordSource, TokenSource } from "./escrow.js";
@@ -60,6 +63,9 @@ export interface InitializeOptions {
   /** The token claim that names the user, the one the services read
    * (`VEIL_JWT_USER_ID_CLAIM`): a new user's escrow is bound to the id made from it. */
   userIdClaim?: string;
+  /** The WebSocket class for the board and media (default `globalThis.WebSocket`;
+   * Node 20 has none: pass one, e.g. the `ws` package's). */
+  WebSocket?: WebSocketConstructor;
 }
 
 type Options = { acceptChanges?: boolean };
@@ -70,6 +76,7 @@ export class Device implements Principal {
   readonly #tokens: TokenSource;
   readonly #password: PasswordSource | undefined;
   readonly #signers = new Map<string, [string, VerifyingKey]>();
+  readonly #WebSocket: WebSocketConstructor | undefined;
   readonly pins: KeyPins;
   readonly groups: Groups;
   readonly documents: Documents;
@@ -83,7 +90,9 @@ export class Device implements Principal {
     store: DeviceStore,
     password: PasswordSource | undefined,
     readonly clock: Clock,
+    WebSocket: WebSocketConstructor | undefined,
   ) {
+    this.#WebSocket = WebSocket;
     this.#context = context;
     this.#store = store;
     this.#tokens = tokens;
@@ -144,7 +153,7 @@ export class Device implements Principal {
       if (!record.active) throw new DeviceRevoked(403, "device_revoked", "this device has been revoked");
       uncertified = record.certificate === null;
     }
-    const device = new Device(context, keyserver, conference, o.tokens, o.store, o.password, clock);
+    const device = new Device(context, keyserver, conference, o.tokens, o.store, o.password, clock, o.WebSocket);
     if (uncertified) await device.rotateKeys(); // registered before certificates: certified now
     return device;
   }
@@ -166,6 +175,24 @@ export class Device implements Principal {
   /** A fresh JWT for the conference service (its audience only). */
   conferenceToken(): Promise<string> {
     return this.#tokens(this.conference.audience);
+  }
+
+  /** A room's board as this device sees it: its posts signed with this device's key,
+   * everyone's checked against their certified keys (`signerOf`). Not connected yet. */
+  board(roomId: string, { onState }: { onState?: StateCallback } = {}): Board {
+    const WebSocket = this.#WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (WebSocket === undefined) throw new TypeError("no WebSocket class: pass Device.initialize({ WebSocket })");
+    return new Board({
+      baseUrl: this.conference.http.baseUrl,
+      roomId,
+      deviceId: this.deviceId,
+      signer: this.signer,
+      token: () => this.conferenceToken(),
+      lookup: (deviceId, fresh) => this.signerOf(deviceId, fresh),
+      clock: this.clock,
+      WebSocket,
+      ...(onState ? { onState } : {}),
+    });
   }
 
   // --- the user key ----------------------------------------------------------------------

@@ -12,3 +12,6 @@ export { Documents, EncryptedDocument, type Kind } from "./documents.js";
 export { KeyPins } from "./pins.js";
 export { approvalPayload, parseApproval } from "./approval.js";
 export { userIdFor } from "./ids.js";
+export { Board, Post, type KeyLookup } from "./board.js";
+export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
+export type { StateCallback } from "./link.js";

@@ -3,7 +3,9 @@
  * sets VEIL_IDP_URL, VEIL_KEYSERVER_URL, VEIL_CONFERENCE_URL); tests skip without them.
  */
 
-import { Device, MemoryDeviceStore, type InitializeOptions, type TokenSource } from "../../src/client/index.js";
+import { WebSocket } from "ws";
+
+import { type WebSocketConstructor, Device, MemoryDeviceStore, type InitializeOptions, type TokenSource } from "../../src/client/index.js";
 
 export const urls = {
   idp: process.env["VEIL_IDP_URL"] ?? "",
@@ -39,6 +41,8 @@ export function initialize(sub: string, options: Partial<InitializeOptions> = {}
     conferenceUrl: urls.conference,
     tokens: tokensFor(sub),
     store: new MemoryDeviceStore(),
+    // Node 20 has no global WebSocket: the `ws` package's (a dev dependency).
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
     ...options,
   });
 }
