@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { inspect } from "node:util";
 
 import { DecryptionError } from "../../src/crypto/errors.js";
 import {
@@ -17,6 +18,8 @@ import {
 } from "../../src/client/index.js";
 import { KeyServerClient } from "../../src/client/keyserver.js";
 import { PrivateKey } from "../../src/crypto/pre.js";
+import { toHex } from "../../src/crypto/encoding.js";
+import { b64encode } from "../../src/protocol/wire.js";
 import { fresh, initialize, skip, tokensFor, urls } from "./services.js";
 
 const encoder = new TextEncoder();
@@ -150,4 +153,19 @@ test("a store with a context loads it and needs no registration", { skip }, asyn
   const again = await initialize(sub, { store, tokens: tokensFor(sub) });
   assert.equal(again.deviceId, first.deviceId);
   await first.revokeDevice(first.deviceId).catch(() => undefined);
+});
+
+test("no secret reaches JSON or inspection of the SDK's objects", { skip }, async () => {
+  const store = new MemoryDeviceStore();
+  const device = await initialize(fresh("sec"), { store });
+  const context = (await store.load())!;
+  const secrets = [context.deviceKey.toSecretBytes(), (await device.userKey()).toSecretBytes()].flatMap((key) => [
+    b64encode(key),
+    toHex(key),
+  ]);
+  for (const object of [device, context, store, device.session, device.keyserver, device.groups, device.documents]) {
+    for (const shown of [JSON.stringify(object), inspect(object, { depth: 10, showHidden: true })]) {
+      for (const secret of secrets) assert.equal(shown.includes(secret), false);
+    }
+  }
 });
