@@ -83,3 +83,17 @@ test("approval payloads round-trip; user ids are made as the services make them"
   assert.equal(await userIdFor("é"), "~C3~A9");
   assert.match(await userIdFor("x".repeat(300)), /^~H[0-9a-f]{64}$/);
 });
+
+test("invitations round-trip as Python writes them, and malformed ones are refused", async () => {
+  const { Invitation } = await import("../src/client/index.js");
+  const key = PrivateKey.generate().publicKey;
+  const invitation = new Invitation("team:standup", key);
+  const text = invitation.toString();
+  assert.match(text, /^veil-meeting-v1:team:standup:[A-Za-z0-9_-]+$/);
+  const parsed = Invitation.parse(text);
+  assert.equal(parsed.meetingId, "team:standup");
+  assert.ok(parsed.groupKey.equals(key));
+  for (const bad of ["veil-meeting-v2:m:" + text.split(":").pop(), "veil-meeting-v1:m", "veil-meeting-v1:..:" + text.split(":").pop(), "veil-meeting-v1:m:AAAA"]) {
+    assert.throws(() => Invitation.parse(bad), RangeError);
+  }
+});

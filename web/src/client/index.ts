@@ -15,3 +15,4 @@ export { userIdFor } from "./ids.js";
 export { Board, Post, type KeyLookup } from "./board.js";
 export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
 export type { StateCallback } from "./link.js";
+export { Invitation } from "./invitation.js";
