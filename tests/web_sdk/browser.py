@@ -7,7 +7,6 @@ SDK's packages are missing; ``.ci/run`` installs them."""
 import contextlib
 import functools
 import http.server
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +15,8 @@ from typing import Any
 
 import pytest
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+from .node import WEB, npm
+
 CHROMIUM = "/usr/bin/chromium"
 IMPORT_MAP = (
     '<script type="importmap">{"imports": {'
@@ -27,13 +27,8 @@ IMPORT_MAP = (
 
 def built_sdk() -> Path:
     """web/, built (``npm run build``); skips when it cannot be."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("Node.js and npm are not installed: the browser SDK cannot be built")
-    if not (WEB / "node_modules").is_dir():
-        pytest.skip("the browser SDK's packages are not installed: run `npm ci` in web/")
     done = subprocess.run(
-        [npm, "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True, check=False
+        [npm(), "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, f"npm run build failed:\n{done.stdout}\n{done.stderr}"
     return WEB

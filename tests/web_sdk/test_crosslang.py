@@ -6,25 +6,14 @@ saying why, where Node or the browser SDK's packages (``npm ci`` in web/) are mi
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from veil import vectors
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+from .node import WEB, npm
+
 COMMITTED = WEB / "vectors" / "python.json"
-
-
-def _npm() -> str:
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("Node.js and npm are not installed: the browser SDK cannot run here")
-    if not (WEB / "node_modules").is_dir():
-        pytest.skip("the browser SDK's packages are not installed: run `npm ci` in web/")
-    return npm
 
 
 def _run(npm: str, script: str, env: dict[str, str] | None = None) -> str:
@@ -42,21 +31,21 @@ def test_the_committed_python_vectors_still_check_here() -> None:
 
 
 def test_the_browser_sdk_checks_every_value_python_makes(tmp_path: Path) -> None:
-    npm = _npm()
+    command = npm()
     fresh = tmp_path / "python.json"
     fresh.write_text(json.dumps(vectors.make()))
-    _run(npm, "test", {"VEIL_VECTORS": str(fresh)})
+    _run(command, "test", {"VEIL_VECTORS": str(fresh)})
 
 
 def test_python_checks_every_value_the_browser_sdk_makes() -> None:
-    document = json.loads(_run(_npm(), "vectors"))
+    document = json.loads(_run(npm(), "vectors"))
     assert document["made_by"] == "web"
     assert vectors.check(document) == []
 
 
 def test_a_mismatch_fails_in_both_directions(tmp_path: Path) -> None:
     """The checks can fail: one changed byte in a value is named on each side."""
-    npm = _npm()
+    command = npm()
     document = vectors.make()
     entry = document["pairing"]["gt"][3]
     entry["compressed"] = entry["compressed"][:-2] + (
@@ -66,7 +55,7 @@ def test_a_mismatch_fails_in_both_directions(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(document))
     done = subprocess.run(
-        [npm, "test"], cwd=WEB, capture_output=True, text=True, timeout=600, check=False,
+        [command, "test"], cwd=WEB, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "VEIL_VECTORS": str(broken)},
     )  # fmt: skip
     assert done.returncode != 0

@@ -23,22 +23,13 @@ from veil.client import Device, MemoryDeviceStore
 from veil.client.documents import EncryptedDocument
 from veil.protocol.board import Announce
 
-WEB = Path(__file__).resolve().parents[2] / "web"
-
-
-def _npm() -> str:
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("Node.js and npm are not installed: the browser SDK cannot run here")
-    if not (WEB / "node_modules").is_dir():
-        pytest.skip("the browser SDK's packages are not installed: run `npm ci` in web/")
-    return npm
+from .node import WEB, npm
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """``veil serve --port 0`` as a process: its URLs as it prints them."""
-    _npm()
+    npm()
     data = tmp_path_factory.mktemp("veil-data")
     args = [sys.executable, "-m", "veil.cli", "serve", "--port", "0", "--data-dir", str(data)]
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -53,7 +44,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 @pytest.fixture(scope="module")
 def built() -> None:
     done = subprocess.run(
-        [_npm(), "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True,
+        [npm(), "run", "--silent", "build"], cwd=WEB, capture_output=True, text=True,
         timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"npm run build failed:\n{done.stdout}\n{done.stderr}"
