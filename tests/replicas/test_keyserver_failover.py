@@ -74,6 +74,23 @@ class RoundRobin:
         self.backends, self._next = backends, 0
         self.connections = dict.fromkeys(backends, 0)
         self.refused = 0
+        self._first: int | None = None
+        self._open: dict[int, set[asyncio.StreamWriter]] = {port: set() for port in backends}
+
+    def favour(self, port: int) -> None:
+        """Try ``port`` first for every new connection, and close the connections open
+        to the others, so that every device's next request goes to ``port``."""
+        self._first = port
+        for other, writers in self._open.items():
+            if other != port:
+                for writer in writers:
+                    writer.close()
+
+    def _order(self) -> list[int]:
+        if self._first is not None:
+            return [self._first, *(p for p in self.backends if p != self._first)]
+        start, self._next = self._next, self._next + 1
+        return [self.backends[(start + i) % len(self.backends)] for i in range(len(self.backends))]
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[int]:
@@ -84,16 +101,20 @@ class RoundRobin:
     async def _relay(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
     ) -> None:
-        for _ in self.backends:
-            port = self.backends[self._next % len(self.backends)]
-            self._next += 1
+        for port in self._order():
             try:
                 backend_in, backend_out = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 self.refused += 1
                 continue  # down: the next one
             self.connections[port] += 1
-            await asyncio.gather(_pipe(client_in, backend_out), _pipe(backend_in, client_out))
+            self._open[port].add(client_out)
+            try:
+                await asyncio.gather(
+                    _pipe(client_in, backend_out), _pipe(backend_in, client_out)
+                )
+            finally:
+                self._open[port].discard(client_out)
             return
         client_out.close()
 
@@ -200,8 +221,11 @@ async def _meet_through_a_replica_failure(
             assert {m.epoch for m in meetings} == {0}
             # Both replicas served the meeting so far.
             assert all(count > 0 for count in proxy.connections.values()), proxy.connections
-            await mc.leave()  # the manager removes Carol and rekeys: kill a replica now
+            # Every device's next request goes to the replica about to be killed, so that
+            # the rekey's requests meet it dead whatever the timing.
             killed, survivor = proxy.backends
+            proxy.favour(killed)
+            await mc.leave()  # the manager removes Carol and rekeys: kill a replica now
             keyservers[killed].send_signal(signal.SIGKILL)
             keyservers[killed].wait(10)
             served = proxy.connections[survivor]
