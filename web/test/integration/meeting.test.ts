@@ -34,10 +34,6 @@ async function until(check: () => boolean, what: string, seconds = 20): Promise<
   }
 }
 
-function failures(meeting: Meeting): unknown[] {
-  return meeting.errors;
-}
-
 async function closeAll(...meetings: Meeting[]): Promise<void> {
   await Promise.all(meetings.map((m) => m.close({ rotateDeviceKeys: false })));
 }
@@ -94,7 +90,8 @@ test("a Node host and Node joiners: epochs, codes, chat both ways, a leave rekey
     assert.ok(events.some((e) => e instanceof Ended));
     assert.equal(b.ciphertextsHeld(), 0);
     assert.equal(b.mediaKeys(1n), null);
-    assert.deepEqual(failures(b).filter((e) => !(e instanceof MeetingFailure)), failures(b));
+    // Nothing failed in the background on any side.
+    assert.deepEqual([...host.errors, ...b.errors, ...c.errors].map(String), []);
   } finally {
     await closeAll(host, b, c);
   }
@@ -208,8 +205,10 @@ test("the manager ratchets the key when the rekey interval passes", { skip }, as
   const host = await Meeting.start(ann, { invitees: [bob.userId], timers });
   const b = await Meeting.join(bob, host.invitation, { timers });
   try {
-    await b.waitForEpoch(2n, 20);
-    assert.equal(b.securityCode === host.securityCode || host.epoch !== b.epoch, true);
+    // No leave, no join: only the interval moves the epoch on, for both alike.
+    await Promise.all([b.waitForEpoch(2n, 20), host.waitForEpoch(2n, 20)]);
+    await until(() => host.epoch === b.epoch, "the same epoch");
+    assert.equal(b.securityCode, host.securityCode);
     assert.ok(b.rekeys >= 2);
   } finally {
     await closeAll(host, b);

@@ -220,7 +220,7 @@ export class Meeting {
    * it with `crypto/schedule`), or `null` unless this client holds that epoch: the
    * current one and the previous one until the next install; none after a leave, a
    * removal or the end. */
-  mediaKeys(epoch: bigint): Uint8Array | null {
+  mediaKeys(epoch: bigint): Uint8Array<ArrayBuffer> | null {
     const key = this.epochs.key(epoch);
     return key === null ? null : Uint8Array.from(key);
   }
