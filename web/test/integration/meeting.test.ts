@@ -3,10 +3,12 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { inspect } from "node:util";
 
-import { PrivateKey } from "../../src/crypto/pre.js";
-import { encrypt } from "../../src/crypto/pre.js";
-import { KeyPost, MeetingProof } from "../../src/protocol/board.js";
+import { toHex } from "../../src/crypto/encoding.js";
+import { Plaintext, PrivateKey, encrypt } from "../../src/crypto/pre.js";
+import { b64encode } from "../../src/protocol/wire.js";
+import { Chat, KeyPost, MeetingProof } from "../../src/protocol/board.js";
 import {
   type Clock,
   Ended,
@@ -108,7 +110,7 @@ test("a key post without a valid admin proof is refused by name and changes noth
     // Eve signs with a group key of her own: her post is well-formed and signed by a
     // certified device, but its proof is not by the meeting's group key.
     const forged = PrivateKey.generate();
-    const encrypted = (await encrypt((await import("../../src/crypto/pre.js")).Plaintext.generate(), host.invitation.groupKey, eve.signer)).bytes();
+    const encrypted = (await encrypt(Plaintext.generate(), host.invitation.groupKey, eve.signer)).bytes();
     const proof = await MeetingProof.make("key", host.meetingId, eve.userId, BigInt(Math.trunc(Date.now() / 1000)), forged, encrypted);
     const [membersDigest, baseDigest, joined, left] = await KeyPost.changes(b.members, [...b.members, eve.userId].sort());
     const post = new KeyPost(5n, encrypted, membersDigest, baseDigest, joined, left, [], eve.userId, proof);
@@ -128,6 +130,12 @@ test("a key post without a valid admin proof is refused by name and changes noth
     assert.deepEqual([b.securityCode, b.ciphertextsHeld(), b.epoch], [code, held, epoch]);
     assert.equal(host.epoch, 0n);
     assert.equal(host.errors.filter((e) => e instanceof UntrustedPost).length, 1);
+    // A chat message under another join's sender number is refused by name too.
+    await board.post(Chat.KIND, new Chat(0n, host.senderNumber, new Uint8Array(40)).bytes());
+    await until(() => b.errors.length === 2, "the refusal of the chat message");
+    assert.ok(b.errors[1] instanceof UntrustedPost);
+    assert.equal((b.errors[1] as Error).message, "a chat message under another device's sender number");
+    assert.equal(b.chat.length, 0);
   } finally {
     await board.close();
     await closeAll(host, b);
@@ -210,6 +218,27 @@ test("the manager ratchets the key when the rekey interval passes", { skip }, as
     await until(() => host.epoch === b.epoch, "the same epoch");
     assert.equal(b.securityCode, host.securityCode);
     assert.ok(b.rekeys >= 2);
+  } finally {
+    await closeAll(host, b);
+  }
+});
+
+test("no session key or chat text of a meeting reaches JSON, inspection or its errors", { skip }, async () => {
+  const [ann, bob] = await Promise.all([initialize(fresh("sann")), initialize(fresh("sbob"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId], timers: FAST });
+  const events: MeetingEvent[] = [];
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  b.events.on((event) => events.push(event));
+  try {
+    await host.sendChat("a private word");
+    await until(() => b.chat.length === 1, "the chat message");
+    await assert.rejects(b.rekey(), (error: Error) => error.name === "VeilError"); // not the manager
+    const key = b.mediaKeys(0n)!;
+    const bigints = (_: string, v: unknown): unknown => (typeof v === "bigint" ? v.toString() : v);
+    const objects = [host, b, b.epochs, b.manager, b.roster, b.events, b.board, b.chat, events, b.errors, host.invitation];
+    const shown = objects.map((o) => JSON.stringify(o, bigints) + inspect(o, { depth: 8 })).join("\n");
+    for (const secret of [toHex(key), b64encode(key), "a private word"]) assert.ok(!shown.includes(secret), secret);
+    assert.equal(b.chat[0]?.text, "a private word");
   } finally {
     await closeAll(host, b);
   }
