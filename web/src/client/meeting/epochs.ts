@@ -25,6 +25,9 @@ export interface Installed {
   members: readonly string[];
   securityCode: string;
   manager: string;
+  /** The epoch and manager held before (read at the install, with no wait between). */
+  before: bigint | null;
+  previousManager: string | null;
 }
 
 /** The session keys one client holds: the current epoch's and the previous one's
@@ -57,6 +60,8 @@ export class Epochs {
     const key = await sessionKey(plaintext, this.meetingId, epoch);
     const code = await securityCode(key, epoch, members);
     if (!this.supersedes(epoch, seq)) return null;
+    const before = this.epoch;
+    const previousManager = this.manager;
     for (const held of [...this.#keys.keys()]) if (held < epoch - 1n || held === epoch) this.#keys.delete(held);
     this.#keys.set(epoch, key);
     this.epoch = epoch;
@@ -64,7 +69,7 @@ export class Epochs {
     this.manager = manager;
     this.members = Object.freeze([...members]);
     this.securityCode = code;
-    return { epoch, members: this.members, securityCode: code, manager };
+    return { epoch, members: this.members, securityCode: code, manager, before, previousManager };
   }
 
   key(epoch: bigint): Uint8Array | null {

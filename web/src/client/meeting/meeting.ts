@@ -490,19 +490,17 @@ export class Meeting {
    * in the meeting); whether it did. */
   async #take(post: Post, message: KeyPost, plaintext: Plaintext, members: readonly string[]): Promise<boolean> {
     if (this.left || this.removed || this.ended) return false;
-    const before = this.epochs.epoch;
-    const previous = this.epochs.manager;
     const installed = await this.epochs.install(message.epoch, post.seq, plaintext, members, post.deviceId);
     if (installed === null) return false;
     this.manager.host = message.host;
     for (const userId of message.invitees) this.manager.invitees.add(userId);
     this.manager.managerSeen();
     this.manager.lastRekey = this.clock.time();
-    if (before !== null && installed.epoch > before) this.rekeys += 1;
+    if (installed.before !== null && installed.epoch > installed.before) this.rekeys += 1;
     this.events.emit(new EpochChanged(installed.epoch, installed.members, installed.securityCode, installed.manager));
     this.#pulse();
     const mine = installed.manager === this.device.deviceId;
-    if (mine && previous !== installed.manager) this.manager.becameManager();
+    if (mine && installed.previousManager !== installed.manager) this.manager.becameManager();
     if (this.#retake && !mine) {
       this.#retake = false; // lost the take-over to a racing rekey: once more
       void this.#scope.spawn(() => this.manager.takeOver());
