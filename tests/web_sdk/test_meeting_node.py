@@ -16,14 +16,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from veil.client.meeting import Meeting, MeetingTimers
 
 from .node import WEB
 from .test_sdk_node import _python_device, built, services  # noqa: F401 (fixtures)
 
-TIMERS = {"debounce": 0.3, "rekeyInterval": 120, "joinRetries": [0.5, 1, 2, 2], "heartbeat": 1, "failover": 4}
+TIMERS = {
+    "debounce": 0.3, "rekeyInterval": 120, "joinRetries": [0.5, 1, 2, 2], "heartbeat": 1,
+    "failover": 4,
+}  # fmt: skip
+"""The same short timers on both sides (the Node driver's names are camelCase)."""
 PY_TIMERS = MeetingTimers(
     debounce=0.3, rekey_interval=120, join_retries=(0.5, 1, 2, 2), heartbeat=1, failover=4
 )
@@ -37,7 +39,7 @@ class NodeParticipant:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._reader = asyncio.create_task(self._read())
-        self.user_id = ""
+        self.user_id = self.device_id = ""
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
@@ -61,14 +63,14 @@ class NodeParticipant:
 
 
 @asynccontextmanager
-async def node_participant(services: dict[str, str], sub: str) -> AsyncIterator[NodeParticipant]:
+async def node_participant(urls: dict[str, str], sub: str) -> AsyncIterator[NodeParticipant]:
     node = shutil.which("node")
     assert node is not None
     env = {
         **os.environ,
-        "VEIL_IDP_URL": services["idp_url"],
-        "VEIL_KEYSERVER_URL": services["keyserver_url"],
-        "VEIL_CONFERENCE_URL": services["conference_url"],
+        "VEIL_IDP_URL": urls["idp_url"],
+        "VEIL_KEYSERVER_URL": urls["keyserver_url"],
+        "VEIL_CONFERENCE_URL": urls["conference_url"],
     }
     process = await asyncio.create_subprocess_exec(
         node, "dist/tools/meeting-driver.js", cwd=WEB, env=env,
@@ -76,7 +78,8 @@ async def node_participant(services: dict[str, str], sub: str) -> AsyncIterator[
     )  # fmt: skip
     participant = NodeParticipant(process)
     try:
-        participant.user_id = (await participant.call("init", sub=sub))["user_id"]
+        device = await participant.call("init", sub=sub)
+        participant.user_id, participant.device_id = device["user_id"], device["device_id"]
         yield participant
     finally:
         try:
@@ -151,9 +154,8 @@ def test_node_hosts_and_a_python_device_joins(services: dict[str, str], built: N
     asyncio.run(main())
 
 
-def test_python_hosts_node_devices_join_and_a_node_device_takes_over(
-    services: dict[str, str], built: None  # noqa: F811
-) -> None:
+def test_python_hosts_and_node_devices_join(services: dict[str, str], built: None) -> None:  # noqa: F811
+    """With a hand-over from the Python manager to a Node device, which then ends."""
     tag = uuid.uuid4().hex[:8]
 
     async def main() -> None:
@@ -206,3 +208,37 @@ async def _until(check: Any, seconds: float = 20) -> None:
     async with asyncio.timeout(seconds):
         while not check():
             await asyncio.sleep(0.05)
+
+
+def test_node_late_host_python_fail_over(services: dict[str, str], built: None) -> None:  # noqa: F811
+    """Python starts for a Node host, who takes over once it joins and names the Python
+    device its deputy; when the Node device stops without a leave, Python takes over."""
+    tag = uuid.uuid4().hex[:8]
+
+    async def main() -> None:
+        async with (
+            await _python_device(services, f"pystart-{tag}") as python,
+            node_participant(services, f"nlate-{tag}") as host,
+        ):
+            meeting = await Meeting.start(
+                python, invitees=[host.user_id], host=host.user_id, timers=PY_TIMERS
+            )
+            try:
+                joined = await host.call("join", invitation=str(meeting.invitation), timers=TIMERS)
+                assert joined["managing"] and joined["epoch"] >= 1
+                await meeting.wait_for_epoch(joined["epoch"])
+                _same(meeting, joined)
+                assert meeting.epochs.manager == host.device_id and not meeting.managing
+                # The Node manager names the Python device its deputy in its heartbeats.
+                await _until(lambda: meeting.manager.deputy == meeting.sender)
+                # The Node device stops without a leave: its heartbeats stop, and Python
+                # takes over (a rekey) after the fail-over time.
+                await host.call("close")
+                await meeting.wait_for_epoch(joined["epoch"] + 1, timeout=20)
+                assert meeting.managing
+                assert host.user_id in meeting.members  # it never left
+                await meeting.end()
+            finally:
+                await meeting.close(rotate_device_keys=False)
+
+    asyncio.run(main())
