@@ -10,6 +10,7 @@ import { Plaintext, PrivateKey, encrypt } from "../../src/crypto/pre.js";
 import { b64encode } from "../../src/protocol/wire.js";
 import { Chat, KeyPost, MeetingProof } from "../../src/protocol/board.js";
 import {
+  Cancelled,
   type Clock,
   Ended,
   EpochChanged,
@@ -28,9 +29,9 @@ import { fresh, initialize, skip } from "./services.js";
 /** Short real timers: a leave rekeys 0.3 s later; the fail-over test shortens more. */
 const FAST = new MeetingTimers({ debounce: 0.3, rekeyInterval: 120, joinRetries: [0.5, 1, 2, 2], heartbeat: 1, failover: 4 });
 
-async function until(check: () => boolean, what: string, seconds = 20): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, what: string, seconds = 20): Promise<void> {
   const deadline = performance.now() + seconds * 1000;
-  while (!check()) {
+  while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -241,5 +242,50 @@ test("no session key or chat text of a meeting reaches JSON, inspection or its e
     assert.equal(b.chat[0]?.text, "a private word");
   } finally {
     await closeAll(host, b);
+  }
+});
+
+/** A meeting clock that moves only when the test says (`advance`), as Python's FakeClock. */
+class FakeClock implements Clock {
+  now = 1000;
+  #waiters: { deadline: number; wake: () => void }[] = [];
+  time(): number {
+    return this.now;
+  }
+  sleep(seconds: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter = { deadline: this.now + seconds, wake: resolve };
+      this.#waiters.push(waiter);
+      signal?.addEventListener("abort", () => reject(new Cancelled()), { once: true });
+    });
+  }
+  advance(seconds: number): void {
+    this.now += seconds;
+    const due = this.#waiters.filter((w) => w.deadline <= this.now);
+    this.#waiters = this.#waiters.filter((w) => w.deadline > this.now);
+    for (const waiter of due) waiter.wake();
+  }
+}
+
+test("a leave rekeys only once the debounce has passed (an injected clock)", { skip }, async () => {
+  const [ann, bob, cat] = await Promise.all([initialize(fresh("dann")), initialize(fresh("dbob")), initialize(fresh("dcat"))]);
+  const clock = new FakeClock();
+  const host = await Meeting.start(ann, { invitees: [bob.userId, cat.userId], timers: FAST, clock });
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  const c = await Meeting.join(cat, host.invitation, { timers: FAST });
+  try {
+    await c.leave();
+    // The leaver leaves the group at once, but the key rotates only after the debounce.
+    await until(async () => !(await ann.groups.get(host.meetingId)).members.includes(cat.userId), "cat's removal");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(host.epoch, 0n);
+    clock.advance(FAST.debounce - 0.1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(host.epoch, 0n);
+    clock.advance(0.1);
+    await Promise.all([host.waitForEpoch(1n, 10), b.waitForEpoch(1n, 10)]);
+    assert.equal(b.securityCode, host.securityCode);
+  } finally {
+    await closeAll(host, b, c);
   }
 });
