@@ -110,9 +110,7 @@ class RoundRobin:
             self.connections[port] += 1
             self._open[port].add(client_out)
             try:
-                await asyncio.gather(
-                    _pipe(client_in, backend_out), _pipe(backend_in, client_out)
-                )
+                await asyncio.gather(_pipe(client_in, backend_out), _pipe(backend_in, client_out))
             finally:
                 self._open[port].discard(client_out)
             return
