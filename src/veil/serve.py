@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from veil.conference.settings import ConferenceSettings
-from veil.conference.webapp import default_web_dir
 from veil.datadir import make_private
 from veil.idp import DevIdentityProvider
 from veil.idp import create_app as create_idp
@@ -28,6 +27,7 @@ from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import SHUTDOWN_SECONDS, run_stack
 from veil.web.logs import log_level, logging_config, uvicorn_level, uvicorn_options
+from veil.webdir import default_web_dir
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
 

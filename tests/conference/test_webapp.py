@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from veil.conference import create_app
-from veil.conference.webapp import BUILD_COMMAND, default_web_dir
+from veil.webdir import BUILD_COMMAND, default_web_dir
 
 IMPORT_MAP = b'{"imports": {"@noble/curves/": "./node_modules/@noble/curves/"}}'
 PAGE = b'<!doctype html><script type="importmap">' + IMPORT_MAP + b"</script><p>the page"

@@ -19,7 +19,6 @@ Every answer carries a strict Content-Security-Policy: scripts only from this or
 import base64
 import hashlib
 import html
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,9 @@ from fastapi.responses import (
     Response,
 )
 
+from veil.webdir import BUILD_COMMAND
+
 PREFIX = "/app"
-BUILD_COMMAND = "cd web && npm ci && npm run build"
 _ROOTS = {
     # URL path under /app/ -> directory under web_dir, and the suffixes served from it
     "dist/app/": ("dist/app", (".js",)),
@@ -60,15 +60,6 @@ _HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "cache-control": "no-cache",
 }
-
-
-def default_web_dir() -> Path:
-    """``$VEIL_WEB_DIR``, else the ``web/`` beside ``src/`` of the checkout this package
-    runs from (an editable install); an installed wheel has none, and ``/app/`` says so."""
-    configured = os.environ.get("VEIL_WEB_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[3] / "web"
 
 
 @dataclass(frozen=True)
