@@ -5,7 +5,7 @@ packages are missing; ``.ci/run`` installs them."""
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,11 @@ def built_sdk() -> Path:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright's ``Browser``); skips where there is none."""
+def chromium(executable: Path | None = None, args: Sequence[str] = ()) -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's ``Browser``; ``headless_chromium``
+    says what the arguments do); skips where there is none."""
     missing = chromium_missing()
     if missing is not None:
         pytest.skip(missing)
-    with headless_chromium() as browser:
+    with headless_chromium(executable, args) as browser:
         yield browser
