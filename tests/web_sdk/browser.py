@@ -7,9 +7,10 @@ SDK's packages are missing; ``.ci/run`` installs them."""
 import contextlib
 import functools
 import http.server
+import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,11 @@ def built_sdk() -> Path:
 
 
 @contextlib.contextmanager
-def served(root: Path, pages: dict[str, bytes]) -> Iterator[str]:
-    """``root``'s files, and ``pages`` at their paths, on a loopback port; its URL."""
+def served(
+    root: Path, pages: dict[str, bytes], listener: socket.socket | None = None
+) -> Iterator[str]:
+    """``root``'s files, and ``pages`` at their paths, on a loopback port (or on
+    ``listener``, a socket listening on 127.0.0.1, e.g. in a network namespace); its URL."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -55,7 +59,13 @@ def served(root: Path, pages: dict[str, bytes]) -> Iterator[str]:
             pass
 
     handler: Callable[..., Handler] = functools.partial(Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), handler, bind_and_activate=listener is None
+    )
+    if listener is not None:
+        server.socket.close()
+        server.socket = listener
+        server.server_address = listener.getsockname()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -66,8 +76,9 @@ def served(root: Path, pages: dict[str, bytes]) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright's ``Browser``)."""
+def chromium(executable: Path | None = None, args: Sequence[str] = ()) -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's ``Browser``): the system's, or
+    ``executable``, which must run it (e.g. a wrapper that puts it in a namespace)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -76,12 +87,13 @@ def chromium() -> Iterator[Any]:
         pytest.skip("Chromium is not installed: apt-get install chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=str(executable or CHROMIUM),
             headless=True,
             args=[
                 "--no-sandbox",  # as root
                 "--use-fake-device-for-media-stream",
                 "--use-fake-ui-for-media-stream",
+                *args,
             ],
         )
         try:
