@@ -38,21 +38,26 @@ class Site:
     def __init__(self, ns: netns.Namespace, sfu: janus_sfu.Janus, url: str, browser: Any):
         self.ns, self.sfu, self.url, self.browser = ns, sfu, url, browser
 
+    def open(self, room: int, name: str, **options: Any) -> Any:
+        """A page (in a context of its own) joining ``room`` as ``name``."""
+        page = self.browser.new_context().new_page()
+        config = {"url": self.sfu.url, "room": room, "display": name, **options}
+        page.goto(f"{self.url}/sfu.html#{json.dumps(config)}")
+        return page
+
     def join(self, room: int, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The three participants' pages, joined to ``room`` (each its own context),
-        each with its page ``options``."""
-        pages = {}
-        for name in NAMES:
-            page = self.browser.new_context().new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
-            config = {"url": self.sfu.url, "room": room, "display": name, **options[name]}
-            page.goto(f"{self.url}/sfu.html#{json.dumps(config)}")
-            pages[name] = page
+        """The three participants' pages, joined to ``room``, each with its ``options``."""
+        pages = {name: self.open(room, name, **options[name]) for name in NAMES}
         for name, page in pages.items():
-            page.wait_for_function("window.__ready || window.__error", timeout=JOIN_SECONDS * 1000)
-            assert page.evaluate("window.__error") is None, (name, page.evaluate("window.__error"))
+            assert joined(page) is None, name
         return pages
+
+
+def joined(page: Any) -> str | None:
+    """Once the page has joined or failed to: its error (None when it joined)."""
+    page.wait_for_function("window.__ready || window.__error", timeout=JOIN_SECONDS * 1000)
+    error: str | None = page.evaluate("window.__error")
+    return error
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +149,20 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
             # The fake camera's picture (moving shapes on a coloured field), not a
             # uniform frame: a decoder that rendered nothing scores 0.
             assert late["spread"] > 5, (name, other, late["spread"])
+    # A leaver's subscriptions end at the others (Janus tells them it unpublished).
+    pages["ann"].evaluate("window.__page.leave()")
+    wait_for({n: pages[n] for n in ("bob", "cat")}, lambda _, got: "ann" not in got, 10)
+    for name in ("bob", "cat"):
+        assert pages[name].evaluate("window.__page.gone") == ["ann"]
     for page in pages.values():
         page.context.close()
+
+
+def test_joining_a_room_janus_does_not_have_is_refused_by_name(site: Site) -> None:
+    page = site.open(4242, "ann", countFrames=False)
+    # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM.
+    assert joined(page) == "JanusError: Janus error 426: No such room (4242)"
+    page.context.close()
 
 
 def test_the_encoded_transform_hooks_see_every_frame_and_can_stop_decoding(site: Site) -> None:

@@ -31,6 +31,7 @@ export class SfuPage {
   readonly timings: Record<string, number> = {};
   readonly hooked: string[] = [];
   readonly frames: Record<string, number> = {};
+  readonly gone: string[] = [];
   readonly #videos = new Map<string, HTMLVideoElement>();
   room: VideoRoom | undefined;
   #started = 0;
@@ -58,6 +59,7 @@ export class SfuPage {
       onSender: hook("send"),
       onReceiver: hook("receive"),
       onRemote: (remote) => this.#show(remote.participant.display, remote.stream),
+      onRemoteGone: (participant) => this.gone.push(participant.display),
     });
     this.timings.join_ms = performance.now() - started;
   }
@@ -76,6 +78,10 @@ export class SfuPage {
       });
     }
     return reports;
+  }
+
+  async leave(): Promise<void> {
+    await this.room?.leave();
   }
 
   /** The addresses the published media flows between. */
