@@ -20,6 +20,17 @@ def names() -> set[str]:
     return {line.split()[0] for line in netns.ip("netns", "list").splitlines() if line.strip()}
 
 
+def started_in(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    """``command`` run inside namespace ``name``, once it is there (``ip netns exec``
+    takes a moment to enter it; a teardown before that could not see it)."""
+    process = subprocess.Popen(["ip", "netns", "exec", name, *command])
+    deadline = time.monotonic() + 5
+    while str(process.pid) not in netns.ip("netns", "pids", name).split():
+        assert time.monotonic() < deadline, f"{command} never entered {name}"
+        time.sleep(0.02)
+    return process
+
+
 def test_a_namespace_reaches_nothing_but_itself_and_the_host_end() -> None:
     with netns.namespace() as ns:
         routes = netns.ip("-n", ns.name, "-4", "route")
@@ -41,7 +52,7 @@ def test_a_namespace_reaches_nothing_but_itself_and_the_host_end() -> None:
 
 def test_a_failing_test_leaves_no_namespace_veth_or_process() -> None:
     with pytest.raises(RuntimeError, match="the test failed"), netns.namespace() as ns:
-        sleeper = subprocess.Popen(ns.exec("sleep", "60"))
+        sleeper = started_in(ns.name, ["sleep", "60"])
         raise RuntimeError("the test failed")
     assert sleeper.wait(timeout=5) != 0  # killed with the namespace
     assert ns.name not in names()
@@ -54,8 +65,7 @@ def test_a_namespace_whose_test_process_died_is_removed_by_the_next() -> None:
     dead.wait()
     stale = f"veil-{dead.pid}-abcdef"
     netns.ip("netns", "add", stale)
-    sleeper = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "60"])
-    time.sleep(0.2)
+    sleeper = started_in(stale, ["sleep", "60"])
     try:
         with netns.namespace():
             assert stale not in names()
