@@ -16,7 +16,12 @@ const scope = globalThis as unknown as {
   postMessage: (message: unknown) => void;
 };
 
+// Started by the first transform, so that importing this file elsewhere (`node --test`
+// loads every file under dist/test) starts nothing.
+let reporting: ReturnType<typeof setInterval> | undefined;
+
 scope.onrtctransform = ({ transformer }) => {
+  reporting ??= setInterval(() => scope.postMessage({ ...counts }), 500);
   const { name, drop } = transformer.options;
   counts[name] = 0;
   const counter = new TransformStream({
@@ -27,5 +32,3 @@ scope.onrtctransform = ({ transformer }) => {
   });
   transformer.readable.pipeThrough(counter).pipeTo(transformer.writable).catch(() => undefined);
 };
-
-setInterval(() => scope.postMessage({ ...counts }), 500);
