@@ -119,8 +119,9 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
     others = {name: tuple(n for n in NAMES if n != name) for name in NAMES}
     waited = wait_for(pages, lambda name, got: decoding(got, others[name]))
     print(f"all decoding {waited:.1f} s after the last join\n{timings(pages)}")
+    time.sleep(1)  # past the jitter buffers' start, when concealment is normal
     before = {name: reports(page) for name, page in pages.items()}
-    time.sleep(2)
+    time.sleep(3)
     after = {name: reports(page) for name, page in pages.items()}
     for name in NAMES:
         assert sorted(after[name]) == sorted(others[name])
@@ -137,15 +138,16 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
             assert late["path"] == {"local": site.ns.address, "remote": site.ns.address}
             video, video_then = late["counts"]["video"], early["counts"]["video"]
             assert video["codec"] == "video/VP8"
-            assert video["framesDecoded"] >= video_then["framesDecoded"] + 10, (name, other)
+            assert video["framesDecoded"] >= video_then["framesDecoded"] + 15, (name, other)
             assert (video["frameWidth"], video["frameHeight"]) == (320, 240)
             audio, audio_then = late["counts"]["audio"], early["counts"]["audio"]
             assert audio["codec"] == "audio/opus"
             received = audio["totalSamplesReceived"] - audio_then["totalSamplesReceived"]
             concealed = audio["concealedSamples"] - audio_then["concealedSamples"]
-            # Two seconds of 48 kHz audio, at most a tenth of it made up by concealment.
-            assert received > 48_000, (name, other, received)
-            assert concealed < received / 10, (name, other, concealed, received)
+            # Three seconds of 48 kHz audio, most of it decoded rather than made up by
+            # concealment (a little is normal on a busy machine: two shared cores).
+            assert received > 96_000, (name, other, received)
+            assert concealed < received / 4, (name, other, concealed, received)
             # The fake camera's picture (moving shapes on a coloured field), not a
             # uniform frame: a decoder that rendered nothing scores 0.
             assert late["spread"] > 5, (name, other, late["spread"])
