@@ -7,16 +7,25 @@
  * Frame encryption plugs in through two hooks, called once per `RTCRtpSender` and
  * per `RTCRtpReceiver` with the media kind and the participant whose media it
  * carries: the sender's before the offer is made and the receiver's before the answer
- * is, so a transform (`RTCRtpScriptTransform`, or `createEncodedStreams` with
- * `encodedInsertableStreams` in `rtcConfiguration`) is in place before the first
- * frame. Without hooks the media is plain (DTLS-SRTP to the SFU only).
+ * is (a hook may return a promise; it is awaited), so a transform
+ * (`RTCRtpScriptTransform`, or `createEncodedStreams` with `encodedInsertableStreams`
+ * in `rtcConfiguration`) is in place before the first frame. Without hooks the media
+ * is plain (DTLS-SRTP to the SFU only).
+ *
+ * Not covered: a publisher renegotiating (adding or removing tracks after it
+ * published), simulcast, ICE restarts.
  */
 
 import { type Json, JanusError, type JanusHandle, JanusSession } from "./janus.js";
 
 export const VIDEOROOM = "janus.plugin.videoroom";
 
-/** A publisher in the room: Janus's feed id and the display name it joined with. */
+/**
+ * A publisher in the room: Janus's feed id and the display name it joined with. Both
+ * come from the SFU as each publisher chose them: good for finding whose keys to
+ * expect, never proof of who sent a frame (the SFrame KID, under keys from the board,
+ * is that).
+ */
 export interface Participant {
   readonly feed: number;
   readonly display: string;
@@ -29,7 +38,7 @@ export type EncodedTransformHook<T extends RTCRtpSender | RTCRtpReceiver> = (
   endpoint: T,
   kind: MediaKind,
   participant: Participant,
-) => void;
+) => void | Promise<void>;
 
 export interface RoomOptions {
   /** Janus's WebSocket API, e.g. `ws://127.0.0.1:8188`. */
@@ -124,7 +133,7 @@ export class VideoRoom {
         direction: "sendonly",
         streams: [this.#options.stream],
       });
-      this.#options.onSender?.(transceiver.sender, track.kind as MediaKind, this.#self);
+      await this.#options.onSender?.(transceiver.sender, track.kind as MediaKind, this.#self);
     }
     const offer = await this.publisher.createOffer();
     await this.publisher.setLocalDescription(offer);
@@ -153,7 +162,7 @@ export class VideoRoom {
     await pc.setRemoteDescription(jsep);
     for (const transceiver of pc.getTransceivers()) {
       const { receiver } = transceiver;
-      this.#options.onReceiver?.(receiver, receiver.track.kind as MediaKind, participant);
+      await this.#options.onReceiver?.(receiver, receiver.track.kind as MediaKind, participant);
     }
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
