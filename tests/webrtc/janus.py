@@ -32,6 +32,7 @@ START_SECONDS = 20.0
 class Janus:
     url: str  # the WebSocket API, as seen from inside the namespace
     rooms: tuple[int, ...]
+    recordings: Path | None  # each publisher's RTP as Janus received it, with record
     log: Path
     started_in: float  # seconds from the launch to the WebSocket's first accept
 
@@ -50,8 +51,12 @@ def _others(folder: str, keep: str) -> str:
     return ",".join(name for name in names if name != keep)
 
 
-def configure(folder: Path, ns: Namespace, *, port: int, rooms: Sequence[int]) -> Path:
-    """Janus's configuration files in ``folder``; the main file's path."""
+def configure(
+    folder: Path, ns: Namespace, *, port: int, rooms: Sequence[int], recordings: Path | None
+) -> Path:
+    """Janus's configuration files in ``folder``; the main file's path. With
+    ``recordings``, Janus records every publisher's RTP there (``.mjr`` files): what the
+    SFU saw of each stream, for checks that it saw no plaintext."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "janus.jcfg").write_text(f"""
 general: {{
@@ -96,6 +101,7 @@ admin: {{
 """)
     # VP8 and Opus, what issue 18's frame encryption must handle first; fir_freq asks
     # publishers for a key frame every 2 s so a late subscriber decodes soon.
+    record = "" if recordings is None else f'record = true\n  rec_dir = "{recordings}"'
     room_blocks = "".join(
         f"""
 room-{room}: {{
@@ -105,6 +111,7 @@ room-{room}: {{
   fir_freq = 2
   audiocodec = "opus"
   videocodec = "vp8"
+  {record}
 }}"""
         for room in rooms
     )
@@ -119,11 +126,17 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def janus(ns: Namespace, folder: Path, *, rooms: Sequence[int] = (1000,)) -> Iterator[Janus]:
-    """Janus running inside ``ns`` with ``rooms``; stopped on the way out."""
+def janus(
+    ns: Namespace, folder: Path, *, rooms: Sequence[int] = (1000,), record: bool = False
+) -> Iterator[Janus]:
+    """Janus running inside ``ns`` with ``rooms`` (recorded into ``folder/recordings``
+    with ``record``); stopped on the way out."""
     command = require()
     port = free_port(ns)
-    config = configure(folder / "janus", ns, port=port, rooms=rooms)
+    recordings = folder / "recordings" if record else None
+    if recordings is not None:
+        recordings.mkdir(parents=True, exist_ok=True)
+    config = configure(folder / "janus", ns, port=port, rooms=rooms, recordings=recordings)
     log = folder / "janus.log"
     started = time.monotonic()
     with open(log, "wb") as output:
@@ -142,6 +155,7 @@ def janus(ns: Namespace, folder: Path, *, rooms: Sequence[int] = (1000,)) -> Ite
         yield Janus(
             url=f"ws://127.0.0.1:{port}",
             rooms=tuple(rooms),
+            recordings=recordings,
             log=log,
             started_in=time.monotonic() - started,
         )

@@ -2,7 +2,8 @@
 namespace made for the test, with three headless Chromium pages (fake camera and
 microphone) that each publish and subscribe to the other two. Every page must decode
 every other page's video and audio, over ICE paths between the namespace's own
-address only; and the per-sender and per-receiver encoded-transform hook the SFrame
+address only, and Janus's recordings show what it saw (plaintext VP8, for now); and
+the per-sender and per-receiver encoded-transform hook the SFrame
 layer will use must see every frame, and be able to stop a receiver decoding.
 
 Skipped, saying why, without root, iproute2, Janus, Chromium, Playwright or the
@@ -17,7 +18,7 @@ import pytest
 
 from ..web_sdk.browser import built_sdk, module_page, served
 from . import janus as janus_sfu
-from . import netns
+from . import mjr, netns
 from .browsers import chromium_in
 
 NAMES = ("ann", "bob", "cat")
@@ -69,7 +70,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     pages = {"/sfu.html": module_page(SCRIPT)}
     with (
         netns.namespace() as ns,
-        janus_sfu.janus(ns, folder, rooms=(1000, 1001)) as sfu,
+        janus_sfu.janus(ns, folder, rooms=(1000, 1001), record=True) as sfu,
         served(root, pages, netns.listener(ns)) as url,
         chromium_in(ns, folder) as browser,
     ):
@@ -102,6 +103,21 @@ def decoding(others: dict[str, Any], names: tuple[str, ...]) -> bool:
     )
 
 
+def plaintext_key_frames(sfu: janus_sfu.Janus, room: int, feed: int) -> list[tuple[int, int]]:
+    """The plaintext VP8 key frames in Janus's recording of ``feed``'s video, once
+    Janus has closed it (it does when the publisher's peer connection goes)."""
+    assert sfu.recordings is not None
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-video-*.mjr")
+            return mjr.vp8_key_frames(mjr.read(path))
+        except (ValueError, mjr.BadRecording):  # not there yet, or still being written
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def timings(pages: dict[str, Any]) -> str:
     lines = []
     for name, page in pages.items():
@@ -116,6 +132,7 @@ def timings(pages: dict[str, Any]) -> str:
 
 def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: Site) -> None:
     pages = site.join(1000, {name: {"countFrames": False} for name in NAMES})
+    feeds = {name: page.evaluate("window.__page.room.self.feed") for name, page in pages.items()}
     others = {name: tuple(n for n in NAMES if n != name) for name in NAMES}
     waited = wait_for(pages, lambda name, got: decoding(got, others[name]))
     print(f"all decoding {waited:.1f} s after the last join\n{timings(pages)}")
@@ -158,6 +175,12 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
         assert pages[name].evaluate("window.__page.gone") == ["ann"]
     for page in pages.values():
         page.context.close()
+    # Without frame encryption Janus sees the pictures: its recording of each publisher
+    # holds plaintext VP8 key frames of the fake camera's size. (The same detector, once
+    # SFrame is on, must find none.)
+    for name, feed in feeds.items():
+        frames = plaintext_key_frames(site.sfu, 1000, feed)
+        assert frames and set(frames) == {(320, 240)}, (name, frames)
 
 
 def test_joining_a_room_janus_does_not_have_is_refused_by_name(site: Site) -> None:
