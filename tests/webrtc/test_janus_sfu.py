@@ -2,13 +2,14 @@
 namespace made for the test, with three headless Chromium pages (fake camera and
 microphone) that each publish and subscribe to the other two. Every page must decode
 every other page's video and audio, over ICE paths between the namespace's own
-address only, and Janus's recordings show what it saw (plaintext VP8, for now); and
-the per-sender and per-receiver encoded-transform hook the SFrame
+address only; Janus's recordings, read back into frames, are what the senders sent;
+and the per-sender and per-receiver encoded-transform hook the SFrame
 layer will use must see every frame, and be able to stop a receiver decoding.
 
 Skipped, saying why, without root, iproute2, Janus, Chromium, Playwright or the
 browser SDK's packages; ``.ci/run`` installs them and runs as root."""
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -103,19 +104,24 @@ def decoding(others: dict[str, Any], names: tuple[str, ...]) -> bool:
     )
 
 
-def plaintext_key_frames(sfu: janus_sfu.Janus, room: int, feed: int) -> list[tuple[int, int]]:
-    """The plaintext VP8 key frames in Janus's recording of ``feed``'s video, once
+def recorded_frames(sfu: janus_sfu.Janus, room: int, feed: int, kind: str) -> list[bytes]:
+    """The frames of ``feed``'s ``kind`` ("audio" or "video") in Janus's recording, once
     Janus has closed it (it does when the publisher's peer connection goes)."""
     assert sfu.recordings is not None
     deadline = time.monotonic() + 10
     while True:
         try:
-            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-video-*.mjr")
-            return mjr.vp8_key_frames(mjr.read(path))
+            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-{kind}-*.mjr")
+            return mjr.frames(mjr.read(path))
         except (ValueError, mjr.BadRecording):  # not there yet, or still being written
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def digest(frame: bytes) -> str:
+    """As count-worker.ts digests a frame: the first 16 bytes of its SHA-256, in hex."""
+    return hashlib.sha256(frame).hexdigest()[:32]
 
 
 def timings(pages: dict[str, Any]) -> str:
@@ -175,12 +181,13 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
         assert pages[name].evaluate("window.__page.gone") == ["ann"]
     for page in pages.values():
         page.context.close()
-    # Without frame encryption Janus sees the pictures: its recording of each publisher
-    # holds plaintext VP8 key frames of the fake camera's size. (The same detector, once
-    # SFrame is on, must find none.)
+    # Janus recorded every publisher: VP8 frames (key frames of the fake camera's size
+    # among them) and Opus frames, read back from its recordings.
     for name, feed in feeds.items():
-        frames = plaintext_key_frames(site.sfu, 1000, feed)
-        assert frames and set(frames) == {(320, 240)}, (name, frames)
+        video = recorded_frames(site.sfu, 1000, feed, "video")
+        sizes = {mjr.vp8_key_frame_size(frame) for frame in video} - {None}
+        assert len(video) > 30 and sizes == {(320, 240)}, (name, len(video), sizes)
+        assert len(recorded_frames(site.sfu, 1000, feed, "audio")) > 100, name
 
 
 def test_joining_a_room_janus_does_not_have_is_refused_by_name(site: Site) -> None:
@@ -220,5 +227,20 @@ def test_the_encoded_transform_hooks_see_every_frame_and_can_stop_decoding(site:
     dropped = after["cat"]["ann"]["counts"]
     assert dropped.get("video", {}).get("framesDecoded", 0) == 0
     assert after["cat"]["ann"]["spread"] == 0
+    feeds = {name: page.evaluate("window.__page.room.self.feed") for name, page in pages.items()}
+    for page in pages.values():
+        page.evaluate("window.__page.leave()")
+    time.sleep(1)  # the workers' last reports, after the last frame
+    sent = {name: page.evaluate("window.__page.sent") for name, page in pages.items()}
     for page in pages.values():
         page.context.close()
+    # What Janus recorded is, frame for frame, what each sender's transform sent: the
+    # comparison that, with SFrame in the transform, shows what the SFU could read.
+    for name, feed in feeds.items():
+        for kind in ("video", "audio"):
+            recorded = [digest(f) for f in recorded_frames(site.sfu, 1001, feed, kind)]
+            transformed = set(sent[name][f"send:{kind}:{name}"])
+            unknown = [d for d in recorded if d not in transformed]
+            assert len(recorded) > 30 and not unknown, (name, kind, len(recorded), unknown)
+            # and it missed few (only frames that lost a packet are left out).
+            assert len(set(recorded)) > 0.9 * len(transformed), (name, kind, len(recorded))

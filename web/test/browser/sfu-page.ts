@@ -31,6 +31,8 @@ export class SfuPage {
   readonly timings: Record<string, number> = {};
   readonly hooked: string[] = [];
   readonly frames: Record<string, number> = {};
+  /** The digests of the frames each sender's transform sent (see count-worker.ts). */
+  readonly sent: Record<string, string[]> = {};
   readonly gone: string[] = [];
   readonly #videos = new Map<string, HTMLVideoElement>();
   room: VideoRoom | undefined;
@@ -49,7 +51,8 @@ export class SfuPage {
       const name = `${direction}:${kind}:${who.display}`;
       this.hooked.push(name);
       const drop = direction === "receive" && who.display === config.dropFrom;
-      if (worker !== undefined) endpoint.transform = new RTCRtpScriptTransform(worker, { name, drop });
+      const digest = direction === "send";
+      if (worker !== undefined) endpoint.transform = new RTCRtpScriptTransform(worker, { name, drop, digest });
     };
     this.room = await VideoRoom.join({
       url: config.url,
@@ -104,8 +107,10 @@ export class SfuPage {
 
   #countingWorker(): Worker {
     const worker = new Worker("/dist/test/browser/count-worker.js", { type: "module" });
-    worker.addEventListener("message", (event: MessageEvent<Record<string, number>>) => {
-      Object.assign(this.frames, event.data);
+    type Report = { counts: Record<string, number>; sent: Record<string, string[]> };
+    worker.addEventListener("message", (event: MessageEvent<Report>) => {
+      Object.assign(this.frames, event.data.counts);
+      Object.assign(this.sent, event.data.sent);
     });
     return worker;
   }
