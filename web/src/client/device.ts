@@ -80,6 +80,8 @@ export class Device implements Principal {
   readonly pins: KeyPins;
   readonly groups: Groups;
   readonly documents: Documents;
+  /** The meetings of this device not closed yet: its keys rotate when the last closes. */
+  readonly openMeetings = new Set<object>();
   session: DeviceSession;
 
   private constructor(

@@ -1,4 +1,4 @@
-/** The browser SDK's client, as `veil.client`: devices, groups, documents. */
+/** The browser SDK's client, as `veil.client`: devices, groups, documents, meetings. */
 
 export * from "./errors.js";
 export { Backoff, RECONNECT, RETRY } from "./retry.js";
@@ -16,3 +16,4 @@ export { Board, Post, type KeyLookup } from "./board.js";
 export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
 export type { StateCallback } from "./link.js";
 export { Invitation } from "./invitation.js";
+export * from "./meeting/index.js";

@@ -47,7 +47,7 @@ export class MeetingProof {
   }
 
   /** Nothing, or `InvalidSignature`. */
-  verify(action: string, meetingId: string, userId: string, groupKey: PublicKey, payload = new Uint8Array()): Promise<void> {
+  verify(action: string, meetingId: string, userId: string, groupKey: PublicKey, payload: Uint8Array = new Uint8Array()): Promise<void> {
     const message = meetingProofMessage(action, meetingId, userId, this.timestamp, payload);
     return schnorr.verify(this.signature, message, groupKey);
   }

@@ -1,0 +1,291 @@
+/** Meetings between Node devices over a real `veil serve`: start, join, chat, leave and
+ * the rekey after it, end, management changes, and the refusals by name. */
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { inspect } from "node:util";
+
+import { toHex } from "../../src/crypto/encoding.js";
+import { Plaintext, PrivateKey, encrypt } from "../../src/crypto/pre.js";
+import { b64encode } from "../../src/protocol/wire.js";
+import { Chat, KeyPost, MeetingProof } from "../../src/protocol/board.js";
+import {
+  Cancelled,
+  type Clock,
+  Ended,
+  EpochChanged,
+  Invitation,
+  Meeting,
+  MeetingFailure,
+  MeetingTimers,
+  NotAdmitted,
+  UntrustedInvitation,
+  UntrustedPost,
+  systemClock,
+  type MeetingEvent,
+} from "../../src/client/index.js";
+import { fresh, initialize, skip } from "./services.js";
+
+/** Short real timers: a leave rekeys 0.3 s later; the fail-over test shortens more. */
+const FAST = new MeetingTimers({ debounce: 0.3, rekeyInterval: 120, joinRetries: [0.5, 1, 2, 2], heartbeat: 1, failover: 4 });
+
+async function until(check: () => boolean | Promise<boolean>, what: string, seconds = 20): Promise<void> {
+  const deadline = performance.now() + seconds * 1000;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function closeAll(...meetings: Meeting[]): Promise<void> {
+  await Promise.all(meetings.map((m) => m.close({ rotateDeviceKeys: false })));
+}
+
+test("a Node host and Node joiners: epochs, codes, chat both ways, a leave rekeys without the leaver, the end", { skip }, async () => {
+  const [ann, bob, cat] = await Promise.all([initialize(fresh("mann")), initialize(fresh("mbob")), initialize(fresh("mcat"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId, cat.userId], timers: FAST });
+  const events: MeetingEvent[] = [];
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  b.events.on((event) => events.push(event));
+  const c = await Meeting.join(cat, host.invitation.toString(), { timers: FAST });
+  try {
+    for (const m of [host, b, c]) assert.equal(m.epoch, 0n);
+    assert.deepEqual([b.securityCode, c.securityCode], [host.securityCode, host.securityCode]);
+    assert.match(host.securityCode, /^\d{5} \d{5}$/);
+    assert.ok(host.managing && !b.managing && !c.managing);
+    // Each join's sender number, and the session key the media layer derives from.
+    await until(() => host.participants.size === 3 && b.participants.size === 3, "every announce");
+    assert.equal(b.participants.get(c.senderNumber), cat.userId);
+    assert.equal(b.roster.get(c.senderNumber)?.deviceId, cat.deviceId);
+    assert.deepEqual(b.mediaKeys(0n), host.mediaKeys(0n));
+    assert.equal(b.mediaKeys(0n)?.length, 32);
+    assert.equal(b.mediaKeys(1n), null);
+
+    await host.sendChat("hello from the host");
+    await b.sendChat("hello from bob");
+    await until(() => host.chat.length === 2 && b.chat.length === 2 && c.chat.length === 2, "both chat messages everywhere");
+    assert.deepEqual(b.chat.map((m) => [m.userId, m.text]), [[ann.userId, "hello from the host"], [bob.userId, "hello from bob"]]);
+    assert.deepEqual(host.chat.map((m) => m.text), ["hello from the host", "hello from bob"]);
+
+    // Cat leaves: the others reach epoch 1 with equal codes, and cat holds nothing of it.
+    await c.leave();
+    assert.equal(c.ciphertextsHeld(), 0);
+    await Promise.all([host.waitForEpoch(1n), b.waitForEpoch(1n)]);
+    assert.equal(b.securityCode, host.securityCode);
+    assert.deepEqual([...b.members], [ann.userId, bob.userId].sort());
+    assert.notDeepEqual(b.mediaKeys(1n), b.mediaKeys(0n));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // the leaver's board sees epoch 1's post
+    assert.equal(c.epoch, 0n);
+    assert.equal(c.mediaKeys(1n), null);
+    assert.equal(c.mediaKeys(0n), null);
+    assert.equal(c.ciphertextsHeld(), 0);
+    assert.ok(events.some((e) => e instanceof EpochChanged && e.epoch === 1n && e.securityCode === host.securityCode));
+
+    // Chat of epoch 1 opens for the two, and the leaver reads none of it.
+    await b.sendChat("after the leave");
+    await until(() => host.chat.length === 3, "the epoch-1 message");
+    assert.equal(host.chat[2]?.epoch, 1n);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(c.chat.length, 2);
+
+    await host.end();
+    await until(() => b.ended, "the end on bob's board");
+    assert.ok(events.some((e) => e instanceof Ended));
+    assert.equal(b.ciphertextsHeld(), 0);
+    assert.equal(b.mediaKeys(1n), null);
+    // Nothing failed in the background on any side.
+    assert.deepEqual([...host.errors, ...b.errors, ...c.errors].map(String), []);
+  } finally {
+    await closeAll(host, b, c);
+  }
+});
+
+test("a key post without a valid admin proof is refused by name and changes nothing", { skip }, async () => {
+  const [ann, bob, eve] = await Promise.all([initialize(fresh("pann")), initialize(fresh("pbob")), initialize(fresh("peve"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId], timers: FAST });
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  const seen = b.events.subscribe();
+  const board = eve.board(host.meetingId);
+  try {
+    const [code, held, epoch] = [b.securityCode, b.ciphertextsHeld(), b.epoch];
+    // Eve signs with a group key of her own: her post is well-formed and signed by a
+    // certified device, but its proof is not by the meeting's group key.
+    const forged = PrivateKey.generate();
+    const encrypted = (await encrypt(Plaintext.generate(), host.invitation.groupKey, eve.signer)).bytes();
+    const proof = await MeetingProof.make("key", host.meetingId, eve.userId, BigInt(Math.trunc(Date.now() / 1000)), forged, encrypted);
+    const [membersDigest, baseDigest, joined, left] = await KeyPost.changes(b.members, [...b.members, eve.userId].sort());
+    const post = new KeyPost(5n, encrypted, membersDigest, baseDigest, joined, left, [], eve.userId, proof);
+    await board.connect();
+    await board.post(KeyPost.KIND, post.bytes());
+    let refused: unknown;
+    for await (const event of seen) {
+      if (event instanceof MeetingFailure) {
+        refused = event.error;
+        break;
+      }
+    }
+    assert.ok(refused instanceof UntrustedPost, String(refused));
+    assert.equal((refused as Error).name, "UntrustedPost");
+    assert.equal((refused as Error).message, "a key post without a proof by a meeting admin");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual([b.securityCode, b.ciphertextsHeld(), b.epoch], [code, held, epoch]);
+    assert.equal(host.epoch, 0n);
+    assert.equal(host.errors.filter((e) => e instanceof UntrustedPost).length, 1);
+    // A chat message under another join's sender number is refused by name too.
+    await board.post(Chat.KIND, new Chat(0n, host.senderNumber, new Uint8Array(40)).bytes());
+    await until(() => b.errors.length === 2, "the refusal of the chat message");
+    assert.ok(b.errors[1] instanceof UntrustedPost);
+    assert.equal((b.errors[1] as Error).message, "a chat message under another device's sender number");
+    assert.equal(b.chat.length, 0);
+  } finally {
+    await board.close();
+    await closeAll(host, b);
+  }
+});
+
+test("an invitation whose group key differs from the key service's is refused before any post", { skip }, async () => {
+  const [ann, bob] = await Promise.all([initialize(fresh("iann")), initialize(fresh("ibob"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId], timers: FAST });
+  try {
+    const forged = new Invitation(host.meetingId, PrivateKey.generate().publicKey);
+    await assert.rejects(Meeting.join(bob, forged), (error: Error) => error instanceof UntrustedInvitation && error.name === "UntrustedInvitation");
+    assert.equal(bob.openMeetings.size, 0);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(host.participants.size, 1); // bob never announced
+    assert.throws(() => Invitation.parse("veil-meeting-v1:x:not-a-key"), RangeError);
+  } finally {
+    await closeAll(host);
+  }
+});
+
+test("a joiner asks again after 1, 5, 10 and 10 s (an injected clock), then is not admitted", { skip }, async () => {
+  const [ann, out] = await Promise.all([initialize(fresh("jann")), initialize(fresh("jout"))]);
+  const host = await Meeting.start(ann, { timers: FAST }); // out is not invited
+  const waits: number[] = [];
+  // Each second is 20 ms here: the joiner's waits are recorded, not spent.
+  const clock: Clock = { time: systemClock.time, sleep: (seconds, signal) => (waits.push(seconds), systemClock.sleep(seconds / 50, signal)) };
+  try {
+    await assert.rejects(Meeting.join(out, host.invitation, { clock }), NotAdmitted);
+    assert.deepEqual(waits, [0, 1, 5, 10, 10]);
+    assert.equal(out.openMeetings.size, 0);
+  } finally {
+    await closeAll(host);
+  }
+});
+
+test("a late host takes over, hands management over, and a deputy takes over from a silent manager", { skip }, async () => {
+  const timers = new MeetingTimers({ ...FAST, heartbeat: 0.5, failover: 2 });
+  const [ann, hal, bob] = await Promise.all([initialize(fresh("lann")), initialize(fresh("lhal")), initialize(fresh("lbob"))]);
+  const start = await Meeting.start(ann, { invitees: [bob.userId], host: hal.userId, timers });
+  assert.equal(start.host, hal.userId);
+  const h = await Meeting.join(hal, start.invitation, { timers });
+  const b = await Meeting.join(bob, start.invitation, { timers });
+  try {
+    // The late host manages from the epoch it posted.
+    await until(() => h.managing && start.epoch === h.epoch && b.epoch === h.epoch, "the late host's take-over");
+    assert.ok((h.epoch ?? 0n) >= 1n && !start.managing);
+    assert.equal(start.epochs.manager, hal.deviceId);
+    // Hand-over to ann's join: she rekeys and manages.
+    const before = h.epoch ?? 0n;
+    await h.handOver(start.senderNumber);
+    await Promise.all([start.waitForEpoch(before + 1n), h.waitForEpoch(before + 1n), b.waitForEpoch(before + 1n)]);
+    await until(() => start.managing, "ann managing");
+    assert.equal(b.epochs.manager, ann.deviceId);
+    assert.deepEqual(new Set([start.securityCode, h.securityCode, b.securityCode]).size, 1);
+    // Ann's device stops (no leave): her deputy takes over and rekeys.
+    await until(() => start.manager.deputy !== null, "a deputy named");
+    const deputy = start.manager.deputy;
+    const at = start.epoch ?? 0n;
+    await start.close({ rotateDeviceKeys: false });
+    const next = deputy === h.senderNumber ? h : b;
+    await next.waitForEpoch(at + 1n, 20);
+    await until(() => next.managing, "the deputy managing");
+    const other = next === h ? b : h;
+    await other.waitForEpoch(at + 1n, 20);
+    assert.equal(other.securityCode, next.securityCode);
+  } finally {
+    await closeAll(start, h, b);
+  }
+});
+
+test("the manager ratchets the key when the rekey interval passes", { skip }, async () => {
+  const timers = new MeetingTimers({ ...FAST, rekeyInterval: 1.5 });
+  const [ann, bob] = await Promise.all([initialize(fresh("rann")), initialize(fresh("rbob"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId], timers });
+  const b = await Meeting.join(bob, host.invitation, { timers });
+  try {
+    // No leave, no join: only the interval moves the epoch on, for both alike.
+    await Promise.all([b.waitForEpoch(2n, 20), host.waitForEpoch(2n, 20)]);
+    await until(() => host.epoch === b.epoch, "the same epoch");
+    assert.equal(b.securityCode, host.securityCode);
+    assert.ok(b.rekeys >= 2);
+  } finally {
+    await closeAll(host, b);
+  }
+});
+
+test("no session key or chat text of a meeting reaches JSON, inspection or its errors", { skip }, async () => {
+  const [ann, bob] = await Promise.all([initialize(fresh("sann")), initialize(fresh("sbob"))]);
+  const host = await Meeting.start(ann, { invitees: [bob.userId], timers: FAST });
+  const events: MeetingEvent[] = [];
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  b.events.on((event) => events.push(event));
+  try {
+    await host.sendChat("a private word");
+    await until(() => b.chat.length === 1, "the chat message");
+    await assert.rejects(b.rekey(), (error: Error) => error.name === "VeilError"); // not the manager
+    const key = b.mediaKeys(0n)!;
+    const bigints = (_: string, v: unknown): unknown => (typeof v === "bigint" ? v.toString() : v);
+    const objects = [host, b, b.epochs, b.manager, b.roster, b.events, b.board, b.chat, events, b.errors, host.invitation];
+    const shown = objects.map((o) => JSON.stringify(o, bigints) + inspect(o, { depth: 8 })).join("\n");
+    for (const secret of [toHex(key), b64encode(key), "a private word"]) assert.ok(!shown.includes(secret), secret);
+    assert.equal(b.chat[0]?.text, "a private word");
+  } finally {
+    await closeAll(host, b);
+  }
+});
+
+/** A meeting clock that moves only when the test says (`advance`), as Python's FakeClock. */
+class FakeClock implements Clock {
+  now = 1000;
+  #waiters: { deadline: number; wake: () => void }[] = [];
+  time(): number {
+    return this.now;
+  }
+  sleep(seconds: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter = { deadline: this.now + seconds, wake: resolve };
+      this.#waiters.push(waiter);
+      signal?.addEventListener("abort", () => reject(new Cancelled()), { once: true });
+    });
+  }
+  advance(seconds: number): void {
+    this.now += seconds;
+    const due = this.#waiters.filter((w) => w.deadline <= this.now);
+    this.#waiters = this.#waiters.filter((w) => w.deadline > this.now);
+    for (const waiter of due) waiter.wake();
+  }
+}
+
+test("a leave rekeys only once the debounce has passed (an injected clock)", { skip }, async () => {
+  const [ann, bob, cat] = await Promise.all([initialize(fresh("dann")), initialize(fresh("dbob")), initialize(fresh("dcat"))]);
+  const clock = new FakeClock();
+  const host = await Meeting.start(ann, { invitees: [bob.userId, cat.userId], timers: FAST, clock });
+  const b = await Meeting.join(bob, host.invitation, { timers: FAST });
+  const c = await Meeting.join(cat, host.invitation, { timers: FAST });
+  try {
+    await c.leave();
+    // The leaver leaves the group at once, but the key rotates only after the debounce.
+    await until(async () => !(await ann.groups.get(host.meetingId)).members.includes(cat.userId), "cat's removal");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(host.epoch, 0n);
+    clock.advance(FAST.debounce - 0.1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(host.epoch, 0n);
+    clock.advance(0.1);
+    await Promise.all([host.waitForEpoch(1n, 10), b.waitForEpoch(1n, 10)]);
+    assert.equal(b.securityCode, host.securityCode);
+  } finally {
+    await closeAll(host, b, c);
+  }
+});

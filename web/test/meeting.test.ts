@@ -1,0 +1,133 @@
+/** The meeting's rules without a service: roster, epochs, member lists, events, timers. */
+
+import assert from "node:assert/strict";
+import { inspect } from "node:util";
+import { test } from "node:test";
+
+import { toHex } from "../src/crypto/encoding.js";
+import { Plaintext, PrivateKey } from "../src/crypto/pre.js";
+import { sessionKey } from "../src/crypto/schedule.js";
+import { KeyPost, MeetingProof } from "../src/protocol/board.js";
+import { MembersChanging, UntrustedPost } from "../src/client/errors.js";
+import { ChatMessage } from "../src/client/meeting/chat.js";
+import { Epochs, securityCode } from "../src/client/meeting/epochs.js";
+import { ChatReceived, EpochChanged, EventStream, MeetingFailure } from "../src/client/meeting/events.js";
+import { MemberLists } from "../src/client/meeting/members.js";
+import { Roster } from "../src/client/meeting/roster.js";
+import { MeetingTimers } from "../src/client/meeting/timers.js";
+
+const groupKey = PrivateKey.generate();
+
+async function keyPost(epoch: bigint, before: string[], after: string[], invitees: string[] = []): Promise<KeyPost> {
+  const encrypted = new Uint8Array([1, 2, 3]);
+  const proof = await MeetingProof.make("key", "m", "ann", 1n, groupKey, encrypted);
+  const [members, base, joined, left] = await KeyPost.changes(before, after);
+  return new KeyPost(epoch, encrypted, members, base, joined, left, invitees, "ann", proof);
+}
+
+test("the roster keeps each sender number to the device that announced it first", () => {
+  const roster = new Roster();
+  roster.announce(7n, "ann", "dev-a", 1);
+  assert.throws(() => roster.announce(7n, "eve", "dev-e", 2), UntrustedPost);
+  roster.announce(9n, "bob", "dev-b", 3);
+  roster.announce(11n, "ann", "dev-a", 4); // ann's device joined again: its old join goes
+  assert.deepEqual(roster.participants().map((p) => p.sender), [9n, 11n]);
+  assert.equal(roster.leave(9n, "dev-e"), null); // a leave for another device's join
+  assert.equal(roster.leave(9n, "dev-b")?.userId, "bob");
+  assert.deepEqual([...roster.departed()], ["bob"]);
+  roster.settled(["bob"]);
+  assert.equal(roster.departed().size, 0);
+  assert.equal(roster.senderOf("dev-a"), 11n);
+});
+
+test("epochs: a newer epoch or the same epoch earlier on the board replaces the key; none after close", async () => {
+  const epochs = new Epochs("m");
+  const [p0, p1, p1b] = [Plaintext.generate(), Plaintext.generate(), Plaintext.generate()];
+  assert.ok(await epochs.install(0n, 10, p0, ["ann"], "dev-a"));
+  assert.ok(await epochs.install(1n, 20, p1, ["ann", "bob"], "dev-a"));
+  assert.equal(await epochs.install(1n, 30, p1b, ["ann"], "dev-b"), null); // later post of epoch 1
+  const raced = await epochs.install(1n, 15, p1b, ["ann", "bob"], "dev-b"); // earlier post of epoch 1
+  assert.equal(raced?.manager, "dev-b");
+  const key = await sessionKey(p1b, "m", 1n);
+  assert.deepEqual(epochs.key(1n), key);
+  assert.equal(epochs.securityCode, await securityCode(key, 1n, ["ann", "bob"]));
+  assert.ok(epochs.key(0n)); // the previous epoch's key stays for late chat
+  await epochs.install(2n, 40, p0, ["ann"], "dev-b");
+  assert.deepEqual(epochs.heldEpochs(), [1n, 2n]);
+  // No secret in JSON or inspection.
+  const shown = JSON.stringify(epochs) + inspect(epochs, { depth: 5 });
+  assert.ok(!shown.includes(toHex(key)) && !shown.includes(toHex(epochs.key(2n)!)), shown);
+  epochs.close();
+  assert.equal(epochs.held(), 0);
+  assert.equal(await epochs.install(3n, 50, p0, ["ann"], "dev-b"), null);
+});
+
+test("member lists follow key posts in board order", async () => {
+  const fetched: string[][] = [];
+  const lists = new MemberLists(async () => fetched.shift() ?? [], "cat");
+  const first = await keyPost(0n, [], ["ann"]);
+  const second = await keyPost(1n, ["ann"], ["ann", "bob"]);
+  await lists.follow(first);
+  await lists.follow(second);
+  assert.deepEqual(await lists.of(second), ["ann", "bob"]); // nothing fetched
+});
+
+test("a fetched member list is taken only if its digest is the key post's", async () => {
+  const fetched: string[][] = [];
+  const lists = new MemberLists(async () => fetched.shift() ?? [], "cat");
+  // A post whose base this client never saw: its list must be fetched.
+  const post = await keyPost(3n, ["ann", "zed"], ["ann", "bob"], ["dan"]);
+  fetched.push(["ann", "bob", "eve"]); // the key service adds a user: refused
+  await assert.rejects(lists.of(post), MembersChanging);
+  // Users admitted since the post (an invitee, this client's own user) are in the group
+  // now: the list without them has the post's digest, and is taken.
+  fetched.push(["ann", "bob", "cat", "dan"]);
+  assert.deepEqual(await lists.of(post), ["ann", "bob"]);
+  assert.deepEqual(await lists.of(post), ["ann", "bob"]); // remembered
+});
+
+test("events reach callbacks and every subscriber, a throwing callback stops nothing", async () => {
+  const stream = new EventStream();
+  const got: string[] = [];
+  const original = console.error;
+  console.error = () => undefined; // the callback's error is logged, not thrown
+  try {
+    stream.on(() => {
+      throw new Error("the application's bug");
+    });
+    stream.on((event) => got.push(event.type));
+    const one = stream.subscribe();
+    const two = stream.subscribe();
+    stream.emit(new EpochChanged(0n, ["ann"], "00000 00000", "dev-a"));
+    stream.fail(new UntrustedPost("x"));
+    assert.deepEqual(got, ["epoch-changed", "failure"]);
+    for (const iterator of [one, two]) {
+      assert.equal((await iterator.next()).value?.type, "epoch-changed");
+      assert.ok((await iterator.next()).value instanceof MeetingFailure);
+    }
+    await one.return!();
+    stream.emit(new EpochChanged(1n, ["ann"], "00000 00000", "dev-a"));
+    assert.equal((await one.next()).done, true);
+    assert.equal((await two.next()).value?.type, "epoch-changed");
+    assert.equal(stream.failures.length, 1);
+  } finally {
+    console.error = original;
+  }
+});
+
+test("chat text stays out of JSON and inspection", () => {
+  const shown = [new ChatMessage("ann", 1n, 0n, "a private word"), new ChatReceived("ann", 1n, 0n, "a private word")]
+    .map((m) => JSON.stringify(m, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + inspect(m))
+    .join();
+  assert.ok(!shown.includes("a private word"), shown);
+  assert.equal(new ChatMessage("ann", 1n, 0n, "a private word").text, "a private word");
+});
+
+test("meeting timers: Python's defaults, and a fail-over no longer than the heartbeat refused", () => {
+  const timers = new MeetingTimers();
+  assert.deepEqual(
+    [timers.debounce, timers.rekeyInterval, [...timers.joinRetries], timers.epochGrace, timers.heartbeat, timers.failover, timers.postTimeout],
+    [10, 300, [1, 5, 10, 10], 5, 3, 10, 120],
+  );
+  assert.throws(() => new MeetingTimers({ heartbeat: 3, failover: 3 }), RangeError);
+});
