@@ -37,20 +37,44 @@ type Pending = { resolve: (message: Json) => void; reject: (error: Error) => voi
 
 // Janus closes a session after `session_timeout` seconds (60 by default) without a
 // request; a keepalive well inside that keeps an idle page's session.
-const KEEPALIVE_MS = 20_000;
-const REPLY_MS = 15_000;
+export const KEEPALIVE_MS = 20_000;
+export const REPLY_MS = 15_000;
+
+/** What the session uses of a WebSocket: the WHATWG API (a browser's `WebSocket`). */
+export interface JanusSocket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(): void;
+  addEventListener(
+    type: "open" | "message" | "close" | "error",
+    listener: (event: never) => void,
+    options?: { once: boolean },
+  ): void;
+}
+export type JanusSocketConstructor = new (url: string, protocol: string) => JanusSocket;
+
+export interface ConnectOptions {
+  /** The WebSocket class (`globalThis.WebSocket` by default; Node 20 has none). */
+  readonly WebSocket?: JanusSocketConstructor;
+  /** How long a request waits for Janus's answer (ms). */
+  readonly replyMs?: number;
+}
+
+const OPEN = 1; // WebSocket.OPEN
 
 export class JanusSession {
-  readonly #socket: WebSocket;
+  readonly #socket: JanusSocket;
+  readonly #replyMs: number;
   readonly #pending = new Map<string, Pending>();
   readonly #handles = new Map<number, JanusHandle>();
   readonly #keepalive: ReturnType<typeof setInterval>;
   #next = 0;
   id = 0;
 
-  private constructor(socket: WebSocket) {
+  private constructor(socket: JanusSocket, replyMs: number) {
     this.#socket = socket;
-    socket.addEventListener("message", (event) => this.#receive(String(event.data)));
+    this.#replyMs = replyMs;
+    socket.addEventListener("message", (event: { data: unknown }) => this.#receive(String(event.data)));
     socket.addEventListener("close", () => this.#fail(new JanusError(0, "the WebSocket closed")));
     this.#keepalive = setInterval(() => {
       this.#request({ janus: "keepalive", session_id: this.id }).catch(() => undefined);
@@ -58,13 +82,14 @@ export class JanusSession {
   }
 
   /** A new session on the Janus WebSocket at `url` (e.g. `ws://127.0.0.1:8188`). */
-  static async connect(url: string): Promise<JanusSession> {
-    const socket = new WebSocket(url, "janus-protocol");
+  static async connect(url: string, options: ConnectOptions = {}): Promise<JanusSession> {
+    const Socket = options.WebSocket ?? (globalThis.WebSocket as unknown as JanusSocketConstructor);
+    const socket = new Socket(url, "janus-protocol");
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve(), { once: true });
       socket.addEventListener("error", () => reject(new JanusError(0, `cannot reach ${url}`)), { once: true });
     });
-    const session = new JanusSession(socket);
+    const session = new JanusSession(socket, options.replyMs ?? REPLY_MS);
     const created = await session.#request({ janus: "create" });
     session.id = Number((created.data as Json).id);
     return session;
@@ -81,7 +106,7 @@ export class JanusSession {
   /** Ends the session (Janus detaches its handles and hangs up their peer connections). */
   async destroy(): Promise<void> {
     clearInterval(this.#keepalive);
-    if (this.#socket.readyState === WebSocket.OPEN) {
+    if (this.#socket.readyState === OPEN) {
       await this.#request({ janus: "destroy", session_id: this.id }).catch(() => undefined);
       this.#socket.close();
     }
@@ -102,8 +127,8 @@ export class JanusSession {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(transaction);
-        reject(new JanusError(0, `no reply to ${String(message.janus)} within ${REPLY_MS} ms`));
-      }, REPLY_MS);
+        reject(new JanusError(0, `no reply to ${String(message.janus)} within ${this.#replyMs} ms`));
+      }, this.#replyMs);
       this.#pending.set(transaction, {
         resolve: (reply) => (clearTimeout(timer), resolve(reply)),
         reject: (error) => (clearTimeout(timer), reject(error)),
