@@ -58,10 +58,17 @@ def require() -> None:
         pytest.skip("iproute2's `ip` is not installed: apt-get install iproute2")
 
 
+class NotPermitted(PermissionError):
+    """Root, but not allowed to make namespaces or links (an unprivileged container)."""
+
+
 def ip(*arguments: str) -> str:
     done = subprocess.run(["ip", *arguments], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(arguments)}: {done.stderr.strip()}")
+        message = f"ip {' '.join(arguments)}: {done.stderr.strip()}"
+        if "Operation not permitted" in done.stderr or "Permission denied" in done.stderr:
+            raise NotPermitted(message)
+        raise RuntimeError(message)
     return done.stdout
 
 
@@ -117,7 +124,10 @@ def namespace() -> Iterator[Namespace]:
         _remove_stale()
         block = _free_block()
         host_address, address = (str(host) for host in list(block.hosts())[:2])
-        ip("netns", "add", name)
+        try:
+            ip("netns", "add", name)
+        except NotPermitted as error:
+            pytest.skip(f"this root may not make network namespaces ({error})")
         try:
             ip("link", "add", host_end, "type", "veth", "peer", "name", inner_end)
             ip("link", "set", inner_end, "netns", name)
@@ -126,9 +136,11 @@ def namespace() -> Iterator[Namespace]:
             ip("-n", name, "addr", "add", f"{address}/30", "dev", inner_end)
             ip("-n", name, "link", "set", inner_end, "up")
             ip("-n", name, "link", "set", "lo", "up")
-        except BaseException:
+        except BaseException as error:
             _delete(name)
             subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+            if isinstance(error, NotPermitted):
+                pytest.skip(f"this root may not make veth pairs ({error})")
             raise
     try:
         yield Namespace(name=name, address=address, host_address=host_address)

@@ -73,3 +73,19 @@ def test_a_namespace_whose_test_process_died_is_removed_by_the_next() -> None:
     finally:
         subprocess.run(["ip", "netns", "del", stale], capture_output=True, check=False)
         sleeper.kill()
+
+
+def test_a_root_that_may_not_make_namespaces_skips_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = netns.ip
+
+    def refusing(*arguments: str) -> str:
+        if arguments[:2] == ("netns", "add"):
+            raise netns.NotPermitted("ip netns add: mount --make-shared: Permission denied")
+        return real(*arguments)
+
+    monkeypatch.setattr(netns, "ip", refusing)
+    refused = pytest.raises(pytest.skip.Exception, match="may not make network namespaces")
+    with refused, netns.namespace():
+        pass
