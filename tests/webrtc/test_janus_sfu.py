@@ -148,6 +148,7 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
     after = {name: reports(page) for name, page in pages.items()}
     for name in NAMES:
         assert sorted(after[name]) == sorted(others[name])
+        assert pages[name].evaluate("window.__page.errors") == []
         hooked = pages[name].evaluate("window.__page.hooked")
         assert sorted(hooked) == sorted(
             [f"send:{kind}:{name}" for kind in ("audio", "video")]

@@ -55,6 +55,8 @@ export interface RoomOptions {
   readonly onRemote?: (remote: RemoteFeed) => void;
   /** A remote participant stopped publishing or left. */
   readonly onRemoteGone?: (participant: Participant) => void;
+  /** A subscription to a publisher who arrived after the join failed. */
+  readonly onError?: (error: unknown) => void;
 }
 
 /** One subscription: a publisher's media on its own peer connection. */
@@ -74,6 +76,7 @@ export class VideoRoom {
   readonly #session: JanusSession;
   readonly #handle: JanusHandle;
   readonly #remotes = new Map<number, RemoteFeed & { handle: JanusHandle }>();
+  readonly #claimed = new Set<number>();
   #privateId = 0;
   #self: Participant = { feed: 0, display: "" };
   readonly publisher: RTCPeerConnection;
@@ -143,7 +146,10 @@ export class VideoRoom {
   }
 
   async #subscribe(publisher: Publisher): Promise<void> {
-    if (publisher.id === this.#self.feed || this.#remotes.has(publisher.id)) return;
+    // Checked and claimed before any await: the join's list and an event may both name
+    // the same publisher.
+    if (publisher.id === this.#self.feed || this.#claimed.has(publisher.id)) return;
+    this.#claimed.add(publisher.id);
     const participant = { feed: publisher.id, display: publisher.display ?? "" };
     const handle = await this.#session.attach(VIDEOROOM);
     const pc = this.#peerConnection(handle);
@@ -184,7 +190,7 @@ export class VideoRoom {
 
   #event(message: Json): void {
     for (const publisher of publishersIn(message)) {
-      this.#subscribe(publisher).catch((error: unknown) => console.error("subscribe", error));
+      this.#subscribe(publisher).catch((error: unknown) => this.#options.onError?.(error));
     }
     const data = pluginData(message);
     for (const gone of [data.unpublished, data.leaving]) {
@@ -193,6 +199,7 @@ export class VideoRoom {
   }
 
   #drop(feed: number): void {
+    this.#claimed.delete(feed);
     const remote = this.#remotes.get(feed);
     if (remote === undefined) return;
     this.#remotes.delete(feed);

@@ -34,6 +34,7 @@ export class SfuPage {
   /** The digests of the frames each sender's transform sent (see count-worker.ts). */
   readonly sent: Record<string, string[]> = {};
   readonly gone: string[] = [];
+  readonly errors: string[] = [];
   readonly #videos = new Map<string, HTMLVideoElement>();
   room: VideoRoom | undefined;
   #started = 0;
@@ -63,6 +64,7 @@ export class SfuPage {
       onReceiver: hook("receive"),
       onRemote: (remote) => this.#show(remote.participant.display, remote.stream),
       onRemoteGone: (participant) => this.gone.push(participant.display),
+      onError: (error) => this.errors.push(String(error)),
     });
     this.timings.join_ms = performance.now() - started;
   }
