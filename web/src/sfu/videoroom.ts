@@ -91,25 +91,37 @@ export class VideoRoom {
   /** Joins the room, publishes `options.stream`, and subscribes to everyone else. */
   static async join(options: RoomOptions): Promise<VideoRoom> {
     const session = await JanusSession.connect(options.url);
-    const handle = await session.attach(VIDEOROOM);
-    const room = new VideoRoom(options, session, handle);
+    let room: VideoRoom | undefined;
+    try {
+      room = new VideoRoom(options, session, await session.attach(VIDEOROOM));
+      await room.#enter();
+      return room;
+    } catch (error) {
+      // No peer connection, session or keepalive outlives a failed join.
+      await (room === undefined ? session.destroy() : room.leave());
+      throw error;
+    }
+  }
+
+  async #enter(): Promise<void> {
+    const options = this.#options;
+    const handle = this.#handle;
     const early: Publisher[] = [];
     let joined = false;
     // Publishers announced while this join is still in flight are subscribed after it.
-    handle.onEvent((message) => (joined ? room.#event(message) : room.#queue(message, early)));
+    handle.onEvent((message) => (joined ? this.#event(message) : this.#queue(message, early)));
     const { data } = await handle.send({
       request: "join",
       ptype: "publisher",
       room: options.room,
       display: options.display,
     });
-    room.#self = { feed: Number(data.id), display: options.display };
-    room.#privateId = Number(data.private_id);
+    this.#self = { feed: Number(data.id), display: options.display };
+    this.#privateId = Number(data.private_id);
     joined = true;
-    await room.#publish();
+    await this.#publish();
     const present = [...((data.publishers as Publisher[] | undefined) ?? []), ...early];
-    await Promise.all(present.map((publisher) => room.#subscribe(publisher)));
-    return room;
+    await Promise.all(present.map((publisher) => this.#subscribe(publisher)));
   }
 
   get self(): Participant {
