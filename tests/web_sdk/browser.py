@@ -11,11 +11,18 @@ from typing import Any
 
 import pytest
 
-from veil.bench.browser import IMPORT_MAP, chromium_missing, headless_chromium, module_page, served
+from veil.bench.browser import (
+    CHROMIUM,
+    IMPORT_MAP,
+    chromium_missing,
+    headless_chromium,
+    module_page,
+    served,
+)
 
 from .node import WEB, npm
 
-__all__ = ["IMPORT_MAP", "built_sdk", "chromium", "module_page", "served"]
+__all__ = ["CHROMIUM", "IMPORT_MAP", "built_sdk", "chromium", "module_page", "served"]
 
 
 def built_sdk() -> Path:
