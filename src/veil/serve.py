@@ -27,6 +27,7 @@ from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import SHUTDOWN_SECONDS, run_stack
 from veil.web.logs import log_level, logging_config, uvicorn_level, uvicorn_options
+from veil.webdir import default_web_dir
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
 
@@ -267,6 +268,7 @@ async def _serve_all(options: ServeOptions) -> None:
     for change in make_private(options.directory):
         print(f"veil serve: made private {change}", file=sys.stderr, flush=True)
     secret = load_or_create_secret(options.directory / "keyserver.secret")
+    web_dir = default_web_dir()  # $VEIL_WEB_DIR, else this checkout's web/
     # Installed before start-up and whatever SIGINT's inherited disposition (a job
     # started in the background by a script ignores it). The first signal stops the
     # services, which give requests in flight SHUTDOWN_SECONDS; a second one, for a
@@ -295,6 +297,8 @@ async def _serve_all(options: ServeOptions) -> None:
         service_secret=secret,
         log_level=uvicorn_level(log_level()),
         log_config=logging_config(log_level()),
+        web_dir=web_dir,
     ) as endpoints:
         print(json.dumps(endpoints.__dict__), flush=True)
+        print(f"the web app: {endpoints.conference_url}/app/", file=sys.stderr, flush=True)
         await stop.wait()

@@ -183,13 +183,15 @@ async def running_stack(
     log_level: str = "warning",
     log_config: dict[str, Any] | None = None,
     user_id_claim: str = "sub",
+    web_dir: Path | None = None,
 ) -> AsyncIterator[Stack]:
     """``run_stack``, yielding the ``Stack`` (whose conference service can be stopped
     and started again). A ``fanout`` object is handed to each conference app in turn,
     so a restart needs one that still works after the app closed it (``MemoryFanout``
     does; or leave it to ``fanout_url``). ``log_config``: uvicorn's (its own default
     when ``None``), e.g. ``veil.web.logs.logging_config()``. ``user_id_claim``: the
-    token claim both services take the user id from."""
+    token claim both services take the user id from. ``web_dir``: a built ``web/``
+    whose example page the conference service serves at ``/app/``."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
@@ -211,6 +213,7 @@ async def running_stack(
         keyserver_url=endpoints.keyserver_url,
         fanout_url=fanout_url,
         audience=CONFERENCE_AUDIENCE,
+        web_dir=web_dir,
         **common,
     )
     factories: list[Callable[[], Any]] = [

@@ -1,28 +1,21 @@
-"""Headless Chromium for the browser SDK's tests: the system's Chromium (Debian's
-``chromium`` package) driven by Playwright for Python, and the built SDK served from
-``web/`` on loopback (a browser gives WebCrypto to ``http://127.0.0.1`` pages, a
-secure context). Everything skips, saying why, when Chromium, Playwright, Node or the
-SDK's packages are missing; ``.ci/run`` installs them."""
+"""Headless Chromium for the browser SDK's tests (``veil.bench.browser``: the system's
+Chromium driven by Playwright for Python, and the built SDK served from ``web/`` on
+loopback). Everything skips, saying why, when Chromium, Playwright, Node or the SDK's
+packages are missing; ``.ci/run`` installs them."""
 
 import contextlib
-import functools
-import http.server
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from veil.bench.browser import IMPORT_MAP, chromium_missing, headless_chromium, module_page, served
+
 from .node import WEB, npm
 
-CHROMIUM = "/usr/bin/chromium"
-IMPORT_MAP = (
-    '<script type="importmap">{"imports": {'
-    '"@noble/curves/": "/node_modules/@noble/curves/", '
-    '"@noble/hashes/": "/node_modules/@noble/hashes/"}}</script>'
-)
+__all__ = ["IMPORT_MAP", "built_sdk", "chromium", "module_page", "served"]
 
 
 def built_sdk() -> Path:
@@ -35,61 +28,11 @@ def built_sdk() -> Path:
 
 
 @contextlib.contextmanager
-def served(root: Path, pages: dict[str, bytes]) -> Iterator[str]:
-    """``root``'s files, and ``pages`` at their paths, on a loopback port; its URL."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            page = pages.get(self.path)
-            if page is None:
-                super().do_GET()
-                return
-            self.send_response(200)
-            kind = "application/json" if self.path.endswith(".json") else "text/html"
-            self.send_header("content-type", kind)
-            self.send_header("content-length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    handler: Callable[..., Handler] = functools.partial(Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright's ``Browser``)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install -e '.[test]')")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed: apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",  # as root
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def module_page(script: str) -> bytes:
-    """An HTML page with the import map and one module script."""
-    return f"<!doctype html>{IMPORT_MAP}<script type=module>{script}</script>".encode()
+def chromium(executable: Path | None = None, args: Sequence[str] = ()) -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's ``Browser``; ``headless_chromium``
+    says what the arguments do); skips where there is none."""
+    missing = chromium_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    with headless_chromium(executable, args) as browser:
+        yield browser

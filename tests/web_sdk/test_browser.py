@@ -36,5 +36,8 @@ def test_the_crypto_core_runs_in_chromium_and_reads_python_values() -> None:
         "decrypt_l0": True, "decrypt_l1": True, "decrypt_l2": True,
         "tampered_refused": True, "python_frames": True,
     }  # fmt: skip
-    for timing in ("decrypt_l2_ms", "encrypt_ms", "transform_key_ms", "sframe_us", "aes_gcm_us"):
+    for timing in (
+        "decrypt_l2_ms", "encrypt_ms", "transform_key_ms", "escrow_unlock_ms", "sframe_us",
+        "aes_gcm_us",
+    ):  # fmt: skip
         assert result[timing] > 0, timing

@@ -14,6 +14,7 @@ from veil.conference.media_channel import serve_media
 from veil.conference.models import PlatformShare
 from veil.conference.service import ConferenceService
 from veil.conference.settings import ConferenceSettings
+from veil.conference.webapp import add_web_app
 from veil.crypto import escrow
 from veil.protocol import CONFERENCE_AUDIENCE
 from veil.web.database import transaction
@@ -62,6 +63,10 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
         return await service.jwt.verify(bearer_token(authorization), fresh=False)
 
     document_security(app, [BEARER])
+    if settings.web_dir is not None:
+        add_web_app(
+            app, settings.web_dir, keyserver_url=settings.keyserver_url, idp_url=settings.issuer_url
+        )
 
     @app.post("/v1/users/me/share", tags=["users"], responses=ERROR_RESPONSES)
     def platform_share(identity: Annotated[Identity, Depends(caller)]) -> Share:

@@ -4,6 +4,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -70,6 +71,10 @@ class ConferenceSettings:
     cors_origins: tuple[str, ...] = ()
     """Web origins whose pages may call the service from a browser (``veil.web.origins``):
     CORS, and the ``Origin`` of WebSockets. Clients that are not browsers need none."""
+    web_dir: Path | None = None
+    """A Veil checkout's ``web/``, built, whose example page and SDK the service serves at
+    ``/app/`` (``veil.conference.webapp``; the all-in-one ``veil serve`` sets it);
+    ``None``: no ``/app/``."""
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:

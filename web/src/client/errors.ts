@@ -50,6 +50,9 @@ export class PinnedKeyChanged extends VeilError {
 
 /** The escrow password did not open the user's escrowed key. */
 export class WrongPassword extends VeilError {}
+/** A saved device context whose storage key is gone (or is not a non-extractable
+ * AES-GCM key): the context cannot be opened, and this device must be set up again. */
+export class StorageKeyMissing extends VeilError {}
 /** In device-approval mode, no existing device has approved this one (yet). */
 export class ApprovalPending extends VeilError {}
 /** The meeting did not admit this device. */

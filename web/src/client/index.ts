@@ -5,6 +5,7 @@ export { Backoff, RECONNECT, RETRY } from "./retry.js";
 export { Device, escrowDocumentId, userIdOf, type InitializeOptions, type ApprovalDisplay } from "./device.js";
 export type { PasswordSource, TokenSource } from "./escrow.js";
 export { DeviceContext, MemoryDeviceStore, type DeviceStore, type Mode } from "./store.js";
+export { IndexedDbDeviceStore } from "./indexeddb.js";
 export { KeyServerClient, DeviceSession, DeviceRecord, UserKeys, type KeyDelivery } from "./keyserver.js";
 export { ConferenceClient } from "./conference.js";
 export { Groups, type GroupInfo, type GroupDigest } from "./groups.js";

@@ -54,14 +54,22 @@ async function decrypt(key: CryptoKey, nonce: Uint8Array, data: Uint8Array, aad:
 }
 
 export async function sealDocument(key: Uint8Array, documentId: string, plaintext: Uint8Array): Promise<Uint8Array> {
-  const aes = await aesKey(key);
+  return sealDocumentUnder(await aesKey(key), documentId, plaintext);
+}
+
+/** `sealDocument` under a WebCrypto AES-256-GCM key (one that may be non-extractable). */
+export async function sealDocumentUnder(aes: CryptoKey, documentId: string, plaintext: Uint8Array): Promise<Uint8Array> {
   const nonce = crypto.getRandomValues(new Uint8Array(NONCE_SIZE));
   const head = concat([header(Kind.DOCUMENT), idField(documentId), nonce]);
   return concat([head, await encrypt(aes, nonce, plaintext, head)]);
 }
 
 export async function openDocument(key: Uint8Array, documentId: string, envelope: Uint8Array): Promise<Uint8Array> {
-  const aes = await aesKey(key);
+  return openDocumentUnder(await aesKey(key), documentId, envelope);
+}
+
+/** `openDocument` under a WebCrypto AES-256-GCM key (one that may be non-extractable). */
+export async function openDocumentUnder(aes: CryptoKey, documentId: string, envelope: Uint8Array): Promise<Uint8Array> {
   const reader = new Reader(envelope, "document envelope");
   reader.expectHeader(Kind.DOCUMENT);
   const length = reader.take(2);

@@ -92,6 +92,21 @@ export class SigningKey {
     return new SigningKey(pair.privateKey, new VerifyingKey(raw));
   }
 
+  /** A key kept as a WebCrypto key (e.g. in IndexedDB, which stores CryptoKeys as they
+   * are): it must be a non-extractable Ed25519 private key. `verifyingKey` is taken on
+   * trust; check the pair by signing and verifying when it comes from storage. */
+  static fromCryptoKey(privateKey: CryptoKey, verifyingKey: VerifyingKey): SigningKey {
+    if (privateKey.type !== "private" || privateKey.algorithm.name !== "Ed25519" || privateKey.extractable) {
+      throw new TypeError("a signing key is a non-extractable Ed25519 private CryptoKey");
+    }
+    return new SigningKey(privateKey, verifyingKey);
+  }
+
+  /** The private key's WebCrypto handle, non-extractable: it signs, and its bytes cannot be read. */
+  cryptoKey(): CryptoKey {
+    return this.#private;
+  }
+
   async sign(message: Uint8Array): Promise<Uint8Array> {
     return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, this.#private, owned(message)));
   }

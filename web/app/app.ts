@@ -1,0 +1,120 @@
+/**
+ * The example page at `/app/` (web/app/index.html), served by `veil serve`: sign in
+ * through the all-in-one stack's dev IdP, then set this browser up as a device of
+ * that user in split-trust mode, its context sealed in IndexedDB
+ * (`IndexedDbDeviceStore`, one per user name), and show who and which device it is.
+ * A second sign-in with the same name in this browser loads the saved device.
+ *
+ * Where the meeting UI plugs in once the SDK's `Meeting` exists is marked MEETING UI
+ * here and in index.html. Nothing secret is shown or logged; errors show their name
+ * and message, which carry no secret.
+ */
+
+import { Device, IndexedDbDeviceStore, type TokenSource } from "../src/client/index.js";
+
+interface Config {
+  keyserver_url: string;
+  idp_url: string | null;
+}
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (found === null) throw new Error(`the page has no #${id}`);
+  return found as T;
+}
+
+type State = "loading" | "ready" | "busy" | "signed-in" | "signed-out" | "error";
+
+/** The status line; its `data-state` is for tests and styles, its text for people. */
+function status(text: string, state: State): void {
+  const line = element("status");
+  line.textContent = text;
+  line.dataset.state = state;
+}
+
+/** Tokens for `user` from the dev IdP, one per audience asked for (each service's own). */
+function devIdpTokens(idpUrl: string, user: string): TokenSource {
+  return async (audience) => {
+    const response = await fetch(new URL("/token", idpUrl), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ sub: user, audience }),
+    });
+    if (!response.ok) throw new Error(`the IdP refused a token (${response.status})`);
+    return ((await response.json()) as { token: string }).token;
+  };
+}
+
+async function signIn(config: Config, user: string): Promise<Device> {
+  if (config.idp_url === null) throw new Error("this service names no IdP to sign in with");
+  const store = new IndexedDbDeviceStore(user);
+  const saved = (await store.load()) !== null;
+  status(saved ? "Loading this browser's saved device…" : "Setting up this browser as a new device…", "busy");
+  const device = await Device.initialize({
+    keyserverUrl: config.keyserver_url,
+    conferenceUrl: location.origin,
+    tokens: devIdpTokens(config.idp_url, user),
+    store,
+    mode: "split-trust",
+  });
+  element("user-id").textContent = device.userId;
+  element("device-id").textContent = device.deviceId;
+  element("mode").textContent = device.mode;
+  element("saved").textContent = saved ? "loaded from this browser" : "registered now, saved in this browser";
+  return device;
+}
+
+function show(signedIn: boolean): void {
+  element("sign-in").hidden = signedIn;
+  element("device").hidden = !signedIn;
+  element("meeting").hidden = !signedIn;
+}
+
+async function main(): Promise<void> {
+  const config = (await (await fetch("config.json")).json()) as Config;
+  const form = element<HTMLFormElement>("sign-in-form");
+  const button = element<HTMLButtonElement>("sign-in-button");
+  let device: Device | null = null;
+  let user = "";
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    user = element<HTMLInputElement>("user").value.trim();
+    if (!user) return;
+    button.disabled = true;
+    signIn(config, user)
+      .then((signedIn) => {
+        device = signedIn;
+        show(true);
+        status(`Signed in as ${device.userId}.`, "signed-in");
+        // MEETING UI: with `device`, offer "start a meeting" and, when the page was
+        // opened from an invitation link (location.hash), "join"; then show the
+        // participants, the epoch and the security code, and the chat.
+      })
+      .catch((error: Error) => status(`${error.name}: ${error.message}`, "error"))
+      .finally(() => {
+        button.disabled = false;
+      });
+  });
+  element("sign-out").addEventListener("click", () => {
+    device = null;
+    show(false);
+    status("Signed out. This browser keeps the device for the next sign-in.", "signed-out");
+  });
+  element("forget").addEventListener("click", () => {
+    new IndexedDbDeviceStore(user)
+      .clear()
+      .then(() => {
+        device = null;
+        show(false);
+        status("This browser no longer holds that device (it stays registered until revoked).", "signed-out");
+      })
+      .catch((error: Error) => status(`${error.name}: ${error.message}`, "error"));
+  });
+  show(false);
+  button.disabled = false;
+  if (config.idp_url === null) status("No IdP is configured: signing in cannot work here.", "error");
+  else status("Ready.", "ready");
+}
+
+main().catch((error: Error) => status(`${error.name}: ${error.message}`, "error"));
