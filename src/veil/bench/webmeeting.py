@@ -198,52 +198,58 @@ class _KeyPostTimes:
         meeting.board.post = timed  # type: ignore[method-assign]
 
 
-def key_post_to_installed(
-    web: Path, runs: int = 5, *, warmup: int = 1, gap: float = 0.5
+def key_post_to_installed(web: Path, runs: int = 5, **options: Any) -> dict[str, Any]:
+    """``measure_key_post_to_installed`` with services, pages and a browser of its own;
+    ``web`` is the built SDK."""
+    with browser_meetings(web) as meetings:
+        return measure_key_post_to_installed(meetings, runs, **options)
+
+
+def measure_key_post_to_installed(
+    meetings: BrowserMeetings, runs: int = 5, *, warmup: int = 1, gap: float = 0.5
 ) -> dict[str, Any]:
     """In a 3-person meeting (a Python host, two browser participants), the time from
     each of ``runs`` rekeys' key post leaving the host to the key being installed in
-    each browser page (its ``EpochChanged``); ``web`` is the built SDK. Returns
-    ``key_post_to_installed_ms`` (the median over both pages and all rekeys),
-    ``by_page_ms`` (each page's median) and ``samples_ms``. ``warmup`` rekeys go
-    first, unmeasured, and each rekey waits ``gap`` seconds after the one before it
-    (the key service prepares the next transforms while idle, as between a real
-    meeting's rekeys, which are minutes apart).
+    each browser page (its ``EpochChanged``). Returns ``key_post_to_installed_ms`` (the
+    median over both pages and all rekeys), ``by_page_ms`` (each page's median) and
+    ``samples_ms``. ``warmup`` rekeys go first, unmeasured, and each rekey waits
+    ``gap`` seconds after the one before it (the key service prepares the next
+    transforms while idle, as between a real meeting's rekeys, minutes apart).
 
     What it covers: the post's way through the conference service to the page's board
     WebSocket, the page checking the post (signature, certified device, the admin's
     proof with the group key), asking the key service for its transform, checking and
     decrypting the answer (level 2, with the origin check) and installing the key.
-    The page's clock and this process's are compared around each rekey
+    The page's clock and this process's are compared before each rekey
     (``BrowserParticipant.clock_offset_ms``)."""
     tag = secrets.token_hex(4)
-    with browser_meetings(web) as meetings:
-        pages = [meetings.browser_participant(f"bench-{n}-{tag}") for n in ("ann", "bob")]
-        with meetings.python_participant(f"bench-host-{tag}") as host:
-            # No rekey but the ones measured: no departures, and no periodic ones.
-            timers = MeetingTimers(rekey_interval=3600)
-            meeting = host.run(
-                Meeting.start(host.device, invitees=[p.user_id for p in pages], timers=timers)
-            )
-            host.meeting = meeting
-            for page in pages:
-                page.call("join", invitation=str(meeting.invitation))
-            posts = _KeyPostTimes(meeting)
-            samples: list[list[float]] = [[] for _ in pages]
-            for round_ in range(warmup + runs):
-                time.sleep(gap)
-                offsets = [page.clock_offset_ms() for page in pages]
-                host.run(meeting.rekey())
-                epoch = meeting.epoch
-                assert epoch is not None
-                for page, offset, kept in zip(pages, offsets, samples, strict=True):
-                    page.call("wait_epoch", epoch=epoch)
-                    installed = page.call("installed_at")[str(epoch)] - offset
-                    if round_ >= warmup:
-                        kept.append(installed - posts.sent[-1])
-            host.run(meeting.end())
-            for page in pages:
-                page.call("close")
+    pages = [meetings.browser_participant(f"bench-{n}-{tag}") for n in ("ann", "bob")]
+    with meetings.python_participant(f"bench-host-{tag}") as host:
+        # No rekey but the ones measured: no departures, and no periodic ones.
+        timers = MeetingTimers(rekey_interval=3600)
+        meeting = host.run(
+            Meeting.start(host.device, invitees=[p.user_id for p in pages], timers=timers)
+        )
+        host.meeting = meeting
+        for page in pages:
+            page.call("join", invitation=str(meeting.invitation))
+        posts = _KeyPostTimes(meeting)
+        samples: list[list[float]] = [[] for _ in pages]
+        for round_ in range(warmup + runs):
+            time.sleep(gap)
+            offsets = [page.clock_offset_ms() for page in pages]
+            host.run(meeting.rekey())
+            epoch = meeting.epoch
+            assert epoch is not None
+            for page, offset, kept in zip(pages, offsets, samples, strict=True):
+                page.call("wait_epoch", epoch=epoch)
+                installed = page.call("installed_at")[str(epoch)] - offset
+                if round_ >= warmup:
+                    kept.append(installed - posts.sent[-1])
+        host.run(meeting.end())
+        for page in pages:
+            page.call("close")
+            page.page.context.close()
     every = [sample for kept in samples for sample in kept]
     return {
         "key_post_to_installed_ms": round(statistics.median(every), 1),
