@@ -36,10 +36,10 @@ from .test_meeting_node import PY_TIMERS, TIMERS
 
 @pytest.fixture(scope="module")
 def meetings() -> Iterator[BrowserMeetings]:
-    web = built_sdk()
     missing = chromium_missing()
     if missing is not None:
         pytest.skip(missing)
+    web = built_sdk()
     with browser_meetings(web) as running:
         yield running
 
