@@ -287,6 +287,22 @@ def test_all_services_in_one_process(tmp_path: Path) -> None:
     assert (tmp_path / "conference.sqlite3").exists()
 
 
+def test_all_in_one_allows_the_pages_of_veil_cors_origins(tmp_path: Path) -> None:
+    """Beside its own page's origin, the origins a deployment lists; no other."""
+    page, other = "http://127.0.0.1:9", "https://evil.example"
+    with serving_all(tmp_path, env={"VEIL_CORS_ORIGINS": page}) as (_, endpoints):
+        for origin, allowed in ((page, True), (endpoints["conference_url"], True), (other, False)):
+            for url in endpoints.values():
+                answer = httpx.get(f"{url}/healthz", headers={"origin": origin})
+                assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
+
+
+def test_all_in_one_refuses_what_is_not_an_origin() -> None:
+    completed = veil("serve", env={"VEIL_CORS_ORIGINS": "https://meet.example/app"})
+    assert completed.returncode == 2, completed.stderr
+    assert "VEIL_CORS_ORIGINS: 'https://meet.example/app' is not an origin" in completed.stderr
+
+
 def _modes(directory: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
 

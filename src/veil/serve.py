@@ -27,6 +27,7 @@ from veil.keyserver.settings import KeyServerSettings, load_or_create_secret
 from veil.protocol import CONFERENCE_AUDIENCE, KEYSERVER_AUDIENCE
 from veil.stack import SHUTDOWN_SECONDS, run_stack
 from veil.web.logs import log_level, logging_config, uvicorn_level, uvicorn_options
+from veil.web.origins import parse_origins
 from veil.webdir import default_web_dir
 
 DEFAULT_PORTS = {"keyserver": 8470, "conference": 8471, "idp": 8472}
@@ -107,6 +108,7 @@ class ServeOptions:
                     "all services in one process run one worker; serve them one by one "
                     "(--keyserver, --conference) to use --workers"
                 )
+            extra_origins()
             return
         if self.role == "idp":
             if self.workers != 1:
@@ -185,6 +187,15 @@ class ServeOptions:
             env.pop("VEIL_JWKS_URL", None)
             env.pop("VEIL_JWT_ISSUER", None)
         return env
+
+
+def extra_origins() -> tuple[str, ...]:
+    """``VEIL_CORS_ORIGINS`` for all services in one process: web origins whose pages
+    may call them, beside the conference service's own (where its page is)."""
+    try:
+        return parse_origins(os.environ.get("VEIL_CORS_ORIGINS"))
+    except ValueError as error:
+        raise ConfigurationError(f"VEIL_CORS_ORIGINS: {error}") from None
 
 
 def _address(host: str, port: int) -> str:
@@ -298,6 +309,7 @@ async def _serve_all(options: ServeOptions) -> None:
         log_level=uvicorn_level(log_level()),
         log_config=logging_config(log_level()),
         web_dir=web_dir,
+        cors_origins=extra_origins(),
     ) as endpoints:
         print(json.dumps(endpoints.__dict__), flush=True)
         print(f"the web app: {endpoints.conference_url}/app/", file=sys.stderr, flush=True)

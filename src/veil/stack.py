@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,7 @@ async def running_stack(
     log_config: dict[str, Any] | None = None,
     user_id_claim: str = "sub",
     web_dir: Path | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> AsyncIterator[Stack]:
     """``run_stack``, yielding the ``Stack`` (whose conference service can be stopped
     and started again). A ``fanout`` object is handed to each conference app in turn,
@@ -191,7 +192,8 @@ async def running_stack(
     does; or leave it to ``fanout_url``). ``log_config``: uvicorn's (its own default
     when ``None``), e.g. ``veil.web.logs.logging_config()``. ``user_id_claim``: the
     token claim both services take the user id from. ``web_dir``: a built ``web/``
-    whose example page the conference service serves at ``/app/``."""
+    whose example page the conference service serves at ``/app/``. ``cors_origins``:
+    web origins whose pages may call the three services, beside the conference's own."""
     sockets = [_bind(host, port) for port in ports]
     endpoints = Endpoints(*(_url(s) for s in sockets))
     common: dict[str, Any] = {"issuer": idp.issuer, "jwks": idp.jwks()}
@@ -200,7 +202,7 @@ async def running_stack(
         common = {"issuer_url": endpoints.idp_url}
     common["user_id_claim"] = user_id_claim
     # The conference's own origin, where the stack's web page is served, may call all three.
-    common["cors_origins"] = (endpoints.conference_url,)
+    common["cors_origins"] = (endpoints.conference_url, *cors_origins)
     keyserver = KeyServerSettings(
         database_url=database_url or f"sqlite:///{(data_dir / 'keyserver.sqlite3').as_posix()}",
         service_secret=service_secret or secrets.token_bytes(32),

@@ -209,12 +209,16 @@ def raise_file_limit(needed: int = 0) -> int:
 
 
 def start_services(
-    folder: Path, *, transform_workers: int = 1, database_url: str | None = None
+    folder: Path,
+    *,
+    transform_workers: int = 1,
+    database_url: str | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """``veil serve`` (the dev IdP, the key service and the conference service in one
     process, plus its transform processes) on free loopback ports, SQLite in ``folder``
-    unless ``database_url``; the process and its endpoints (``idp_url``,
-    ``keyserver_url``, ``conference_url``)."""
+    unless ``database_url``, answering pages from ``cors_origins`` too; the process and
+    its endpoints (``idp_url``, ``keyserver_url``, ``conference_url``)."""
     command = [
         sys.executable, "-m", "veil.cli", "serve", "--port", "0",
         "--data-dir", str(folder), "--transform-workers", str(transform_workers),
@@ -222,8 +226,9 @@ def start_services(
     if database_url:
         command += ["--database-url", database_url]
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (read only if it fails to start)
+    env = {**os.environ, **({"VEIL_CORS_ORIGINS": ",".join(cors_origins)} if cors_origins else {})}
     process = subprocess.Popen(  # noqa: S603
-        command, stdout=subprocess.PIPE, stderr=errors, text=True
+        command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
     )
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -5,6 +5,7 @@
 
 import { WebSocket } from "ws";
 
+import { devIdpTokens } from "../dev-idp.js";
 import { type WebSocketConstructor, Device, MemoryDeviceStore, type InitializeOptions, type TokenSource } from "../../src/client/index.js";
 
 export const urls = {
@@ -24,15 +25,7 @@ export function fresh(name: string): string {
 
 /** The dev IdP's tokens for `sub`, one per audience asked. */
 export function tokensFor(sub: string): TokenSource {
-  return async (audience) => {
-    const response = await fetch(new URL("/token", urls.idp), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ sub, audience }),
-    });
-    if (!response.ok) throw new Error(`the dev IdP refused a token: ${response.status}`);
-    return ((await response.json()) as { token: string }).token;
-  };
+  return devIdpTokens(urls.idp, sub);
 }
 
 export function initialize(sub: string, options: Partial<InitializeOptions> = {}): Promise<Device> {
