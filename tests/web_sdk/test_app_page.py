@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from veil.client.invitation import Invitation
+from veil.crypto.keys import PrivateKey
 from veil.idp import DevIdentityProvider
 from veil.stack import threaded_stack
 
@@ -18,7 +20,7 @@ TIMEOUT = 120_000  # ms: a new device's PRE keys, escrow (PBKDF2 600,000) and re
 def _sign_in(page: Any, user: str) -> dict[str, str]:
     # Selectors, not wait_for_function: Playwright evaluates a predicate with eval(),
     # which the page's policy refuses.
-    page.wait_for_selector("#status[data-state=ready]")
+    page.wait_for_selector("#status[data-state=ready]", timeout=TIMEOUT)
     page.fill("#user", user)
     page.click("#sign-in-button")
     page.wait_for_selector(
@@ -87,7 +89,10 @@ def _meeting(page: Any) -> dict[str, Any]:
         "code": page.text_content("#security-code"),
         "participants": _texts(page, "#participants li"),
         "chat": [
-            (item.query_selector(".chat-user").text_content(), item.query_selector(".chat-text").text_content())
+            (
+                item.query_selector(".chat-user").text_content(),
+                item.query_selector(".chat-text").text_content(),
+            )
             for item in page.query_selector_all("#chat-log li")
         ],
         "problems": _texts(page, "#problems li"),
@@ -102,6 +107,7 @@ def test_two_browsers_meet_chat_and_part(tmp_path: Path) -> None:
     web = built_sdk()
     console: list[str] = []
     requested: list[str] = []
+    refused: list[str] = []
     with (
         threaded_stack(tmp_path, idp=DevIdentityProvider(), discovery=True, web_dir=web) as stack,
         chromium() as browser,
@@ -113,6 +119,9 @@ def test_two_browsers_meet_chat_and_part(tmp_path: Path) -> None:
             profile.on("console", lambda m, u=user: console.append(f"{u} {m.type}: {m.text}"))
             profile.on("weberror", lambda e, u=user: console.append(f"{u} pageerror: {e.error}"))
             profile.on("request", lambda r: requested.append(r.url))
+            profile.on(
+                "response", lambda r, u=user: r.ok or refused.append(f"{u} {r.status} {r.url}")
+            )
             pages[user] = profile.new_page()
         a, b = pages["alice"], pages["bob"]
 
@@ -131,6 +140,23 @@ def test_two_browsers_meet_chat_and_part(tmp_path: Path) -> None:
         signed_in = _sign_in(b, "bob")
         assert signed_in["status"].startswith("Signed in as bob. You were invited"), signed_in
         assert b.input_value("#join-link") == link
+        # Invitations that must not be followed are refused by name, joining nothing.
+        forged = Invitation(meeting_id, PrivateKey.generate().public_key)  # not the group's key
+        for bad, error in {
+            url + "#invite=" + str(forged): "UntrustedInvitation: the invitation's group key"
+            " is not the one the key service holds",
+            link[:-8]: "RangeError: the invitation's group key is malformed",
+            link.replace(meeting_id, "bad/id"): "RangeError: the invitation's meeting id is"
+            " not a valid id",
+            url + "#nothing": "RangeError: not a Veil meeting invitation"
+            " (expected 'veil-meeting-v1:<id>:<key>')",
+        }.items():
+            b.fill("#join-link", bad)
+            b.click("#join-button")
+            b.wait_for_selector("#status[data-state=error]")
+            assert b.text_content("#status") == error, bad
+            assert b.is_hidden("#meeting-live") and b.is_visible("#join-form")
+        b.fill("#join-link", link)
         b.click("#join-button")
         b.wait_for_selector(f"{IN_MEETING}[data-epoch='0']", timeout=TIMEOUT)
         for page in (a, b):
@@ -178,5 +204,20 @@ def test_two_browsers_meet_chat_and_part(tmp_path: Path) -> None:
             assert _meeting(page)["problems"] == []
             assert page.is_hidden("#status[data-state=error]")
 
-    print(console)
-    assert console == [], console
+    # What the browser logged is each refusal the protocol expects, and nothing else:
+    # a new user's escrow lookup answers 404 (once per user), and the joiner's request
+    # for the key is refused (403) while the manager has not yet added bob to the
+    # meeting's group (the SDK retries after 1, 5, 10 and 10 s); Chromium logs every
+    # 4xx a fetch meets.
+    keys = stack.endpoints.keyserver_url
+    waiting = f"bob 403 {keys}/v1/transform"
+    expected = [f"alice 404 {keys}/v1/users/me/escrow", f"bob 404 {keys}/v1/users/me/escrow"]
+    assert [r for r in refused if r != waiting] == expected, refused
+    assert refused.count(waiting) <= 5, refused
+    logged = "{} error: Failed to load resource: the server responded with a status of {} ({})"
+    reasons = {"403": "Forbidden", "404": "Not Found"}
+    lines = [r.split() for r in refused]
+    assert sorted(console) == sorted(logged.format(u, s, reasons[s]) for u, s, _ in lines), (
+        console,
+        refused,
+    )
