@@ -34,6 +34,7 @@ export class MeetingPanel {
   #phase: Phase = "in-meeting";
   #board = "connecting";
   #chatShown = 0;
+  #ending = false; // this device is ending the meeting: its own end finishes it
   #stopListening: (() => void) | null = null;
 
   /** `onActive(true)` while this device is in a meeting (the page keeps its device). */
@@ -77,11 +78,13 @@ export class MeetingPanel {
   async #busy<T>(what: string, work: () => Promise<T>): Promise<T> {
     const forms = ["start-button", "join-button"].map((id) => element<HTMLButtonElement>(id));
     for (const button of forms) button.disabled = true;
+    this.onActive(true);
     status(what, "busy");
     try {
       return await work();
     } finally {
       for (const button of forms) button.disabled = false;
+      this.onActive(this.active);
     }
   }
 
@@ -119,7 +122,12 @@ export class MeetingPanel {
 
   async #end(): Promise<void> {
     if (this.#meeting === null) return;
-    await this.#meeting.end();
+    this.#ending = true;
+    try {
+      await this.#meeting.end();
+    } finally {
+      this.#ending = false;
+    }
     await this.#finish("ended");
   }
 
@@ -139,7 +147,7 @@ export class MeetingPanel {
     this.#stopListening = meeting.events.on((event) => {
       if (event instanceof MeetingFailure) this.#problem(event.error);
       if (event instanceof ConnectionChanged && event.channel === "board") this.#board = event.state;
-      if (event instanceof Ended) void this.#finish("ended").catch((e: unknown) => status(describe(e), "error"));
+      if (event instanceof Ended && !this.#ending) void this.#finish("ended").catch((e: unknown) => status(describe(e), "error"));
       if (event instanceof Removed) void this.#finish("removed").catch((e: unknown) => status(describe(e), "error"));
       this.#render();
     });
