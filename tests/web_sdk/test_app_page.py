@@ -187,6 +187,8 @@ def test_two_browsers_meet_chat_and_part(tmp_path: Path) -> None:
             assert page.query_selector("#chat-log img, #chat-log b") is None
             assert page.title() == "Veil"
         assert not [u for u in requested if u.startswith(url + "x")], requested
+        # The invitation travelled in fragments only: no request carried it.
+        assert not [u for u in requested if "veil-meeting-v1" in u or "invite=" in u], requested
 
         b.click("#leave")
         b.wait_for_selector("#meeting-live[data-state=left]")
