@@ -5,31 +5,19 @@
  * (`IndexedDbDeviceStore`, one per user name), and show who and which device it is.
  * A second sign-in with the same name in this browser loads the saved device.
  *
- * Where the meeting UI plugs in once the SDK's `Meeting` exists is marked MEETING UI
- * here and in index.html. Nothing secret is shown or logged; errors show their name
- * and message, which carry no secret.
+ * Signed in, the page starts or joins meetings (`meeting-panel.ts`); opened from an
+ * invitation link (`invitation-link.ts`), it offers to join that meeting. Nothing
+ * secret is shown or logged; errors show their name and message, which carry no
+ * secret.
  */
 
 import { Device, IndexedDbDeviceStore, type TokenSource } from "../src/client/index.js";
+import { describe, element, status } from "./dom.js";
+import { MeetingPanel } from "./meeting-panel.js";
 
 interface Config {
   keyserver_url: string;
   idp_url: string | null;
-}
-
-function element<T extends HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (found === null) throw new Error(`the page has no #${id}`);
-  return found as T;
-}
-
-type State = "loading" | "ready" | "busy" | "signed-in" | "signed-out" | "error";
-
-/** The status line; its `data-state` is for tests and styles, its text for people. */
-function status(text: string, state: State): void {
-  const line = element("status");
-  line.textContent = text;
-  line.dataset.state = state;
 }
 
 /** Tokens for `user` from the dev IdP, one per audience asked for (each service's own). */
@@ -76,6 +64,10 @@ async function main(): Promise<void> {
   const button = element<HTMLButtonElement>("sign-in-button");
   let device: Device | null = null;
   let user = "";
+  // The device stays while it is in a meeting: sign out and forget wait for the end.
+  const panel = new MeetingPanel((active) => {
+    for (const id of ["sign-out", "forget"]) element<HTMLButtonElement>(id).disabled = active;
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -85,19 +77,19 @@ async function main(): Promise<void> {
     signIn(config, user)
       .then((signedIn) => {
         device = signedIn;
+        panel.use(device);
         show(true);
-        status(`Signed in as ${device.userId}.`, "signed-in");
-        // MEETING UI: with `device`, offer "start a meeting" and, when the page was
-        // opened from an invitation link (location.hash), "join"; then show the
-        // participants, the epoch and the security code, and the chat.
+        const invited = panel.offer(location.href);
+        status(`Signed in as ${device.userId}.${invited ? " You were invited to a meeting: Join to take part." : ""}`, "signed-in");
       })
-      .catch((error: Error) => status(`${error.name}: ${error.message}`, "error"))
+      .catch((error: unknown) => status(describe(error), "error"))
       .finally(() => {
         button.disabled = false;
       });
   });
   element("sign-out").addEventListener("click", () => {
     device = null;
+    panel.use(null);
     show(false);
     status("Signed out. This browser keeps the device for the next sign-in.", "signed-out");
   });
@@ -106,10 +98,14 @@ async function main(): Promise<void> {
       .clear()
       .then(() => {
         device = null;
+        panel.use(null);
         show(false);
         status("This browser no longer holds that device (it stays registered until revoked).", "signed-out");
       })
-      .catch((error: Error) => status(`${error.name}: ${error.message}`, "error"));
+      .catch((error: unknown) => status(describe(error), "error"));
+  });
+  window.addEventListener("hashchange", () => {
+    if (device !== null && !panel.active && panel.offer(location.href)) status("An invitation: Join to take part.", "signed-in");
   });
   show(false);
   button.disabled = false;
@@ -117,4 +113,4 @@ async function main(): Promise<void> {
   else status("Ready.", "ready");
 }
 
-main().catch((error: Error) => status(`${error.name}: ${error.message}`, "error"));
+main().catch((error: unknown) => status(describe(error), "error"));
