@@ -49,6 +49,8 @@ export class Receiving {
       // A waiting frame does not hold back the ones behind it: a made-up KID must not
       // stall a sender's video for the grace period.
       this.#expire();
+      // Frames released by a key go first, in arrival order, then this one.
+      if (this.#pending.length > 0) await this.#drain(deliver);
       await this.#open(frame, this.clock(), deliver);
     });
   }

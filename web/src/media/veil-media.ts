@@ -103,15 +103,15 @@ export class VeilMedia {
     this.#post({ type: "forget" });
   }
 
-  /** Encrypt everything `sender` sends. `stream`: 0-15, unique among this participant's
-   * tracks (by default the next free one). Legacy encoded streams need the peer connection
-   * made with `{ encodedInsertableStreams: true }`. */
+  /** Encrypt everything `sender` sends. `stream`: 0-15, one per track of this participant
+   * (by default the next unused one); the same track sent on several peer connections (a
+   * mesh) keeps its stream number, its frames then share one SFrame counter. Legacy
+   * encoded streams need the peer connection made with `{ encodedInsertableStreams: true }`. */
   attachSender(sender: RTCRtpSender, options: { stream?: number; kind?: Kind } = {}): number {
     const kind = options.kind ?? (sender.track?.kind as Kind | undefined);
     if (kind !== "audio" && kind !== "video") throw new TypeError("attachSender: the sender has no track; pass kind");
     const stream = options.stream ?? this.#freeStream();
     if (!Number.isInteger(stream) || stream < 0 || stream >= STREAM_LIMIT) throw new RangeError("a stream number lies in [0, 16)");
-    if (this.#streams.has(stream)) throw new RangeError(`stream ${stream} is attached already`);
     this.#streams.add(stream);
     this.#attach(sender, { id: this.#nextId++, side: "send", kind, stream });
     return stream;
