@@ -63,19 +63,35 @@ function bytesOf(value: bigint, size: number): Uint8Array {
   return out;
 }
 
-function field(value: bigint): [number, Uint8Array] {
-  if (value < 8n) return [Number(value), new Uint8Array()];
-  const size = Math.ceil(value.toString(16).length / 2);
-  return [0b1000 | (size - 1), bytesOf(value, size)];
+/** How many bytes a §4.3 field takes after the config byte (0: it fits in 3 bits). */
+function fieldSize(value: bigint): number {
+  if (value < 8n) return 0;
+  let size = 0;
+  for (let v = value; v > 0n; v >>= 8n) size++;
+  return size;
 }
 
-/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any. */
+function writeField(out: Uint8Array, at: number, value: bigint, size: number): void {
+  for (let i = at + size - 1; i >= at; i--) {
+    out[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+}
+
+/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any. Written in
+ * place: it runs once per media frame. */
 export function encodeHeader(kid: bigint, ctr: bigint): Uint8Array {
   checkValue(kid, "KID");
   checkValue(ctr, "counter");
-  const [kidBits, kidBytes] = field(kid);
-  const [ctrBits, ctrBytes] = field(ctr);
-  return concat([Uint8Array.of((kidBits << 4) | ctrBits), kidBytes, ctrBytes]);
+  const kidSize = fieldSize(kid);
+  const ctrSize = fieldSize(ctr);
+  const out = new Uint8Array(1 + kidSize + ctrSize);
+  const kidBits = kidSize ? 0b1000 | (kidSize - 1) : Number(kid);
+  const ctrBits = ctrSize ? 0b1000 | (ctrSize - 1) : Number(ctr);
+  out[0] = (kidBits << 4) | ctrBits;
+  writeField(out, 1, kid, kidSize);
+  writeField(out, 1 + kidSize, ctr, ctrSize);
+  return out;
 }
 
 /** `{kid, ctr, size}` of the header at the front of `data`. */
@@ -125,16 +141,22 @@ interface Aead {
   decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
 }
 
+/** `bytes` as WebCrypto takes them, without a copy where they are not shared memory:
+ * WebCrypto copies its input when called, and a frame's copy costs as much as its AES. */
+function view(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : owned(bytes);
+}
+
 async function gcm(key: Uint8Array): Promise<Aead> {
   const aes = await crypto.subtle.importKey("raw", owned(key), "AES-GCM", false, ["encrypt", "decrypt"]);
   return {
     async encrypt(nonce, data, aad) {
-      const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: owned(nonce), additionalData: owned(aad) }, aes, owned(data));
+      const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
       return new Uint8Array(out);
     },
     async decrypt(nonce, data, aad) {
       try {
-        const out = await crypto.subtle.decrypt({ name: "AES-GCM", iv: owned(nonce), additionalData: owned(aad) }, aes, owned(data));
+        const out = await crypto.subtle.decrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
         return new Uint8Array(out);
       } catch {
         throw new DecryptionError();
@@ -250,12 +272,19 @@ export class SFrameSender {
   }
 
   async protect(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<Uint8Array> {
+    const { header, sealed } = await this.protectParts(payload, metadata);
+    return concat([header, sealed]);
+  }
+
+  /** `protect`'s frame as its two parts, header and ciphertext, for callers that put
+   * them after bytes of their own (a media frame's clear codec header) in one copy. */
+  async protectParts(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<{ header: Uint8Array; sealed: Uint8Array }> {
     const ctr = this.#ctr;
     if (ctr > MAX_VALUE) throw new RangeError("SFrame counter exhausted: derive a new key");
     this.#ctr = ctr + 1n;
-    const head = encodeHeader(this.kid, ctr);
-    const sealed = await this.state.aead.encrypt(this.state.nonce(ctr), payload, concat([head, metadata]));
-    return concat([head, sealed]);
+    const header = encodeHeader(this.kid, ctr);
+    const sealed = await this.state.aead.encrypt(this.state.nonce(ctr), payload, concat([header, metadata]));
+    return { header, sealed };
   }
 
   /** Continue from `ctr` (for tests, which cannot send 2^64 frames). */

@@ -100,9 +100,9 @@ export class FrameCipher {
     }
     const n = clearBytes(codec, data);
     const clear = data.subarray(0, n);
-    const sealed = await (await sender).protect(data.subarray(n), concat([this.#meeting, clear]));
+    const { header, sealed } = await (await sender).protectParts(data.subarray(n), concat([this.#meeting, clear]));
     this.counters.sent += 1;
-    return concat([clear, sealed]);
+    return concat([clear, header, sealed]);
   }
 
   /** `bound`: the sender number this receiver's track belongs to, when the page knows it. */
@@ -137,7 +137,8 @@ export class FrameCipher {
       await adding;
       const payload = await this.#receiver.unprotect(frame, concat([this.#meeting, clear]));
       this.counters.decrypted += 1;
-      return { kind: "frame", data: concat([clear, payload]), epoch: held.epoch, sender: source.sender, stream: source.stream };
+      const opened = n === 0 ? payload : concat([clear, payload]);
+      return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
       if (!(error instanceof DecryptionError || error instanceof DecodeError || error instanceof UnknownKeyId)) {
