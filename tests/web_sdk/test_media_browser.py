@@ -8,6 +8,7 @@ counted by kind. The worker's SFrame cost against bare AES-GCM is measured, not
 timed: ``pytest -s`` prints it."""
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def unexpected_drops(counters: dict[str, int], expected: str | None = None) -> d
 
 def rising(samples: list[dict[str, float]], field: str) -> bool:
     values = [s[field] for s in samples]
-    return all(b > a for a, b in zip(values, values[1:], strict=False)) and values[0] > 0
+    return all(b > a for a, b in pairwise(values)) and values[0] > 0
 
 
 def test_video_and_audio_decode_through_sframe_and_survive_a_rekey(open_page: Any) -> None:
