@@ -95,7 +95,7 @@ export class VeilMedia {
    * once; the epoch it supersedes opens frames for the grace period. */
   setEpochKey(epoch: bigint, sessionKey: Uint8Array): void {
     if (sessionKey.length !== 32) throw new RangeError("a session key is 32 bytes");
-    this.#post({ type: "key", epoch, key: Uint8Array.from(sessionKey) });
+    this.#post({ type: "key", epoch, key: sessionKey }); // a structured clone: the worker zeroes it
   }
 
   /** Drop every key: nothing is sent or opened any more (the participant left). */
