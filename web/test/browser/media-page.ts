@@ -26,7 +26,9 @@ function plain(report: MediaReport): Record<string, unknown> {
   return { ...report, epoch: report.epoch?.toString() };
 }
 
-/** Alice to Bob for 4 s; then a rekey that reaches Alice 200 ms before Bob; 4 s more. */
+/** Alice to Bob for 4 s; a rekey that reaches Alice 200 ms before Bob (his first
+ * epoch-2 frames wait for his key); 3.5 s on, a rekey that reaches Bob 200 ms before
+ * Alice (he opens her epoch-2 frames in the grace period); 2 s more. */
 export async function callAndRekey(legacy = false): Promise<Record<string, unknown>> {
   const api = legacy ? "encoded-streams" : "script-transform";
   const alice = new VeilMedia({ meetingId: MEETING, sender: ALICE, api });
@@ -47,8 +49,14 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   await sleep(200);
   bob.setEpochKey(2n, sessionKey(2));
   await sleep(3500);
-  clearInterval(poller);
   const third = await sample(call);
+  const middle = await bob.report();
+  bob.setEpochKey(3n, sessionKey(3));
+  await sleep(200);
+  alice.setEpochKey(3n, sessionKey(3));
+  await sleep(2000);
+  clearInterval(poller);
+  const fourth = await sample(call);
   let stall = 0;
   let last = polls[0];
   for (const p of polls) {
@@ -61,7 +69,8 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   if (end !== undefined && last !== undefined) stall = Math.max(stall, end.at - last.at);
   const report = await bob.report();
   const result = {
-    samples: [first, second, third],
+    samples: [first, second, third, fourth],
+    after_first_rekey: plain(middle),
     spread,
     sent: plain(await alice.report()),
     received: plain(report),
