@@ -1,8 +1,10 @@
 /** The media worker's frame rules (`src/media`) on plain frames, with a test clock. */
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
+import { fromHex, toHex } from "../src/crypto/encoding.js";
 import { mediaKid, senderBaseKey } from "../src/crypto/schedule.js";
 import { SFrameReceiver, SFrameSender, encodeHeader } from "../src/crypto/sframe.js";
 import { FrameCipher } from "../src/media/cipher.js";
@@ -178,4 +180,21 @@ test("a different key for the current epoch replaces it; an older epoch is ignor
   bob.forget();
   assert.deepEqual(bob.epochs.epochs, []);
   assert.equal(await bob.seal(0, "audio/opus", new Uint8Array(1)), undefined);
+});
+
+test("the Python SDK's media frames open here as Opus frames, bound to their sender", async () => {
+  // web/vectors/python.json (or VEIL_VECTORS): frames sealed by `veil` under its key schedule.
+  const path = process.env.VEIL_VECTORS ?? new URL("../../vectors/python.json", import.meta.url);
+  const plan = JSON.parse(readFileSync(path, "utf8")).meeting.schedule;
+  const sender = BigInt(plan.sender);
+  const receiver = new FrameCipher({ meetingId: plan.meeting_id, sender: sender + 1n, grace: GRACE, clock: () => 0 });
+  receiver.setKey(BigInt(plan.epoch), fromHex(plan.session_key));
+  for (const { frame, payload } of plan.frames) {
+    const opened = await receiver.open("audio/opus", fromHex(frame), sender);
+    assert.equal(opened.kind, "frame");
+    if (opened.kind !== "frame") continue;
+    assert.equal(toHex(opened.data), payload);
+    assert.deepEqual([opened.sender, opened.stream, opened.epoch], [sender, plan.stream, BigInt(plan.epoch)]);
+  }
+  assert.equal(receiver.counters.decrypted, plan.frames.length);
 });
