@@ -137,6 +137,9 @@ export async function deriveKeySalt(
 }
 
 interface Aead {
+  /** The inputs are copied when the call is made (one WebCrypto call), so the caller
+   * may reuse its nonce and AAD buffers at once; not so for CTR + HMAC (two calls). */
+  readonly copiesAtCall: boolean;
   encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
 }
@@ -150,6 +153,7 @@ function view(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 async function gcm(key: Uint8Array): Promise<Aead> {
   const aes = await crypto.subtle.importKey("raw", owned(key), "AES-GCM", false, ["encrypt", "decrypt"]);
   return {
+    copiesAtCall: true,
     async encrypt(nonce, data, aad) {
       const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
       return new Uint8Array(out);
@@ -185,6 +189,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
     return new Uint8Array(full).subarray(0, params.nt);
   };
   return {
+    copiesAtCall: false,
     async encrypt(nonce, data, aad) {
       const ct = await ctr(nonce, data);
       return concat([ct, await tag(nonce, aad, ct)]);
@@ -203,6 +208,11 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
 }
 
 class KeyState {
+  // Per-frame scratch for nonce and AAD where the AEAD copies them at the call: small
+  // buffers cost a media frame as much as its AES does.
+  readonly #iv = new Uint8Array(new ArrayBuffer(12));
+  #ad = new Uint8Array(new ArrayBuffer(64));
+
   private constructor(
     readonly aead: Aead,
     readonly salt: bigint,
@@ -223,7 +233,28 @@ class KeyState {
   }
 
   nonce(ctr: bigint): Uint8Array {
-    return bytesOf(this.salt ^ ctr, 12);
+    const out = this.aead.copiesAtCall ? this.#iv : new Uint8Array(12);
+    let value = this.salt ^ ctr;
+    for (let i = 11; i >= 0; i--) {
+      out[i] = Number(value & 0xffn);
+      value >>= 8n;
+    }
+    return out;
+  }
+
+  /** §4.4.3's AAD: `header ‖ metadata`. */
+  aad(header: Uint8Array, metadata: Uint8Array): Uint8Array {
+    const size = header.length + metadata.length;
+    let out: Uint8Array;
+    if (this.aead.copiesAtCall) {
+      if (this.#ad.length < size) this.#ad = new Uint8Array(new ArrayBuffer(size * 2));
+      out = this.#ad.subarray(0, size);
+    } else {
+      out = new Uint8Array(size);
+    }
+    out.set(header);
+    out.set(metadata, header.length);
+    return out;
   }
 }
 
@@ -283,7 +314,8 @@ export class SFrameSender {
     if (ctr > MAX_VALUE) throw new RangeError("SFrame counter exhausted: derive a new key");
     this.#ctr = ctr + 1n;
     const header = encodeHeader(this.kid, ctr);
-    const sealed = await this.state.aead.encrypt(this.state.nonce(ctr), payload, concat([header, metadata]));
+    const state = this.state;
+    const sealed = await state.aead.encrypt(state.nonce(ctr), payload, state.aad(header, metadata));
     return { header, sealed };
   }
 
@@ -331,7 +363,7 @@ export class SFrameReceiver {
     if (state === undefined) throw new UnknownKeyId(`no SFrame key for KID ${kid}`);
     state.window.check(ctr);
     const header = frame.subarray(0, size);
-    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), concat([header, metadata]));
+    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), state.aad(header, metadata));
     state.window.accept(ctr);
     return payload;
   }

@@ -100,7 +100,7 @@ export class FrameCipher {
     }
     const n = clearBytes(codec, data);
     const clear = data.subarray(0, n);
-    const { header, sealed } = await (await sender).protectParts(data.subarray(n), concat([this.#meeting, clear]));
+    const { header, sealed } = await (await sender).protectParts(data.subarray(n), this.#metadata(clear));
     this.counters.sent += 1;
     return concat([clear, header, sealed]);
   }
@@ -135,7 +135,7 @@ export class FrameCipher {
     }
     try {
       await adding;
-      const payload = await this.#receiver.unprotect(frame, concat([this.#meeting, clear]));
+      const payload = await this.#receiver.unprotect(frame, this.#metadata(clear));
       this.counters.decrypted += 1;
       const opened = n === 0 ? payload : concat([clear, payload]);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
@@ -155,6 +155,11 @@ export class FrameCipher {
 
   countWaitedOut(): void {
     this.counters.unknown_epoch += 1;
+  }
+
+  /** The SFrame metadata: the meeting id, then the codec's clear bytes. */
+  #metadata(clear: Uint8Array): Uint8Array {
+    return clear.length === 0 ? this.#meeting : concat([this.#meeting, clear]);
   }
 
   #drop(reason: DropReason): Opened {

@@ -40,9 +40,10 @@ onmessage = async (event: MessageEvent<{ runs: number; size: number; codec: stri
   const aad = new TextEncoder().encode("bench");
   // Warm up: derive the keys, let the JIT settle.
   for (let i = 0; i < 50; i++) await receiver.open(codec, (await sender.seal(0, codec, frame)) as Uint8Array);
-  // Frames sealed ahead, for timing the receiving side alone.
+  // Frames sealed ahead, for timing the receiving side alone: on stream 1, another KID
+  // with its own replay window, which the frames sealed and opened meanwhile leave alone.
   const ahead: Uint8Array[] = [];
-  for (let i = 0; i < runs * batch; i++) ahead.push((await sender.seal(0, codec, frame)) as Uint8Array);
+  for (let i = 0; i < runs * batch; i++) ahead.push((await sender.seal(1, codec, frame)) as Uint8Array);
   const gcm = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, aes, frame));
   let next = 0;
   const [sframe_us = 0, aes_gcm_us = 0, seal_us = 0, encrypt_us = 0, open_us = 0, decrypt_us = 0] = await perFrame(runs, batch, [
@@ -56,7 +57,10 @@ onmessage = async (event: MessageEvent<{ runs: number; size: number; codec: stri
     },
     () => sender.seal(0, codec, frame),
     () => crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, aes, frame),
-    () => receiver.open(codec, ahead[next++] as Uint8Array),
+    async () => {
+      const opened = await receiver.open(codec, ahead[next++] as Uint8Array);
+      if (opened.kind !== "frame") throw new Error("the benchmark's frame did not open");
+    },
     () => crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: aad }, aes, gcm),
   ]);
   const ratio = sframe_us / aes_gcm_us;
