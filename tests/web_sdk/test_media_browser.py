@@ -4,8 +4,8 @@ and microphone. Alice's frames are SFrame-sealed in her media worker and opened 
 Bob's: video decodes and shows a picture, audio decodes, a rekey mid-call keeps both
 going; a receiver with a wrong key decodes nothing; a dishonest sender's tampered,
 replayed, forged (another sender's KID) and unknown-epoch frames are dropped and
-counted by kind. The worker's SFrame cost against bare AES-GCM is measured, not
-timed: ``pytest -s`` prints it."""
+counted by kind; a participant that left decodes nothing more. The worker's SFrame
+cost against bare AES-GCM is measured, not timed: ``pytest -s`` prints it."""
 
 from collections.abc import Iterator
 from itertools import pairwise
@@ -66,9 +66,10 @@ def test_video_and_audio_decode_through_sframe_and_survive_a_rekey(open_page: An
     result = open_page("callAndRekey()")
     first, second, third, fourth = result["samples"]
     assert rising(result["samples"], "framesDecoded"), result["samples"]
-    assert second["framesDecoded"] - first["framesDecoded"] > 20  # ~30 fps for 2 s
-    assert third["framesDecoded"] - second["framesDecoded"] > 40  # and across the rekeys
-    assert fourth["framesDecoded"] - third["framesDecoded"] > 20
+    # The fake camera sends 30 fps; a loaded two-core machine decodes 10-20 of them.
+    assert second["framesDecoded"] - first["framesDecoded"] > 10  # in 2 s
+    assert third["framesDecoded"] - second["framesDecoded"] > 20  # 4 s, the first rekey
+    assert fourth["framesDecoded"] - third["framesDecoded"] > 10  # 2 s, the second
     assert rising(result["samples"], "audioDecoded"), result["samples"]
     assert result["spread"] > 5, "the remote video is one flat colour"
     sent, got = result["sent"]["counters"], result["received"]["counters"]
@@ -86,6 +87,11 @@ def test_video_and_audio_decode_through_sframe_and_survive_a_rekey(open_page: An
         f"between decoded video frames around the two rekeys {result['longest_stall_ms']:.0f} ms"
     )
     assert result["longest_stall_ms"] < 1500
+    # Bob left (the key source said so): his worker holds no key, nothing decodes.
+    left, later = result["after_leaving"]
+    assert later["framesDecoded"] - left["framesDecoded"] <= 1, result["after_leaving"]
+    assert later["audioDecoded"] == left["audioDecoded"], result["after_leaving"]
+    assert result["left_report"]["epoch"] is None
 
 
 def test_legacy_encoded_streams_carry_the_same_frames(open_page: Any) -> None:

@@ -121,3 +121,37 @@ export function pictureSpread(video: HTMLVideoElement): number {
   const mean = sum / n;
   return Math.sqrt(Math.max(0, squares / n - mean * mean));
 }
+
+/** A `MediaKeySource` the test drives by hand (as a Meeting would on each epoch and on
+ * leaving): `install(epoch, key)`, `leave()`. */
+export class ManualKeySource {
+  readonly #keyListeners = new Set<(epoch: bigint, key: Uint8Array) => void>();
+  readonly #leaveListeners = new Set<() => void>();
+  #current: [bigint, Uint8Array] | undefined;
+
+  constructor(
+    readonly meetingId: string,
+    readonly sender: bigint,
+  ) {}
+
+  onSessionKey(listener: (epoch: bigint, key: Uint8Array) => void): () => void {
+    this.#keyListeners.add(listener);
+    if (this.#current) listener(...this.#current);
+    return () => this.#keyListeners.delete(listener);
+  }
+
+  onLeave(listener: () => void): () => void {
+    this.#leaveListeners.add(listener);
+    return () => this.#leaveListeners.delete(listener);
+  }
+
+  install(epoch: bigint, key: Uint8Array): void {
+    this.#current = [epoch, key];
+    for (const listener of this.#keyListeners) listener(epoch, key);
+  }
+
+  leave(): void {
+    this.#current = undefined;
+    for (const listener of this.#leaveListeners) listener();
+  }
+}

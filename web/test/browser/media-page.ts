@@ -4,8 +4,8 @@
  * tests/web_sdk/test_media_browser.py to check.
  */
 
-import { type MediaReport, VeilMedia } from "../../src/media/index.js";
-import { type Call, camera, oneWay, pictureSpread, received, sessionKey, sleep } from "./media-call.js";
+import { type MediaReport, VeilMedia, follow } from "../../src/media/index.js";
+import { type Call, ManualKeySource, camera, oneWay, pictureSpread, received, sessionKey, sleep } from "./media-call.js";
 
 const MEETING = "media-test";
 const ALICE = 0xa11cen;
@@ -28,12 +28,15 @@ function plain(report: MediaReport): Record<string, unknown> {
 
 /** Alice to Bob for 4 s; a rekey that reaches Alice 200 ms before Bob (his first
  * epoch-2 frames wait for his key); 3.5 s on, a rekey that reaches Bob 200 ms before
- * Alice (he opens her epoch-2 frames in the grace period); 2 s more. */
+ * Alice (he opens her epoch-2 frames in the grace period); 2 s more; then Bob leaves.
+ * Bob's keys come through `follow` from a key source, as a Meeting's would. */
 export async function callAndRekey(legacy = false): Promise<Record<string, unknown>> {
   const api = legacy ? "encoded-streams" : "script-transform";
   const alice = new VeilMedia({ meetingId: MEETING, sender: ALICE, api });
-  const bob = new VeilMedia({ meetingId: MEETING, sender: BOB, api });
-  for (const m of [alice, bob]) m.setEpochKey(1n, sessionKey(1));
+  const meeting = new ManualKeySource(MEETING, BOB);
+  meeting.install(1n, sessionKey(1));
+  const { media: bob, stop } = follow(meeting, { api });
+  alice.setEpochKey(1n, sessionKey(1));
   const call = await oneWay(alice, bob, await camera(), { bind: ALICE, legacy });
   await sleep(2000);
   const first = await sample(call);
@@ -47,11 +50,11 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   const posted = performance.timeOrigin + performance.now();
   alice.setEpochKey(2n, sessionKey(2));
   await sleep(200);
-  bob.setEpochKey(2n, sessionKey(2));
+  meeting.install(2n, sessionKey(2));
   await sleep(3500);
   const third = await sample(call);
   const middle = await bob.report();
-  bob.setEpochKey(3n, sessionKey(3));
+  meeting.install(3n, sessionKey(3));
   await sleep(200);
   alice.setEpochKey(3n, sessionKey(3));
   await sleep(2000);
@@ -68,7 +71,15 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   const end = polls[polls.length - 1];
   if (end !== undefined && last !== undefined) stall = Math.max(stall, end.at - last.at);
   const report = await bob.report();
+  // Bob leaves: his worker drops every key, and nothing he gets decodes any more.
+  meeting.leave();
+  await sleep(1000);
+  const left = await sample(call);
+  await sleep(2000);
+  const later = await sample(call);
   const result = {
+    after_leaving: [left, later],
+    left_report: plain(await bob.report()),
     samples: [first, second, third, fourth],
     after_first_rekey: plain(middle),
     spread,
@@ -79,7 +90,7 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   };
   call.close();
   alice.close();
-  bob.close();
+  stop();
   return result;
 }
 
