@@ -102,6 +102,15 @@ def test_legacy_encoded_streams_carry_the_same_frames(open_page: Any) -> None:
     assert got["decrypted"] > 200 and unexpected_drops(got) == {}, got
 
 
+def test_vp9_frames_are_encrypted_whole_and_decode(open_page: Any) -> None:
+    result = open_page("codecCall('video/VP9')")
+    assert all(s["videoCodec"] == "video/VP9" for s in result["samples"]), result["samples"]
+    assert rising(result["samples"], "framesDecoded"), result["samples"]
+    assert result["spread"] > 5
+    got = result["received"]["counters"]
+    assert got["decrypted"] > 100 and unexpected_drops(got) == {}, got
+
+
 def test_a_receiver_with_a_wrong_key_decodes_nothing(open_page: Any) -> None:
     result = open_page("wrongKey()")
     got = result["received"]["counters"]

@@ -17,9 +17,10 @@
  *   insertable-streams samples, Jitsi and LiveKit.
  * - Opus, and every other audio codec: 0 bytes, the whole frame is encrypted (the RTP
  *   packetizer treats audio frames as opaque).
- * - Any other video codec: 0 bytes. Never plaintext; whether the codec's packetizer
- *   carries an opaque frame is the codec's business (VP8 and Opus are the tested ones;
- *   H.264 and AV1 packetizers parse the bitstream, so negotiate VP8 with `preferCodecs`).
+ * - VP9, and any other video codec: 0 bytes. Never plaintext. Chromium's VP9
+ *   packetizer takes its descriptor from the encoder, so whole VP9 frames go through
+ *   (tested); its AV1 and H.264 packetizers parse the bitstream and cannot carry an
+ *   encrypted frame, so negotiate VP8 or VP9 (`VeilMedia.preferCodecs`).
  */
 
 export const VP8_KEY_FRAME_CLEAR = 10;

@@ -42,6 +42,8 @@ export interface CallOptions {
   bind?: bigint;
   /** Peer connections for legacy encoded streams (`createEncodedStreams`). */
   legacy?: boolean;
+  /** The video codec to negotiate first (`video/VP9`); VP8 by default. */
+  videoCodec?: string;
 }
 
 /** `stream`'s tracks from `from` to `to`, each side's frames through its `VeilMedia`. */
@@ -52,6 +54,14 @@ export async function oneWay(from: VeilMedia, to: VeilMedia, stream: MediaStream
   for (const track of stream.getTracks()) {
     // Audio is stream 0 and video stream 1 of the sending participant, on every connection.
     from.attachSender(sending.addTrack(track, stream), { stream: track.kind === "audio" ? 0 : 1 });
+  }
+  const wanted = options.videoCodec?.toLowerCase();
+  if (wanted !== undefined) {
+    const codecs = RTCRtpSender.getCapabilities("video")?.codecs ?? [];
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+    for (const t of sending.getTransceivers()) {
+      if (t.sender.track?.kind === "video") t.setCodecPreferences([...first, ...codecs.filter((c) => !first.includes(c))]);
+    }
   }
   const video = document.createElement("video");
   video.muted = true;
@@ -78,6 +88,8 @@ export async function oneWay(from: VeilMedia, to: VeilMedia, stream: MediaStream
 }
 
 export interface Received {
+  /** The video codec received (`video/VP8`). */
+  videoCodec?: string;
   framesDecoded: number;
   framesReceived: number;
   /** Audio samples that came from decoded frames, not concealment. */
@@ -86,9 +98,12 @@ export interface Received {
 
 export async function received(pc: RTCPeerConnection): Promise<Received> {
   const out: Received = { framesDecoded: 0, framesReceived: 0, audioDecoded: 0 };
-  (await pc.getStats()).forEach((r: Record<string, number | string>) => {
+  const stats = await pc.getStats();
+  stats.forEach((r: Record<string, number | string>) => {
     if (r.type !== "inbound-rtp") return;
     if (r.kind === "video") {
+      const codec = (stats as unknown as Map<string, { mimeType?: string }>).get(String(r.codecId));
+      if (codec?.mimeType) out.videoCodec = codec.mimeType;
       out.framesDecoded += Number(r.framesDecoded ?? 0);
       out.framesReceived += Number(r.framesReceived ?? 0);
     } else if (r.kind === "audio") {

@@ -94,6 +94,23 @@ export async function callAndRekey(legacy = false): Promise<Record<string, unkno
   return result;
 }
 
+/** Alice to Bob for 4 s with `videoCodec` negotiated first. */
+export async function codecCall(videoCodec: string): Promise<Record<string, unknown>> {
+  const alice = new VeilMedia({ meetingId: MEETING, sender: ALICE });
+  const bob = new VeilMedia({ meetingId: MEETING, sender: BOB });
+  for (const m of [alice, bob]) m.setEpochKey(1n, sessionKey(1));
+  const call = await oneWay(alice, bob, await camera(), { bind: ALICE, videoCodec });
+  await sleep(2000);
+  const first = await sample(call);
+  await sleep(2000);
+  const second = await sample(call);
+  const result = { samples: [first, second], spread: pictureSpread(call.video), received: plain(await bob.report()) };
+  call.close();
+  alice.close();
+  bob.close();
+  return result;
+}
+
 /** Carol holds a different key for the epoch: nothing she gets may decode. */
 export async function wrongKey(): Promise<Record<string, unknown>> {
   const alice = new VeilMedia({ meetingId: MEETING, sender: ALICE });
