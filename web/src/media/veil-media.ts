@@ -38,6 +38,9 @@ export interface VeilMediaOptions {
   workerUrl?: string | URL;
   /** Which API attaches to frames; by default Encoded Transform where the browser has it. */
   api?: MediaApi;
+  /** Told when the worker dropped a frame for an unexpected error (a bug, not an attack:
+   * attacks are counted). The message names no key. */
+  onError?: (message: string) => void;
 }
 
 interface LegacyEndpoint {
@@ -62,8 +65,9 @@ export class VeilMedia {
   readonly api: MediaApi;
   readonly #worker: Worker;
   readonly #receivers = new Map<RTCRtpReceiver, number>();
-  readonly #requests = new Map<number, (report: MediaReport) => void>();
+  readonly #requests = new Map<number, { resolve: (report: MediaReport) => void; reject: (error: Error) => void }>();
   #nextId = 0;
+  #closed = false;
   #nextStream = 0;
   #streams = new Set<number>();
 
@@ -78,8 +82,10 @@ export class VeilMedia {
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       if (message.type === "counters") {
-        this.#requests.get(message.request)?.(message.report);
+        this.#requests.get(message.request)?.resolve(message.report);
         this.#requests.delete(message.request);
+      } else if (message.type === "error") {
+        options.onError?.(message.message);
       }
     };
     this.#post({
@@ -138,9 +144,10 @@ export class VeilMedia {
 
   /** What the worker counted so far, the current epoch and when each epoch first opened. */
   report(): Promise<MediaReport> {
+    if (this.#closed) return Promise.reject(new Error("VeilMedia is closed"));
     const request = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#requests.set(request, resolve);
+    return new Promise((resolve, reject) => {
+      this.#requests.set(request, { resolve, reject });
       this.#post({ type: "counters", request });
     });
   }
@@ -149,10 +156,15 @@ export class VeilMedia {
     return (await this.report()).counters;
   }
 
-  /** Forget the keys and stop the worker; attached senders and receivers stop passing frames. */
+  /** Forget the keys and stop the worker; attached senders and receivers stop passing
+   * frames. The object is unusable afterwards. */
   close(): void {
+    if (this.#closed) return;
     this.forget();
+    this.#closed = true;
     this.#worker.terminate();
+    for (const { reject } of this.#requests.values()) reject(new Error("VeilMedia is closed"));
+    this.#requests.clear();
   }
 
   /** Put VP8 and Opus first in `transceiver`'s codec preferences (the tested layouts). */
@@ -186,6 +198,7 @@ export class VeilMedia {
   }
 
   #post(message: ToWorker): void {
+    if (this.#closed) throw new Error("VeilMedia is closed");
     this.#worker.postMessage(message);
   }
 }

@@ -39,6 +39,18 @@ let current: FrameCipher | undefined;
 const receivers = new Map<number, { receiving: Receiving; deliver: Deliver }>();
 const firstOpened: Record<string, number> = {};
 
+/** A frame whose handling failed unexpectedly is dropped and reported, and the stream
+ * goes on: one bad frame must not stop a track for good. Messages name no secret. */
+function guarded(transform: TransformerTransformCallback<EncodedFrame, EncodedFrame>): TransformerTransformCallback<EncodedFrame, EncodedFrame> {
+  return async (frame, controller) => {
+    try {
+      await transform(frame, controller);
+    } catch (error) {
+      scope.postMessage({ type: "error", message: `frame dropped: ${(error as Error).name}: ${(error as Error).message}` });
+    }
+  };
+}
+
 function quietly(request: (() => Promise<unknown>) | undefined): () => void {
   return () => void request?.().catch(() => {});
 }
@@ -70,6 +82,7 @@ async function attach(
       transform: (frame) => receiving.receive(frame, deliver),
     };
   }
+  if (transform.transform) transform.transform = guarded(transform.transform);
   await readable.pipeThrough(new TransformStream(transform)).pipeTo(writable).catch(() => {});
   receivers.delete(options.id);
 }

@@ -94,10 +94,14 @@ export interface Received {
   framesReceived: number;
   /** Audio samples that came from decoded frames, not concealment. */
   audioDecoded: number;
+  /** Retransmitted RTP packets received (after NACKs): a single-packet frame that is
+   * retransmitted after it was delivered reaches the transform twice. */
+  retransmitted: number;
+  nacks: number;
 }
 
 export async function received(pc: RTCPeerConnection): Promise<Received> {
-  const out: Received = { framesDecoded: 0, framesReceived: 0, audioDecoded: 0 };
+  const out: Received = { framesDecoded: 0, framesReceived: 0, audioDecoded: 0, retransmitted: 0, nacks: 0 };
   const stats = await pc.getStats();
   stats.forEach((r: Record<string, number | string>) => {
     if (r.type !== "inbound-rtp") return;
@@ -105,6 +109,8 @@ export async function received(pc: RTCPeerConnection): Promise<Received> {
       const codec = (stats as unknown as Map<string, { mimeType?: string }>).get(String(r.codecId));
       if (codec?.mimeType) out.videoCodec = codec.mimeType;
       out.framesDecoded += Number(r.framesDecoded ?? 0);
+      out.retransmitted += Number(r.retransmittedPacketsReceived ?? 0);
+      out.nacks += Number(r.nackCount ?? 0);
       out.framesReceived += Number(r.framesReceived ?? 0);
     } else if (r.kind === "audio") {
       out.audioDecoded += Number(r.totalSamplesReceived ?? 0) - Number(r.concealedSamples ?? 0);
