@@ -156,6 +156,20 @@ test("frames of an epoch not held yet wait for its key, in order; unknown epochs
   assert.equal(bob.counters.unknown_epoch, 1);
 });
 
+test("a key that arrives while frames wait releases them before the next frame, in order", async () => {
+  const { alice, bob, t } = pair();
+  const receiving = new Receiving(bob, "audio", GRACE, t.now, ALICE);
+  const out: number[] = [];
+  const deliver = (f: EncodedFrame): void => void out.push(new Uint8Array(f.data)[0] ?? -1);
+  alice.setKey(4n, key(4));
+  const seal = async (n: number): Promise<EncodedFrame> =>
+    frame((await alice.seal(0, "audio/opus", Uint8Array.of(n))) as Uint8Array, "audio/opus");
+  for (const n of [1, 2]) await receiving.receive(await seal(n), deliver);
+  bob.setKey(4n, key(4)); // the key's retry is not run: the next frame must not overtake
+  await receiving.receive(await seal(3), deliver);
+  assert.deepEqual(out, [1, 2, 3]);
+});
+
 test("at most PENDING_LIMIT frames wait; the oldest are dropped and counted", async () => {
   const { alice, bob, t } = pair();
   const receiving = new Receiving(bob, "audio", GRACE, t.now);

@@ -46,6 +46,8 @@ export type Opened =
 
 export class FrameCipher {
   readonly counters: MediaCounters = emptyCounters();
+  /** Changes whenever a key is installed: waiting frames are worth another try. */
+  keyVersion = 0;
   readonly meetingId: string;
   readonly sender: bigint;
   readonly epochs: EpochKeys;
@@ -68,7 +70,10 @@ export class FrameCipher {
   setKey(epoch: bigint, sessionKey: Uint8Array): boolean {
     const { changed, dropped } = this.epochs.install(epoch, sessionKey);
     for (const e of dropped) this.#dropKids(e);
-    if (changed) this.#senders.clear();
+    if (changed) {
+      this.#senders.clear();
+      this.keyVersion += 1;
+    }
     return changed;
   }
 

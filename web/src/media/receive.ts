@@ -27,6 +27,7 @@ export class Receiving {
   #chain: Promise<void> = Promise.resolve();
   #broken = false;
   #lastRequest = Number.NEGATIVE_INFINITY;
+  #triedWith = -1; // the cipher's key version the waiting frames were last tried with
 
   constructor(
     private readonly cipher: FrameCipher,
@@ -49,8 +50,9 @@ export class Receiving {
       // A waiting frame does not hold back the ones behind it: a made-up KID must not
       // stall a sender's video for the grace period.
       this.#expire();
-      // Frames released by a key go first, in arrival order, then this one.
-      if (this.#pending.length > 0) await this.#drain(deliver);
+      // Frames released by a key go first, in arrival order, then this one. (Only when a
+      // key came since they were last tried: waiting frames cost nothing per new frame.)
+      if (this.#pending.length > 0 && this.#triedWith !== this.cipher.keyVersion) await this.#drain(deliver);
       await this.#open(frame, this.clock(), deliver);
     });
   }
@@ -82,6 +84,7 @@ export class Receiving {
   }
 
   async #drain(deliver: Deliver): Promise<void> {
+    this.#triedWith = this.cipher.keyVersion;
     const waiting = this.#pending;
     this.#pending = [];
     for (const { since, frame } of waiting) await this.#open(frame, since, deliver);
