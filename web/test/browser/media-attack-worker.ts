@@ -11,7 +11,8 @@ import { FrameCipher } from "../../src/media/cipher.js";
 import { type EncodedFrame, frameCodec, setFrameData } from "../../src/media/frames.js";
 import type { ToWorker, TransformOptions } from "../../src/media/messages.js";
 
-const attack = new URL(self.location.href).searchParams.get("attack");
+const inWorker = "WorkerGlobalScope" in globalThis; // `node --test dist/test/` loads this file too
+const attack = inWorker ? new URL(self.location.href).searchParams.get("attack") : null;
 const MALLORY = 0xbadn;
 const WARMUP = 60;
 const EVERY = 5;
@@ -20,12 +21,13 @@ let honest: FrameCipher | undefined;
 let forger: FrameCipher | undefined;
 let stranger: FrameCipher | undefined;
 
-const scope = globalThis as unknown as {
-  onmessage: (event: MessageEvent<ToWorker>) => void;
-  onrtctransform: (event: { transformer: { readable: ReadableStream; writable: WritableStream; options: TransformOptions } }) => void;
-};
+interface Transformer {
+  readable: ReadableStream;
+  writable: WritableStream;
+  options: TransformOptions;
+}
 
-scope.onmessage = (event) => {
+function onMessage(event: MessageEvent<ToWorker>): void {
   const m = event.data;
   if (m.type === "init") {
     const options = { meetingId: m.meetingId, grace: m.grace, suite: m.suite };
@@ -37,9 +39,9 @@ scope.onmessage = (event) => {
     honest?.setKey(m.epoch, m.key);
     forger?.setKey(m.epoch, m.key);
   }
-};
+}
 
-scope.onrtctransform = ({ transformer }) => {
+function onTransform({ transformer }: { transformer: Transformer }): void {
   const { stream = 0, kind } = transformer.options;
   let count = 0;
   const sent: Uint8Array[] = [];
@@ -70,4 +72,13 @@ scope.onrtctransform = ({ transformer }) => {
     },
   });
   void transformer.readable.pipeThrough(transform).pipeTo(transformer.writable);
-};
+}
+
+if (inWorker) {
+  const scope = globalThis as unknown as {
+    onmessage: typeof onMessage;
+    onrtctransform: typeof onTransform;
+  };
+  scope.onmessage = onMessage;
+  scope.onrtctransform = onTransform;
+}
