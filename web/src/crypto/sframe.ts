@@ -63,19 +63,35 @@ function bytesOf(value: bigint, size: number): Uint8Array {
   return out;
 }
 
-function field(value: bigint): [number, Uint8Array] {
-  if (value < 8n) return [Number(value), new Uint8Array()];
-  const size = Math.ceil(value.toString(16).length / 2);
-  return [0b1000 | (size - 1), bytesOf(value, size)];
+/** How many bytes a §4.3 field takes after the config byte (0: it fits in 3 bits). */
+function fieldSize(value: bigint): number {
+  if (value < 8n) return 0;
+  let size = 0;
+  for (let v = value; v > 0n; v >>= 8n) size++;
+  return size;
 }
 
-/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any. */
+function writeField(out: Uint8Array, at: number, value: bigint, size: number): void {
+  for (let i = at + size - 1; i >= at; i--) {
+    out[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+}
+
+/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any. Written in
+ * place: it runs once per media frame. */
 export function encodeHeader(kid: bigint, ctr: bigint): Uint8Array {
   checkValue(kid, "KID");
   checkValue(ctr, "counter");
-  const [kidBits, kidBytes] = field(kid);
-  const [ctrBits, ctrBytes] = field(ctr);
-  return concat([Uint8Array.of((kidBits << 4) | ctrBits), kidBytes, ctrBytes]);
+  const kidSize = fieldSize(kid);
+  const ctrSize = fieldSize(ctr);
+  const out = new Uint8Array(1 + kidSize + ctrSize);
+  const kidBits = kidSize ? 0b1000 | (kidSize - 1) : Number(kid);
+  const ctrBits = ctrSize ? 0b1000 | (ctrSize - 1) : Number(ctr);
+  out[0] = (kidBits << 4) | ctrBits;
+  writeField(out, 1, kid, kidSize);
+  writeField(out, 1 + kidSize, ctr, ctrSize);
+  return out;
 }
 
 /** `{kid, ctr, size}` of the header at the front of `data`. */
@@ -121,20 +137,30 @@ export async function deriveKeySalt(
 }
 
 interface Aead {
+  /** The inputs are copied when the call is made (one WebCrypto call), so the caller
+   * may reuse its nonce and AAD buffers at once; not so for CTR + HMAC (two calls). */
+  readonly copiesAtCall: boolean;
   encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+}
+
+/** `bytes` as WebCrypto takes them, without a copy where they are not shared memory:
+ * WebCrypto copies its input when called, and a frame's copy costs as much as its AES. */
+function view(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : owned(bytes);
 }
 
 async function gcm(key: Uint8Array): Promise<Aead> {
   const aes = await crypto.subtle.importKey("raw", owned(key), "AES-GCM", false, ["encrypt", "decrypt"]);
   return {
+    copiesAtCall: true,
     async encrypt(nonce, data, aad) {
-      const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: owned(nonce), additionalData: owned(aad) }, aes, owned(data));
+      const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
       return new Uint8Array(out);
     },
     async decrypt(nonce, data, aad) {
       try {
-        const out = await crypto.subtle.decrypt({ name: "AES-GCM", iv: owned(nonce), additionalData: owned(aad) }, aes, owned(data));
+        const out = await crypto.subtle.decrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
         return new Uint8Array(out);
       } catch {
         throw new DecryptionError();
@@ -163,6 +189,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
     return new Uint8Array(full).subarray(0, params.nt);
   };
   return {
+    copiesAtCall: false,
     async encrypt(nonce, data, aad) {
       const ct = await ctr(nonce, data);
       return concat([ct, await tag(nonce, aad, ct)]);
@@ -181,6 +208,11 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
 }
 
 class KeyState {
+  // Per-frame scratch for nonce and AAD where the AEAD copies them at the call: small
+  // buffers cost a media frame as much as its AES does.
+  readonly #iv = new Uint8Array(new ArrayBuffer(12));
+  #ad = new Uint8Array(new ArrayBuffer(64));
+
   private constructor(
     readonly aead: Aead,
     readonly salt: bigint,
@@ -201,7 +233,28 @@ class KeyState {
   }
 
   nonce(ctr: bigint): Uint8Array {
-    return bytesOf(this.salt ^ ctr, 12);
+    const out = this.aead.copiesAtCall ? this.#iv : new Uint8Array(12);
+    let value = this.salt ^ ctr;
+    for (let i = 11; i >= 0; i--) {
+      out[i] = Number(value & 0xffn);
+      value >>= 8n;
+    }
+    return out;
+  }
+
+  /** §4.4.3's AAD: `header ‖ metadata`. */
+  aad(header: Uint8Array, metadata: Uint8Array): Uint8Array {
+    const size = header.length + metadata.length;
+    let out: Uint8Array;
+    if (this.aead.copiesAtCall) {
+      if (this.#ad.length < size) this.#ad = new Uint8Array(new ArrayBuffer(size * 2));
+      out = this.#ad.subarray(0, size);
+    } else {
+      out = new Uint8Array(size);
+    }
+    out.set(header);
+    out.set(metadata, header.length);
+    return out;
   }
 }
 
@@ -250,12 +303,20 @@ export class SFrameSender {
   }
 
   async protect(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<Uint8Array> {
+    const { header, sealed } = await this.protectParts(payload, metadata);
+    return concat([header, sealed]);
+  }
+
+  /** `protect`'s frame as its two parts, header and ciphertext, for callers that put
+   * them after bytes of their own (a media frame's clear codec header) in one copy. */
+  async protectParts(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<{ header: Uint8Array; sealed: Uint8Array }> {
     const ctr = this.#ctr;
     if (ctr > MAX_VALUE) throw new RangeError("SFrame counter exhausted: derive a new key");
     this.#ctr = ctr + 1n;
-    const head = encodeHeader(this.kid, ctr);
-    const sealed = await this.state.aead.encrypt(this.state.nonce(ctr), payload, concat([head, metadata]));
-    return concat([head, sealed]);
+    const header = encodeHeader(this.kid, ctr);
+    const state = this.state;
+    const sealed = await state.aead.encrypt(state.nonce(ctr), payload, state.aad(header, metadata));
+    return { header, sealed };
   }
 
   /** Continue from `ctr` (for tests, which cannot send 2^64 frames). */
@@ -302,7 +363,7 @@ export class SFrameReceiver {
     if (state === undefined) throw new UnknownKeyId(`no SFrame key for KID ${kid}`);
     state.window.check(ctr);
     const header = frame.subarray(0, size);
-    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), concat([header, metadata]));
+    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), state.aad(header, metadata));
     state.window.accept(ctr);
     return payload;
   }

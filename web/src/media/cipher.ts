@@ -1,0 +1,183 @@
+/**
+ * One participant's frame encryption, the rules of `veil.client.media.MeetingMedia` on
+ * encoded WebRTC frames: every (epoch, sender, stream) has its own SFrame base key
+ * (`senderBaseKey`) and KID (`mediaKid`), so a frame's KID says who sent it, on which
+ * stream, in which epoch. It runs inside the media worker; the page never sees it.
+ *
+ * `seal` protects a frame under this sender's key for the current epoch, leaving the
+ * codec's clear bytes (`layout.ts`) in front and authenticating them. `open` checks, in
+ * order: the header parses (else `tampered`); the KID names the sender the receiver is
+ * bound to, and not this participant (else `wrong_sender`, before any key or replay
+ * window is touched, so a forgery moves no one's window); the epoch is held (else the
+ * frame waits, see `receive.ts`); the replay window (`replayed`); the AEAD (`tampered`,
+ * and a KID seen first in a failed frame leaves no key behind).
+ */
+
+import { concat } from "../crypto/encoding.js";
+import { DecodeError, DecryptionError } from "../crypto/errors.js";
+import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
+import {
+  type CipherSuite,
+  DEFAULT_SUITE,
+  ReplayedFrame,
+  SFrameReceiver,
+  SFrameSender,
+  UnknownKeyId,
+  parseHeader,
+} from "../crypto/sframe.js";
+import { type DropReason, type MediaCounters, emptyCounters } from "./counters.js";
+import { EpochKeys } from "./epochs.js";
+import { clearBytes } from "./layout.js";
+
+export interface CipherOptions {
+  meetingId: string;
+  /** This participant's sender number (44 bits, drawn at join and announced, signed). */
+  sender: bigint;
+  /** How long (ms) a superseded epoch's keys still open frames. */
+  grace: number;
+  clock?: () => number;
+  suite?: CipherSuite;
+}
+
+export type Opened =
+  | { kind: "frame"; data: Uint8Array; epoch: bigint; sender: bigint; stream: number }
+  | { kind: "drop"; reason: DropReason }
+  | { kind: "wait" };
+
+export class FrameCipher {
+  readonly counters: MediaCounters = emptyCounters();
+  /** Changes whenever a key is installed: waiting frames are worth another try. */
+  keyVersion = 0;
+  readonly meetingId: string;
+  readonly sender: bigint;
+  readonly epochs: EpochKeys;
+  readonly #suite: CipherSuite;
+  readonly #meeting: Uint8Array;
+  readonly #senders = new Map<number, Promise<SFrameSender>>(); // stream -> current epoch's
+  readonly #receiver = new SFrameReceiver();
+  readonly #kids = new Map<bigint, Map<bigint, Promise<void>>>(); // epoch -> KIDs installed
+
+  constructor(options: CipherOptions) {
+    this.meetingId = options.meetingId;
+    this.sender = options.sender;
+    this.#suite = options.suite ?? DEFAULT_SUITE;
+    this.#meeting = new TextEncoder().encode(options.meetingId);
+    this.epochs = new EpochKeys(options.grace, options.clock ?? (() => performance.now()));
+    mediaKid(0n, options.sender); // refuses a sender number out of range, now
+  }
+
+  /** Hold `epoch`'s session key; frames are sealed under it from the next one on. */
+  setKey(epoch: bigint, sessionKey: Uint8Array): boolean {
+    const { changed, dropped } = this.epochs.install(epoch, sessionKey);
+    for (const e of dropped) this.#dropKids(e);
+    if (changed) {
+      this.#senders.clear();
+      this.keyVersion += 1;
+    }
+    return changed;
+  }
+
+  /** Drop every key (the participant left, or the meeting ended). */
+  forget(): void {
+    for (const epoch of this.epochs.forget()) this.#dropKids(epoch);
+    this.#senders.clear();
+  }
+
+  expire(): void {
+    for (const epoch of this.epochs.expire()) this.#dropKids(epoch);
+  }
+
+  /** The frame to send, or `undefined` if there is no key yet (the frame must be dropped). */
+  async seal(stream: number, codec: string, data: Uint8Array): Promise<Uint8Array | undefined> {
+    const epoch = this.epochs.current;
+    const key = this.epochs.currentKey();
+    if (epoch === undefined || key === undefined) {
+      this.counters.no_key += 1;
+      return undefined;
+    }
+    let sender = this.#senders.get(stream);
+    if (sender === undefined) {
+      const kid = mediaKid(epoch, this.sender, stream);
+      sender = senderBaseKey(key, this.meetingId, epoch, this.sender, stream).then((base) =>
+        SFrameSender.create(kid, base, this.#suite),
+      );
+      this.#senders.set(stream, sender);
+    }
+    const n = clearBytes(codec, data);
+    const clear = data.subarray(0, n);
+    const { header, sealed } = await (await sender).protectParts(data.subarray(n), this.#metadata(clear));
+    this.counters.sent += 1;
+    return concat([clear, header, sealed]);
+  }
+
+  /** `bound`: the sender number this receiver's track belongs to, when the page knows it. */
+  async open(codec: string, data: Uint8Array, bound?: bigint): Promise<Opened> {
+    const n = clearBytes(codec, data);
+    const clear = data.subarray(0, n);
+    const frame = data.subarray(n);
+    let kid: bigint;
+    let source: { epoch: bigint; sender: bigint; stream: number };
+    try {
+      kid = parseHeader(frame).kid;
+      source = parseMediaKid(kid);
+    } catch {
+      return this.#drop("tampered");
+    }
+    if (source.sender === this.sender || (bound !== undefined && source.sender !== bound)) {
+      return this.#drop("wrong_sender");
+    }
+    const held = this.epochs.find(source.epoch);
+    if (held === undefined) return { kind: "wait" };
+    const installed = this.#kids.get(held.epoch) ?? new Map<bigint, Promise<void>>();
+    this.#kids.set(held.epoch, installed);
+    let adding = installed.get(kid);
+    const isNew = adding === undefined;
+    if (adding === undefined) {
+      adding = senderBaseKey(held.key, this.meetingId, held.epoch, source.sender, source.stream).then((base) =>
+        this.#receiver.addKey(kid, base, this.#suite),
+      );
+      installed.set(kid, adding);
+    }
+    try {
+      await adding;
+      const payload = await this.#receiver.unprotect(frame, this.#metadata(clear));
+      this.counters.decrypted += 1;
+      const opened = n === 0 ? payload : concat([clear, payload]);
+      return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
+    } catch (error) {
+      if (error instanceof ReplayedFrame) return this.#drop("replayed");
+      if (!(error instanceof DecryptionError || error instanceof DecodeError || error instanceof UnknownKeyId)) {
+        throw error;
+      }
+      if (isNew) {
+        // A made-up KID must not leave a key (and a replay window) behind.
+        this.#receiver.removeKey(kid);
+        installed.delete(kid);
+      }
+      return this.#drop("tampered");
+    }
+  }
+
+  countWaitedOut(): void {
+    this.counters.unknown_epoch += 1;
+  }
+
+  /** The SFrame metadata: the meeting id, then the codec's clear bytes. */
+  #metadata(clear: Uint8Array): Uint8Array {
+    return clear.length === 0 ? this.#meeting : concat([this.#meeting, clear]);
+  }
+
+  #drop(reason: DropReason): Opened {
+    this.counters[reason] += 1;
+    return { kind: "drop", reason };
+  }
+
+  #dropKids(epoch: bigint): void {
+    for (const kid of this.#kids.get(epoch)?.keys() ?? []) this.#receiver.removeKey(kid);
+    this.#kids.delete(epoch);
+  }
+
+  toJSON(): string {
+    return `FrameCipher(sender=${this.sender}, epochs=${this.epochs.epochs.join(",")})`;
+  }
+}
