@@ -12,21 +12,33 @@ export interface Clock {
   sleep(seconds: number, signal?: AbortSignal): Promise<void>;
 }
 
+/** setTimeout's longest wait (2^31 - 1 ms, 24.8 days): a longer one fires at once. */
+const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   time: () => performance.now() / 1000,
   sleep: (seconds, signal) =>
     new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(new Cancelled());
+      // A wait past setTimeout's limit (a ratchet of a month, or `Infinity` for never)
+      // is slept in pieces, as asyncio.sleep takes any length.
+      let left = Math.max(0, seconds) * 1000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const done = (): void => {
         signal?.removeEventListener("abort", stop);
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, seconds) * 1000);
+      const wait = (): void => {
+        const piece = Math.min(left, LONGEST_TIMEOUT_MS);
+        left -= piece;
+        timer = setTimeout(left > 0 ? wait : done, piece);
+      };
       const stop = (): void => {
         clearTimeout(timer);
         reject(new Cancelled());
       };
       signal?.addEventListener("abort", stop, { once: true });
+      wait();
     }),
 };
 
