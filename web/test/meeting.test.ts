@@ -147,3 +147,14 @@ test("the system clock sleeps past setTimeout's 24.8-day limit: a ratchet set to
     assert.ok((await sleeping) instanceof Cancelled);
   }
 });
+
+test("a key read from the epochs is a copy: a caller writing into it changes no held key", async () => {
+  const epochs = new Epochs("m");
+  const plaintext = Plaintext.generate();
+  await epochs.install(0n, 1, plaintext, ["ann"], "dev-a");
+  const key = await sessionKey(plaintext, "m", 0n);
+  epochs.key(0n)!.fill(0);
+  assert.deepEqual(epochs.key(0n), key);
+  epochs.close(); // and the copy a caller holds is not the held key that close() wipes
+  assert.equal(epochs.key(0n), null);
+});

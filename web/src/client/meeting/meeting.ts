@@ -221,8 +221,7 @@ export class Meeting {
    * current one and the previous one until the next install; none after a leave, a
    * removal or the end. */
   mediaKeys(epoch: bigint): Uint8Array<ArrayBuffer> | null {
-    const key = this.epochs.key(epoch);
-    return key === null ? null : Uint8Array.from(key);
+    return this.epochs.key(epoch);
   }
 
   /** Keys and encrypted keys this client still holds (zero after a leave or the end). */
