@@ -183,6 +183,7 @@ export class Manager {
       const post = new KeyPost(epoch, encrypted, membersDigest, baseDigest, joined, left, invitees, this.host ?? this.userId, proof);
       if (!this.active) return; // left while the key was being made
       const landed = await o.ownKey(encrypted, plaintext, [...members]);
+      if (!this.active || landed.done) return; // left or closed while it was being registered
       let installed: boolean;
       // Both waits end at once when the manager stops (a leave, the end, a close), as the
       // Python tasks' are cancelled: a stop never waits out a post the board leaves unanswered.

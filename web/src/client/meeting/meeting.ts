@@ -431,10 +431,12 @@ export class Meeting {
       landed.resolve(false);
       return landed;
     }
-    await this.memberLists.remember(members);
+    // Held before the wait below, so a leave, removal or close meanwhile drops it with
+    // every other key (`#closeKeys`) and the manager sees `landed` settled: nothing posts.
     const id = toHex(encrypted);
     this.#own.set(id, { plaintext, members });
     this.#landed.set(id, landed);
+    await this.memberLists.remember(members);
     return landed;
   }
 
