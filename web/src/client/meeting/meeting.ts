@@ -234,8 +234,9 @@ export class Meeting {
   /** Start a meeting as its first user (and manager until a late host takes over). Send
    * `meeting.invitation` to the people who will join. */
   static async start(device: Device, o: StartOptions = {}): Promise<Meeting> {
-    const meetingId = o.meetingId ?? `meeting-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
-    const host = o.host ?? device.userId;
+    // `||`, not `??`: an empty id or host is none given, as Python's `or` reads it.
+    const meetingId = o.meetingId || `meeting-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
+    const host = o.host || device.userId;
     const invited = sortedByCodePoint(new Set([...(o.invitees ?? []), host]));
     const known = new Set((await device.session.publicKeys(invited)).keys());
     const members = sortedByCodePoint(new Set([...known, device.userId]));
