@@ -250,6 +250,10 @@ export class Board {
       abandon = () => this.#settle(outgoing, signal?.reason instanceof Error ? signal.reason : new Error("the post was given up"));
       signal?.addEventListener("abort", abandon, { once: true });
     });
+    // Settled (timeout, abort, close) while the post is still being signed, before the
+    // await below: handled here meanwhile, or Node would end the process on an unhandled
+    // rejection. The caller still gets it from `await acked`.
+    acked.catch(() => undefined);
     try {
       const socket = this.#link.socket;
       if (socket !== null) await this.#send(socket, this.#pending.get(key)!);
