@@ -14,7 +14,7 @@ import { Epochs, securityCode } from "../src/client/meeting/epochs.js";
 import { ChatReceived, EpochChanged, EventStream, MeetingFailure } from "../src/client/meeting/events.js";
 import { MemberLists } from "../src/client/meeting/members.js";
 import { Roster } from "../src/client/meeting/roster.js";
-import { Cancelled } from "../src/client/meeting/tasks.js";
+import { Cancelled, withTimeout } from "../src/client/meeting/tasks.js";
 import { MeetingTimers, systemClock } from "../src/client/meeting/timers.js";
 
 const groupKey = PrivateKey.generate();
@@ -157,4 +157,17 @@ test("a key read from the epochs is a copy: a caller writing into it changes no 
   assert.deepEqual(epochs.key(0n), key);
   epochs.close(); // and the copy a caller holds is not the held key that close() wipes
   assert.equal(epochs.key(0n), null);
+});
+
+test("a wait with a timeout past setTimeout's limit does not time out at once", async () => {
+  const controller = new AbortController();
+  let outcome = "pending";
+  const waiting = withTimeout(new Promise<never>(() => {}), 30 * 86400, () => new Error("timed out"), controller.signal).catch((error: Error) => {
+    outcome = error.name;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(outcome, "pending");
+  controller.abort();
+  await waiting;
+  assert.equal(outcome, "Cancelled");
 });

@@ -18,6 +18,7 @@ import { Unavailable, VeilError, serviceError } from "./errors.js";
 import type { Clock } from "./keyserver.js";
 import { Link, type StateCallback } from "./link.js";
 import { type Socket, type WebSocketConstructor, openSocket, wsUrl } from "./socket.js";
+import { timeoutAfter } from "./timeouts.js";
 
 /** `(deviceId, fresh)` -> its user id and signing key, certified (`Device.signerOf`). */
 export type KeyLookup = (deviceId: string, fresh?: boolean) => Promise<[string, VerifyingKey]>;
@@ -241,12 +242,12 @@ export class Board {
     const acked = new Promise<number>((resolve, reject) => {
       const outgoing: Outgoing = { postId, kind, body: Uint8Array.from(body), resolve, reject, done: false };
       this.#pending.set(key, outgoing);
-      timer = setTimeout(() => {
+      timer = timeoutAfter(timeout, () => {
         this.#settle(
           outgoing,
           new Unavailable(0, "post_timeout", `the board did not acknowledge a ${kind} post within ${timeout} s (it may still land)`),
         );
-      }, timeout * 1000);
+      });
       abandon = () => this.#settle(outgoing, signal?.reason instanceof Error ? signal.reason : new Error("the post was given up"));
       signal?.addEventListener("abort", abandon, { once: true });
     });

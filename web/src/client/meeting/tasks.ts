@@ -6,6 +6,8 @@
  * ends every loop in it at its next wait.
  */
 
+import { timeoutAfter } from "../timeouts.js";
+
 /** The work waiting was stopped (a leave, the end, a close): not a failure. */
 export class Cancelled extends Error {
   override name = "Cancelled";
@@ -148,7 +150,7 @@ export function withTimeout<T>(promise: Promise<T>, seconds: number, onTimeout: 
   let timer: ReturnType<typeof setTimeout> | undefined;
   let detach: (() => void) | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), seconds * 1000);
+    timer = timeoutAfter(seconds, () => reject(onTimeout()));
     if (signal?.aborted) reject(new Cancelled());
     else detach = aborted(signal, reject);
   });

@@ -3,6 +3,7 @@
  * (injectable, so tests move or scale time by hand). All values are in seconds.
  */
 
+import { LONGEST_TIMEOUT_MS } from "../timeouts.js";
 import { Cancelled } from "./tasks.js";
 
 /** Where a meeting's timers read the time and wait. `sleep` rejects with `Cancelled`
@@ -11,9 +12,6 @@ export interface Clock {
   time(): number;
   sleep(seconds: number, signal?: AbortSignal): Promise<void>;
 }
-
-/** setTimeout's longest wait (2^31 - 1 ms, 24.8 days): a longer one fires at once. */
-const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
 
 export const systemClock: Clock = {
   time: () => performance.now() / 1000,
