@@ -62,6 +62,9 @@ test("a Node host and Node joiners: epochs, codes, chat both ways, a leave rekey
     assert.equal(b.roster.get(c.senderNumber)?.deviceId, cat.deviceId);
     assert.deepEqual(b.mediaKeys(0n), host.mediaKeys(0n));
     assert.equal(b.mediaKeys(0n)?.length, 32);
+    // A plain-JavaScript media layer's epoch and sender numbers are numbers: the same keys.
+    assert.deepEqual(b.mediaKeys(0), b.mediaKeys(0n));
+    await b.waitForEpoch(0, 5);
     assert.equal(b.mediaKeys(1n), null);
 
     await host.sendChat("hello from the host");
@@ -190,7 +193,7 @@ test("a late host takes over, hands management over, and a deputy takes over fro
     assert.equal(start.epochs.manager, hal.deviceId);
     // Hand-over to ann's join: she rekeys and manages.
     const before = h.epoch ?? 0n;
-    await h.handOver(start.senderNumber);
+    await h.handOver(Number(start.senderNumber)); // a number, as plain JavaScript has it
     await Promise.all([start.waitForEpoch(before + 1n), h.waitForEpoch(before + 1n), b.waitForEpoch(before + 1n)]);
     await until(() => start.managing, "ann managing");
     assert.equal(b.epochs.manager, ann.deviceId);
