@@ -199,7 +199,11 @@ test("a late host takes over, hands management over, and a deputy takes over fro
     assert.equal(b.epochs.manager, ann.deviceId);
     assert.deepEqual(new Set([start.securityCode, h.securityCode, b.securityCode]).size, 1);
     // Ann's device stops (no leave): her deputy takes over and rekeys.
-    await until(() => start.manager.deputy !== null, "a deputy named");
+    // Named by ann's own `alive` and read by both others. Until then they still hold the
+    // deputy hal named, ann herself; and a close stops an `alive` still in flight (as
+    // Python's cancels it), so a deputy only ann knows of would take nothing over.
+    const named = (): boolean => [h, b].some((m) => m.senderNumber === start.manager.deputy);
+    await until(() => named() && [h, b].every((m) => m.manager.deputy === start.manager.deputy), "a deputy named");
     const deputy = start.manager.deputy;
     const at = start.epoch ?? 0n;
     await start.close({ rotateDeviceKeys: false });
