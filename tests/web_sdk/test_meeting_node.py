@@ -77,6 +77,7 @@ async def node_participant(urls: dict[str, str], sub: str) -> AsyncIterator[Node
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     participant = NodeParticipant(process)
+    exited = False
     try:
         device = await participant.call("init", sub=sub)
         participant.user_id, participant.device_id = device["user_id"], device["device_id"]
@@ -89,9 +90,12 @@ async def node_participant(urls: dict[str, str], sub: str) -> AsyncIterator[Node
             process.stdin.close()
             try:
                 await asyncio.wait_for(process.wait(), 30)
+                exited = True
             except TimeoutError:
                 process.kill()
             participant._reader.cancel()
+    # Nothing of a closed meeting (a timer, a socket, a listener) may keep Node running.
+    assert exited, "the Node participant did not exit by itself after its meeting closed"
 
 
 def _digest(meeting: Meeting) -> str:

@@ -14,7 +14,8 @@ import { Epochs, securityCode } from "../src/client/meeting/epochs.js";
 import { ChatReceived, EpochChanged, EventStream, MeetingFailure } from "../src/client/meeting/events.js";
 import { MemberLists } from "../src/client/meeting/members.js";
 import { Roster } from "../src/client/meeting/roster.js";
-import { MeetingTimers } from "../src/client/meeting/timers.js";
+import { Cancelled, withTimeout } from "../src/client/meeting/tasks.js";
+import { MeetingTimers, systemClock } from "../src/client/meeting/timers.js";
 
 const groupKey = PrivateKey.generate();
 
@@ -130,4 +131,43 @@ test("meeting timers: Python's defaults, and a fail-over no longer than the hear
     [10, 300, [1, 5, 10, 10], 5, 3, 10, 120],
   );
   assert.throws(() => new MeetingTimers({ heartbeat: 3, failover: 3 }), RangeError);
+});
+
+test("the system clock sleeps past setTimeout's 24.8-day limit: a ratchet set to 30 days (or never) does not spin", async () => {
+  for (const seconds of [30 * 86400, Number.POSITIVE_INFINITY]) {
+    const controller = new AbortController();
+    let woke = false;
+    const sleeping = systemClock.sleep(seconds, controller.signal).then(
+      () => (woke = true),
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(woke, false, `a ${seconds} s sleep ended at once`);
+    controller.abort();
+    assert.ok((await sleeping) instanceof Cancelled);
+  }
+});
+
+test("a key read from the epochs is a copy: a caller writing into it changes no held key", async () => {
+  const epochs = new Epochs("m");
+  const plaintext = Plaintext.generate();
+  await epochs.install(0n, 1, plaintext, ["ann"], "dev-a");
+  const key = await sessionKey(plaintext, "m", 0n);
+  epochs.key(0n)!.fill(0);
+  assert.deepEqual(epochs.key(0n), key);
+  epochs.close(); // and the copy a caller holds is not the held key that close() wipes
+  assert.equal(epochs.key(0n), null);
+});
+
+test("a wait with a timeout past setTimeout's limit does not time out at once", async () => {
+  const controller = new AbortController();
+  let outcome = "pending";
+  const waiting = withTimeout(new Promise<never>(() => {}), 30 * 86400, () => new Error("timed out"), controller.signal).catch((error: Error) => {
+    outcome = error.name;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(outcome, "pending");
+  controller.abort();
+  await waiting;
+  assert.equal(outcome, "Cancelled");
 });

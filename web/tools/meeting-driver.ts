@@ -23,4 +23,5 @@ for await (const line of lines) {
   void ops.answer(request).then((answer) => process.stdout.write(`${JSON.stringify({ id: request.id, ...answer })}\n`));
 }
 await ops.meeting?.close({ rotateDeviceKeys: false });
-process.exit(0);
+// No process.exit(): once its meeting is closed nothing of the SDK may keep Node running
+// (a timer, a socket, a listener), and the Python side fails if the process does not end.

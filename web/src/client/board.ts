@@ -18,6 +18,7 @@ import { Unavailable, VeilError, serviceError } from "./errors.js";
 import type { Clock } from "./keyserver.js";
 import { Link, type StateCallback } from "./link.js";
 import { type Socket, type WebSocketConstructor, openSocket, wsUrl } from "./socket.js";
+import { timeoutAfter } from "./timeouts.js";
 
 /** `(deviceId, fresh)` -> its user id and signing key, certified (`Device.signerOf`). */
 export type KeyLookup = (deviceId: string, fresh?: boolean) => Promise<[string, VerifyingKey]>;
@@ -227,29 +228,40 @@ export class Board {
 
   /** Sign and post; the post's `seq` once the board stored it. Waits while the
    * connection is down and is resent after each reconnect; `Unavailable`
-   * "post_timeout" after `timeout` seconds (the post may still land). */
-  async post(kind: string, body: Uint8Array, { timeout = 120 }: { timeout?: number } = {}): Promise<number> {
+   * "post_timeout" after `timeout` seconds (the post may still land). Once `signal`
+   * aborts, the post is given up at once with the signal's reason and no longer resent
+   * (as a cancelled Python post: one already sent may still land). */
+  async post(kind: string, body: Uint8Array, { timeout = 120, signal }: { timeout?: number; signal?: AbortSignal } = {}): Promise<number> {
     if (this.#link.failure !== null) throw this.#link.failure;
     if (this.#link.closed || this.#runner === undefined) throw new Error("the board is not open: connect() first");
+    signal?.throwIfAborted();
     const postId = crypto.getRandomValues(new Uint8Array(16));
     const key = b64encode(postId);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let abandon: (() => void) | undefined;
     const acked = new Promise<number>((resolve, reject) => {
       const outgoing: Outgoing = { postId, kind, body: Uint8Array.from(body), resolve, reject, done: false };
       this.#pending.set(key, outgoing);
-      timer = setTimeout(() => {
+      timer = timeoutAfter(timeout, () => {
         this.#settle(
           outgoing,
           new Unavailable(0, "post_timeout", `the board did not acknowledge a ${kind} post within ${timeout} s (it may still land)`),
         );
-      }, timeout * 1000);
+      });
+      abandon = () => this.#settle(outgoing, signal?.reason instanceof Error ? signal.reason : new Error("the post was given up"));
+      signal?.addEventListener("abort", abandon, { once: true });
     });
+    // Settled (timeout, abort, close) while the post is still being signed, before the
+    // await below: handled here meanwhile, or Node would end the process on an unhandled
+    // rejection. The caller still gets it from `await acked`.
+    acked.catch(() => undefined);
     try {
       const socket = this.#link.socket;
       if (socket !== null) await this.#send(socket, this.#pending.get(key)!);
       return await acked;
     } finally {
       clearTimeout(timer);
+      if (abandon !== undefined) signal?.removeEventListener("abort", abandon);
       this.#pending.delete(key);
     }
   }

@@ -5,7 +5,7 @@ import { test } from "node:test";
 
 import { CONFERENCE_AUDIENCE } from "../../src/protocol/wire.js";
 import { Announce, Chat } from "../../src/protocol/board.js";
-import { InvalidRequest, Unauthorized } from "../../src/client/index.js";
+import { InvalidRequest, Unauthorized, Unavailable } from "../../src/client/index.js";
 import { fresh, initialize, skip, tokensFor } from "./services.js";
 
 test("two Node devices post on a board and read each other's verified posts in order", { skip }, async () => {
@@ -52,4 +52,29 @@ test("a board hello with a token that does not verify is refused by name (4401)"
   const board = device.board(fresh("room"));
   await assert.rejects(board.connect(), Unauthorized);
   await board.close();
+});
+
+test("a post that times out, is given up or meets close() while it is being signed rejects its caller and nothing else", { skip }, async () => {
+  const ann = await initialize(fresh("uann"));
+  const board = ann.board(fresh("room"));
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown): void => void unhandled.push(reason);
+  process.on("unhandledRejection", record);
+  try {
+    await board.connect();
+    // A 0 s timeout fires while the post is still being signed (an await).
+    await assert.rejects(board.post(Announce.KIND, new Announce(1n).bytes(), { timeout: 0 }), (e: Error) => e instanceof Unavailable && e.code === "post_timeout");
+    const controller = new AbortController();
+    const given = board.post(Announce.KIND, new Announce(2n).bytes(), { signal: controller.signal });
+    controller.abort(new Error("given up"));
+    await assert.rejects(given, /given up/);
+    const closing = board.post(Announce.KIND, new Announce(3n).bytes());
+    await board.close();
+    await assert.rejects(closing);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(unhandled.map(String), []);
+  } finally {
+    process.off("unhandledRejection", record);
+    await board.close();
+  }
 });

@@ -72,8 +72,11 @@ export class Epochs {
     return { epoch, members: this.members, securityCode: code, manager, before, previousManager };
   }
 
-  key(epoch: bigint): Uint8Array | null {
-    return this.#keys.get(epoch) ?? null;
+  /** A copy of the session key of `epoch`, or `null` (Python's keys are immutable bytes:
+   * no caller can write into the key every chat message and frame of the epoch uses). */
+  key(epoch: bigint): Uint8Array<ArrayBuffer> | null {
+    const key = this.#keys.get(epoch);
+    return key === undefined ? null : Uint8Array.from(key);
   }
 
   /** The epochs whose keys are held, oldest first. */

@@ -183,14 +183,19 @@ export class Manager {
       const post = new KeyPost(epoch, encrypted, membersDigest, baseDigest, joined, left, invitees, this.host ?? this.userId, proof);
       if (!this.active) return; // left while the key was being made
       const landed = await o.ownKey(encrypted, plaintext, [...members]);
+      if (!this.active || landed.done) return; // left or closed while it was being registered
       let installed: boolean;
+      // Both waits end at once when the manager stops (a leave, the end, a close), as the
+      // Python tasks' are cancelled: a stop never waits out a post the board leaves unanswered.
+      const signal = this.#scope.signal;
       try {
-        await o.board.post(KeyPost.KIND, post.bytes(), { timeout: o.timers.postTimeout });
+        await o.board.post(KeyPost.KIND, post.bytes(), { timeout: o.timers.postTimeout, signal });
         this.lastRekey = o.clock.time();
         installed = await withTimeout(
           landed.promise,
           o.timers.postTimeout,
           () => new Unavailable(0, "timeout", "the board did not deliver this device's key post back in time"),
+          signal,
         );
       } finally {
         landed.resolve(false); // no longer waited for (the post is still taken if it lands)
@@ -305,7 +310,7 @@ export class Manager {
       else if (this.#isDeputy() && o.epochs.epoch !== null) {
         // The deputy answers, so the manager knows it would take over.
         const alive = new Alive(o.epochs.epoch, this.deputy);
-        await this.#attempt(o.board.post(Alive.KIND, alive.bytes(), { timeout: o.timers.heartbeat * 2 }));
+        await this.#attempt(o.board.post(Alive.KIND, alive.bytes(), { timeout: o.timers.heartbeat * 2, signal: this.#scope.signal }));
       }
     }
   }
@@ -319,7 +324,8 @@ export class Manager {
     const deputy = await this.#chooseDeputy();
     const epoch = this.#o.epochs.epoch;
     if (epoch === null) throw new Error("unreachable: a manager holds an epoch");
-    await this.#o.board.post(Alive.KIND, new Alive(epoch, deputy).bytes(), { timeout: this.#o.timers.heartbeat * 2 });
+    const options = { timeout: this.#o.timers.heartbeat * 2, signal: this.#scope.signal };
+    await this.#o.board.post(Alive.KIND, new Alive(epoch, deputy).bytes(), options);
   }
 
   /** The deputy named so far while it is present and answers; otherwise the earliest-

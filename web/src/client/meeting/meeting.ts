@@ -216,13 +216,15 @@ export class Meeting {
     return [...this.events.failures];
   }
 
+  /** Epochs and sender numbers are bigints; a number (plain JavaScript's) is taken too,
+   * where a Map lookup by it would find nothing and say no key is held. */
+
   /** A copy of the session key of `epoch` (the media layer derives its SFrame keys from
    * it with `crypto/schedule`), or `null` unless this client holds that epoch: the
    * current one and the previous one until the next install; none after a leave, a
    * removal or the end. */
-  mediaKeys(epoch: bigint): Uint8Array<ArrayBuffer> | null {
-    const key = this.epochs.key(epoch);
-    return key === null ? null : Uint8Array.from(key);
+  mediaKeys(epoch: bigint | number): Uint8Array<ArrayBuffer> | null {
+    return this.epochs.key(BigInt(epoch));
   }
 
   /** Keys and encrypted keys this client still holds (zero after a leave or the end). */
@@ -235,8 +237,9 @@ export class Meeting {
   /** Start a meeting as its first user (and manager until a late host takes over). Send
    * `meeting.invitation` to the people who will join. */
   static async start(device: Device, o: StartOptions = {}): Promise<Meeting> {
-    const meetingId = o.meetingId ?? `meeting-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
-    const host = o.host ?? device.userId;
+    // `||`, not `??`: an empty id or host is none given, as Python's `or` reads it.
+    const meetingId = o.meetingId || `meeting-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
+    const host = o.host || device.userId;
     const invited = sortedByCodePoint(new Set([...(o.invitees ?? []), host]));
     const known = new Set((await device.session.publicKeys(invited)).keys());
     const members = sortedByCodePoint(new Set([...known, device.userId]));
@@ -432,10 +435,12 @@ export class Meeting {
       landed.resolve(false);
       return landed;
     }
-    await this.memberLists.remember(members);
+    // Held before the wait below, so a leave, removal or close meanwhile drops it with
+    // every other key (`#closeKeys`) and the manager sees `landed` settled: nothing posts.
     const id = toHex(encrypted);
     this.#own.set(id, { plaintext, members });
     this.#landed.set(id, landed);
+    await this.memberLists.remember(members);
     return landed;
   }
 
@@ -519,7 +524,8 @@ export class Meeting {
 
   /** Resolves once this client holds `epoch` (or a later one) or the meeting ended;
    * `Unavailable` "timeout" after `timeout` seconds. */
-  async waitForEpoch(epoch: bigint, timeout = 30): Promise<void> {
+  async waitForEpoch(epoch: bigint | number, timeout = 30): Promise<void> {
+    epoch = BigInt(epoch);
     const reached = async (): Promise<void> => {
       while ((this.epoch ?? 0n) < epoch && !this.ended) await this.#installed.wait();
     };
@@ -552,7 +558,8 @@ export class Meeting {
   /** For the manager: pass management to the participant that joined as `sender` (its
    * user becomes an admin); it rotates the key and manages from then on. A manager
    * hands over before it leaves. */
-  async handOver(sender: bigint): Promise<void> {
+  async handOver(sender: bigint | number): Promise<void> {
+    sender = BigInt(sender); // a number from plain JavaScript names the same join
     if (!this.managing) throw new VeilError("only the meeting's manager hands management over");
     const participant = this.roster.get(sender);
     if (participant === null || sender === this.sender) throw new VeilError(`no other participant joined as sender ${sender}`);

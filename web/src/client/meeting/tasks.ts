@@ -6,6 +6,8 @@
  * ends every loop in it at its next wait.
  */
 
+import { timeoutAfter } from "../timeouts.js";
+
 /** The work waiting was stopped (a leave, the end, a close): not a failure. */
 export class Cancelled extends Error {
   override name = "Cancelled";
@@ -50,9 +52,10 @@ export class Scope {
     return task;
   }
 
-  /** Stop every task at its next wait, and wait until they have all ended. */
+  /** Stop every task at its next wait, and wait until they have all ended. The signal's
+   * reason is `Cancelled`, so a wait that passes it on (a board post) ends as one. */
   async stop(): Promise<void> {
-    this.#controller.abort();
+    this.#controller.abort(new Cancelled());
     await Promise.allSettled([...this.#tasks]);
   }
 }
@@ -141,11 +144,18 @@ export class Deferred<T> {
   }
 }
 
-/** `promise`, or `onTimeout()`'s error after `seconds` (real time). */
-export function withTimeout<T>(promise: Promise<T>, seconds: number, onTimeout: () => Error): Promise<T> {
+/** `promise`, or `onTimeout()`'s error after `seconds` (real time), or `Cancelled` once
+ * `signal` aborts (the wait is given up; the work waited for is not stopped by it). */
+export function withTimeout<T>(promise: Promise<T>, seconds: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let detach: (() => void) | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), seconds * 1000);
+    timer = timeoutAfter(seconds, () => reject(onTimeout()));
+    if (signal?.aborted) reject(new Cancelled());
+    else detach = aborted(signal, reject);
   });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, late]).finally(() => {
+    clearTimeout(timer);
+    detach?.();
+  });
 }

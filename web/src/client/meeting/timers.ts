@@ -3,6 +3,7 @@
  * (injectable, so tests move or scale time by hand). All values are in seconds.
  */
 
+import { LONGEST_TIMEOUT_MS } from "../timeouts.js";
 import { Cancelled } from "./tasks.js";
 
 /** Where a meeting's timers read the time and wait. `sleep` rejects with `Cancelled`
@@ -17,16 +18,25 @@ export const systemClock: Clock = {
   sleep: (seconds, signal) =>
     new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(new Cancelled());
+      // A wait past setTimeout's limit (a ratchet of a month, or `Infinity` for never)
+      // is slept in pieces, as asyncio.sleep takes any length.
+      let left = Math.max(0, seconds) * 1000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const done = (): void => {
         signal?.removeEventListener("abort", stop);
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, seconds) * 1000);
+      const wait = (): void => {
+        const piece = Math.min(left, LONGEST_TIMEOUT_MS);
+        left -= piece;
+        timer = setTimeout(left > 0 ? wait : done, piece);
+      };
       const stop = (): void => {
         clearTimeout(timer);
         reject(new Cancelled());
       };
       signal?.addEventListener("abort", stop, { once: true });
+      wait();
     }),
 };
 
