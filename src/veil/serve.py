@@ -311,6 +311,8 @@ async def _serve_all(options: ServeOptions) -> None:
         web_dir=web_dir,
         cors_origins=extra_origins(),
     ) as endpoints:
-        print(json.dumps(endpoints.__dict__), flush=True)
-        print(f"the web app: {endpoints.conference_url}/app/", file=sys.stderr, flush=True)
+        # One JSON line (the web app's address in it), so that what `veil serve` writes
+        # stays machine-readable, as its logs are.
+        app_url = f"{endpoints.conference_url}/app/"
+        print(json.dumps({**endpoints.__dict__, "app_url": app_url}), flush=True)
         await stop.wait()
