@@ -67,7 +67,7 @@ def _refused(response: Any, status: int, code: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spoil", "status", "code"),
+    ("spoil", "status", "code"),  # each spoils members[1] or members[2]
     [
         # Dave's transform key is for Bob's master key
         (lambda b, others: b[2].update(transform_key=b[0]["transform_key"]), 422,
@@ -85,8 +85,12 @@ def test_one_bad_member_refuses_the_whole_batch_and_nothing_is_written(
     alice, *others = (make_actor(name) for name in ("alice", "bob", "carol", "dave"))
     group_key = alice.create_group("g1")
     bodies = _bodies(alice, "g1", group_key, others)
+    before = [dict(b) for b in bodies]
     spoil(bodies, others)
-    _refused(_batch(alice, "g1", bodies), status, code)
+    response = _batch(alice, "g1", bodies)
+    _refused(response, status, code)
+    spoilt = next(i for i, (b, a) in enumerate(zip(bodies, before, strict=True)) if b != a)
+    assert response.json()["error"]["message"].startswith(f"members[{spoilt}] (")
     assert _members(alice, "g1") == []
     assert _added(database_url) == []
     # The same batch, unspoilt, goes through: nothing half-written stands in its way.

@@ -1,10 +1,14 @@
 """Groups: create, read, list, delete; members and admins; the group key for admins."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from veil.crypto.errors import AuthenticationError, DecodeError
 from veil.crypto.keys import PublicKey
 from veil.crypto.pre import VerifiedTransformKey
 from veil.keyserver.auth import SignedCall
@@ -39,7 +43,7 @@ from veil.keyserver.schemas import (
 from veil.keyserver.service import KeyService
 from veil.protocol import b64decode, group_proof_message
 from veil.protocol.board import member_digest
-from veil.web.errors import conflict, forbidden, not_found, unprocessable
+from veil.web.errors import ApiError, bad_request, conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId, Timestamp
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
@@ -228,14 +232,15 @@ def add_members(group_id: PathId, body: AddMembers, call: Signed, service: Servi
                 )
             )
         )
-        for member in body.members:
-            if member.user_id in members:
-                raise conflict("already_member", f"{member.user_id!r} is already a member")
-            user = users.get(member.user_id)
-            if user is None:
-                raise not_found(f"no user {member.user_id!r}")
-            key = verified_transform_key(member.transform_key)
-            _check_new_member(service, group_id, group_key, user, member, key)
+        for index, member in enumerate(body.members):
+            with _naming(index, member.user_id):
+                if member.user_id in members:
+                    raise conflict("already_member", "already a member")
+                user = users.get(member.user_id)
+                if user is None:
+                    raise not_found("no such user")
+                key = verified_transform_key(member.transform_key)
+                _check_new_member(service, group_id, group_key, user, member, key)
             session.add(
                 GroupMember(
                     group_id=group_id,
@@ -249,6 +254,20 @@ def add_members(group_id: PathId, body: AddMembers, call: Signed, service: Servi
     return Done()
 
 
+@contextmanager
+def _naming(index: int, user_id: str) -> Iterator[None]:
+    """A refusal of one member of a batch, with its code, saying which member it is."""
+    which = f"members[{index}] ({user_id!r})"
+    try:
+        yield
+    except ApiError as error:
+        raise ApiError(error.status, error.code, f"{which}: {error.message}") from None
+    except DecodeError as error:
+        raise unprocessable("invalid_encoding", f"{which}: {error}") from None
+    except AuthenticationError:
+        raise bad_request("bad_signature", f"{which}: a signature did not verify") from None
+
+
 def _check_new_member(
     service: KeyService,
     group_id: str,
@@ -259,9 +278,7 @@ def _check_new_member(
 ) -> None:
     """``key`` (``body``'s) is for ``user``, and the group key's proof over it holds."""
     if key.to_public_key != PublicKey.from_bytes(user.master_public_key):
-        raise unprocessable(
-            "transform_key_mismatch", f"the transform key is not for {body.user_id!r}"
-        )
+        raise unprocessable("transform_key_mismatch", "the transform key is not for this user")
     message = group_proof_message(
         "add-member", group_id, body.user_id, body.timestamp, body.transform_key
     )
