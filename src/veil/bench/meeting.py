@@ -640,8 +640,10 @@ class _Devices:
         url = ws_url(self.endpoints.conference(device.index), f"/v1/rooms/{room}/board")
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return await open_socket(
-                    url, room, "board", token, device.device_id, device.signer, since=0
+                return _Inbox(
+                    await open_socket(
+                        url, room, "board", token, device.device_id, device.signer, since=0
+                    )
                 )
             except Unavailable as error:
                 if attempt == CONNECT_ATTEMPTS:
@@ -652,17 +654,18 @@ class _Devices:
 
     # Receiving: each device's two board connections.
 
-    async def _posts(self, socket: Any) -> AsyncIterator[tuple[int, _VeilPost | _PairwiseChunk]]:
+    async def _posts(
+        self, inbox: "_Inbox"
+    ) -> AsyncIterator[tuple[int, _VeilPost | _PairwiseChunk]]:
         """(message size, decoded post) of each key post and pairwise chunk, read once the
         host lets the devices go on."""
-        try:
-            async for raw in socket:
-                await self.resumed.wait()
-                decoded = self.decoded[raw] if raw in self.decoded else self._decode(raw)
-                if decoded is not None:
-                    yield len(raw), decoded
-        except ConnectionClosed as closed:
-            raise RuntimeError(f"a board connection closed: {closed}") from None
+        while isinstance(raw := await inbox.arrived.get(), str):
+            await self.resumed.wait()
+            decoded = self.decoded[raw] if raw in self.decoded else self._decode(raw)
+            if decoded is not None:
+                yield len(raw), decoded
+        if isinstance(raw, ConnectionClosed):
+            raise RuntimeError(f"a board connection closed: {raw}")
         raise RuntimeError("a board connection closed")
 
     def _decode(self, raw: str) -> _VeilPost | _PairwiseChunk | None:
@@ -912,6 +915,27 @@ async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
     if isinstance(message, tuple) and message and message[0] == "failed":
         raise RuntimeError(f"the devices failed: {message[1]}")
     return message
+
+
+class _Inbox:
+    """A board connection read from the moment it opens, into a queue, whatever its
+    device waits for. websockets stops reading a connection once 16 messages wait
+    unread, keepalive pongs included: the devices' first connections, opened over a
+    minute before they are listened to at N = 2,000, were closed by their keepalive
+    timeout (``sent 1011``)."""
+
+    def __init__(self, socket: Any) -> None:
+        self.arrived: asyncio.Queue[str | ConnectionClosed | None] = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read(socket))
+
+    async def _read(self, socket: Any) -> None:
+        try:
+            async for raw in socket:
+                self.arrived.put_nowait(raw)
+        except ConnectionClosed as closed:
+            self.arrived.put_nowait(closed)
+        else:
+            self.arrived.put_nowait(None)
 
 
 class _DeviceProcesses:
