@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from veil.bench.keyserver import free_port
 from veil.client import Device, MemoryDeviceStore
 from veil.conference import ConferenceSettings
 from veil.keyserver import KeyServerSettings
@@ -27,7 +26,7 @@ from veil.protocol.board import Announce
 from veil.serve import ServeOptions
 from veil.stack import SHUTDOWN_SECONDS
 
-VEIL = [sys.executable, "-m", "veil.cli"]
+from .processes import VEIL, free_port, process, wait_for
 
 
 def veil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -204,41 +203,6 @@ def test_the_issuer_url_flag_wins_over_other_key_variables(
         "https://sso.example", None, None,
     )  # fmt: skip
     assert settings.user_id_claim == "email"
-
-
-@contextmanager
-def process(
-    *args: str, env: dict[str, str] | None = None, **popen: Any
-) -> Iterator[subprocess.Popen[str]]:
-    child = subprocess.Popen(
-        [*VEIL, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **popen,
-    )
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-def wait_for(url: str, child: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert child.poll() is None, "the service exited"
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer")
 
 
 async def a_device_meets_the_services(

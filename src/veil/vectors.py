@@ -63,8 +63,12 @@ def _board() -> dict[str, Any]:
         board.Chat(3, 4, b"sealed"),
         board.Alive(5, None),
         board.Alive(6, 7),
+        board.KeyPost(
+            1, b"k", *board.KeyPost.changes(before, before), _invitees_at_cap(), "alice", proof
+        ),
     ]
     valid = bytes(messages[5])
+    at_cap = bytes(messages[-1])
     return {
         "group_public_key": bytes(group.public_key).hex(),
         "changes": {"before": before, "after": after},
@@ -77,8 +81,18 @@ def _board() -> dict[str, Any]:
             {"kind": "alive", "body": b'{"deputy":"1","epoch":1}'.hex()},
             {"kind": "key", "body": bytes(messages[2]).replace(b'"dave"', b'"\\ud800"').hex()},
             {"kind": "notice", "body": b"{}".hex()},
+            # one byte over MAX_INVITEES_BYTES (its last invitee one character longer)
+            {"kind": "key", "body": at_cap.replace(b'z"]', b'zz"]').hex()},
         ],
     }
+
+
+def _invitees_at_cap() -> tuple[str, ...]:
+    """Invitees whose canonical JSON takes exactly ``MAX_INVITEES_BYTES`` (UTF-8, with
+    two-byte characters): the boundary both SDKs must draw in the same place."""
+    invitees = [f"a-ü-{i:05d}" for i in range(1250)]  # 12 bytes and a comma each
+    used = len(json.dumps(invitees, ensure_ascii=False, separators=(",", ":")).encode())
+    return (*invitees, "z" * (board.MAX_INVITEES_BYTES - used - 3))  # ',"' and '"'
 
 
 def _envelopes() -> dict[str, Any]:

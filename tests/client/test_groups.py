@@ -1,5 +1,7 @@
 """Groups through the SDK: membership decides who decrypts what is encrypted to a group."""
 
+import sqlite3
+
 import pytest
 
 from veil.client import Conflict, Forbidden, GroupInfo, NotFound, NotMember
@@ -86,5 +88,33 @@ def test_group_lifecycle_and_who_can_read(sdk) -> None:  # type: ignore[no-untyp
             await bob.documents.encrypt(b"to a deleted group", groups=[group])
         with pytest.raises(NotFound):
             await alice.groups.add_members(group, [b])
+
+    sdk.run(main)
+
+
+def _add_member_requests(sdk, group: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Who was added to ``group``, by which request (its signature in the audit log)."""
+    with sqlite3.connect(sdk.stack.keyserver_database) as connection:
+        rows = connection.execute(
+            "SELECT subject, request_signature FROM audit_log WHERE action = 'group.add_member'"
+        ).fetchall()
+    return {subject.split("/", 1)[1]: signature for subject, signature in rows if
+            subject.startswith(f"{group}/")}  # fmt: skip
+
+
+def test_several_members_are_added_in_one_request_all_or_none(sdk) -> None:  # type: ignore[no-untyped-def]
+    a, b, c, d, e = (sdk.user(n) for n in ("alice", "bob", "carol", "dave", "erin"))
+
+    async def main() -> None:
+        alice, *_ = [await sdk.device(u) for u in (a, b, c, d, e)]
+        group = await alice.groups.create(members=[b, c, d])
+        added = _add_member_requests(sdk, group)
+        assert set(added) == {b, c, d} and len(set(added.values())) == 1  # one request
+        # A batch naming a member already in it adds no one.
+        other = await alice.groups.create(members=[b])
+        with pytest.raises(Conflict) as caught:
+            await alice.groups.add_members(other, [e, b])
+        assert caught.value.code == "already_member"
+        assert (await alice.groups.get(other)).members == (b,)
 
     sdk.run(main)

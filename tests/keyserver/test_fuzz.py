@@ -541,6 +541,20 @@ def body_routes(world: dict[str, Any]) -> list[Route]:
         ),
         Route(
             "POST",
+            "/v1/groups/g/members/batch",
+            {"members": [alice.member_body("g", group_key, dave)]},
+            {"members": "list"},
+            alice,
+        ),
+        Route(
+            "POST",
+            "/v1/devices/lookup",
+            {"device_ids": [alice.device_id]},
+            {"device_ids": "list"},
+            alice,
+        ),
+        Route(
+            "POST",
             "/v1/groups/g/admins",
             {"user_id": "bob", "encrypted_key": encrypted_to_bob, "key_envelope": "AAAA"},
             {"user_id": id_, "encrypted_key": key, "key_envelope": opaque},

@@ -3,9 +3,12 @@ for its chain; a member removed or a device revoked while its prepared transform
 waits never receives it, and the pool drops it. With a real worker process, on
 SQLite and PostgreSQL."""
 
+import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -144,3 +147,32 @@ def test_a_meeting_beyond_the_pools_ceiling_is_served_on_demand(
     stats = _stats(client)
     assert stats.held <= 1 and stats.taken + stats.missed == 6
     assert stats.missed >= 4  # most transforms ran on demand, and every one answered
+
+
+def test_a_transform_in_flight_while_its_member_is_removed_wants_nothing(
+    client: TestClient, make_actor: Any
+) -> None:
+    """Bob's transform was authorized before his removal committed, and finishes after
+    it: its request for his chain's next prepared transform comes after the forget, and
+    is refused (else the pool would prepare for a removed member's key)."""
+    alice, bob, _, group_key = _meeting(make_actor)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    run_async, removed = service.transformer.run_async, threading.Event()
+
+    async def held_until_removed(*args: Any) -> bytes:
+        while not removed.is_set():
+            await asyncio.sleep(0.01)
+        return await run_async(*args)  # type: ignore[no-any-return]
+
+    service.transformer.run_async = held_until_removed
+    key, raw, origin = _rekey(alice, group_key)
+    with ThreadPoolExecutor(1) as executor:
+        in_flight = executor.submit(bob.transform, raw, "g1")
+        time.sleep(0.3)  # authorized; its transform waits
+        assert alice.remove_member("g1", group_key, "bob").status_code == 200
+        removed.set()
+        # Released: its transaction committed before the removal did (the conference
+        # learns of the removal and rekeys).
+        assert _answer(in_flight.result(timeout=30), bob.device_key, origin) == key
+    time.sleep(0.6)  # past QUIET: a wanted chain would have been prepared by now
+    assert _stats(client).held == _stats(client).wanted == 0

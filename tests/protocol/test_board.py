@@ -9,11 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from veil import vectors
 from veil.crypto.keys import PrivateKey
 from veil.crypto.schedule import SENDER_LIMIT
 from veil.protocol import MeetingProof, b64encode
 from veil.protocol.board import (
     KINDS,
+    MAX_INVITEES_BYTES,
     Alive,
     Announce,
     BoardMessageError,
@@ -22,6 +24,7 @@ from veil.protocol.board import (
     HandOver,
     KeyPost,
     Leave,
+    TooManyInvitees,
     member_digest,
     parse,
 )
@@ -180,3 +183,31 @@ def test_a_user_id_with_a_lone_surrogate_is_refused_by_name() -> None:
     body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     with pytest.raises(BoardMessageError, match="invitees is a list of user ids"):
         KeyPost.parse(body)
+
+
+def test_invitees_beyond_the_cap_are_refused_by_name() -> None:
+    """At most MAX_INVITEES_BYTES of canonical JSON (UTF-8 bytes, not characters):
+    a key post with more is refused when made and when parsed."""
+    at_cap = vectors._invitees_at_cap()
+    assert len(json.dumps(list(at_cap), ensure_ascii=False, separators=(",", ":")).encode()) == (
+        MAX_INVITEES_BYTES
+    )
+    body = bytes(_key_post(invitees=at_cap))
+    assert KeyPost.parse(body).invitees == at_cap
+    over = body.replace(b'z"]', b'zz"]')
+    with pytest.raises(TooManyInvitees, match="invitees take more than 16384 bytes"):
+        KeyPost.parse(over)
+    with pytest.raises(TooManyInvitees):
+        _key_post(invitees=(*at_cap[:-1], at_cap[-1] + "z"))
+
+
+def test_a_manager_carries_the_invitees_that_fit() -> None:
+    few = ("zoë", "carol", "bob")
+    assert KeyPost.carried(few) == ("bob", "carol", "zoë")
+    many = [f"invitee-ü-{i:05d}" for i in range(5000)]  # about 95 kB
+    carried = KeyPost.carried(many)
+    assert carried == tuple(sorted(many))[: len(carried)]
+    assert len(bytes(_key_post(invitees=carried))) < 64 * 1024  # the board takes it
+    one_more = tuple(sorted(many))[: len(carried) + 1]
+    with pytest.raises(TooManyInvitees):
+        _key_post(invitees=one_more)

@@ -8,14 +8,10 @@ does not answer."""
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,45 +21,10 @@ from veil.client.meeting import Meeting, MeetingTimers
 from veil.keyserver.maintenance import verify_audit
 from veil.protocol import b64encode
 
-VEIL = [sys.executable, "-m", "veil.cli", "serve", "--host", "127.0.0.1"]
+from ..processes import free_port, process, wait_for
+
+SERVE = ("serve", "--host", "127.0.0.1")
 TIMERS = MeetingTimers(debounce=0.2, heartbeat=0.5, failover=3.0, join_retries=(1.0, 2.0, 4.0))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _service(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen(
-        [*VEIL, *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
-def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert child.poll() is None, f"the service for {url} exited"
-        with contextlib.suppress(httpx.TransportError):
-            httpx.get(url, timeout=1)  # any answer: it is serving
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer")
 
 
 class RoundRobin:
@@ -131,7 +92,7 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 def test_devices_get_their_answers_from_the_other_replica_when_one_is_killed_mid_rekey(
     fresh_postgres_url: str, tmp_path: Path
 ) -> None:
-    idp_port, first_port, second_port, conference_port = (_free_port() for _ in range(4))
+    idp_port, first_port, second_port, conference_port = (free_port() for _ in range(4))
     idp_url = f"http://127.0.0.1:{idp_port}"
     replicas = {
         "VEIL_SERVICE_SECRET": b64encode(secrets.token_bytes(32)),
@@ -141,11 +102,12 @@ def test_devices_get_their_answers_from_the_other_replica_when_one_is_killed_mid
     }
     proxy = RoundRobin([first_port, second_port])
     with contextlib.ExitStack() as stack:
-        idp = stack.enter_context(_service("--idp", "--port", str(idp_port)))
-        _wait_for(idp_url, idp)
+        idp = stack.enter_context(process(*SERVE, "--idp", "--port", str(idp_port)))
+        wait_for(idp_url, idp)
         keyservers = {
             port: stack.enter_context(
-                _service(
+                process(
+                    *SERVE,
                     "--keyserver",
                     "--port",
                     str(port),
@@ -157,13 +119,14 @@ def test_devices_get_their_answers_from_the_other_replica_when_one_is_killed_mid
             for port in (first_port, second_port)
         }
         for port, child in keyservers.items():
-            _wait_for(f"http://127.0.0.1:{port}", child)
+            wait_for(f"http://127.0.0.1:{port}", child)
 
         async def scenario() -> None:
             async with proxy.serving() as proxy_port:
                 keyserver_url = f"http://127.0.0.1:{proxy_port}"
                 conference = stack.enter_context(
-                    _service(
+                    process(
+                        *SERVE,
                         "--conference",
                         "--port",
                         str(conference_port),
@@ -175,7 +138,7 @@ def test_devices_get_their_answers_from_the_other_replica_when_one_is_killed_mid
                     )
                 )
                 conference_url = f"http://127.0.0.1:{conference_port}"
-                await asyncio.to_thread(_wait_for, conference_url, conference)
+                await asyncio.to_thread(wait_for, conference_url, conference)
                 await _meet_through_a_replica_failure(
                     idp_url, keyserver_url, conference_url, keyservers, proxy
                 )
@@ -189,7 +152,7 @@ async def _meet_through_a_replica_failure(
     idp_url: str,
     keyserver_url: str,
     conference_url: str,
-    keyservers: dict[int, subprocess.Popen[bytes]],
+    keyservers: dict[int, subprocess.Popen[str]],
     proxy: RoundRobin,
 ) -> None:
     devices = []

@@ -2,11 +2,13 @@
 handler: concurrent writers all commit, and a transaction that fails, or whose
 connection is dropped, lets the next one through."""
 
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from veil.web.database import create_db_engine, session_factory, transaction
 
@@ -107,3 +109,40 @@ def test_another_process_still_waits_on_sqlites_busy_timeout(
     waiter.join(10)
     assert done.is_set()
     assert _count(engine) == 6
+
+
+def test_a_failed_commit_raises_sqlalchemys_error_rolled_back_and_released(
+    engine: Engine,
+) -> None:
+    """A deferred foreign key fails at COMMIT, which leaves SQLite's transaction open:
+    the caller gets SQLAlchemy's IntegrityError (what the services map to 409), not
+    sqlite3's, and the transaction is over before the next writer gets the lock."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        connection.execute(
+            text(
+                "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
+                " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    connection = engine.connect()
+    connection.begin()
+    connection.execute(text("INSERT INTO child VALUES (1, 42)"))  # no parent 42
+    connection.execute(text("UPDATE counter SET n = 3"))
+    raw = connection.connection.dbapi_connection
+    with pytest.raises(IntegrityError) as raised:
+        connection.commit()
+    assert isinstance(raised.value.orig, sqlite3.IntegrityError)
+    assert raw is not None and not raw.in_transaction  # rolled back before it surfaced
+    try:
+
+        def write() -> None:
+            with engine.begin() as other:
+                other.execute(text("UPDATE counter SET n = n + 1"))
+
+        _in_a_thread(threading.Thread(target=write))
+    finally:
+        connection.close()
+    assert _count(engine) == 1  # the failed transaction's update is gone
+    with engine.connect() as reader:
+        assert reader.execute(text("SELECT count(*) FROM child")).scalar_one() == 0

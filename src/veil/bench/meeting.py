@@ -147,12 +147,12 @@ PREPARED_TIMEOUT = 600.0
 """Seconds to wait for the key service to finish preparing before a round."""
 CONNECT_RATE = 30.0
 """Devices a second that open their board connections, over all the devices' processes.
-The conference service looks each connection's device up at the key service every
-30 s (``device_recheck_seconds``), so connections opened together look up together:
-1,000 devices connecting in 10 s, or 10,000 at 90 a second, sent bursts of look-ups
-that stalled the conference service for tens of seconds here (its HTTP client's
-queue) and failed the run. (At this pace 10,000 still stall it, once 2,000-4,000 are
-connected: README, Benchmarks.)"""
+When the conference service looked each connection's device up at the key service
+every 30 s, one request each, connections opened together looked up together: 1,000
+devices connecting in 10 s sent bursts of look-ups that stalled it for tens of
+seconds here, and at this pace 2,000 still did. It now looks them up together, 500 a
+request (``veil.conference.watch``); this pace is kept so runs compare with earlier
+ones."""
 CONNECT_ATTEMPTS = 5
 FANOUT_URL = "redis://127.0.0.1:6379"
 """What conference replicas share rooms through."""
@@ -645,8 +645,10 @@ class _Devices:
         url = ws_url(self.endpoints.conference(device.index), f"/v1/rooms/{room}/board")
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return await open_socket(
-                    url, room, "board", token, device.device_id, device.signer, since=0
+                return _Inbox(
+                    await open_socket(
+                        url, room, "board", token, device.device_id, device.signer, since=0
+                    )
                 )
             except Unavailable as error:
                 if attempt == CONNECT_ATTEMPTS:
@@ -657,17 +659,18 @@ class _Devices:
 
     # Receiving: each device's two board connections.
 
-    async def _posts(self, socket: Any) -> AsyncIterator[tuple[int, _VeilPost | _PairwiseChunk]]:
+    async def _posts(
+        self, inbox: "_Inbox"
+    ) -> AsyncIterator[tuple[int, _VeilPost | _PairwiseChunk]]:
         """(message size, decoded post) of each key post and pairwise chunk, read once the
         host lets the devices go on."""
-        try:
-            async for raw in socket:
-                await self.resumed.wait()
-                decoded = self.decoded[raw] if raw in self.decoded else self._decode(raw)
-                if decoded is not None:
-                    yield len(raw), decoded
-        except ConnectionClosed as closed:
-            raise RuntimeError(f"a board connection closed: {closed}") from None
+        while isinstance(raw := await inbox.arrived.get(), str):
+            await self.resumed.wait()
+            decoded = self.decoded[raw] if raw in self.decoded else self._decode(raw)
+            if decoded is not None:
+                yield len(raw), decoded
+        if isinstance(raw, ConnectionClosed):
+            raise RuntimeError(f"a board connection closed: {raw}")
         raise RuntimeError("a board connection closed")
 
     def _decode(self, raw: str) -> _VeilPost | _PairwiseChunk | None:
@@ -702,13 +705,17 @@ class _Devices:
                 self._delivered("veil", post.epoch, device, size + len(answer), (post, answer))
 
     async def _transform(self, device: _Sim, body: bytes) -> bytes:
-        """The key service's answer to this device's signed transform request."""
-        headers = sign_request(
-            device.signer, device.device_id, "POST", "/v1/transform", "", body, int(time.time())
-        )
-        headers["content-type"] = "application/json"
+        """The key service's answer to this device's signed transform request, signed
+        once a connection is free (at N = 5,000 the first key's requests waited for one
+        longer than the key service's clock skew, and were refused as stale)."""
         pool = self.pools[device.index % len(self.pools)]
-        status, _, answer = await pool.request("POST", "/v1/transform", headers, body)
+        async with pool.connection() as connection:
+            headers = sign_request(
+                device.signer, device.device_id, "POST", "/v1/transform", "", body,
+                int(time.time()),
+            )  # fmt: skip
+            headers["content-type"] = "application/json"
+            status, _, answer = await connection.request("POST", "/v1/transform", headers, body)
         if status != 200:
             raise RuntimeError(f"a transform was answered {status}: {_error_code(answer)}")
         return answer
@@ -917,6 +924,27 @@ async def _from_devices(conn: Connection, timeout: float = 900.0) -> Any:
     if isinstance(message, tuple) and message and message[0] == "failed":
         raise RuntimeError(f"the devices failed: {message[1]}")
     return message
+
+
+class _Inbox:
+    """A board connection read from the moment it opens, into a queue, whatever its
+    device waits for. websockets stops reading a connection once 16 messages wait
+    unread, keepalive pongs included: the devices' first connections, opened over a
+    minute before they are listened to at N = 2,000, were closed by their keepalive
+    timeout (``sent 1011``)."""
+
+    def __init__(self, socket: Any) -> None:
+        self.arrived: asyncio.Queue[str | ConnectionClosed | None] = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read(socket))
+
+    async def _read(self, socket: Any) -> None:
+        try:
+            async for raw in socket:
+                self.arrived.put_nowait(raw)
+        except ConnectionClosed as closed:
+            self.arrived.put_nowait(closed)
+        else:
+            self.arrived.put_nowait(None)
 
 
 class _DeviceProcesses:

@@ -105,12 +105,17 @@ class Groups:
     async def add_members(
         self, group_id: str, user_ids: Sequence[str], *, accept_changes: bool = False
     ) -> None:
+        """Add members; several go in one request per 100 (each request adds all its
+        members or none)."""
         keys = await self._device.public_keys(user_ids, accept_changes=accept_changes)
         group_key = await self.key(group_id)
-        for user_id in user_ids:
+        if len(user_ids) == 1:
             await self._device.session.add_member(
-                group_id, group_key, user_id=user_id, master=keys[user_id]
+                group_id, group_key, user_id=user_ids[0], master=keys[user_ids[0]]
             )
+        elif user_ids:
+            members = [(user_id, keys[user_id]) for user_id in user_ids]
+            await self._device.session.add_members(group_id, group_key, members)
 
     async def remove_members(self, group_id: str, user_ids: Sequence[str]) -> None:
         group_key = await self.key(group_id)

@@ -7,7 +7,7 @@ device signs.
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from veil.crypto.pre import EncryptedValue, VerifiedEncryptedValue, encrypt, gen
 from veil.crypto.signing import SigningKey, VerifyingKey
 from veil.protocol import (
     KEYSERVER_AUDIENCE,
+    MAX_ADD_MEMBERS,
     b64decode,
     b64encode,
     certify_device,
@@ -411,6 +412,22 @@ class DeviceSession:
             group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
         )
         await self.request("POST", f"/v1/groups/{path_segment(group_id)}/members", body)
+
+    async def add_members(
+        self, group_id: str, group_key: PrivateKey, members: Sequence[tuple[str, PublicKey]]
+    ) -> None:
+        """Add ``members`` ((user id, master public key) pairs) with one request per
+        ``MAX_ADD_MEMBERS``, each all or nothing (``POST /v1/groups/{id}/members/batch``)."""
+        path = f"/v1/groups/{path_segment(group_id)}/members/batch"
+        for start in range(0, len(members), MAX_ADD_MEMBERS):
+            now = int(self.client.clock())
+            bodies = [
+                add_member_body(
+                    group_id, group_key, user_id=user_id, master=master, signer=self.signer, now=now
+                )
+                for user_id, master in members[start : start + MAX_ADD_MEMBERS]
+            ]
+            await self.request("POST", path, {"members": bodies})
 
     async def remove_member(self, group_id: str, group_key: PrivateKey, user_id: str) -> None:
         now = int(self.client.clock())

@@ -9,7 +9,7 @@ most ``maxsize`` records are kept, the least recently used going first.
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -58,14 +58,40 @@ class DeviceDirectory:
         if response.status_code in (404, 422):  # 422: not even an id
             record = None
         elif response.is_success:
-            data = response.json()
-            record = DeviceRecord(
-                device_id=data["device_id"],
-                user_id=data["user_id"],
-                signing_key=VerifyingKey(b64decode(data["signing_key"])),
-                active=data["status"] == "active",
-            )
+            record = _record(response.json())
         else:
             raise DeviceLookupError(f"the key service answered {response.status_code}")
         self._cache[device_id] = record
         return record
+
+    async def refresh(self, device_ids: Sequence[str]) -> dict[str, DeviceRecord | None]:
+        """Fresh records of up to ``MAX_LOOKUP_DEVICES`` devices in one request
+        (``POST /v1/devices/lookup``), kept as ``get`` keeps them; ``None`` for those the
+        key service does not know. A key service without that route (an older one) is
+        asked one device at a time."""
+        try:
+            response = await self._http.post(
+                "/v1/devices/lookup", json={"device_ids": list(device_ids)}
+            )
+        except httpx.HTTPError as exc:
+            raise DeviceLookupError(
+                f"the key service did not answer: {type(exc).__name__}"
+            ) from None
+        if response.status_code in (404, 405):
+            return {device_id: await self.get(device_id, fresh=True) for device_id in device_ids}
+        if not response.is_success:
+            raise DeviceLookupError(f"the key service answered {response.status_code}")
+        known = {r.device_id: r for r in map(_record, response.json()["devices"])}
+        found = {device_id: known.get(device_id) for device_id in device_ids}
+        for device_id, record in found.items():
+            self._cache[device_id] = record
+        return found
+
+
+def _record(data: dict[str, str]) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=data["device_id"],
+        user_id=data["user_id"],
+        signing_key=VerifyingKey(b64decode(data["signing_key"])),
+        active=data["status"] == "active",
+    )

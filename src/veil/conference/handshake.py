@@ -107,18 +107,12 @@ async def device_record(
 async def watch_device(
     websocket: WebSocket, service: ConferenceService, participant: Participant
 ) -> None:
-    """Return (after telling the client why) once the connection's device is revoked,
-    looking it up every ``device_recheck_seconds``. While the key service does not
-    answer the connection stays up: it proved an active device when it opened."""
-    while True:
-        await asyncio.sleep(service.settings.device_recheck_seconds)
-        try:
-            record = await service.directory.get(participant.device_id)
-        except DeviceLookupError:
-            continue
-        if record is None or not record.active:
-            await refuse(websocket, forbidden("device_revoked", "this device has been revoked"))
-            return
+    """Return (after telling the client why) once the connection's device is revoked:
+    ``service.watch`` looks every open connection's device up again every
+    ``device_recheck_seconds``, many per request."""
+    async with service.watch.watching(participant.device_id) as revoked:
+        await revoked.wait()
+    await refuse(websocket, forbidden("device_revoked", "this device has been revoked"))
 
 
 async def until_either(*work: Coroutine[Any, Any, None]) -> None:

@@ -10,6 +10,7 @@ from veil.conference.fanout import Fanout, create_fanout
 from veil.conference.hub import Hub
 from veil.conference.metrics import ConferenceMetrics
 from veil.conference.settings import ConferenceSettings
+from veil.conference.watch import DeviceWatch
 from veil.web.database import create_db_engine, migrate, session_factory
 from veil.web.tokens import JwtVerifier
 
@@ -26,6 +27,7 @@ class ConferenceService:
         self.jwt = JwtVerifier(settings)
         self.http = httpx.AsyncClient(base_url=settings.keyserver_url, timeout=10)
         self.directory = DeviceDirectory(self.http, ttl=settings.device_cache_seconds)
+        self.watch = DeviceWatch(self.directory, settings.device_recheck_seconds)
         self.hub = Hub(fanout or create_fanout(settings.fanout_url))
         self.metrics = ConferenceMetrics()
 
@@ -33,6 +35,7 @@ class ConferenceService:
         return int(self.settings.clock())
 
     async def close(self) -> None:
+        await self.watch.close()
         await self.http.aclose()
         await self.hub.fanout.close()
         self.engine.dispose()

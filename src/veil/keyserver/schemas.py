@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from veil.protocol import MAX_ADD_MEMBERS, MAX_LOOKUP_DEVICES
 from veil.web.schemas import B64, Id, Model, Timestamp
 
 
@@ -73,6 +74,15 @@ class DeviceList(Model):
     devices: list[DeviceInfo]
 
 
+class LookupDevices(Model):
+    device_ids: list[Id] = Field(min_length=1, max_length=MAX_LOOKUP_DEVICES)
+
+
+class DeviceRecords(Model):
+    devices: list[DeviceRecord]
+    """The records of the ids the service knows (unknown ones are left out)."""
+
+
 class CreateGroup(Model):
     group_id: Id
     public_key: B64
@@ -121,6 +131,10 @@ class AddMember(Model):
     transform_key: B64
     timestamp: Timestamp
     proof: B64
+
+
+class AddMembers(Model):
+    members: list[AddMember] = Field(min_length=1, max_length=MAX_ADD_MEMBERS)
 
 
 class AddAdmin(Model):

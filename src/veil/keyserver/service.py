@@ -34,7 +34,9 @@ class KeyService:
         self._sealer = Sealer(derive_service_key(settings.service_secret, b"augmentation seal"))
         self.transformer = Transformer(signer_seed, settings.transform_workers)
         self.recent_chains = RecentChains()
-        self.prepared = PreparedPool(self.transformer, settings.prepared_transforms)
+        self.prepared = PreparedPool(
+            self.transformer, settings.prepared_transforms, tickets=self.recent_chains.ticket
+        )
 
     def now(self) -> int:
         return int(self.settings.clock())

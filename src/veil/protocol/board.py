@@ -19,7 +19,7 @@ fields are part of the body.
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeVar, Union
 
@@ -37,6 +37,11 @@ MAX_CHANGES_BYTES: Final = 32 * 1024
 """The most a key post's ``joined`` and ``left`` take together (their JSON): beyond
 it, a key post names its member list by digest alone (``KeyPost.changes``)."""
 
+MAX_INVITEES_BYTES: Final = 16 * 1024
+"""The most a key post's ``invitees`` take in its body (their canonical JSON, UTF-8):
+with the largest change, a key post stays within the conference service's 64 KiB post
+limit. A manager with more invitees carries those that fit (``KeyPost.carried``)."""
+
 
 def member_digest(members: Sequence[str]) -> bytes:
     """SHA-256 of ``"veil/v1 members" ‖ JSON(sorted members)``, the JSON of the
@@ -48,8 +53,12 @@ class BoardMessageError(ValueError):
     """A post body that is not its kind's message in canonical form; says why."""
 
 
-def _canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+class TooManyInvitees(BoardMessageError):
+    """A key post whose ``invitees`` take more than ``MAX_INVITEES_BYTES``."""
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class _Fields:
@@ -109,6 +118,10 @@ class _Fields:
             return MeetingProof.read(self.data)
         except (ValueError, DecodeError):
             raise BoardMessageError(f"{self.kind}: timestamp and proof are malformed") from None
+
+
+def _invitees_size(invitees: Sequence[str]) -> int:
+    return len(_canonical(list(invitees)))
 
 
 M = TypeVar("M", bound="_Message")
@@ -186,7 +199,8 @@ class KeyPost(_Message):
     (``MAX_CHANGES_BYTES``) is sent as ``base_digest == members_digest`` with no
     change.
     ``invitees``: users invited but not in the group yet, so a manager who takes over
-    admits them; ``host``: the user who manages when present."""
+    admits them (at most ``MAX_INVITEES_BYTES`` of them: ``TooManyInvitees``);
+    ``host``: the user who manages when present."""
 
     KIND: ClassVar[str] = "key"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -208,6 +222,22 @@ class KeyPost(_Message):
             raise BoardMessageError("key: joined and left share a user")
         if self.base_digest == self.members_digest and (self.joined or self.left):
             raise BoardMessageError("key: a change that leaves the list as it was")
+        if _invitees_size(self.invitees) > MAX_INVITEES_BYTES:
+            raise TooManyInvitees(f"key: invitees take more than {MAX_INVITEES_BYTES} bytes")
+
+    @staticmethod
+    def carried(invitees: Iterable[str]) -> tuple[str, ...]:
+        """The first of ``invitees`` (sorted) that fit in a key post."""
+        fitting = sorted(set(invitees))
+        if _invitees_size(fitting) <= MAX_INVITEES_BYTES:
+            return tuple(fitting)
+        size, count = 2, 0  # "[]", then each id and its comma
+        for user_id in fitting:
+            size += len(_canonical(user_id)) + (count > 0)
+            if size > MAX_INVITEES_BYTES:
+                break
+            count += 1
+        return tuple(fitting[:count])
 
     @classmethod
     def changes(

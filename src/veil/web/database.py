@@ -2,6 +2,7 @@
 PostgreSQL when configured)."""
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -12,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATION_LOCK = 0x7665696C  # "veil": the PostgreSQL advisory lock replicas take to migrate
@@ -108,8 +109,18 @@ class _Writer:
     def _commit(self, connection: Connection) -> None:
         if connection.invalidated:  # released when it was invalidated
             return
+        raw = connection.connection.dbapi_connection
         try:
-            connection.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+            raw.commit()  # type: ignore[union-attr]
+        except sqlite3.Error as error:
+            # A COMMIT can fail (a deferred constraint, a full disk, SQLITE_BUSY) and
+            # leave the transaction open, holding SQLite's write lock: end it before the
+            # next writer of this process gets the lock. SQLAlchemy does not wrap what
+            # this hook raises: give callers its named errors, as for any other
+            # statement (IntegrityError is a 409 ``conflict``).
+            with suppress(sqlite3.Error):
+                raw.rollback()  # type: ignore[union-attr]
+            raise DBAPIError.instance("COMMIT", None, error, sqlite3.Error) from error
         finally:
             self._release(connection.connection.info)
 

@@ -15,12 +15,19 @@ export const EPOCH_LIMIT = 2n ** 64n;
 export const SENDER_LIMIT = 2n ** 44n;
 export const DIGEST_SIZE = 32;
 export const MAX_CHANGES_BYTES = 32 * 1024;
+/** The most a key post's `invitees` take in its body (their canonical JSON, UTF-8). */
+export const MAX_INVITEES_BYTES = 16 * 1024;
 const USER_ID = /^[^\x00-\x1f\x7f\ud800-\udfff]{1,256}$/u;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export class BoardMessageError extends Error {
   override name = "BoardMessageError";
+}
+
+/** A key post whose `invitees` take more than `MAX_INVITEES_BYTES`. */
+export class TooManyInvitees extends BoardMessageError {
+  override name = "TooManyInvitees";
 }
 
 /** A meeting admin's proof on a post: its `timestamp` and `proof` fields. */
@@ -213,6 +220,9 @@ export class KeyPost extends Message {
     if (joined.some((u) => left.includes(u))) throw new BoardMessageError("key: joined and left share a user");
     const same = membersDigest.every((b, i) => b === baseDigest[i]);
     if (same && (joined.length || left.length)) throw new BoardMessageError("key: a change that leaves the list as it was");
+    if (encoder.encode(canonical([...invitees])).length > MAX_INVITEES_BYTES) {
+      throw new TooManyInvitees(`key: invitees take more than ${MAX_INVITEES_BYTES} bytes`);
+    }
   }
 
   /** `[membersDigest, baseDigest, joined, left]` for a post whose list is `after`, by a poster who held `before`. */

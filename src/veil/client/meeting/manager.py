@@ -173,7 +173,9 @@ class Manager:
                 self._groups, self.meeting_id, self.group_key, self.user_id,
                 int(self._wall_clock()), "key", encrypted,
             )  # fmt: skip
-            invitees = tuple(sorted(self.invitees - set(members)))
+            # More than a post carries: this manager still admits them all, one who
+            # takes over only those carried (and whom its ``admit`` lets in).
+            invitees = KeyPost.carried(self.invitees - set(members))
             post = KeyPost(
                 epoch, encrypted, *KeyPost.changes(self.epochs.members, members),
                 invitees, self.host or self.user_id, proof,

@@ -1,4 +1,4 @@
-"""Devices: add (with the user's proof of possession), list, revoke, rotate keys."""
+"""Devices: add (with the user's proof of possession), list, look up, revoke, rotate keys."""
 
 from fastapi import APIRouter
 from sqlalchemy import select
@@ -17,7 +17,9 @@ from veil.keyserver.schemas import (
     DeviceKeys,
     DeviceList,
     DeviceRecord,
+    DeviceRecords,
     Done,
+    LookupDevices,
 )
 from veil.keyserver.service import KeyService
 from veil.protocol import (
@@ -145,6 +147,16 @@ def list_devices(call: Signed, service: Service) -> DeviceList:
         )
 
 
+@router.post("/lookup")
+def lookup_device_records(body: LookupDevices, service: Service) -> DeviceRecords:
+    """The public records of many devices at once (unknown ids are left out): the
+    conference service checks every open connection's device with one request per
+    500 devices instead of one each. Public, as each record is."""
+    with service.transaction() as session:
+        rows = session.scalars(select(Device).where(Device.id.in_(set(body.device_ids))))
+        return DeviceRecords(devices=[_record(device) for device in rows])
+
+
 @router.get("/{device_id}")
 def device_record(device_id: PathId, service: Service) -> DeviceRecord:
     """A device's public record: whose it is, its public keys, whether it is active.
@@ -154,14 +166,18 @@ def device_record(device_id: PathId, service: Service) -> DeviceRecord:
         device = session.get(Device, device_id)
         if device is None:
             raise not_found("no such device")
-        return DeviceRecord(
-            device_id=device.id,
-            user_id=device.user_id,
-            public_key=device.public_key,
-            signing_key=device.signing_key,
-            certificate=device.certificate,
-            status="active" if device.status == "active" else "revoked",
-        )
+        return _record(device)
+
+
+def _record(device: Device) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=device.id,
+        user_id=device.user_id,
+        public_key=device.public_key,
+        signing_key=device.signing_key,
+        certificate=device.certificate,
+        status="active" if device.status == "active" else "revoked",
+    )
 
 
 @router.delete("/{device_id}")

@@ -1,14 +1,19 @@
 """Groups: create, read, list, delete; members and admins; the group key for admins."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from veil.crypto.errors import AuthenticationError, DecodeError
 from veil.crypto.keys import PublicKey
+from veil.crypto.pre import VerifiedTransformKey
 from veil.keyserver.auth import SignedCall
 from veil.keyserver.deps import Service, Signed
-from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember
+from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember, User
 from veil.keyserver.routes.common import (
     TRANSFORMER_UNAVAILABLE,
     author_of,
@@ -24,6 +29,7 @@ from veil.keyserver.routes.common import (
 from veil.keyserver.schemas import (
     AddAdmin,
     AddMember,
+    AddMembers,
     Author,
     CreateGroup,
     Done,
@@ -37,7 +43,7 @@ from veil.keyserver.schemas import (
 from veil.keyserver.service import KeyService
 from veil.protocol import b64decode, group_proof_message
 from veil.protocol.board import member_digest
-from veil.web.errors import conflict, forbidden, unprocessable
+from veil.web.errors import ApiError, bad_request, conflict, forbidden, not_found, unprocessable
 from veil.web.schemas import PathId, Timestamp
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
@@ -188,18 +194,8 @@ def add_member(group_id: PathId, body: AddMember, call: Signed, service: Service
         group = get_group(session, group_id)
         require_admin(session, group_id, caller.user_id)
         user = get_user(session, body.user_id)
-        if key.to_public_key != PublicKey.from_bytes(user.master_public_key):
-            raise unprocessable("transform_key_mismatch", "the transform key is not for this user")
-        message = group_proof_message(
-            "add-member", group_id, body.user_id, body.timestamp, body.transform_key
-        )
-        check_proof(
-            service,
-            body.proof,
-            message,
-            PublicKey.from_bytes(group.public_key),
-            timestamp=body.timestamp,
-        )
+        group_key = PublicKey.from_bytes(group.public_key)
+        _check_new_member(service, group_id, group_key, user, body, key)
         if session.get(GroupMember, (group_id, body.user_id)) is not None:
             raise taken
         session.add(
@@ -213,6 +209,80 @@ def add_member(group_id: PathId, body: AddMember, call: Signed, service: Service
         )
         record(service, session, caller, "group.add_member", f"{group_id}/{body.user_id}")
     return Done()
+
+
+@router.post("/{group_id}/members/batch", status_code=201)
+def add_members(group_id: PathId, body: AddMembers, call: Signed, service: Service) -> Done:
+    """Add several members (at most ``MAX_ADD_MEMBERS``) in one request and one
+    transaction: each is checked as ``add_member`` checks one and audited on its own;
+    if any is refused, the error names it and none is added."""
+    user_ids = [member.user_id for member in body.members]
+    if len(set(user_ids)) != len(user_ids):
+        raise unprocessable("validation_error", "members: a user is named twice")
+    taken = conflict("already_member", "a user is already a member")
+    with service.signed(call, on_conflict=taken) as (session, caller):
+        group = get_group(session, group_id)
+        require_admin(session, group_id, caller.user_id)
+        group_key = PublicKey.from_bytes(group.public_key)
+        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+        members = set(
+            session.scalars(
+                select(GroupMember.user_id).where(
+                    GroupMember.group_id == group_id, GroupMember.user_id.in_(user_ids)
+                )
+            )
+        )
+        for index, member in enumerate(body.members):
+            with _naming(index, member.user_id):
+                if member.user_id in members:
+                    raise conflict("already_member", "already a member")
+                user = users.get(member.user_id)
+                if user is None:
+                    raise not_found("no such user")
+                key = verified_transform_key(member.transform_key)
+                _check_new_member(service, group_id, group_key, user, member, key)
+            session.add(
+                GroupMember(
+                    group_id=group_id,
+                    user_id=member.user_id,
+                    transform_key=member.transform_key,
+                    added_by=caller.user_id,
+                    created_at=service.now(),
+                )
+            )
+            record(service, session, caller, "group.add_member", f"{group_id}/{member.user_id}")
+    return Done()
+
+
+@contextmanager
+def _naming(index: int, user_id: str) -> Iterator[None]:
+    """A refusal of one member of a batch, with its code, saying which member it is."""
+    which = f"members[{index}] ({user_id!r})"
+    try:
+        yield
+    except ApiError as error:
+        raise ApiError(error.status, error.code, f"{which}: {error.message}") from None
+    except DecodeError as error:
+        raise unprocessable("invalid_encoding", f"{which}: {error}") from None
+    except AuthenticationError:
+        raise bad_request("bad_signature", f"{which}: a signature did not verify") from None
+
+
+def _check_new_member(
+    service: KeyService,
+    group_id: str,
+    group_key: PublicKey,
+    user: User,
+    body: AddMember,
+    key: VerifiedTransformKey,
+) -> None:
+    """``key`` (``body``'s) is for ``user``, and the group key's proof over it holds."""
+    if key.to_public_key != PublicKey.from_bytes(user.master_public_key):
+        raise unprocessable("transform_key_mismatch", "the transform key is not for this user")
+    message = group_proof_message(
+        "add-member", group_id, body.user_id, body.timestamp, body.transform_key
+    )
+    check_proof(service, body.proof, message, group_key, timestamp=body.timestamp)
 
 
 @router.delete("/{group_id}/members/{user_id}")

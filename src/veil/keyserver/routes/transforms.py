@@ -85,7 +85,9 @@ async def transform_for_device(request: Request) -> Response:
         raise
     # Released only now: the request's transaction committed, with exactly these keys.
     answer = Transformed(encrypted_key=await early)
-    service.prepared.want(chain_id, chain.keys)  # for this device's next rekey
+    # For this device's next rekey, unless a removal, revocation or rotation committed
+    # since this request arrived (its forget came first; the ticket says so).
+    service.prepared.want(chain_id, chain.keys, ticket)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
