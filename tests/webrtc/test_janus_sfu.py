@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from ..web_sdk.browser import built_sdk, module_page, served
-from . import janus as janus_sfu
-from . import mjr, netns
-from .browsers import chromium_in
+from veil.webrtc import janus as janus_sfu
+from veil.webrtc import mjr, netns
+from veil.webrtc.browsers import chromium_in
 
 NAMES = ("ann", "bob", "cat")
 JOIN_SECONDS = 30

@@ -8,7 +8,7 @@ reach past the host end. Processes are put inside with ``ip netns exec``; a sock
 put inside by opening it on a thread that has joined the namespace (``setns(2)`` moves
 only the calling thread, and a socket stays in the namespace it was opened in).
 
-Needs root and iproute2; ``require()`` skips, saying why, without them.
+Needs root and iproute2; ``require()`` raises ``Unavailable``, saying why, without them.
 """
 
 import contextlib
@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pytest
+class Unavailable(Exception):
+    """What this machine lacks for the WebRTC harness (root, iproute2, Janus, Chromium);
+    tests skip with its message, ``veil demo --browser`` prints it."""
+
 
 # A /16 of private addresses cut into /30s, one per namespace; a block is skipped when
 # it overlaps anything the host already has an address or a route for.
@@ -51,11 +54,11 @@ class Namespace:
 
 
 def require() -> None:
-    """Skips unless this process can make network namespaces (root, iproute2)."""
+    """``Unavailable`` unless this process can make network namespaces (root, iproute2)."""
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (the WebRTC tests run as root in CI)")
+        raise Unavailable("network namespaces need root (the WebRTC tests run as root in CI)")
     if shutil.which("ip") is None:
-        pytest.skip("iproute2's `ip` is not installed: apt-get install iproute2")
+        raise Unavailable("iproute2's `ip` is not installed: apt-get install iproute2")
 
 
 class NotPermitted(PermissionError):
@@ -127,7 +130,7 @@ def namespace() -> Iterator[Namespace]:
         try:
             ip("netns", "add", name)
         except NotPermitted as error:
-            pytest.skip(f"this root may not make network namespaces ({error})")
+            raise Unavailable(f"this root may not make network namespaces ({error})") from error
         try:
             ip("link", "add", host_end, "type", "veth", "peer", "name", inner_end)
             ip("link", "set", inner_end, "netns", name)
@@ -140,7 +143,7 @@ def namespace() -> Iterator[Namespace]:
             _delete(name)
             subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
             if isinstance(error, NotPermitted):
-                pytest.skip(f"this root may not make veth pairs ({error})")
+                raise Unavailable(f"this root may not make veth pairs ({error})") from error
             raise
     try:
         yield Namespace(name=name, address=address, host_address=host_address)

@@ -19,9 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from .netns import Namespace, answers, free_port
+from .netns import Namespace, Unavailable, answers, free_port
 
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
 RTP_PORTS = "20000-20999"
@@ -38,10 +36,10 @@ class Janus:
 
 
 def require() -> str:
-    """The janus command; skips without it."""
+    """The janus command; ``Unavailable`` without it."""
     command = shutil.which("janus")
     if command is None or not (LIBRARIES / "plugins" / "libjanus_videoroom.so").exists():
-        pytest.skip("Janus is not installed: apt-get install janus")
+        raise Unavailable("Janus is not installed: apt-get install janus")
     return command
 
 
