@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import mjr
 from .netns import Namespace, Unavailable, answers, free_port
 
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -164,3 +165,18 @@ def janus(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def recorded_frames(sfu: Janus, room: int, feed: int, kind: str) -> list[bytes]:
+    """The frames of ``feed``'s ``kind`` ("audio" or "video") in Janus's recording, once
+    Janus has closed it (it does when the publisher's peer connection goes)."""
+    assert sfu.recordings is not None
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-{kind}-*.mjr")
+            return mjr.frames(mjr.read(path))
+        except (ValueError, mjr.BadRecording):  # not there yet, or still being written
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+
 class Unavailable(Exception):
     """What this machine lacks for the WebRTC harness (root, iproute2, Janus, Chromium);
     tests skip with its message, ``veil demo --browser`` prints it."""
@@ -34,7 +35,7 @@ class Unavailable(Exception):
 
 # A /16 of private addresses cut into /30s, one per namespace; a block is skipped when
 # it overlaps anything the host already has an address or a route for.
-POOL = ipaddress.ip_network("10.231.0.0/16")
+POOL = ipaddress.IPv4Network("10.231.0.0/16")
 LOCK = "/run/lock/veil-netns.lock"
 NAME = re.compile(r"^veil-(\d+)-[0-9a-f]{6}$")
 CLONE_NEWNET = 0x40000000
@@ -77,12 +78,12 @@ def ip(*arguments: str) -> str:
 
 def _taken() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the host has an address or a route in."""
-    taken = []
+    taken: list[ipaddress.IPv4Network] = []
     for line in ip("-4", "-o", "addr").splitlines() + ip("-4", "route").splitlines():
         for word in line.split():
             with contextlib.suppress(ValueError):
                 if word != "default" and "." in word:
-                    taken.append(ipaddress.ip_network(word, strict=False))
+                    taken.append(ipaddress.IPv4Network(word, strict=False))
     return taken
 
 
@@ -152,6 +153,19 @@ def namespace() -> Iterator[Namespace]:
         subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
 
 
+def enter(ns: Namespace) -> None:
+    """Move the calling thread into ``ns``: the sockets it opens from then on live
+    there (a thread of its own: the process's other threads stay where they are)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns into {ns.name}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
 def inside(ns: Namespace, work: Callable[[], T]) -> T:
     """``work()`` run on a thread that has joined ``ns``: sockets it opens live there."""
     result: list[T] = []
@@ -159,14 +173,7 @@ def inside(ns: Namespace, work: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    error = ctypes.get_errno()
-                    raise OSError(error, f"setns into {ns.name}: {os.strerror(error)}")
-            finally:
-                os.close(fd)
+            enter(ns)
             result.append(work())
         except BaseException as error:  # handed to the caller's thread
             failure.append(error)
