@@ -276,19 +276,39 @@ def _demo_browser(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0 if result["ok"] else 1
+    console = Console()
+    summary = Table(title="checks")
+    summary.add_column("check")
+    summary.add_column("result")
+    for name, passed in result["checks"].items():
+        summary.add_row(name, "[green]pass[/]" if passed else "[red]FAIL[/]")
+    console.print(summary)
     m = result["measurements"]
+    rates = Table(title="each page's decoding of each other page (frames/s)")
+    for column in ("receiver<-sender", "decoded", "sent", "audio samples/s decoded"):
+        rates.add_column(column)
     for pair, rate in m.get("frames_per_s", {}).items():
-        print(f"  {pair}: {rate['decoded_fps']} frames/s decoded of {rate['sent_fps']} sent")
-    print(f"  decrypt failures outside the rekey: {m.get('decrypt_failures_steady')}")
-    print(f"  rekey gap (key post to first frame of the new epoch), ms: {m.get('rekey_gap_ms')}")
+        rates.add_row(
+            pair,
+            str(rate["decoded_fps"]),
+            str(rate["sent_fps"]),
+            str(rate["audio_decoded_samples_per_s"]),
+        )
+    console.print(rates)
+    console.print(f"decrypt failures outside the rekey: {m.get('decrypt_failures_steady')}")
+    console.print(
+        f"rekey: key post to the first frame of the new epoch, ms: {m.get('rekey_gap_ms')}; "
+        f"longest time between two frames shown around it, ms: "
+        f"{m.get('rekey_longest_frame_gap_ms')}"
+    )
     for codec, b in m.get("sframe_vs_aes_gcm_us_per_1200B_frame", {}).items():
-        print(
-            f"  {codec} in a worker: SFrame seal+open {b['sframe_us']} µs vs AES-GCM "
-            f"{b['aes_gcm_us']} µs per 1,200-byte frame ({b['ratio']}x)"
+        console.print(
+            f"{codec} in a worker: SFrame seal + open {b['sframe_us']} µs vs AES-GCM encrypt + "
+            f"decrypt {b['aes_gcm_us']} µs per 1,200-byte frame ({b['ratio']}x)"
         )
     for shot in result["details"].get("screenshots", []):
-        print(f"  screenshot: {shot}")
-    print("ok" if result["ok"] else "FAILED")
+        console.print(f"screenshot of a page's remote video: {shot}")
+    console.print("[green]ok[/]" if result["ok"] else "[red]FAILED[/]")
     return 0 if result["ok"] else 1
 
 

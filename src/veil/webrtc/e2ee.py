@@ -126,7 +126,9 @@ class _Demo:
         self.checks[name] = bool(passed)
         if detail is not None:
             self.details[name] = detail
-        self.log(f"{'ok  ' if passed else 'FAIL'} {name}" + (f": {detail}" if detail else ""))
+        # Details are in the result (--json); a failure shows them here too.
+        said = f": {str(detail)[:600]}" if detail is not None and not passed else ""
+        self.log(f"{'pass' if passed else 'FAIL'}  {name}{said}")
 
     def run(self) -> dict[str, Any]:
         tag = secrets.token_hex(3)
@@ -353,6 +355,14 @@ class _Demo:
             opened = after[name]["media"].get("firstOpened", {}).get(str(new))
             gaps[name] = None if opened is None else round(float(opened) - posted, 1)
         self.measurements["rekey_gap_ms"] = gaps
+        # The decoded video itself around the rekey: the longest time between two frames
+        # shown, from 1 s before the key post to 3 s after it.
+        window = [posted - 1000, posted + 3000]
+        shown = {}
+        for name, other in (("ann", "bob"), ("bob", "ann")):
+            longest = e2ee(pages[name], "frameGaps", window).get(senders[other])
+            shown[f"{name}<-{other}"] = None if longest is None else round(longest, 1)
+        self.measurements["rekey_longest_frame_gap_ms"] = shown
         self.measurements["rekey_gap_note"] = (
             "ms from the key post (its install at the poster, ann) to the first frame of "
             "the new epoch opened in each receiving page's worker"

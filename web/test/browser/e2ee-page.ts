@@ -53,6 +53,7 @@ export interface RemoteReport {
   readonly spread: number;
 }
 
+const SHOWN = 3000; // frame times kept per remote video (over 3 min at 15 fps)
 const WORKER = new URL("./e2ee-worker.js", import.meta.url);
 
 /** A sender number in a display name; `undefined` for anything else. */
@@ -70,6 +71,8 @@ export class E2eePage {
   media: VeilMedia | undefined;
   room: VideoRoom | undefined;
   readonly #videos = new Map<number, HTMLVideoElement>();
+  /** When each remote video showed its newest frames (wall-clock ms), by feed. */
+  readonly #shown = new Map<number, number[]>();
 
   constructor(services: Services) {
     this.ops = participant(services);
@@ -156,6 +159,19 @@ export class E2eePage {
     return out;
   }
 
+  /** The longest time (ms) between two frames each remote video showed within
+   * [`from`, `to`] (wall-clock ms), window edges included, by the publisher's display. */
+  frameGaps([from, to]: [number, number]): Record<string, number> {
+    const gaps: Record<string, number> = {};
+    for (const [feed, remote] of this.room?.remotes ?? []) {
+      const times = [from, ...(this.#shown.get(feed) ?? []).filter((t) => t > from && t < to), to];
+      let longest = 0;
+      for (let i = 1; i < times.length; i++) longest = Math.max(longest, (times[i] ?? 0) - (times[i - 1] ?? 0));
+      gaps[remote.participant.display] = longest;
+    }
+    return gaps;
+  }
+
   feed(): number {
     return this.room?.self.feed ?? 0;
   }
@@ -179,5 +195,13 @@ export class E2eePage {
     video.dataset["feed"] = String(who.feed);
     document.body.append(video);
     this.#videos.set(who.feed, video);
+    const shown: number[] = [];
+    this.#shown.set(who.feed, shown);
+    const onFrame = (now: number): void => {
+      shown.push(performance.timeOrigin + now);
+      if (shown.length > SHOWN) shown.shift();
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
   }
 }
