@@ -9,7 +9,6 @@ layer will use must see every frame, and be able to stop a receiver decoding.
 Skipped, saying why, without root, iproute2, Janus, Chromium, Playwright or the
 browser SDK's packages; ``.ci/run`` installs them and runs as root."""
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from veil.webrtc import janus as janus_sfu
+from veil.webrtc import mjr, netns
+from veil.webrtc.browsers import chromium_in
+
 from ..web_sdk.browser import built_sdk, module_page, served
-from . import janus as janus_sfu
-from . import mjr, netns
-from .browsers import chromium_in
 
 NAMES = ("ann", "bob", "cat")
 JOIN_SECONDS = 30
@@ -104,26 +104,6 @@ def decoding(others: dict[str, Any], names: tuple[str, ...]) -> bool:
     )
 
 
-def recorded_frames(sfu: janus_sfu.Janus, room: int, feed: int, kind: str) -> list[bytes]:
-    """The frames of ``feed``'s ``kind`` ("audio" or "video") in Janus's recording, once
-    Janus has closed it (it does when the publisher's peer connection goes)."""
-    assert sfu.recordings is not None
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-{kind}-*.mjr")
-            return mjr.frames(mjr.read(path))
-        except (ValueError, mjr.BadRecording):  # not there yet, or still being written
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def digest(frame: bytes) -> str:
-    """As count-worker.ts digests a frame: the first 16 bytes of its SHA-256, in hex."""
-    return hashlib.sha256(frame).hexdigest()[:32]
-
-
 def timings(pages: dict[str, Any]) -> str:
     lines = []
     for name, page in pages.items():
@@ -185,10 +165,10 @@ def test_three_browsers_decode_each_others_video_and_audio_through_janus(site: S
     # Janus recorded every publisher: VP8 frames (key frames of the fake camera's size
     # among them) and Opus frames, read back from its recordings.
     for name, feed in feeds.items():
-        video = recorded_frames(site.sfu, 1000, feed, "video")
+        video = janus_sfu.recorded_frames(site.sfu, 1000, feed, "video")
         sizes = {mjr.vp8_key_frame_size(frame) for frame in video} - {None}
         assert len(video) > 30 and sizes == {(320, 240)}, (name, len(video), sizes)
-        assert len(recorded_frames(site.sfu, 1000, feed, "audio")) > 100, name
+        assert len(janus_sfu.recorded_frames(site.sfu, 1000, feed, "audio")) > 100, name
 
 
 def test_joining_a_room_janus_does_not_have_is_refused_by_name(site: Site) -> None:
@@ -239,7 +219,9 @@ def test_the_encoded_transform_hooks_see_every_frame_and_can_stop_decoding(site:
     # comparison that, with SFrame in the transform, shows what the SFU could read.
     for name, feed in feeds.items():
         for kind in ("video", "audio"):
-            recorded = [digest(f) for f in recorded_frames(site.sfu, 1001, feed, kind)]
+            recorded = [
+                mjr.digest(f) for f in janus_sfu.recorded_frames(site.sfu, 1001, feed, kind)
+            ]
             transformed = set(sent[name][f"send:{kind}:{name}"])
             unknown = [d for d in recorded if d not in transformed]
             assert len(recorded) > 30 and not unknown, (name, kind, len(recorded), unknown)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .mjr import BadRecording, RtpPacket, frames, read, rtp_payload, vp8_key_frame_size
+from veil.webrtc.mjr import BadRecording, RtpPacket, frames, read, rtp_payload, vp8_key_frame_size
 
 # RFC 6386 9.1: a key frame's 3-byte tag (P = 0, show_frame), start code, 320x240.
 KEY_FRAME = b"\x50\x2a\x00" + b"\x9d\x01\x2a" + struct.pack("<HH", 320, 240) + os.urandom(40)

@@ -214,13 +214,15 @@ def start_services(
     transform_workers: int = 1,
     database_url: str | None = None,
     cors_origins: Sequence[str] = (),
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """``veil serve`` (the dev IdP, the key service and the conference service in one
     process, plus its transform processes) on free loopback ports, SQLite in ``folder``
-    unless ``database_url``, answering pages from ``cors_origins`` too; the process and
-    its endpoints (``idp_url``, ``keyserver_url``, ``conference_url``)."""
+    unless ``database_url``, answering pages from ``cors_origins`` too, run through
+    ``prefix`` if given (``ip netns exec NAME``: on a network namespace's loopback); the
+    process and its endpoints (``idp_url``, ``keyserver_url``, ``conference_url``)."""
     command = [
-        sys.executable, "-m", "veil.cli", "serve", "--port", "0",
+        *prefix, sys.executable, "-m", "veil.cli", "serve", "--port", "0",
         "--data-dir", str(folder), "--transform-workers", str(transform_workers),
     ]  # fmt: skip
     if database_url:

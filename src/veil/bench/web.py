@@ -105,6 +105,14 @@ def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
 
 
+def built(web_dir: Path | None = None) -> Path:
+    """The browser SDK's folder (``VEIL_WEB_DIR`` or the checkout's web/), built;
+    ``Unavailable`` saying what is missing."""
+    web = web_dir or default_web_dir()
+    _build(web, _node_and_npm(web)[1])
+    return web
+
+
 def run(runs: int, web_dir: Path | None = None) -> dict[str, Any]:
     """The timings in Chromium and in Node, and the headline figures (Chromium's)."""
     web = web_dir or default_web_dir()

@@ -89,9 +89,19 @@ class BrowserParticipant:
 class PythonParticipant:
     """A Python device on an event loop in its own thread; ``run`` awaits there."""
 
-    def __init__(self, endpoints: dict[str, str], sub: str) -> None:
+    def __init__(
+        self, endpoints: dict[str, str], sub: str, enter: Callable[[], None] | None = None
+    ) -> None:
+        """``enter``, if given, runs first on the participant's thread (e.g. to join a
+        network namespace, where the services are)."""
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+        def run() -> None:
+            if enter is not None:
+                enter()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         self.meeting: Meeting | None = None
         self._http = httpx.AsyncClient()  # the dev IdP's tokens
@@ -154,8 +164,10 @@ class BrowserMeetings:
         return participant
 
     @contextlib.contextmanager
-    def python_participant(self, sub: str) -> Iterator[PythonParticipant]:
-        participant = PythonParticipant(self.endpoints, sub)
+    def python_participant(
+        self, sub: str, enter: Callable[[], None] | None = None
+    ) -> Iterator[PythonParticipant]:
+        participant = PythonParticipant(self.endpoints, sub, enter)
         try:
             yield participant
         finally:

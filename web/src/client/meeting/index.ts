@@ -12,6 +12,7 @@
  * - `members`   the member lists of key posts, followed or fetched and checked
  * - `manager`   admission, removal, rekeys, the heartbeat and fail-over
  * - `meeting`   `Meeting`: start, join, leave, end, chat, and keys for the media layer
+ * - `media-keys` `meetingKeySource`: a Meeting as the media layer's key source
  */
 
 export { ChatMessage } from "./chat.js";
@@ -30,6 +31,7 @@ export {
   Removed,
 } from "./events.js";
 export type { Admit } from "./manager.js";
+export { type MeetingKeys, meetingKeySource } from "./media-keys.js";
 export { Meeting, type MeetingOptions, type StartOptions } from "./meeting.js";
 export { Participant, Roster } from "./roster.js";
 export { Cancelled } from "./tasks.js";

@@ -128,6 +128,7 @@ export class Meeting {
   #retake = false; // a late host or hand-over target retries a lost take-over once
   #namedDeputy: bigint | null = null; // as the manager's newest `alive` says
   #leaveLanded = false;
+  readonly #keysDropped = new Set<() => void>();
 
   private constructor(
     readonly device: Device,
@@ -225,6 +226,14 @@ export class Meeting {
    * removal or the end. */
   mediaKeys(epoch: bigint | number): Uint8Array<ArrayBuffer> | null {
     return this.epochs.key(BigInt(epoch));
+  }
+
+  /** Calls `listener` each time this client drops every key it holds: its own leave,
+   * end or close, a removal, or the meeting's end (the media layer forgets its keys then;
+   * a device's own leave and end emit no event). Returns an unsubscribe function. */
+  onKeysDropped(listener: () => void): () => void {
+    this.#keysDropped.add(listener);
+    return () => this.#keysDropped.delete(listener);
   }
 
   /** Keys and encrypted keys this client still holds (zero after a leave or the end). */
@@ -544,6 +553,13 @@ export class Meeting {
     for (const landed of this.#landed.values()) landed.resolve(false);
     this.#own.clear();
     this.#landed.clear();
+    for (const listener of [...this.#keysDropped]) {
+      try {
+        listener();
+      } catch (error) {
+        this.events.fail(error); // the application's bug must not stop the meeting
+      }
+    }
   }
 
   // --- management ------------------------------------------------------------------------------

@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from .netns import Namespace, answers, free_port
+from . import mjr
+from .netns import Namespace, Unavailable, answers, free_port
 
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
 RTP_PORTS = "20000-20999"
@@ -38,10 +37,10 @@ class Janus:
 
 
 def require() -> str:
-    """The janus command; skips without it."""
+    """The janus command; ``Unavailable`` without it."""
     command = shutil.which("janus")
     if command is None or not (LIBRARIES / "plugins" / "libjanus_videoroom.so").exists():
-        pytest.skip("Janus is not installed: apt-get install janus")
+        raise Unavailable("Janus is not installed: apt-get install janus")
     return command
 
 
@@ -166,3 +165,18 @@ def janus(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def recorded_frames(sfu: Janus, room: int, feed: int, kind: str) -> list[bytes]:
+    """The frames of ``feed``'s ``kind`` ("audio" or "video") in Janus's recording, once
+    Janus has closed it (it does when the publisher's peer connection goes)."""
+    assert sfu.recordings is not None
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            (path,) = sfu.recordings.glob(f"videoroom-{room}-user-{feed}-*-{kind}-*.mjr")
+            return mjr.frames(mjr.read(path))
+        except (ValueError, mjr.BadRecording):  # not there yet, or still being written
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

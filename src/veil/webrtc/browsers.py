@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..web_sdk.browser import CHROMIUM, chromium
-from .netns import Namespace
+from veil.bench.browser import CHROMIUM, chromium_missing, headless_chromium
+
+from .netns import Namespace, Unavailable
 
 
 @contextlib.contextmanager
@@ -21,5 +22,9 @@ def chromium_in(ns: Namespace, folder: Path) -> Iterator[Any]:
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns.name} {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     # Remote audio plays without a click, as in a meeting page the user opened.
-    with chromium(executable=wrapper, args=["--autoplay-policy=no-user-gesture-required"]) as b:
+    missing = chromium_missing()
+    if missing is not None:
+        raise Unavailable(missing)
+    args = ["--autoplay-policy=no-user-gesture-required"]
+    with headless_chromium(executable=wrapper, args=args) as b:
         yield b

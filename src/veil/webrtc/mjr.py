@@ -14,6 +14,7 @@ Note that a VP8 key frame's first 10 bytes (frame tag, start code, picture size;
 6386 section 9.1) are in the clear under SFrame too: the depacketizer reads them.
 """
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -144,3 +145,9 @@ def vp8_key_frame_size(frame: bytes) -> tuple[int, int] | None:
         width, height = struct.unpack_from("<HH", frame, 6)
         return width & 0x3FFF, height & 0x3FFF
     return None
+
+
+def digest(frame: bytes) -> str:
+    """A frame's digest as the test pages' workers take it: the first 16 bytes of its
+    SHA-256, in hex."""
+    return hashlib.sha256(frame).hexdigest()[:32]

@@ -8,7 +8,7 @@ reach past the host end. Processes are put inside with ``ip netns exec``; a sock
 put inside by opening it on a thread that has joined the namespace (``setns(2)`` moves
 only the calling thread, and a socket stays in the namespace it was opened in).
 
-Needs root and iproute2; ``require()`` skips, saying why, without them.
+Needs root and iproute2; ``require()`` raises ``Unavailable``, saying why, without them.
 """
 
 import contextlib
@@ -27,11 +27,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pytest
+
+class Unavailable(Exception):
+    """What this machine lacks for the WebRTC harness (root, iproute2, Janus, Chromium);
+    tests skip with its message, ``veil demo --browser`` prints it."""
+
 
 # A /16 of private addresses cut into /30s, one per namespace; a block is skipped when
 # it overlaps anything the host already has an address or a route for.
-POOL = ipaddress.ip_network("10.231.0.0/16")
+POOL = ipaddress.IPv4Network("10.231.0.0/16")
 LOCK = "/run/lock/veil-netns.lock"
 NAME = re.compile(r"^veil-(\d+)-[0-9a-f]{6}$")
 CLONE_NEWNET = 0x40000000
@@ -51,11 +55,11 @@ class Namespace:
 
 
 def require() -> None:
-    """Skips unless this process can make network namespaces (root, iproute2)."""
+    """``Unavailable`` unless this process can make network namespaces (root, iproute2)."""
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (the WebRTC tests run as root in CI)")
+        raise Unavailable("network namespaces need root (the WebRTC tests run as root in CI)")
     if shutil.which("ip") is None:
-        pytest.skip("iproute2's `ip` is not installed: apt-get install iproute2")
+        raise Unavailable("iproute2's `ip` is not installed: apt-get install iproute2")
 
 
 class NotPermitted(PermissionError):
@@ -74,12 +78,12 @@ def ip(*arguments: str) -> str:
 
 def _taken() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the host has an address or a route in."""
-    taken = []
+    taken: list[ipaddress.IPv4Network] = []
     for line in ip("-4", "-o", "addr").splitlines() + ip("-4", "route").splitlines():
         for word in line.split():
             with contextlib.suppress(ValueError):
                 if word != "default" and "." in word:
-                    taken.append(ipaddress.ip_network(word, strict=False))
+                    taken.append(ipaddress.IPv4Network(word, strict=False))
     return taken
 
 
@@ -127,7 +131,7 @@ def namespace() -> Iterator[Namespace]:
         try:
             ip("netns", "add", name)
         except NotPermitted as error:
-            pytest.skip(f"this root may not make network namespaces ({error})")
+            raise Unavailable(f"this root may not make network namespaces ({error})") from error
         try:
             ip("link", "add", host_end, "type", "veth", "peer", "name", inner_end)
             ip("link", "set", inner_end, "netns", name)
@@ -140,13 +144,26 @@ def namespace() -> Iterator[Namespace]:
             _delete(name)
             subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
             if isinstance(error, NotPermitted):
-                pytest.skip(f"this root may not make veth pairs ({error})")
+                raise Unavailable(f"this root may not make veth pairs ({error})") from error
             raise
     try:
         yield Namespace(name=name, address=address, host_address=host_address)
     finally:
         _delete(name)
         subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+
+
+def enter(ns: Namespace) -> None:
+    """Move the calling thread into ``ns``: the sockets it opens from then on live
+    there (a thread of its own: the process's other threads stay where they are)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns into {ns.name}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
 
 
 def inside(ns: Namespace, work: Callable[[], T]) -> T:
@@ -156,14 +173,7 @@ def inside(ns: Namespace, work: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    error = ctypes.get_errno()
-                    raise OSError(error, f"setns into {ns.name}: {os.strerror(error)}")
-            finally:
-                os.close(fd)
+            enter(ns)
             result.append(work())
         except BaseException as error:  # handed to the caller's thread
             failure.append(error)
