@@ -10,6 +10,7 @@ anything starts.
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import signal
 import sys
@@ -311,8 +312,7 @@ async def _serve_all(options: ServeOptions) -> None:
         web_dir=web_dir,
         cors_origins=extra_origins(),
     ) as endpoints:
-        # One JSON line (the web app's address in it), so that what `veil serve` writes
-        # stays machine-readable, as its logs are.
-        app_url = f"{endpoints.conference_url}/app/"
-        print(json.dumps({**endpoints.__dict__, "app_url": app_url}), flush=True)
+        print(json.dumps(endpoints.__dict__), flush=True)
+        # A log record, not a bare line: what `veil serve` writes to stderr stays JSON.
+        logging.getLogger("veil.serve").info("the web app: %s/app/", endpoints.conference_url)
         await stop.wait()
