@@ -110,8 +110,15 @@ export class MeetingPanel {
     const input = element<HTMLInputElement>("chat-text");
     const text = input.value;
     if (this.#meeting === null || text === "") return;
-    await this.#meeting.sendChat(text);
-    input.value = ""; // it shows in the log when the board delivers it back
+    // Cleared before the send, not after it: what is typed while the post is on its way
+    // is the next message. The sent one shows in the log when the board delivers it back.
+    input.value = "";
+    try {
+      await this.#meeting.sendChat(text);
+    } catch (error) {
+      if (input.value === "") input.value = text; // not sent: give it back to edit
+      throw error;
+    }
   }
 
   async #leave(): Promise<void> {
