@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from veil.crypto.errors import AuthenticationError, DecodeError
 from veil.crypto.keys import PublicKey
 from veil.crypto.pre import VerifiedTransformKey
-from veil.keyserver.auth import SignedCall
+from veil.keyserver.auth import CallingDevice, SignedCall
 from veil.keyserver.deps import Service, Signed
 from veil.keyserver.models import DocumentGrant, Group, GroupAdmin, GroupMember, User
 from veil.keyserver.routes.common import (
@@ -198,16 +198,7 @@ def add_member(group_id: PathId, body: AddMember, call: Signed, service: Service
         _check_new_member(service, group_id, group_key, user, body, key)
         if session.get(GroupMember, (group_id, body.user_id)) is not None:
             raise taken
-        session.add(
-            GroupMember(
-                group_id=group_id,
-                user_id=body.user_id,
-                transform_key=body.transform_key,
-                added_by=caller.user_id,
-                created_at=service.now(),
-            )
-        )
-        record(service, session, caller, "group.add_member", f"{group_id}/{body.user_id}")
+        _add(service, session, caller, group_id, body)
     return Done()
 
 
@@ -241,16 +232,7 @@ def add_members(group_id: PathId, body: AddMembers, call: Signed, service: Servi
                     raise not_found("no such user")
                 key = verified_transform_key(member.transform_key)
                 _check_new_member(service, group_id, group_key, user, member, key)
-            session.add(
-                GroupMember(
-                    group_id=group_id,
-                    user_id=member.user_id,
-                    transform_key=member.transform_key,
-                    added_by=caller.user_id,
-                    created_at=service.now(),
-                )
-            )
-            record(service, session, caller, "group.add_member", f"{group_id}/{member.user_id}")
+            _add(service, session, caller, group_id, member)
     return Done()
 
 
@@ -266,6 +248,22 @@ def _naming(index: int, user_id: str) -> Iterator[None]:
         raise unprocessable("invalid_encoding", f"{which}: {error}") from None
     except AuthenticationError:
         raise bad_request("bad_signature", f"{which}: a signature did not verify") from None
+
+
+def _add(
+    service: KeyService, session: Session, caller: CallingDevice, group_id: str, body: AddMember
+) -> None:
+    """``body``'s user as a member of the group (checked already), and its audit entry."""
+    session.add(
+        GroupMember(
+            group_id=group_id,
+            user_id=body.user_id,
+            transform_key=body.transform_key,
+            added_by=caller.user_id,
+            created_at=service.now(),
+        )
+    )
+    record(service, session, caller, "group.add_member", f"{group_id}/{body.user_id}")
 
 
 def _check_new_member(
