@@ -119,30 +119,6 @@ export async function received(pc: RTCPeerConnection): Promise<Received> {
   return out;
 }
 
-/** The standard deviation of the luma of `video`'s current picture (0: one flat colour). */
-export function pictureSpread(video: HTMLVideoElement): number {
-  const width = video.videoWidth;
-  const height = video.videoHeight;
-  if (width === 0 || height === 0) return 0;
-  const canvas = document.createElement("canvas");
-  canvas.width = width;
-  canvas.height = height;
-  const context = canvas.getContext("2d", { willReadFrequently: true });
-  if (context === null) return 0;
-  context.drawImage(video, 0, 0, width, height);
-  const { data } = context.getImageData(0, 0, width, height);
-  let sum = 0;
-  let squares = 0;
-  const n = data.length / 4;
-  for (let i = 0; i < data.length; i += 4) {
-    const luma = 0.299 * (data[i] ?? 0) + 0.587 * (data[i + 1] ?? 0) + 0.114 * (data[i + 2] ?? 0);
-    sum += luma;
-    squares += luma * luma;
-  }
-  const mean = sum / n;
-  return Math.sqrt(Math.max(0, squares / n - mean * mean));
-}
-
 /** A `MediaKeySource` the test drives by hand (as a Meeting would on each epoch and on
  * leaving): `install(epoch, key)`, `leave()`. */
 export class ManualKeySource {

@@ -5,7 +5,8 @@
  */
 
 import { type MediaReport, VeilMedia, follow } from "../../src/media/index.js";
-import { type Call, ManualKeySource, camera, oneWay, pictureSpread, received, sessionKey, sleep } from "./media-call.js";
+import { pictureSpread } from "../../src/sfu/probe.js";
+import { type Call, ManualKeySource, camera, oneWay, received, sessionKey, sleep } from "./media-call.js";
 
 const MEETING = "media-test";
 const ALICE = 0xa11cen;

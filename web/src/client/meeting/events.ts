@@ -13,6 +13,7 @@
  * Each event has a `type` (for a `switch`) and is also a class (for `instanceof`).
  */
 
+import { ChatMessage } from "./chat.js";
 import { Queue } from "./tasks.js";
 
 export class ParticipantJoined {
@@ -46,21 +47,9 @@ export class EpochChanged {
   ) {}
 }
 
-export class ChatReceived {
+/** A chat message read from the board: a `ChatMessage`, typed as an event. */
+export class ChatReceived extends ChatMessage {
   readonly type = "chat-received";
-  readonly #text: string;
-  constructor(
-    readonly userId: string,
-    readonly sender: bigint,
-    readonly epoch: bigint,
-    text: string,
-  ) {
-    this.#text = text;
-  }
-  /** The message (kept out of JSON and inspection, as Python keeps it out of repr). */
-  get text(): string {
-    return this.#text;
-  }
 }
 
 export class ConnectionChanged {
