@@ -13,12 +13,8 @@ too: a replayed signed request, another service's token.
 
 import asyncio
 import json
-import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,38 +32,18 @@ from veil.protocol import (
     b64decode,
 )
 
-VEIL = [sys.executable, "-m", "veil.cli"]
+from ..processes import process
 
 
 @contextmanager
 def veil_serve(tmp_path: Path, log: Path) -> Iterator[dict[str, str]]:
-    args = (
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--transform-workers",
-        "0",
-    )
-    with log.open("w") as stderr:
-        child = subprocess.Popen(
-            [*VEIL, *args],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "VEIL_LOG_LEVEL": "debug"},
-        )
-        try:
-            assert child.stdout is not None
-            yield json.loads(child.stdout.readline())
-        finally:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+    args = ("--port", "0", "--data-dir", str(tmp_path / "data"), "--transform-workers", "0")
+    with (
+        log.open("w") as stderr,
+        process("serve", *args, env={"VEIL_LOG_LEVEL": "debug"}, stderr=stderr) as child,
+    ):
+        assert child.stdout is not None
+        yield json.loads(child.stdout.readline())
 
 
 class Recorder(httpx.AsyncBaseTransport):

@@ -10,7 +10,6 @@ epochs. A page given an invitation with another group key is refused by name, be
 it posts anything. Skipped, saying why, without Node, web/node_modules, Playwright or
 Chromium."""
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -31,7 +30,7 @@ from veil.client.meeting import Meeting
 from veil.crypto.keys import PrivateKey
 
 from .browser import built_sdk
-from .test_meeting_node import PY_TIMERS, TIMERS
+from .test_meeting_node import PY_TIMERS, TIMERS, _digest
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +41,6 @@ def meetings() -> Iterator[BrowserMeetings]:
     web = built_sdk()
     with browser_meetings(web) as running:
         yield running
-
-
-def _digest(meeting: Meeting) -> str:
-    assert meeting.epoch is not None
-    key = meeting.epochs.key(meeting.epoch)
-    assert key is not None
-    return hashlib.sha256(key).hexdigest()
 
 
 def _same(python: PythonParticipant, *states: dict[str, Any]) -> None:
