@@ -471,21 +471,16 @@ def _delta(before: dict[str, Any], after: dict[str, Any], name: str, display: st
     return decoded(after) - decoded(before)
 
 
-def _failures(media: dict[str, Any]) -> int:
-    c = media.get("counters", {})
-    return int(
-        c.get("tampered", 0)
-        + c.get("replayed", 0)
-        + c.get("unknown_epoch", 0)
-        + c.get("wrong_sender", 0)
-    )
-
-
 def _refused(counters: dict[str, int]) -> int:
     """Frames dropped for any reason an attacker's frame is (each counted by name)."""
     return sum(
         counters.get(k, 0) for k in ("tampered", "replayed", "unknown_epoch", "wrong_sender")
     )
+
+
+def _failures(media: dict[str, Any]) -> int:
+    """A page's frames that did not decrypt, of every kind ``_refused`` counts."""
+    return int(_refused(media.get("counters", {})))
 
 
 def _get_counter(media: dict[str, Any], key: str) -> int:
