@@ -57,6 +57,13 @@ def test_group_lifecycle_and_who_can_read(sdk) -> None:  # type: ignore[no-untyp
         # Admins: bob becomes one and can use the group key; then stops being one.
         await alice.groups.add_admins(group, [b])
         assert (await alice.groups.get(group)).admins == tuple(sorted([a, b]))
+        # Adding an admin twice is a conflict; ensuring one is not (two managers of a
+        # meeting naming the same deputy at once).
+        with pytest.raises(Conflict) as caught:
+            await alice.groups.add_admins(group, [b])
+        assert caught.value.code == "already_admin"
+        await alice.groups.ensure_admin(group, b)
+        assert (await alice.groups.get(group)).admins == tuple(sorted([a, b]))
         await bob.groups.add_members(group, [c])
         assert await carol.documents.decrypt(second) == b"carol has left"
         await alice.groups.remove_admins(group, [b])

@@ -5,7 +5,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from veil.client.errors import PinnedKeyChanged, UntrustedKey
+from veil.client.errors import Conflict, PinnedKeyChanged, UntrustedKey
 from veil.client.principal import Principal
 from veil.client.provenance import pinned_identities, vouched_origin
 from veil.crypto.aead import open_document
@@ -131,6 +131,16 @@ class Groups:
             await self._device.session.add_admin(
                 group_id, group_key, user_id=user_id, master=keys[user_id]
             )
+
+    async def ensure_admin(self, group_id: str, user_id: str) -> None:
+        """Make ``user_id`` an admin. If it became one meanwhile (two managers of a
+        meeting naming the same deputy, a hand-over beside a heartbeat), the outcome is
+        the one asked for, not a failure."""
+        try:
+            await self.add_admins(group_id, [user_id])
+        except Conflict as error:
+            if error.code != "already_admin":
+                raise
 
     async def remove_admins(self, group_id: str, user_ids: Sequence[str]) -> None:
         for user_id in user_ids:

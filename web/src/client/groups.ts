@@ -9,7 +9,7 @@ import { toHex } from "../crypto/encoding.js";
 import { PrivateKey, type PublicKey } from "../crypto/pre.js";
 import { deriveKey } from "../crypto/schedule.js";
 import { b64decode } from "../protocol/wire.js";
-import { PinnedKeyChanged, UntrustedKey } from "./errors.js";
+import { Conflict, PinnedKeyChanged, UntrustedKey } from "./errors.js";
 import { type Principal, pinnedIdentities } from "./principal.js";
 import { vouchedOrigin } from "./provenance.js";
 
@@ -108,6 +108,17 @@ export class Groups {
     const groupKey = await this.key(groupId);
     for (const userId of userIds) {
       await this.#device.session.addAdmin(groupId, groupKey, { userId, master: keys.get(userId)! });
+    }
+  }
+
+  /** Make `userId` an admin. If it became one meanwhile (two managers of a meeting naming
+   * the same deputy, a hand-over beside a heartbeat), the outcome is the one asked for,
+   * not a failure. */
+  async ensureAdmin(groupId: string, userId: string): Promise<void> {
+    try {
+      await this.addAdmins(groupId, [userId]);
+    } catch (error) {
+      if (!(error instanceof Conflict && error.code === "already_admin")) throw error;
     }
   }
 

@@ -6,6 +6,7 @@ import { inspect } from "node:util";
 
 import { DecryptionError } from "../../src/crypto/errors.js";
 import {
+  Conflict,
   EncryptedDocument,
   Forbidden,
   MemoryDeviceStore,
@@ -87,6 +88,12 @@ test("groups: a document to a group is read by a member, not after removal", { s
   const digest = await admin.groups.digest(groupId);
   assert.equal(digest.memberCount, (await admin.groups.get(groupId)).members.length);
   assert.deepEqual(digest.admins, [admin.userId]);
+  // Adding an admin twice is a conflict; ensuring one is not (two managers naming a deputy).
+  await admin.groups.addAdmins(groupId, [member.userId]);
+  await assert.rejects(admin.groups.addAdmins(groupId, [member.userId]), (e) => e instanceof Conflict && e.code === "already_admin");
+  await admin.groups.ensureAdmin(groupId, member.userId);
+  assert.deepEqual((await admin.groups.digest(groupId)).admins, [admin.userId, member.userId].sort());
+  await admin.groups.removeAdmins(groupId, [member.userId]);
   const document = await admin.documents.encrypt(encoder.encode("to the group"), { groups: [groupId] });
   assert.deepEqual(await member.documents.decrypt(document), encoder.encode("to the group"));
   await admin.groups.removeMembers(groupId, [member.userId]);

@@ -280,7 +280,7 @@ class Manager:
         # The host becomes an admin first: once a member it is admitted, and it then
         # takes over at once, which needs the group key.
         if user_id == self.host and user_id not in admins:
-            await self._groups.add_admins(self.meeting_id, [user_id])
+            await self._groups.ensure_admin(self.meeting_id, user_id)
         await self._groups.add_members(self.meeting_id, [user_id])
         bisect.insort(members, user_id)
 
@@ -326,7 +326,7 @@ class Manager:
             self.deputy = None
             return None  # no member yet: no deputy rather than an outsider
         if deputy.user_id not in admins:
-            await self._groups.add_admins(self.meeting_id, [deputy.user_id])
+            await self._groups.ensure_admin(self.meeting_id, deputy.user_id)
         self.deputy, self._deputy_seen = deputy.sender, self.clock.time()
         return deputy.sender
 

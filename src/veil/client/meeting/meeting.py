@@ -208,7 +208,7 @@ class Meeting:
         )  # fmt: skip
         try:
             if host != device.user_id and host in known:
-                await device.groups.add_admins(meeting_id, [host])
+                await device.groups.ensure_admin(meeting_id, host)
             meeting._admitted = True
             await meeting._open()
             await meeting.manager.rekey()
@@ -545,7 +545,7 @@ class Meeting:
             raise VeilError(f"no other participant joined as sender {sender}")
         group = await self.device.groups.get(self.meeting_id)
         if participant.user_id not in group.admins:
-            await self.device.groups.add_admins(self.meeting_id, [participant.user_id])
+            await self.device.groups.ensure_admin(self.meeting_id, participant.user_id)
         proof = await self._proof("hand-over", HandOver.payload(sender))
         await self.board.post(
             HandOver.KIND, bytes(HandOver(sender, proof)), timeout=self.timers.post_timeout

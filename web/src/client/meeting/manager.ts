@@ -297,7 +297,7 @@ export class Manager {
     if (!invited) return;
     // The host becomes an admin first: once a member it is admitted, and it then takes
     // over at once, which needs the group key.
-    if (userId === this.host && !admins.includes(userId)) await o.groups.addAdmins(this.meetingId, [userId]);
+    if (userId === this.host && !admins.includes(userId)) await o.groups.ensureAdmin(this.meetingId, userId);
     await o.groups.addMembers(this.meetingId, [userId]);
     if (this.#members === members) this.#members = sortedByCodePoint([...members, userId]);
   }
@@ -348,7 +348,7 @@ export class Manager {
       this.deputy = null;
       return null; // no member yet: no deputy rather than an outsider
     }
-    if (!admins.includes(deputy.userId)) await o.groups.addAdmins(this.meetingId, [deputy.userId]);
+    if (!admins.includes(deputy.userId)) await o.groups.ensureAdmin(this.meetingId, deputy.userId);
     this.deputy = deputy.sender;
     this.#deputySeen = o.clock.time();
     return deputy.sender;

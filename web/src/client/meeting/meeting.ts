@@ -256,7 +256,7 @@ export class Meeting {
     const groupKey = (await device.groups.key(meetingId)).publicKey;
     const meeting = new Meeting(device, meetingId, groupKey, o.timers ?? new MeetingTimers(), o.clock ?? systemClock, o.admit ?? null, invited, host);
     try {
-      if (host !== device.userId && known.has(host)) await device.groups.addAdmins(meetingId, [host]);
+      if (host !== device.userId && known.has(host)) await device.groups.ensureAdmin(meetingId, host);
       meeting.#admitted = true;
       await meeting.#open();
       await meeting.manager.rekey();
@@ -580,7 +580,7 @@ export class Meeting {
     const participant = this.roster.get(sender);
     if (participant === null || sender === this.sender) throw new VeilError(`no other participant joined as sender ${sender}`);
     const group = await this.device.groups.get(this.meetingId);
-    if (!group.admins.includes(participant.userId)) await this.device.groups.addAdmins(this.meetingId, [participant.userId]);
+    if (!group.admins.includes(participant.userId)) await this.device.groups.ensureAdmin(this.meetingId, participant.userId);
     const proof = await this.#proof("hand-over", HandOver.payload(sender));
     await this.board.post(HandOver.KIND, new HandOver(sender, proof).bytes(), { timeout: this.timers.postTimeout });
   }
