@@ -8,6 +8,7 @@ tests hand such posts to a meeting's board loop directly (``deliver``)."""
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from veil.client import (
 from veil.client.conference import Post
 from veil.client.errors import UntrustedPost
 from veil.client.meeting import Meeting, MeetingEvent, MeetingFailure
+from veil.client.meeting.chat import AHEAD_LIMIT, Ahead
 from veil.crypto import schnorr
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import encrypt
@@ -160,6 +162,66 @@ def test_chat_reaches_every_member_and_transcripts_only_their_grantees(env) -> N
         assert len(mc.chat) == 2
         with pytest.raises(MeetingEnded):
             await mc.send_chat("i left")
+
+    env.run(main)
+
+
+def test_chat_of_an_epoch_whose_key_is_on_its_way_waits_for_the_key(env) -> None:
+    """The manager installs its own key post at once and may chat in the new epoch
+    while the others' transforms are still on their way: their clients hold the message
+    until the key is installed, then read it, in board order."""
+
+    async def main() -> None:
+        alice, bob = await env.devices(env.name("alice"), env.name("bob"))
+        ma, mb = await env.start_and_join(alice, [bob])
+        transform = bob.session.transform
+        slow = asyncio.Event()
+
+        async def slowly(*args: Any, **kwargs: Any) -> Any:
+            await slow.wait()  # bob's key for epoch 1 arrives only after alice's chat
+            return await transform(*args, **kwargs)
+
+        bob.session.transform = slowly  # type: ignore[method-assign]
+        try:
+            await ma.rekey()
+            assert ma.epoch == 1 and mb.epoch == 0
+            await ma.send_chat("first words of epoch 1")
+            await ma.send_chat("second words")
+            await asyncio.sleep(0.3)  # both reached bob's board before his key did
+            assert mb.chat == []
+        finally:
+            slow.set()
+        await mb.wait_for_epoch(1, timeout=10)
+        await env.eventually(lambda: len(mb.chat) == 2)
+        assert [(c.text, c.epoch) for c in mb.chat] == [
+            ("first words of epoch 1", 1),
+            ("second words", 1),
+        ]
+        # Chat of an epoch older than the key held, never held, is not kept for later.
+        assert len(mb._chat_ahead) == 0
+
+    env.run(main)
+
+
+def test_chat_held_for_a_key_is_bounded_and_dropped_on_leaving(env) -> None:
+    """Messages for an epoch that never comes cost a bounded buffer, oldest out first;
+    a client that leaves holds none of them."""
+
+    ahead = Ahead(limit=3)
+    posts = [(Post(i, "chat", "u", "d", 0, b""), Chat(5 + i % 2, 1, b"x" * 40)) for i in range(5)]
+    for post, message in posts:
+        ahead.hold(post, message)
+    assert len(ahead) == 3  # the first two pushed out
+    assert [p.seq for p, _ in ahead.due(5)] == [2, 4]  # epoch 5 and older, in order
+    assert [p.seq for p, _ in ahead.due(9)] == [3]
+    assert len(ahead) == 0 and AHEAD_LIMIT >= 100
+
+    async def main() -> None:
+        alice, bob = await env.devices(env.name("alice"), env.name("bob"))
+        _, mb = await env.start_and_join(alice, [bob])
+        mb._chat_ahead.hold(*posts[0])
+        await mb.leave()
+        assert len(mb._chat_ahead) == 0
 
     env.run(main)
 

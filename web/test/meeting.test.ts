@@ -7,9 +7,10 @@ import { test } from "node:test";
 import { toHex } from "../src/crypto/encoding.js";
 import { Plaintext, PrivateKey } from "../src/crypto/pre.js";
 import { sessionKey } from "../src/crypto/schedule.js";
-import { KeyPost, MeetingProof } from "../src/protocol/board.js";
+import { Chat, KeyPost, MeetingProof } from "../src/protocol/board.js";
+import { Post } from "../src/client/board.js";
 import { MembersChanging, UntrustedPost } from "../src/client/errors.js";
-import { ChatMessage } from "../src/client/meeting/chat.js";
+import { AHEAD_LIMIT, Ahead, ChatMessage } from "../src/client/meeting/chat.js";
 import { Epochs, securityCode } from "../src/client/meeting/epochs.js";
 import { ChatReceived, EpochChanged, EventStream, MeetingFailure } from "../src/client/meeting/events.js";
 import { MemberLists } from "../src/client/meeting/members.js";
@@ -170,4 +171,15 @@ test("a wait with a timeout past setTimeout's limit does not time out at once", 
   controller.abort();
   await waiting;
   assert.equal(outcome, "Cancelled");
+});
+
+test("chat held for a key on its way is bounded, oldest out first, and due by epoch in board order", () => {
+  const ahead = new Ahead(3);
+  const posts = [0, 1, 2, 3, 4].map((i) => [new Post(i, "chat", "u", "d", 0, new Uint8Array()), new Chat(BigInt(5 + (i % 2)), 1n, new Uint8Array(40))] as const);
+  for (const [post, message] of posts) ahead.hold(post, message);
+  assert.equal(ahead.size, 3); // the first two pushed out
+  assert.deepEqual(ahead.due(5n).map(([post]) => post.seq), [2, 4]);
+  assert.deepEqual(ahead.due(9n).map(([post]) => post.seq), [3]);
+  assert.equal(ahead.size, 0);
+  assert.ok(AHEAD_LIMIT >= 100);
 });

@@ -133,6 +133,7 @@ class Meeting:
         self._landed: dict[bytes, asyncio.Future[bool]] = {}
         self._installed = asyncio.Event()
         self._early: list[Frame] = []  # frames that waited for this epoch's key
+        self._chat_ahead = chat.Ahead()
         self._tasks: list[asyncio.Task[None]] = []
         self._retake = False  # a late host or hand-over target retries a lost take-over once
         self._named_deputy: int | None = None  # as the manager's newest ``alive`` says
@@ -485,6 +486,8 @@ class Meeting:
                 installed.epoch, installed.members, installed.security_code, installed.manager
             )
         )
+        for waiting in self._chat_ahead.due(installed.epoch):
+            self._read_chat(*waiting)
         self._installed.set()
         self._installed = asyncio.Event()
         if installed.manager == self.device.device_id and previous != installed.manager:
@@ -524,6 +527,7 @@ class Meeting:
         self._landed.clear()
         self.media.forget()
         self._early.clear()
+        self._chat_ahead.clear()
 
     # --- management ------------------------------------------------------------------------
 
@@ -587,9 +591,15 @@ class Meeting:
     def _receive_chat(self, post: Post, message: Chat) -> None:
         if self.roster.sender_of(post.device_id) != message.sender:
             raise UntrustedPost("a chat message under another device's sender number")
+        self._read_chat(post, message)
+
+    def _read_chat(self, post: Post, message: Chat) -> None:
         key = self.epochs.key(message.epoch)
         if key is None:
-            return  # an epoch this client does not hold (before it joined, after it left)
+            held = self.epochs.epoch
+            if not self.epochs.closed and (held is None or message.epoch > held):
+                self._chat_ahead.hold(post, message)  # its key is on its way
+            return  # otherwise an epoch this client does not hold (before it joined)
         opened = chat.open_chat(key, message, meeting_id=self.meeting_id, user_id=post.user_id)
         if opened is not None:
             self.chat.append(opened)

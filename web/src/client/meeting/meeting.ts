@@ -47,7 +47,7 @@ import {
 import { Invitation } from "../invitation.js";
 import { RETRY } from "../retry.js";
 import { checkProof, makeProof } from "./authority.js";
-import { type ChatMessage, openChat, seal } from "./chat.js";
+import { Ahead, type ChatMessage, openChat, seal } from "./chat.js";
 import { Epochs } from "./epochs.js";
 import {
   ChatReceived,
@@ -112,6 +112,7 @@ export class Meeting {
   readonly board: ReturnType<Device["board"]>;
   readonly manager: Manager;
   readonly #chat: ChatMessage[] = [];
+  readonly #chatAhead = new Ahead(); // chat of an epoch whose key is on its way
   rekeys = 0;
   ended = false;
   left = false;
@@ -512,6 +513,7 @@ export class Meeting {
     this.manager.lastRekey = this.clock.time();
     if (installed.before !== null && installed.epoch > installed.before) this.rekeys += 1;
     this.events.emit(new EpochChanged(installed.epoch, installed.members, installed.securityCode, installed.manager));
+    for (const [waiting, chat] of this.#chatAhead.due(installed.epoch)) await this.#readChat(waiting, chat);
     this.#pulse();
     const mine = installed.manager === this.device.deviceId;
     if (mine && installed.previousManager !== installed.manager) this.manager.becameManager();
@@ -549,6 +551,7 @@ export class Meeting {
 
   #closeKeys(): void {
     this.epochs.close();
+    this.#chatAhead.clear();
     this.#offer = null;
     for (const landed of this.#landed.values()) landed.resolve(false);
     this.#own.clear();
@@ -604,8 +607,16 @@ export class Meeting {
     if (this.roster.senderOf(post.deviceId) !== message.sender) {
       throw new UntrustedPost("a chat message under another device's sender number");
     }
+    await this.#readChat(post, message);
+  }
+
+  async #readChat(post: Post, message: Chat): Promise<void> {
     const key = this.epochs.key(message.epoch);
-    if (key === null) return; // an epoch this client does not hold (before it joined, after it left)
+    if (key === null) {
+      const held = this.epochs.epoch;
+      if (!this.epochs.closed && (held === null || message.epoch > held)) this.#chatAhead.hold(post, message); // its key is on its way
+      return; // otherwise an epoch this client does not hold (before it joined)
+    }
     const opened = await openChat(key, message, { meetingId: this.meetingId, userId: post.userId });
     if (opened !== null) {
       this.#chat.push(opened);
