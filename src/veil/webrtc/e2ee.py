@@ -404,9 +404,11 @@ class _Demo:
         # (they wait for a key it never gets, then are dropped as unknown_epoch).
         forwarded = {
             other: {
-                "video_bytes": _received(before, after, senders[other], "video", "bytesReceived"),
+                "video_bytes": _received(
+                    before, after, "cat", senders[other], "video", "bytesReceived"
+                ),
                 "audio_packets": _received(
-                    before, after, senders[other], "audio", "packetsReceived"
+                    before, after, "cat", senders[other], "audio", "packetsReceived"
                 ),
             }
             for other in ("ann", "bob")
@@ -552,13 +554,13 @@ def _delta(before: dict[str, Any], after: dict[str, Any], name: str, display: st
 
 
 def _received(
-    before: dict[str, Any], after: dict[str, Any], display: str, kind: str, key: str
+    before: dict[str, Any], after: dict[str, Any], name: str, display: str, kind: str, key: str
 ) -> float:
-    """What cat's subscription to ``display`` received in between (RTP, before any
-    transform: what Janus forwarded)."""
+    """What ``name``'s subscription to ``display`` received in between (RTP counters,
+    before any transform: what Janus forwarded)."""
 
     def count(snapshot: dict[str, Any]) -> float:
-        remote = snapshot["cat"]["remotes"].get(display)
+        remote = snapshot[name]["remotes"].get(display)
         return 0.0 if remote is None else _get(remote["counts"], kind, key)
 
     return count(after) - count(before)
