@@ -65,6 +65,7 @@ def test_the_demo_exits_0_with_ok_only_when_every_check_passed(demo: dict[str, A
         "security_codes_match",
         "wrong_key_decodes_nothing",
         "forged_frames_decode_nothing",
+        "altered_frames_dropped_by_name",
         "leaver_stops_decoding",
         "sfu_saw_no_plaintext",
         "no_page_errors",
@@ -94,6 +95,29 @@ def test_the_intruder_and_forged_frames_were_dropped_by_name(demo: dict[str, Any
     for name in ("bob", "cat"):
         refused = forged[name]["refused"]
         assert refused["replayed"] + refused["tampered"] > 0, (name, refused)
+
+
+def test_frames_altered_on_the_way_were_dropped_each_by_its_name(demo: dict[str, Any]) -> None:
+    """bob's sealed frames, altered after encryption as a malicious SFU could: ann and
+    cat counted each kind under its own name and decoded none of them."""
+    found = demo["details"]["altered_frames_dropped_by_name"]
+    altered = found["altered"]
+    assert set(altered) == set(e2ee.ALTERED_AS) and all(n > 5 for n in altered.values())
+    for name in ("ann", "cat"):
+        dropped = found["receivers"][name]["dropped"]
+        for alteration, counter in e2ee.ALTERED_AS.items():
+            assert 0 < dropped[counter] <= altered[alteration], (name, counter, found)
+        assert found["receivers"][name]["video_frames_decoded_per_s"] >= 2, found
+
+
+def test_the_leaver_stayed_subscribed_and_its_worker_opened_nothing(demo: dict[str, Any]) -> None:
+    """cat left the meeting but not the room: Janus went on forwarding ann's and bob's
+    media to it after the rekey, and its worker refused every frame."""
+    leaver = demo["details"]["leaver_stops_decoding"]
+    assert leaver["leaver_decoded"] == {"ann": 0, "bob": 0}, leaver
+    for forwarded in leaver["leaver_still_forwarded"].values():
+        assert forwarded["video_bytes"] > 10_000 and forwarded["audio_packets"] > 50, leaver
+    assert leaver["leaver_refused_unknown_epoch"] > 0, leaver
 
 
 def test_the_rekey_gap_was_measured_for_the_staying_pages(demo: dict[str, Any]) -> None:

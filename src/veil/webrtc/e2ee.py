@@ -19,15 +19,20 @@ display name gives. Then:
    ann, whose own number they claim; ``replayed`` at the others, since their counters
    lie behind ann's real ones, which are checked before the costlier authentication;
    ``tampered`` where a counter is fresh);
-3. cat leaves the meeting but, as a dishonest client would, keeps its keys and its
-   subscriptions; ann's rekey follows: cat decodes nothing of the new epoch while ann
-   and bob go on; the gap from the key post to the first frame of the new epoch opened
-   in each page;
-4. Janus's recordings of each member (read from its .mjr files) hold none of the
+3. frames altered on their way, as a malicious SFU could: bob's frames, once sealed,
+   are altered (on-the-way.ts: a tag bit flipped, an earlier frame resent, the KID
+   rewritten to ann's sender number or to an epoch no one holds); ann and cat drop every
+   altered frame, each counted by name (``tampered``, ``replayed``, ``wrong_sender``,
+   ``unknown_epoch``), and go on decoding bob's honest frames;
+4. cat leaves the meeting but, as a dishonest client would, keeps its keys and its
+   Janus subscriptions; ann's rekey follows: Janus still forwards ann's and bob's media
+   to cat, whose worker opens none of it, while ann and bob go on; the gap from the key
+   post to the first frame of the new epoch opened in each page;
+5. Janus's recordings of each member (read from its .mjr files) hold none of the
    frames the member's encoder produced (digests taken before encryption, in the
    sender's transform), no 32-byte piece of a sample of them, and look random beyond
    the clear bytes;
-5. SFrame's per-frame cost in a worker against bare AES-GCM (media's benchmark).
+6. SFrame's per-frame cost in a worker against bare AES-GCM (media's benchmark).
 """
 
 import contextlib
@@ -61,6 +66,15 @@ window.makeParticipant = (services) => {
 };
 """
 STEADY_SECONDS = 5.0
+ALTER_SECONDS = 6.0
+GRACE_SECONDS = 5.0  # VeilMedia's DEFAULT_GRACE: how long a frame waits for its epoch's key
+# What each of on-the-way.ts's alterations must be counted as at the receivers.
+ALTERED_AS = {
+    "tamper": "tampered",
+    "replay": "replayed",
+    "kid": "wrong_sender",
+    "epoch": "unknown_epoch",
+}
 WAIT_SECONDS = 60.0
 CHUNK = 32  # bytes of a plaintext frame looked for in the recordings
 SKIP = 20  # bytes at a recorded frame's start: VP8's clear bytes and the SFrame header
@@ -145,6 +159,7 @@ class _Demo:
             self.log(f"published: feeds {feeds}")
             self._steady(pages, senders, dee)
             self._intruder(pages, senders, dee)
+            self._on_the_way(pages, senders)
             self._leaver(pages, senders, dee)
             plain = {name: e2ee(page, "plain") for name, page in pages.items()}
             samples = {name: e2ee(page, "samples") for name, page in pages.items()}
@@ -313,7 +328,48 @@ class _Demo:
         e2ee(eve, "leaveRoom")
         page.context.close()
 
-    # --- 3. a leaver who keeps its keys and its subscriptions ---------------------------------
+    # --- 3. frames altered on their way --------------------------------------------------------
+
+    def _on_the_way(self, pages: dict[str, BrowserParticipant], senders: dict[str, str]) -> None:
+        time.sleep(1)  # the intruder's last frames are in
+        before = _snapshot(pages)
+        e2ee(pages["bob"], "alterOnTheWay", senders["ann"])
+        time.sleep(ALTER_SECONDS)
+        during = _snapshot(pages)
+        e2ee(pages["bob"], "alterOnTheWay", None)
+        time.sleep(GRACE_SECONDS + 1)  # frames of the unknown epoch waited it out
+        after = _snapshot(pages)
+        altered = e2ee(pages["bob"], "altered")
+        bob, ok = senders["bob"], all(n > 0 for n in altered.values())
+        receivers: dict[str, Any] = {}
+        for name in ("ann", "cat"):
+            counted = {
+                counter: _get_counter(after[name]["media"], counter)
+                - _get_counter(before[name]["media"], counter)
+                for counter in (*ALTERED_AS.values(), "decrypted")
+            }
+            early = before[name]["remotes"][bob]["counts"]
+            late = during[name]["remotes"][bob]["counts"]
+            decoded = _get(late, "video", "framesDecoded") - _get(early, "video", "framesDecoded")
+            heard = _heard(late) - _heard(early)
+            receivers[name] = {
+                "dropped": counted,
+                "video_frames_decoded_per_s": round(decoded / ALTER_SECONDS, 1),
+                "audio_samples_decoded_per_s": round(heard / ALTER_SECONDS),
+            }
+            # Every altered frame dropped under its own name (the network here loses
+            # next to nothing, and a frame lost is one fewer to count), no honest one;
+            # bob's honest frames still decode (each dropped video frame costs the
+            # frames up to the key frame the receiver then asks for).
+            for alteration, counter in ALTERED_AS.items():
+                ok &= 0.9 * altered[alteration] <= counted[counter] <= altered[alteration]
+            ok &= decoded >= 2 * ALTER_SECONDS and heard > 0.25 * 48_000 * ALTER_SECONDS
+        self.measurements["altered_on_the_way"] = {"altered_by_bob": altered, **receivers}
+        self.check(
+            "altered_frames_dropped_by_name", ok, {"altered": altered, "receivers": receivers}
+        )
+
+    # --- 4. a leaver who keeps its keys and its subscriptions ---------------------------------
 
     def _leaver(
         self, pages: dict[str, BrowserParticipant], senders: dict[str, str], dee: PythonParticipant
@@ -343,12 +399,38 @@ class _Demo:
             for name, other in (("ann", "bob"), ("bob", "ann"))
         }
         cat_new = str(new) in after["cat"]["media"].get("firstOpened", {})
+        # Nothing decoded because nothing came would prove nothing: Janus still forwards
+        # ann's and bob's media to cat, and its worker gets their frames and opens none
+        # (they wait for a key it never gets, then are dropped as unknown_epoch).
+        forwarded = {
+            other: {
+                "video_bytes": _received(
+                    before, after, "cat", senders[other], "video", "bytesReceived"
+                ),
+                "audio_packets": _received(
+                    before, after, "cat", senders[other], "audio", "packetsReceived"
+                ),
+            }
+            for other in ("ann", "bob")
+        }
+        cat_media = (before["cat"]["media"], after["cat"]["media"])
+        refused = _get_counter(cat_media[1], "unknown_epoch") - _get_counter(
+            cat_media[0], "unknown_epoch"
+        )
         self.check(
             "leaver_stops_decoding",
             not any(gone.values())
             and not cat_new
+            and all(v > 0 for f in forwarded.values() for v in f.values())
+            and refused > 0
             and all(n >= 3 * STEADY_SECONDS for n in going.values()),
-            {"leaver_decoded": gone, "others_decoded": going, "epoch": new},
+            {
+                "leaver_decoded": gone,
+                "leaver_still_forwarded": forwarded,
+                "leaver_refused_unknown_epoch": refused,
+                "others_decoded": going,
+                "epoch": new,
+            },
         )
         gaps = {}
         for name in ("ann", "bob"):
@@ -368,7 +450,7 @@ class _Demo:
             "the new epoch opened in each receiving page's worker"
         )
 
-    # --- 4. what Janus recorded ---------------------------------------------------------------
+    # --- 5. what Janus recorded ---------------------------------------------------------------
 
     def _recordings(
         self, feeds: dict[str, int], plain: dict[str, Any], samples: dict[str, list[str]]
@@ -401,7 +483,7 @@ class _Demo:
         self.measurements["recorded_video_entropy_bits_per_byte"] = entropy
         self.check("sfu_saw_no_plaintext", clean, found)
 
-    # --- 5. SFrame against bare AES-GCM -------------------------------------------------------
+    # --- 6. SFrame against bare AES-GCM -------------------------------------------------------
 
     def _bench(self, page: BrowserParticipant) -> None:
         results = {}
@@ -469,6 +551,19 @@ def _delta(before: dict[str, Any], after: dict[str, Any], name: str, display: st
         return 0.0 if remote is None else _get(remote["counts"], "video", "framesDecoded")
 
     return decoded(after) - decoded(before)
+
+
+def _received(
+    before: dict[str, Any], after: dict[str, Any], name: str, display: str, kind: str, key: str
+) -> float:
+    """What ``name``'s subscription to ``display`` received in between (RTP counters,
+    before any transform: what Janus forwarded)."""
+
+    def count(snapshot: dict[str, Any]) -> float:
+        remote = snapshot[name]["remotes"].get(display)
+        return 0.0 if remote is None else _get(remote["counts"], kind, key)
+
+    return count(after) - count(before)
 
 
 def _refused(counters: dict[str, int]) -> int:

@@ -15,7 +15,9 @@
  * member's sender number (what the SFU, or anyone who reached it, could try).
  *
  * The media worker is e2ee-worker.ts: the real one with a tap that digests each frame
- * before it is sealed (`plain`), for the comparison with Janus's recordings.
+ * before it is sealed (`plain`), for the comparison with Janus's recordings, and, once
+ * `alterOnTheWay` names another member, alters some sealed frames as a malicious SFU
+ * could (on-the-way.ts; what it did is `altered`).
  */
 
 import { meetingKeySource } from "../../src/client/meeting/media-keys.js";
@@ -26,6 +28,7 @@ import { type InboundCounts, inboundCounts, pictureSpread } from "../../src/sfu/
 import { type MediaKind, type Participant, VideoRoom } from "../../src/sfu/videoroom.js";
 import type { MeetingOps } from "../../tools/meeting-ops.js";
 import { bench } from "./media-page.js";
+import { type Alteration, noAlterations } from "./on-the-way.js";
 import { type Services, participant } from "./meeting-page.js";
 
 export interface PublishConfig {
@@ -68,8 +71,10 @@ export class E2eePage {
   readonly gone: string[] = [];
   plain: Record<string, string[]> = {};
   samples: string[] = [];
+  altered: Record<Alteration, number> = noAlterations();
   media: VeilMedia | undefined;
   room: VideoRoom | undefined;
+  readonly #alter = new BroadcastChannel("veil-e2ee-alter");
   readonly #videos = new Map<number, HTMLVideoElement>();
   /** When each remote video showed its newest frames (wall-clock ms), by feed. */
   readonly #shown = new Map<number, number[]>();
@@ -77,10 +82,19 @@ export class E2eePage {
   constructor(services: Services) {
     this.ops = participant(services);
     const channel = new BroadcastChannel("veil-e2ee-plain");
-    channel.onmessage = (event: MessageEvent<{ plain: Record<string, string[]>; samples: string[] }>) => {
+    channel.onmessage = (
+      event: MessageEvent<{ plain: Record<string, string[]>; samples: string[]; altered: Record<Alteration, number> }>,
+    ) => {
       this.plain = event.data.plain;
       this.samples = event.data.samples;
+      this.altered = event.data.altered;
     };
+  }
+
+  /** From now on some of this page's sealed frames are altered on their way, KIDs
+   * rewritten to `other`'s sender number; `null` stops it. */
+  alterOnTheWay(other: string | null): void {
+    this.#alter.postMessage({ other });
   }
 
   /** Publish to the room and subscribe to everyone in it, every frame encrypted. */

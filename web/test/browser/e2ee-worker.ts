@@ -5,18 +5,25 @@
  * of its SHA-256, in hex, as count-worker.ts does), and a sample of whole video frames
  * is kept, so the test can look for them in what Janus recorded. The page reads them
  * over a BroadcastChannel (the real worker owns the worker's own message port).
+ *
+ * Behind each sender's transform, after SFrame sealed the frame, sits what a malicious
+ * SFU could do to it (on-the-way.ts): off until the page names, on the channel
+ * "veil-e2ee-alter", another member's sender number to rewrite KIDs to.
  */
 
 import "../../src/media/worker.js";
+import { type EncodedFrame, frameCodec, setFrameData } from "../../src/media/frames.js";
+import { OnTheWay, noAlterations } from "./on-the-way.js";
 
 const inWorker = "WorkerGlobalScope" in globalThis; // `node --test dist/test/` loads this file too
 const KEPT = 3000;
 const SAMPLE_EVERY = 15; // one video frame in 15 kept whole
 const SAMPLES = 40;
+const ALTER_EVERY: Record<"audio" | "video", number> = { audio: 5, video: 15 }; // video: about 1 a second
 
 interface Transformer {
-  readonly readable: ReadableStream<{ data: ArrayBuffer }>;
-  readonly writable: WritableStream<{ data: ArrayBuffer }>;
+  readonly readable: ReadableStream<EncodedFrame>;
+  readonly writable: WritableStream<EncodedFrame>;
   readonly options: { side: "send" | "receive"; kind: "audio" | "video" };
   generateKeyFrame?: () => Promise<unknown>;
   sendKeyFrameRequest?: () => Promise<unknown>;
@@ -39,21 +46,36 @@ if (inWorker) {
   const channel = new BroadcastChannel("veil-e2ee-plain");
   const plain: Record<string, string[]> = { audio: [], video: [] };
   const samples: string[] = [];
+  const altered = noAlterations();
+  let other: bigint | undefined;
+  const alterations = new BroadcastChannel("veil-e2ee-alter");
+  alterations.onmessage = (event: MessageEvent<{ other: string | null }>) => {
+    other = event.data.other === null ? undefined : BigInt(event.data.other);
+  };
   let reporting: ReturnType<typeof setInterval> | undefined;
   scope.onrtctransform = ({ transformer }) => {
     if (transformer.options.side !== "send") return real({ transformer });
-    reporting ??= setInterval(() => channel.postMessage({ plain, samples }), 500);
+    reporting ??= setInterval(() => channel.postMessage({ plain, samples, altered }), 500);
     const { kind } = transformer.options;
     const digests = plain[kind] ?? [];
     let count = 0;
-    const tap = new TransformStream<{ data: ArrayBuffer }, { data: ArrayBuffer }>({
+    const tap = new TransformStream<EncodedFrame, EncodedFrame>({
       async transform(frame, controller) {
         if (digests.length < KEPT) digests.push(await hex16(frame.data));
         if (kind === "video" && ++count % SAMPLE_EVERY === 0 && samples.length < SAMPLES) samples.push(base64(frame.data));
         controller.enqueue(frame);
       },
     });
-    const tapped: Transformer = { readable: transformer.readable.pipeThrough(tap), writable: transformer.writable, options: transformer.options };
+    const onTheWay = new OnTheWay(ALTER_EVERY[kind], altered);
+    const sealed = new TransformStream<EncodedFrame, EncodedFrame>({
+      transform(frame, controller) {
+        const data = onTheWay.next(frameCodec(frame, kind), new Uint8Array(frame.data), other);
+        if (data.buffer !== frame.data) setFrameData(frame, data);
+        controller.enqueue(frame);
+      },
+    });
+    void sealed.readable.pipeTo(transformer.writable).catch(() => {});
+    const tapped: Transformer = { readable: transformer.readable.pipeThrough(tap), writable: sealed.writable, options: transformer.options };
     if (transformer.generateKeyFrame) tapped.generateKeyFrame = transformer.generateKeyFrame.bind(transformer);
     real({ transformer: tapped });
   };
