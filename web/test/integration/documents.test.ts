@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { DecryptionError } from "../../src/crypto/errors.js";
+import { Plaintext, encrypt } from "../../src/crypto/pre.js";
 import { type Documents, NotMember, UntrustedKey } from "../../src/client/index.js";
+import { b64decode, b64encode } from "../../src/protocol/wire.js";
 import { fresh, initialize, skip } from "./services.js";
 
 const encoder = new TextEncoder();
@@ -134,4 +136,71 @@ test("an abuse report reaches the safety team only: not even its reporter reads 
   // The reporter owns the document but cannot pass it on: granting needs its key.
   await assert.rejects(reporter.documents.grant(report.documentId, { users: [bystander.userId] }), NotMember);
   await assert.rejects(bystander.documents.decrypt(report), NotMember);
+});
+
+type Answer = Record<string, unknown>;
+
+/** A fetch that passes the key service's answer for a document's key through `change`
+ * (what a key service lying about a key's provenance would send), when one is set. */
+function lyingKeyService(): { fetch: typeof fetch; change: ((answer: Answer) => Promise<void>) | null; changed: number } {
+  const state = {
+    change: null as ((answer: Answer) => Promise<void>) | null,
+    changed: 0,
+    fetch: async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const response = await fetch(input, init);
+      const url = String(input instanceof Request ? input.url : input);
+      if (state.change === null || !/\/v1\/documents\/[^/]+\/key$/.test(new URL(url).pathname) || !response.ok) return response;
+      const answer = (await response.json()) as Answer;
+      await state.change(answer);
+      state.changed += 1;
+      return new Response(JSON.stringify(answer), { status: 200, headers: { "content-type": "application/json" } });
+    },
+  };
+  return state;
+}
+
+test("a document key whose provenance does not hold is UntrustedKey, and nothing is decrypted", { skip }, async () => {
+  const ann = await initialize(fresh("pva"));
+  const eve = await initialize(fresh("pve"));
+  const service = lyingKeyService();
+  const bob = await initialize(fresh("pvb"), { fetch: service.fetch });
+  const document = await ann.documents.encrypt(encoder.encode("for bob"), { users: [bob.userId] });
+  const eveRecord = await eve.keyserver.deviceRecord(eve.deviceId);
+  const author = (answer: Answer): Answer => answer["author"] as Answer;
+  const lies: [string, RegExp, (answer: Answer) => Promise<void>][] = [
+    ["an author without a certificate", /did not certify/, async (a) => void (author(a)["certificate"] = null)],
+    [
+      "an author whose certificate is altered", /did not certify/,
+      async (a) => {
+        const certificate = b64decode(author(a)["certificate"] as string);
+        certificate[certificate.length - 1]! ^= 1;
+        author(a)["certificate"] = b64encode(certificate);
+      },
+    ],
+    ["an author whose certificate is another device's", /did not certify/, async (a) => void (author(a)["certificate"] = b64encode(eveRecord.certificate!))],
+    ["another user's (certified) device as the author", /who may not make it/, async (a) => {
+      Object.assign(author(a), { device_id: eveRecord.deviceId, user_id: eveRecord.userId, public_key: b64encode(eveRecord.publicKey.bytes()), signing_key: b64encode(eveRecord.signingKey.bytes()), certificate: b64encode(eveRecord.certificate!) });
+    }],
+    ["no author", /names no certified author/, async (a) => void (a["author"] = null)],
+    ["no owner", /names no owner/, async (a) => void delete a["owner"]],
+    // The key service re-signs: an origin of its choosing, signed by another device.
+    ["an origin re-signed by another device", /not signed by its author/, async (a) => {
+      a["origin"] = b64encode((await encrypt(Plaintext.generate(), bob.masterPublicKey, eve.signer)).bytes());
+    }],
+    ["an origin the delivered key does not descend from", /does not descend from its origin/, async (a) => {
+      a["origin"] = b64encode((await encrypt(Plaintext.generate(), bob.masterPublicKey, ann.signer)).bytes());
+    }],
+    ["a delivered key not signed by the transform signer", /not signed by the key service's transform signer/, async (a) => {
+      const raw = b64decode(a["encrypted_key"] as string);
+      raw[raw.length - 1]! ^= 1;
+      a["encrypted_key"] = b64encode(raw);
+    }],
+  ];
+  for (const [lie, reason, change] of lies) {
+    service.change = change;
+    await assert.rejects(bob.documents.decrypt(document), (error: unknown) => error instanceof UntrustedKey && reason.test(error.message), lie);
+  }
+  assert.equal(service.changed, lies.length); // each refusal was of a changed answer
+  service.change = null;
+  assert.deepEqual(await bob.documents.decrypt(document), encoder.encode("for bob")); // the honest answer still opens
 });
