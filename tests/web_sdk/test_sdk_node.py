@@ -95,10 +95,9 @@ def test_the_node_integration_tests_pass_against_veil_serve(
     """Split trust, password and approval modes, documents, groups, pins, safety
     numbers, named refusals (web/test/integration/device.test.ts); streamed documents,
     the artifact helpers, abuse reports, key provenance refusals (documents.test.ts);
-    the board: signed
-    posts, acks, resume, refusals (board.test.ts); meetings: start, join, chat, leave
-    and the rekey, end, late host, hand-over, fail-over, ratchet, forged posts and
-    invitations refused, no secret shown (meeting.test.ts)."""
+    the board: signed posts, acks, resume, refusals (board.test.ts); meetings: start,
+    join, chat, a transcript, leave and the rekey, end, late host, hand-over, fail-over,
+    ratchet, forged posts and invitations refused, no secret shown (meeting.test.ts)."""
     out = _node(services)
     passed = int(out.split("# pass ", 1)[1].split()[0])
     assert passed >= 20, out
