@@ -21,6 +21,7 @@ import pytest
 
 from veil.client import Device, MemoryDeviceStore
 from veil.client.documents import EncryptedDocument
+from veil.crypto.errors import DecryptionError
 from veil.protocol.board import Announce
 
 from .node import WEB, npm
@@ -92,13 +93,27 @@ def test_the_node_integration_tests_pass_against_veil_serve(
     services: dict[str, str], built: None
 ) -> None:
     """Split trust, password and approval modes, documents, groups, pins, safety
-    numbers, named refusals (web/test/integration/device.test.ts); the board: signed
-    posts, acks, resume, refusals (board.test.ts); meetings: start, join, chat, leave
-    and the rekey, end, late host, hand-over, fail-over, ratchet, forged posts and
-    invitations refused, no secret shown (meeting.test.ts)."""
+    numbers, named refusals (web/test/integration/device.test.ts); streamed documents,
+    the artifact helpers, abuse reports, key provenance refusals (documents.test.ts);
+    the board: signed posts, acks, resume, refusals (board.test.ts); meetings: start,
+    join, chat, a transcript, leave and the rekey, end, late host, hand-over, fail-over,
+    ratchet, forged posts and invitations refused, no secret shown (meeting.test.ts)."""
     out = _node(services)
     passed = int(out.split("# pass ", 1)[1].split()[0])
     assert passed >= 20, out
+
+
+def _pattern(length: int, seed: int) -> bytes:
+    """The bytes web/test/integration/interop.test.ts's ``pattern`` makes."""
+    return bytes((i * 31 + seed) % 251 for i in range(length))
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def test_a_python_device_and_a_node_device_read_each_others_documents_and_posts(
@@ -121,9 +136,21 @@ def test_a_python_device_and_a_node_device_read_each_others_documents_and_posts(
             sent = json.loads((tmp_path / "from-node.json").read_text())
             node_user = sent["node_user"]
             document = EncryptedDocument(
-                sent["document_id"], sent["kind"], base64.urlsafe_b64decode(sent["envelope"] + "==")
+                sent["document_id"], sent["kind"], _b64decode(sent["envelope"])
             )
             assert await python.documents.decrypt(document, author=node_user) == b"from node"
+            # The Node device's streamed recording, whole, then cut and with a segment altered.
+            segments = [_b64decode(s) for s in sent["segments"]]
+            assert len(segments) == 4
+            opened = await python.documents.decrypt_stream(
+                sent["stream_id"], segments, author=node_user
+            )
+            assert b"".join(opened) == _pattern(150_000, 1)
+            altered = bytearray(segments[2])
+            altered[-1] ^= 1
+            for broken in (segments[:-1], [*segments[:2], bytes(altered), segments[3]]):
+                with pytest.raises(DecryptionError):
+                    b"".join(await python.documents.decrypt_stream(sent["stream_id"], broken))
             assert await python.safety_number(node_user) == sent["safety_number"]
             # The Node device's board post, verified here against its certificate.
             board = python.board(env["VEIL_INTEROP_ROOM"])
@@ -135,12 +162,18 @@ def test_a_python_device_and_a_node_device_read_each_others_documents_and_posts(
             await board.close()
             assert board.rejected == 0
             reply = await python.documents.encrypt(b"from python", users=[node_user])
+            recording = _pattern(150_000, 2)
+            stream_id, sealed = await python.documents.save_recording(
+                [recording[:70_000], recording[70_000:]], users=[node_user]
+            )
             (tmp_path / "from-python.json").write_text(
                 json.dumps(
                     {
                         "document_id": reply.document_id,
                         "kind": reply.kind,
-                        "envelope": base64.urlsafe_b64encode(reply.envelope).decode().rstrip("="),
+                        "envelope": _b64encode(reply.envelope),
+                        "stream_id": stream_id,
+                        "segments": [_b64encode(s) for s in sealed],
                         "safety_number": await python.safety_number(node_user),
                     }
                 )

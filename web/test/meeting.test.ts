@@ -12,7 +12,19 @@ import { Post } from "../src/client/board.js";
 import { MembersChanging, UntrustedPost } from "../src/client/errors.js";
 import { AHEAD_LIMIT, Ahead, ChatMessage } from "../src/client/meeting/chat.js";
 import { Epochs, securityCode } from "../src/client/meeting/epochs.js";
-import { ChatReceived, EpochChanged, EventStream, MeetingFailure } from "../src/client/meeting/events.js";
+import {
+  ChatReceived,
+  ConnectionChanged,
+  Ended,
+  EpochChanged,
+  EventStream,
+  ManagementChanged,
+  type MeetingEvent,
+  MeetingFailure,
+  ParticipantJoined,
+  ParticipantLeft,
+  Removed,
+} from "../src/client/meeting/events.js";
 import { MemberLists } from "../src/client/meeting/members.js";
 import { Roster } from "../src/client/meeting/roster.js";
 import { Cancelled, withTimeout } from "../src/client/meeting/tasks.js";
@@ -117,11 +129,75 @@ test("events reach callbacks and every subscriber, a throwing callback stops not
   }
 });
 
+test("a subscriber's return() settles the next() it left waiting, as done", async () => {
+  const stream = new EventStream();
+  const iterator = stream.subscribe();
+  const pending = iterator.next();
+  let settled: IteratorResult<MeetingEvent> | undefined;
+  void pending.then((result) => (settled = result));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(settled, undefined); // waiting for an event
+  assert.deepEqual(await iterator.return!(), { done: true, value: undefined });
+  assert.deepEqual(await withTimeout(pending, 1, () => new Error("next() still waits after return()")), { done: true, value: undefined });
+  // Nothing emitted later reaches it, and a `for await` over a returned iterator ends.
+  stream.emit(new Ended());
+  assert.deepEqual(await iterator.next(), { done: true, value: undefined });
+  for await (const event of iterator) assert.fail(`an event after return(): ${event.type}`);
+});
+
+test("a for-await loop that breaks while another consumer waits leaves that consumer's wait settled", async () => {
+  const stream = new EventStream();
+  const iterator = stream.subscribe();
+  const waiting = iterator.next(); // e.g. a Promise.race with a timeout that then returns
+  stream.emit(new Removed());
+  assert.equal((await waiting).value?.type, "removed");
+  const next = iterator.next();
+  await iterator.return!();
+  assert.equal((await next).done, true);
+});
+
+test("every event goes through JSON.stringify: bigints as decimal strings, no chat text", () => {
+  const big = 2n ** 60n + 1n; // past 2^53: a number would round it
+  const events: MeetingEvent[] = [
+    new ParticipantJoined(big, "ann", "dev-a"),
+    new ParticipantLeft(3n, "bob", "dev-b"),
+    new EpochChanged(big, ["ann", "bob"], "12345 67890", "dev-a"),
+    new ChatReceived("ann", 1n, big, "a private word"),
+    new ConnectionChanged("board", "reconnecting"),
+    new ManagementChanged("dev-a", big),
+    new ManagementChanged("dev-a", null),
+    new MeetingFailure(new UntrustedPost("a post under another device's number")),
+    new MeetingFailure("a string thrown"),
+    new Removed(),
+    new Ended(),
+  ];
+  const parsed = events.map((event) => JSON.parse(JSON.stringify(event)) as Record<string, unknown>);
+  assert.deepEqual(parsed, [
+    { type: "participant-joined", sender: big.toString(), userId: "ann", deviceId: "dev-a" },
+    { type: "participant-left", sender: "3", userId: "bob", deviceId: "dev-b" },
+    { type: "epoch-changed", epoch: big.toString(), members: ["ann", "bob"], securityCode: "12345 67890", manager: "dev-a" },
+    { type: "chat-received", userId: "ann", sender: "1", epoch: big.toString() },
+    { type: "connection-changed", channel: "board", state: "reconnecting" },
+    { type: "management-changed", manager: "dev-a", deputy: big.toString() },
+    { type: "management-changed", manager: "dev-a", deputy: null },
+    { type: "failure", error: "UntrustedPost: a post under another device's number" },
+    { type: "failure", error: "a string thrown" },
+    { type: "removed" },
+    { type: "ended" },
+  ]);
+  // Every event's type is covered above (the union's members, one each at least).
+  assert.deepEqual(
+    new Set(parsed.map((p) => p["type"])),
+    new Set(["participant-joined", "participant-left", "epoch-changed", "chat-received", "connection-changed", "management-changed", "failure", "removed", "ended"]),
+  );
+});
+
 test("chat text stays out of JSON and inspection", () => {
   const shown = [new ChatMessage("ann", 1n, 0n, "a private word"), new ChatReceived("ann", 1n, 0n, "a private word")]
-    .map((m) => JSON.stringify(m, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + inspect(m))
+    .map((m) => JSON.stringify(m) + inspect(m))
     .join();
   assert.ok(!shown.includes("a private word"), shown);
+  assert.deepEqual(JSON.parse(JSON.stringify(new ChatMessage("ann", 1n, 0n, "a private word"))), { userId: "ann", sender: "1", epoch: "0" });
   assert.equal(new ChatMessage("ann", 1n, 0n, "a private word").text, "a private word");
 });
 

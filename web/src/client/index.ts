@@ -9,7 +9,7 @@ export { IndexedDbDeviceStore } from "./indexeddb.js";
 export { KeyServerClient, DeviceSession, DeviceRecord, UserKeys, type KeyDelivery } from "./keyserver.js";
 export { ConferenceClient } from "./conference.js";
 export { Groups, type GroupInfo, type GroupDigest } from "./groups.js";
-export { Documents, EncryptedDocument, type Kind } from "./documents.js";
+export { Documents, EncryptedDocument, EncryptedStream, type Chunks, type EncryptOptions, type Kind, type Recipients } from "./documents.js";
 export { KeyPins } from "./pins.js";
 export { approvalPayload, parseApproval } from "./approval.js";
 export { userIdFor } from "./ids.js";

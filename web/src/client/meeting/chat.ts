@@ -26,6 +26,11 @@ export class ChatMessage {
   get text(): string {
     return this.#text;
   }
+
+  /** Who sent it and when, without the text; bigints as decimal strings. */
+  toJSON(): Record<string, string> {
+    return { userId: this.userId, sender: this.sender.toString(), epoch: this.epoch.toString() };
+  }
 }
 
 export async function seal(sessionKey: Uint8Array, text: string, o: { meetingId: string; epoch: bigint; sender: bigint }): Promise<Chat> {

@@ -11,10 +11,19 @@
  * post) is a `MeetingFailure` event.
  *
  * Each event has a `type` (for a `switch`) and is also a class (for `instanceof`).
+ * `JSON.stringify` of any event gives its `type` and fields, with epochs and sender
+ * numbers (bigints) as decimal strings, as the meeting's and roster's own JSON give
+ * them (a number would lose precision past 2^53); a chat event leaves its text out,
+ * as Python's repr does, and a failure gives its error's name and message.
  */
 
 import { ChatMessage } from "./chat.js";
-import { Queue } from "./tasks.js";
+import { Cancelled, Queue } from "./tasks.js";
+
+/** The decimal string of a bigint (JSON has no bigint), or null. */
+function decimal(value: bigint | null): string | null {
+  return value === null ? null : value.toString();
+}
 
 export class ParticipantJoined {
   readonly type = "participant-joined";
@@ -23,6 +32,10 @@ export class ParticipantJoined {
     readonly userId: string,
     readonly deviceId: string,
   ) {}
+
+  toJSON(): Record<string, string> {
+    return { type: this.type, sender: this.sender.toString(), userId: this.userId, deviceId: this.deviceId };
+  }
 }
 
 export class ParticipantLeft {
@@ -32,6 +45,10 @@ export class ParticipantLeft {
     readonly userId: string,
     readonly deviceId: string,
   ) {}
+
+  toJSON(): Record<string, string> {
+    return { type: this.type, sender: this.sender.toString(), userId: this.userId, deviceId: this.deviceId };
+  }
 }
 
 /** This device holds a new epoch's key (or, two admins having raced, the key every
@@ -45,11 +62,20 @@ export class EpochChanged {
     /** The device id of the key's poster, who manages the meeting from then on. */
     readonly manager: string,
   ) {}
+
+  toJSON(): Record<string, unknown> {
+    const { type, members, securityCode, manager } = this;
+    return { type, epoch: this.epoch.toString(), members, securityCode, manager };
+  }
 }
 
 /** A chat message read from the board: a `ChatMessage`, typed as an event. */
 export class ChatReceived extends ChatMessage {
   readonly type = "chat-received";
+
+  override toJSON(): Record<string, string> {
+    return { type: this.type, ...super.toJSON() };
+  }
 }
 
 export class ConnectionChanged {
@@ -59,6 +85,10 @@ export class ConnectionChanged {
     /** "connected", "reconnecting", "failed" or "closed". */
     readonly state: string,
   ) {}
+
+  toJSON(): Record<string, string> {
+    return { type: this.type, channel: this.channel, state: this.state };
+  }
 }
 
 /** The manager's heartbeat named a new deputy, or a deputy took over. */
@@ -68,22 +98,41 @@ export class ManagementChanged {
     readonly manager: string,
     readonly deputy: bigint | null,
   ) {}
+
+  toJSON(): Record<string, string | null> {
+    return { type: this.type, manager: this.manager, deputy: decimal(this.deputy) };
+  }
 }
 
 /** Something the meeting did in the background failed, or a post was refused. */
 export class MeetingFailure {
   readonly type = "failure";
   constructor(readonly error: unknown) {}
+
+  /** The error's name and message (which never hold a secret); JSON would show an
+   * `Error` as `{}`. */
+  toJSON(): Record<string, string> {
+    const error = this.error;
+    return { type: this.type, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+  }
 }
 
 /** This device is no longer in the meeting's group: it holds no key any more. */
 export class Removed {
   readonly type = "removed";
+
+  toJSON(): Record<string, string> {
+    return { type: this.type };
+  }
 }
 
 /** The meeting ended: every key is gone. */
 export class Ended {
   readonly type = "ended";
+
+  toJSON(): Record<string, string> {
+    return { type: this.type };
+  }
 }
 
 export type MeetingEvent =
@@ -117,14 +166,24 @@ export class EventStream {
     const queue = new Queue<MeetingEvent>();
     this.#queues.add(queue);
     const queues = this.#queues;
+    // `return()` aborts a `next()` that is waiting, so that it settles as done rather
+    // than waiting for an event this subscriber will never be given.
+    const stopped = new AbortController();
+    const done = { done: true, value: undefined } as const;
     const iterator: AsyncIterableIterator<MeetingEvent> = {
       async next() {
-        if (!queues.has(queue)) return { done: true, value: undefined };
-        return { done: false, value: await queue.get() };
+        if (stopped.signal.aborted) return done;
+        try {
+          return { done: false, value: await queue.get(stopped.signal) };
+        } catch (error) {
+          if (error instanceof Cancelled) return done;
+          throw error;
+        }
       },
       async return() {
         queues.delete(queue);
-        return { done: true, value: undefined };
+        stopped.abort();
+        return done;
       },
       [Symbol.asyncIterator]() {
         return iterator;

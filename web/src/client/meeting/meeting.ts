@@ -627,7 +627,7 @@ export class Meeting {
   /** The chat so far as a durable transcript, encrypted to `users`/`groups`. */
   saveTranscript({ users = [], groups = [] }: { users?: string[]; groups?: string[] } = {}): Promise<EncryptedDocument> {
     const lines = this.#chat.map((m) => `${m.userId}: ${m.text}`);
-    return this.device.documents.encrypt(new TextEncoder().encode(lines.join("\n")), { kind: "transcript", users, groups });
+    return this.device.documents.saveTranscript(new TextEncoder().encode(lines.join("\n")), { users, groups });
   }
 
   // --- leave and end ----------------------------------------------------------------------------
