@@ -1134,10 +1134,13 @@ async def _host(
     setup: dict[str, float],
     pids: dict[str, int],
 ) -> dict[str, Any]:
+    # A user of its own, as each device's: a database kept from an earlier run (the
+    # PostgreSQL one) holds an earlier host under its own keys, and refused this one.
+    host_user = f"bench-host-{secrets.token_hex(3)}"
     async with httpx.AsyncClient(timeout=600) as http:
 
         async def token(audience: str) -> str:
-            return await dev_token(http, endpoints.idp_url, "bench-host", audience)
+            return await dev_token(http, endpoints.idp_url, host_user, audience)
 
         host = await Device.initialize(
             keyserver_url=endpoints.keyserver_urls[0], conference_url=endpoints.conference_urls[0],
