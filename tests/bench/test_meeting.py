@@ -138,3 +138,8 @@ def test_a_meeting_whose_devices_take_two_processes(monkeypatch) -> None:  # typ
     assert result["veil"]["prepared_hits"] == [4]
     assert result["veil"]["rounds"][0]["decrypted"] == 4
     assert result["pairwise"]["rounds"][0]["decrypted"] == 4
+    veil = result["veil"]["rounds"][0]
+    assert set(veil["cpu_ms"]) == {"keyserver-0", "conference-0", "devices-0", "devices-1", "host"}
+    assert 0 < veil["board_last_ms"] <= veil["delivered_all_ms"]
+    assert 0 < veil["first_request_ms"] <= veil["delivered_all_ms"]
+    assert 0 < veil["request_ms_median"] <= veil["request_ms_max"] <= veil["delivered_all_ms"]

@@ -45,7 +45,14 @@ For each kind of rekey, medians over ``rounds`` rekeys:
   service had prepared in the background (the change of
   ``veil_prepared_transform_lookups_total{result="hit"}`` in its ``/metrics``, summed
   over replicas; None for a key service without it). Each round's row also has
-  ``preparing_s``, how long the key service then took to prepare the next ones.
+  ``preparing_s``, how long the key service then took to prepare the next ones, and
+  where the round's time went: ``board_last_ms`` (the key post on the last device's
+  board), ``first_request_ms`` (the first transform request sent), and the key
+  service's time per request, its queue included (``request_ms_median``, ``_max``);
+- in each round's row, both kinds: ``cpu_ms``, the CPU time each process used from the
+  start of the rekey until every device had its answer (a key service with its
+  transform processes, a conference service, each devices' process, and the host), so
+  that what the harness spends is told apart from what the services spend.
 
 After a device's transform of a level-0 value the key service prepares the next one for
 that chain, while idle. After the first key and after each round, the benchmark waits
@@ -123,6 +130,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
+from veil.bench.cputime import tree_cpu_seconds
 from veil.bench.keyserver import PLACEHOLDER_ESCROW, free_port
 from veil.bench.rawhttp import RawPool
 from veil.client import Device, MemoryDeviceStore
@@ -479,6 +487,8 @@ class _Round:
     """What the devices received for one rekey: (device, delivered at, bytes, answer)."""
 
     deliveries: list[tuple[_Sim, float, int, Any]] = field(default_factory=list)
+    times: list[tuple[float, float, float]] = field(default_factory=list)
+    """Veil: when each device's key post arrived, its request was sent, its answer read."""
 
 
 def devices_main(conn: Connection, config: DevicesConfig) -> None:
@@ -663,16 +673,17 @@ class _Devices:
 
     async def _posts(
         self, inbox: "_Inbox"
-    ) -> AsyncIterator[tuple[int, _VeilPost | _PairwiseChunk]]:
-        """(message size, decoded post) of each key post and pairwise chunk, read once the
-        host lets the devices go on."""
-        while isinstance(raw := await inbox.arrived.get(), str):
+    ) -> AsyncIterator[tuple[float, int, _VeilPost | _PairwiseChunk]]:
+        """(arrival time, message size, decoded post) of each key post and pairwise chunk,
+        read once the host lets the devices go on."""
+        while isinstance(item := await inbox.arrived.get(), tuple):
+            arrived, raw = item
             await self.resumed.wait()
             decoded = self.decoded[raw] if raw in self.decoded else self._decode(raw)
             if decoded is not None:
-                yield len(raw), decoded
-        if isinstance(raw, ConnectionClosed):
-            raise RuntimeError(f"a board connection closed: {raw}")
+                yield arrived, len(raw), decoded
+        if isinstance(item, ConnectionClosed):
+            raise RuntimeError(f"a board connection closed: {item}")
         raise RuntimeError("a board connection closed")
 
     def _decode(self, raw: str) -> _VeilPost | _PairwiseChunk | None:
@@ -700,18 +711,23 @@ class _Devices:
         return _VeilPost(post.epoch, origin, json.dumps(request).encode())
 
     async def _listen_veil(self, device: _Sim, socket: Any) -> None:
-        async for size, post in self._posts(socket):
+        async for arrived, size, post in self._posts(socket):
             if isinstance(post, _VeilPost):
                 await self._gate("veil", post.epoch).wait()
-                answer = await self._transform(device, post.request)
-                self._delivered("veil", post.epoch, device, size + len(answer), (post, answer))
+                answer, asked = await self._transform(device, post.request)
+                self._delivered(
+                    "veil", post.epoch, device, size + len(answer), (post, answer),
+                    times=(arrived, *asked),
+                )  # fmt: skip
 
-    async def _transform(self, device: _Sim, body: bytes) -> bytes:
+    async def _transform(self, device: _Sim, body: bytes) -> tuple[bytes, tuple[float, float]]:
         """The key service's answer to this device's signed transform request, signed
         once a connection is free (at N = 5,000 the first key's requests waited for one
-        longer than the key service's clock skew, and were refused as stale)."""
+        longer than the key service's clock skew, and were refused as stale); and when
+        the request was sent and its answer read."""
         pool = self.pools[device.index % len(self.pools)]
         async with pool.connection() as connection:
+            sent = time.time()
             headers = sign_request(
                 device.signer, device.device_id, "POST", "/v1/transform", "", body,
                 int(time.time()),
@@ -720,12 +736,12 @@ class _Devices:
             status, _, answer = await connection.request("POST", "/v1/transform", headers, body)
         if status != 200:
             raise RuntimeError(f"a transform was answered {status}: {_error_code(answer)}")
-        return answer
+        return answer, (sent, time.time())
 
     async def _listen_pairwise(self, device: _Sim, socket: Any) -> None:
         received: dict[int, int] = {}  # bytes by round
         mine: dict[int, tuple[float, bytes, bytes]] = {}  # when, ephemeral, wrapped key
-        async for size, chunk in self._posts(socket):
+        async for _, size, chunk in self._posts(socket):
             if not isinstance(chunk, _PairwiseChunk):
                 continue
             await self._gate("pairwise", chunk.epoch).wait()
@@ -747,16 +763,25 @@ class _Devices:
 
     def _delivered(
         self, kind: str, epoch: int, device: _Sim, received: int, answer: Any,
-        when: float | None = None,
+        when: float | None = None, times: tuple[float, float, float] | None = None,
     ) -> None:  # fmt: skip
         when = time.time() if when is None else when
         round_ = self.rounds.setdefault((kind, epoch), _Round())
         round_.deliveries.append((device, when, received, answer))
+        if times is not None:
+            round_.times.append(times)
         if len(round_.deliveries) == self.count:
-            summary = {
+            summary: dict[str, Any] = {
                 "last": max(when for _, when, _, _ in round_.deliveries),
                 "bytes": [got for _, _, got, _ in round_.deliveries],
             }
+            if round_.times:
+                arrived, sent, answered = zip(*round_.times, strict=True)
+                summary["board_last"] = max(arrived)
+                summary["first_sent"] = min(sent)
+                summary["request_ms"] = [
+                    (done - start) * 1000 for start, done in zip(sent, answered, strict=True)
+                ]
             self.conn.send(("delivered", kind, epoch, summary))
 
     async def _check_round(self, kind: str, epoch: int) -> None:
@@ -936,13 +961,13 @@ class _Inbox:
     timeout (``sent 1011``)."""
 
     def __init__(self, socket: Any) -> None:
-        self.arrived: asyncio.Queue[str | ConnectionClosed | None] = asyncio.Queue()
+        self.arrived: asyncio.Queue[tuple[float, str] | ConnectionClosed | None] = asyncio.Queue()
         self._reader = asyncio.ensure_future(self._read(socket))
 
     async def _read(self, socket: Any) -> None:
         try:
             async for raw in socket:
-                self.arrived.put_nowait(raw)
+                self.arrived.put_nowait((time.time(), raw))
         except ConnectionClosed as closed:
             self.arrived.put_nowait(closed)
         else:
@@ -990,6 +1015,10 @@ class _Host:
         default_factory=lambda: {"veil": [], "pairwise": []}
     )
     devices_peak_rss_mb: float = 0.0
+    pids: dict[str, int] = field(default_factory=dict)
+    """The processes (with their descendants: a key service's transform processes)
+    whose CPU time from the start of each rekey until every device has its answer the
+    round reports under ``cpu_ms``, by name, beside the host's own."""
 
     async def start(self, host: Device) -> tuple[Meeting, Board]:
         """The meeting with every device's user invited, once they are registered, and
@@ -1045,6 +1074,7 @@ class _Host:
         _, hits_before = await self.watch.read()
         self.devices.send(("pause",))
         assert await self.devices.gather() == [("paused",)] * len(self.devices.conns)
+        cpu_before = tree_cpu_seconds(self.pids.values())
         cpu, started = time.process_time(), time.time()
         if kind == "veil":
             await meeting.rekey()
@@ -1055,6 +1085,8 @@ class _Host:
         host_cpu = time.process_time() - cpu
         self.devices.send(("go", kind, epoch))
         delivered = await self.devices.expect("delivered", kind, epoch)
+        cpu_after = tree_cpu_seconds(self.pids.values())
+        host_cpu_to_all = time.process_time() - cpu
         _, hits_after = await self.watch.read()
         preparing = await self._settle()
         decrypt_ms, decrypted = await self._checked(kind, epoch)
@@ -1071,24 +1103,51 @@ class _Host:
             hits = None if hits_before is None or hits_after is None else hits_after - hits_before
             row["prepared_hits"] = None if hits is None else int(hits)
             row["preparing_s"] = round(preparing, 1)
+            row.update(_breakdown(delivered, started))
+        row["cpu_ms"] = {
+            name: round((cpu_after[pid] - cpu_before[pid]) * 1000)
+            for name, pid in self.pids.items()
+        } | {"host": round(host_cpu_to_all * 1000)}
         self.rows[kind].append(row)
         progress(f"round {round_}, {kind}: every device had it after "
                  f"{row['delivered_all_ms']:.0f} ms")  # fmt: skip
 
 
+def _breakdown(delivered: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """Where a Veil round's time went, from the devices' timestamps (ms from the start of
+    the host's rekey): the key post on the last device's board, the first transform
+    request sent, and the key service's time per request (sent to answer read, its
+    queue included) at the median and the slowest."""
+    request_ms = sorted(ms for summary in delivered for ms in summary["request_ms"])
+    return {
+        "board_last_ms": round((max(s["board_last"] for s in delivered) - started) * 1000, 1),
+        "first_request_ms": round((min(s["first_sent"] for s in delivered) - started) * 1000, 1),
+        "request_ms_median": round(statistics.median(request_ms), 1),
+        "request_ms_max": round(request_ms[-1], 1),
+    }
+
+
 async def _host(
-    devices: _DeviceProcesses, endpoints: Endpoints, rounds: int, setup: dict[str, float]
+    devices: _DeviceProcesses,
+    endpoints: Endpoints,
+    rounds: int,
+    setup: dict[str, float],
+    pids: dict[str, int],
 ) -> dict[str, Any]:
+    # A user of its own, as each device's: a database kept from an earlier run (the
+    # PostgreSQL one) holds an earlier host under its own keys, and refused this one.
+    host_user = f"bench-host-{secrets.token_hex(3)}"
     async with httpx.AsyncClient(timeout=600) as http:
 
         async def token(audience: str) -> str:
-            return await dev_token(http, endpoints.idp_url, "bench-host", audience)
+            return await dev_token(http, endpoints.idp_url, host_user, audience)
 
         host = await Device.initialize(
             keyserver_url=endpoints.keyserver_urls[0], conference_url=endpoints.conference_urls[0],
             tokens=token, store=MemoryDeviceStore(secrets.token_bytes(32)),
         )  # fmt: skip
         run = _Host(devices, endpoints, setup, PreparedWatch(http, endpoints.keyserver_urls))
+        run.pids = pids
         async with host:
             meeting, carrier = await run.start(host)
             for round_ in range(1, rounds + 1):
@@ -1194,7 +1253,11 @@ def _measure(
             process.start()
             conns.append(parent)
             started.append(process)
-        measured = asyncio.run(_host(_DeviceProcesses(conns), services.endpoints, rounds, setup))
+        pids = {name: process.pid for name, process in services.processes.items() if name != "idp"}
+        pids.update({f"devices-{i}": p.pid for i, p in enumerate(started) if p.pid is not None})
+        measured = asyncio.run(
+            _host(_DeviceProcesses(conns), services.endpoints, rounds, setup, pids)
+        )
         measured["peak_rss_mb"]["services"] = services.peak_rss_mb()
     finally:
         for process in started:

@@ -16,6 +16,7 @@ the poster's user id and the ``payload`` named below; its ``timestamp`` and ``pr
 fields are part of the body.
 """
 
+import functools
 import hashlib
 import json
 import re
@@ -46,7 +47,29 @@ limit. A manager with more invitees carries those that fit (``KeyPost.carried``)
 def member_digest(members: Sequence[str]) -> bytes:
     """SHA-256 of ``"veil/v1 members" ‖ JSON(sorted members)``, the JSON of the
     security code (docs/protocol.md §4.8)."""
-    return hashlib.sha256(b"veil/v1 members" + json.dumps(sorted(members)).encode()).digest()
+    return _member_digest(tuple(members))
+
+
+def roster_json(members: Sequence[str]) -> bytes:
+    """``JSON(sorted members)``, as the member digest and the security code hash it."""
+    return _roster_json(tuple(members))
+
+
+# A rekey digests the same list several times (the manager's check against the key
+# service, the post's change, its own copy, the security code): sorting and encoding
+# a 10,000-member list took milliseconds each time, so a few recent lists are kept.
+# Both are pure functions of the list, so a cached answer is the answer.
+_LISTS_CACHED = 16
+
+
+@functools.lru_cache(maxsize=_LISTS_CACHED)
+def _roster_json(members: tuple[str, ...]) -> bytes:
+    return json.dumps(sorted(members)).encode()
+
+
+@functools.lru_cache(maxsize=_LISTS_CACHED)
+def _member_digest(members: tuple[str, ...]) -> bytes:
+    return hashlib.sha256(b"veil/v1 members" + _roster_json(members)).digest()
 
 
 class BoardMessageError(ValueError):
@@ -245,7 +268,10 @@ class KeyPost(_Message):
     ) -> tuple[bytes, bytes, tuple[str, ...], tuple[str, ...]]:
         """``members_digest``, ``base_digest``, ``joined`` and ``left`` for a post whose
         list is ``after``, made by a poster who held ``before``."""
-        members, old, new = member_digest(after), set(before), set(after)
+        members = member_digest(after)
+        if tuple(before) == tuple(after):  # a rekey that changes nobody: no sets to build
+            return members, members, (), ()
+        old, new = set(before), set(after)
         joined, left = tuple(sorted(new - old)), tuple(sorted(old - new))
         if len(json.dumps([joined, left]).encode()) > MAX_CHANGES_BYTES:
             return members, members, (), ()

@@ -14,19 +14,18 @@ Every client applies the same rules to the same board, so all agree:
 """
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from veil.crypto import schedule
 from veil.crypto.keys import Plaintext
+from veil.protocol.board import roster_json
 
 
 def security_code(session_key: bytes, epoch: int, members: Sequence[str]) -> str:
     """Ten digits every member sees alike for an epoch: from its key and member list."""
-    roster = json.dumps(sorted(members)).encode()
     digest = hashlib.sha256(
-        b"veil/v1 security code" + session_key + epoch.to_bytes(8, "big") + roster
+        b"veil/v1 security code" + session_key + epoch.to_bytes(8, "big") + roster_json(members)
     ).digest()
     number = f"{int.from_bytes(digest[:8], 'big') % 10**10:010d}"
     return number[:5] + " " + number[5:]
