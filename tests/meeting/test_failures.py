@@ -5,12 +5,13 @@ import asyncio
 
 import pytest
 
-from veil.client import NotMember
+from veil.client import NotMember, Unavailable
 from veil.client.media import MeetingMedia
 from veil.client.meeting import (
     EpochChanged,
     ManagementChanged,
     Meeting,
+    MeetingFailure,
     MeetingTimers,
     ParticipantLeft,
 )
@@ -18,7 +19,7 @@ from veil.crypto.keys import Plaintext
 from veil.crypto.schedule import media_kid, sender_base_key, session_key
 from veil.crypto.sframe import SFrameSender
 from veil.protocol import MediaKind
-from veil.protocol.board import Announce
+from veil.protocol.board import Alive, Announce
 
 FAILOVER = MeetingTimers(
     debounce=0.3, rekey_interval=60.0, join_retries=(0.2, 0.3, 0.3), epoch_grace=0.3,
@@ -202,6 +203,31 @@ def test_the_manager_announces_its_deputy_and_stays_silent_when_alone(env) -> No
         await env.eventually(lambda: ma.manager.deputy == mb.sender)
         assert bob.user_id in (await alice.groups.get(ma.meeting_id)).admins
         assert seen and seen[-1].deputy == mb.sender
+
+    env.run(main)
+
+
+def test_an_alive_post_the_board_does_not_take_after_a_rekey_fails_only_the_heartbeat(env) -> None:  # type: ignore[no-untyped-def]
+    """At 10,000 participants the board may not acknowledge the ``alive`` that follows a
+    key post in time: the rekey succeeded all the same, and the failure is reported."""
+
+    async def main() -> None:
+        alice, bob = await env.devices(env.name("alice"), env.name("bob"))
+        ma, mb = await env.start_and_join(alice, [bob], timers=FAILOVER)
+        failures: list[MeetingFailure] = []
+        ma.events.on(lambda e: failures.append(e) if isinstance(e, MeetingFailure) else None)
+        post = ma.board.post
+
+        async def busy(kind: str, body: bytes, **options: object) -> object:
+            if kind == Alive.KIND:
+                raise Unavailable(503, "post_timeout", "the board took no alive post in time")
+            return await post(kind, body, **options)  # type: ignore[arg-type]
+
+        ma.board.post = busy  # type: ignore[method-assign]
+        await ma.rekey()  # does not raise
+        assert ma.epoch == 1 and ma.managing
+        await mb.wait_for_epoch(1, timeout=10)
+        assert any("post_timeout" in str(f.error) for f in failures)
 
     env.run(main)
 

@@ -200,7 +200,9 @@ export class Manager {
       } finally {
         landed.resolve(false); // no longer waited for (the post is still taken if it lands)
       }
-      if (installed && this.managing) await this.#postAlive();
+      // The key is out: an `alive` the board is too busy to take at once (it is fanning the
+      // key post out to a large meeting) is the heartbeat's to retry, not a failed rekey.
+      if (installed && this.managing) await this.#attempt(this.#postAlive());
     });
   }
 
