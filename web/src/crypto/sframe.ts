@@ -63,35 +63,60 @@ function bytesOf(value: bigint, size: number): Uint8Array {
   return out;
 }
 
-/** How many bytes a §4.3 field takes after the config byte (0: it fits in 3 bits). */
+// A 64-bit value's bytes in one BigInt operation (`setBigUint64`), not eight shifts:
+// headers and nonces are written once per media frame. JavaScript runs one call at a
+// time, and each use of the scratch is over before any `await`.
+const word = new DataView(new ArrayBuffer(8));
+const wordBytes = new Uint8Array(word.buffer);
+
+/** How many bytes a §4.3 field takes after the config byte (0: it fits in 3 bits);
+ * leaves `value`'s big-endian bytes in `wordBytes`. */
 function fieldSize(value: bigint): number {
   if (value < 8n) return 0;
-  let size = 0;
-  for (let v = value; v > 0n; v >>= 8n) size++;
-  return size;
+  word.setBigUint64(0, value);
+  let zeros = 0;
+  while (wordBytes[zeros] === 0) zeros++;
+  return 8 - zeros;
 }
 
-function writeField(out: Uint8Array, at: number, value: bigint, size: number): void {
-  for (let i = at + size - 1; i >= at; i--) {
-    out[i] = Number(value & 0xffn);
-    value >>= 8n;
-  }
-}
-
-/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any. Written in
- * place: it runs once per media frame. */
-export function encodeHeader(kid: bigint, ctr: bigint): Uint8Array {
+/** §4.3's header size for `kid` and `ctr`. */
+export function headerSize(kid: bigint, ctr: bigint): number {
   checkValue(kid, "KID");
   checkValue(ctr, "counter");
+  return 1 + fieldSize(kid) + fieldSize(ctr);
+}
+
+/** §4.3: `|X| K |Y| C |`, then the extended KID and counter bytes, if any, written
+ * into `out` at `at`; returns the header's size. */
+export function writeHeader(out: Uint8Array, at: number, kid: bigint, ctr: bigint): number {
+  checkValue(kid, "KID");
+  checkValue(ctr, "counter");
+  let next = at + 1;
   const kidSize = fieldSize(kid);
+  for (let i = 8 - kidSize; i < 8; i++) out[next++] = wordBytes[i] as number;
   const ctrSize = fieldSize(ctr);
-  const out = new Uint8Array(1 + kidSize + ctrSize);
+  for (let i = 8 - ctrSize; i < 8; i++) out[next++] = wordBytes[i] as number;
   const kidBits = kidSize ? 0b1000 | (kidSize - 1) : Number(kid);
   const ctrBits = ctrSize ? 0b1000 | (ctrSize - 1) : Number(ctr);
-  out[0] = (kidBits << 4) | ctrBits;
-  writeField(out, 1, kid, kidSize);
-  writeField(out, 1 + kidSize, ctr, ctrSize);
+  out[at] = (kidBits << 4) | ctrBits;
+  return next - at;
+}
+
+export function encodeHeader(kid: bigint, ctr: bigint): Uint8Array {
+  const out = new Uint8Array(headerSize(kid, ctr));
+  writeHeader(out, 0, kid, ctr);
   return out;
+}
+
+/** `n` <= 8 big-endian bytes of `data` from `from`, as two 32-bit Numbers joined once. */
+function readField(data: Uint8Array, from: number, n: number): bigint {
+  const end = from + n;
+  const split = Math.max(from, end - 4);
+  let high = 0;
+  let low = 0;
+  for (let i = from; i < split; i++) high = high * 256 + (data[i] as number);
+  for (let i = split; i < end; i++) low = low * 256 + (data[i] as number);
+  return high === 0 ? BigInt(low) : (BigInt(high) << 32n) | BigInt(low);
 }
 
 /** `{kid, ctr, size}` of the header at the front of `data`. */
@@ -104,13 +129,8 @@ export function parseHeader(data: Uint8Array): { kid: bigint; ctr: bigint; size:
   const ctrSize = ctrNibble > 7 ? ctrNibble - 7 : 0;
   const size = 1 + kidSize + ctrSize;
   if (data.length < size) throw new InvalidLength("SFrame header: truncated");
-  const read = (from: number, n: number): bigint => {
-    let v = 0n;
-    for (let i = from; i < from + n; i++) v = (v << 8n) | BigInt(data[i] ?? 0);
-    return v;
-  };
-  const kid = kidSize ? read(1, kidSize) : BigInt(kidNibble);
-  const ctr = ctrSize ? read(1 + kidSize, ctrSize) : BigInt(ctrNibble);
+  const kid = kidSize ? readField(data, 1, kidSize) : BigInt(kidNibble);
+  const ctr = ctrSize ? readField(data, 1 + kidSize, ctrSize) : BigInt(ctrNibble);
   return { kid, ctr, size };
 }
 
@@ -140,6 +160,8 @@ interface Aead {
   /** The inputs are copied when the call is made (one WebCrypto call), so the caller
    * may reuse its nonce and AAD buffers at once; not so for CTR + HMAC (two calls). */
   readonly copiesAtCall: boolean;
+  /** Bytes a ciphertext is longer than its plaintext. */
+  readonly tagSize: number;
   encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
 }
@@ -154,6 +176,7 @@ async function gcm(key: Uint8Array): Promise<Aead> {
   const aes = await crypto.subtle.importKey("raw", owned(key), "AES-GCM", false, ["encrypt", "decrypt"]);
   return {
     copiesAtCall: true,
+    tagSize: 16,
     async encrypt(nonce, data, aad) {
       const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
       return new Uint8Array(out);
@@ -190,6 +213,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
   };
   return {
     copiesAtCall: false,
+    tagSize: params.nt,
     async encrypt(nonce, data, aad) {
       const ct = await ctr(nonce, data);
       return concat([ct, await tag(nonce, aad, ct)]);
@@ -210,15 +234,21 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
 class KeyState {
   // Per-frame scratch for nonce and AAD where the AEAD copies them at the call: small
   // buffers cost a media frame as much as its AES does.
-  readonly #iv = new Uint8Array(new ArrayBuffer(12));
+  readonly #iv: Uint8Array<ArrayBuffer>;
+  readonly #ivWord: DataView;
   #ad = new Uint8Array(new ArrayBuffer(64));
 
   private constructor(
     readonly aead: Aead,
-    readonly salt: bigint,
+    /** The salt's bytes; a counter (< 2^64) changes only the last 8 of the nonce. */
+    private readonly salt: Uint8Array<ArrayBuffer>,
+    private readonly saltLow: bigint,
     readonly fingerprint: string,
     readonly window: ReplayWindow,
-  ) {}
+  ) {
+    this.#iv = salt.slice();
+    this.#ivWord = new DataView(this.#iv.buffer);
+  }
 
   static async make(suite: CipherSuite, kid: bigint, baseKey: Uint8Array, window: number): Promise<KeyState> {
     const { key, salt } = await deriveKeySalt(suite, kid, baseKey);
@@ -227,34 +257,34 @@ class KeyState {
     // Compares keys without keeping a second copy of them in the clear.
     const mark = await crypto.subtle.digest("SHA-256", owned(concat([encoder.encode("veil sframe key fingerprint"), key])));
     const fingerprint = Array.from(new Uint8Array(mark), (b) => b.toString(16).padStart(2, "0")).join("");
-    let s = 0n;
-    for (const byte of salt) s = (s << 8n) | BigInt(byte);
-    return new KeyState(aead, s, fingerprint, new ReplayWindow(window));
+    const low = new DataView(salt.buffer, salt.byteOffset + salt.length - 8, 8).getBigUint64(0);
+    return new KeyState(aead, owned(salt), low, fingerprint, new ReplayWindow(window));
   }
 
+  /** §4.4.3: `salt XOR ctr`, the counter big-endian in the nonce's last bytes. */
   nonce(ctr: bigint): Uint8Array {
-    const out = this.aead.copiesAtCall ? this.#iv : new Uint8Array(12);
-    let value = this.salt ^ ctr;
-    for (let i = 11; i >= 0; i--) {
-      out[i] = Number(value & 0xffn);
-      value >>= 8n;
+    if (this.aead.copiesAtCall) {
+      this.#ivWord.setBigUint64(this.salt.length - 8, this.saltLow ^ ctr);
+      return this.#iv;
     }
+    const out = this.salt.slice();
+    new DataView(out.buffer).setBigUint64(out.length - 8, this.saltLow ^ ctr);
     return out;
   }
 
-  /** §4.4.3's AAD: `header ‖ metadata`. */
-  aad(header: Uint8Array, metadata: Uint8Array): Uint8Array {
-    const size = header.length + metadata.length;
+  /** §4.4.3's AAD: `header ‖ metadata`, the header being `size` bytes of `from` at `at`. */
+  aad(from: Uint8Array, at: number, size: number, metadata: Uint8Array): Uint8Array {
+    const total = size + metadata.length;
     let out: Uint8Array;
     if (this.aead.copiesAtCall) {
-      if (this.#ad.length < size) this.#ad = new Uint8Array(new ArrayBuffer(size * 2));
-      out = this.#ad.subarray(0, size);
+      if (this.#ad.length < total) this.#ad = new Uint8Array(new ArrayBuffer(total * 2));
+      out = this.#ad;
     } else {
-      out = new Uint8Array(size);
+      out = new Uint8Array(total);
     }
-    out.set(header);
-    out.set(metadata, header.length);
-    return out;
+    for (let i = 0; i < size; i++) out[i] = from[at + i] as number;
+    out.set(metadata, size);
+    return out.length === total ? out : out.subarray(0, total);
   }
 }
 
@@ -263,10 +293,12 @@ export class ReplayWindow {
   top = -1n;
   #mask = 0n; // bit i set: counter top - i was accepted
   readonly #size: bigint;
+  readonly #full: bigint;
 
   constructor(size: number = DEFAULT_REPLAY_WINDOW) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError("a replay window holds at least one counter");
     this.#size = BigInt(size);
+    this.#full = (1n << this.#size) - 1n;
   }
 
   check(ctr: bigint): void {
@@ -277,10 +309,9 @@ export class ReplayWindow {
 
   accept(ctr: bigint): void {
     this.check(ctr);
-    const full = (1n << this.#size) - 1n;
     if (ctr > this.top) {
       const shift = ctr - this.top;
-      this.#mask = shift < this.#size ? ((this.#mask << shift) | 1n) & full : 1n;
+      this.#mask = shift < this.#size ? ((this.#mask << shift) | 1n) & this.#full : 1n;
       this.top = ctr;
     } else {
       this.#mask |= 1n << (this.top - ctr);
@@ -288,7 +319,8 @@ export class ReplayWindow {
   }
 }
 
-/** Protects one sender's frames under one KID, counting from 0. */
+/** Protects one sender's frames under one KID, counting from 0. The metadata is read
+ * when `protect` is called (it goes into the AAD before the first `await`). */
 export class SFrameSender {
   #ctr = 0n;
 
@@ -303,20 +335,25 @@ export class SFrameSender {
   }
 
   async protect(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<Uint8Array> {
-    const { header, sealed } = await this.protectParts(payload, metadata);
-    return concat([header, sealed]);
+    return this.protectAfter(new Uint8Array(), payload, metadata);
   }
 
-  /** `protect`'s frame as its two parts, header and ciphertext, for callers that put
-   * them after bytes of their own (a media frame's clear codec header) in one copy. */
-  async protectParts(payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<{ header: Uint8Array; sealed: Uint8Array }> {
+  /** `prefix ‖ protect(payload, metadata)` in one buffer, for callers that put bytes of
+   * their own (a media frame's clear codec header) before the SFrame frame: a frame is
+   * copied once, when WebCrypto's ciphertext is put behind the header. */
+  async protectAfter(prefix: Uint8Array, payload: Uint8Array, metadata: Uint8Array = new Uint8Array()): Promise<Uint8Array> {
     const ctr = this.#ctr;
     if (ctr > MAX_VALUE) throw new RangeError("SFrame counter exhausted: derive a new key");
     this.#ctr = ctr + 1n;
-    const header = encodeHeader(this.kid, ctr);
     const state = this.state;
-    const sealed = await state.aead.encrypt(state.nonce(ctr), payload, state.aad(header, metadata));
-    return { header, sealed };
+    const at = prefix.length;
+    const size = headerSize(this.kid, ctr);
+    const out = new Uint8Array(at + size + payload.length + state.aead.tagSize);
+    out.set(prefix);
+    writeHeader(out, at, this.kid, ctr);
+    const sealed = await state.aead.encrypt(state.nonce(ctr), payload, state.aad(out, at, size, metadata));
+    out.set(sealed, at + size);
+    return out;
   }
 
   /** Continue from `ctr` (for tests, which cannot send 2^64 frames). */
@@ -330,7 +367,8 @@ export class SFrameSender {
   }
 }
 
-/** Unprotects frames for every KID it holds a key for, each with its replay window. */
+/** Unprotects frames for every KID it holds a key for, each with its replay window. The
+ * metadata is read when `unprotect` is called. */
 export class SFrameReceiver {
   readonly #keys = new Map<bigint, KeyState>();
 
@@ -362,8 +400,8 @@ export class SFrameReceiver {
     const state = this.#keys.get(kid);
     if (state === undefined) throw new UnknownKeyId(`no SFrame key for KID ${kid}`);
     state.window.check(ctr);
-    const header = frame.subarray(0, size);
-    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), state.aad(header, metadata));
+    const aad = state.aad(frame, 0, size, metadata);
+    const payload = await state.aead.decrypt(state.nonce(ctr), frame.subarray(size), aad);
     state.window.accept(ctr);
     return payload;
   }

@@ -13,7 +13,6 @@
  * and a KID seen first in a failed frame leaves no key behind).
  */
 
-import { concat } from "../crypto/encoding.js";
 import { DecodeError, DecryptionError } from "../crypto/errors.js";
 import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
 import {
@@ -53,6 +52,7 @@ export class FrameCipher {
   readonly epochs: EpochKeys;
   readonly #suite: CipherSuite;
   readonly #meeting: Uint8Array;
+  #withClear = new Uint8Array();
   readonly #senders = new Map<number, Promise<SFrameSender>>(); // stream -> current epoch's
   readonly #receiver = new SFrameReceiver();
   readonly #kids = new Map<bigint, Map<bigint, Promise<void>>>(); // epoch -> KIDs installed
@@ -105,9 +105,9 @@ export class FrameCipher {
     }
     const n = clearBytes(codec, data);
     const clear = data.subarray(0, n);
-    const { header, sealed } = await (await sender).protectParts(data.subarray(n), this.#metadata(clear));
+    const sealed = await (await sender).protectAfter(clear, data.subarray(n), this.#metadata(clear));
     this.counters.sent += 1;
-    return concat([clear, header, sealed]);
+    return sealed;
   }
 
   /** `bound`: the sender number this receiver's track belongs to, when the page knows it. */
@@ -128,8 +128,11 @@ export class FrameCipher {
     }
     const held = this.epochs.find(source.epoch);
     if (held === undefined) return { kind: "wait" };
-    const installed = this.#kids.get(held.epoch) ?? new Map<bigint, Promise<void>>();
-    this.#kids.set(held.epoch, installed);
+    let installed = this.#kids.get(held.epoch);
+    if (installed === undefined) {
+      installed = new Map<bigint, Promise<void>>();
+      this.#kids.set(held.epoch, installed);
+    }
     let adding = installed.get(kid);
     const isNew = adding === undefined;
     if (adding === undefined) {
@@ -142,7 +145,7 @@ export class FrameCipher {
       await adding;
       const payload = await this.#receiver.unprotect(frame, this.#metadata(clear));
       this.counters.decrypted += 1;
-      const opened = n === 0 ? payload : concat([clear, payload]);
+      const opened = n === 0 ? payload : joined(clear, payload);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
@@ -162,9 +165,17 @@ export class FrameCipher {
     this.counters.unknown_epoch += 1;
   }
 
-  /** The SFrame metadata: the meeting id, then the codec's clear bytes. */
+  /** The SFrame metadata: the meeting id, then the codec's clear bytes. One buffer serves
+   * every frame: SFrame reads the metadata when called, before it awaits anything. */
   #metadata(clear: Uint8Array): Uint8Array {
-    return clear.length === 0 ? this.#meeting : concat([this.#meeting, clear]);
+    if (clear.length === 0) return this.#meeting;
+    const size = this.#meeting.length + clear.length;
+    if (this.#withClear.length < size) {
+      this.#withClear = new Uint8Array(size);
+      this.#withClear.set(this.#meeting);
+    }
+    this.#withClear.set(clear, this.#meeting.length);
+    return this.#withClear.subarray(0, size);
   }
 
   #drop(reason: DropReason): Opened {
@@ -180,4 +191,12 @@ export class FrameCipher {
   toJSON(): string {
     return `FrameCipher(sender=${this.sender}, epochs=${this.epochs.epochs.join(",")})`;
   }
+}
+
+/** `a ‖ b` in one new buffer that is exactly theirs (a frame's `data`, as is). */
+function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
