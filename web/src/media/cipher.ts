@@ -13,6 +13,7 @@
  * and a KID seen first in a failed frame leaves no key behind).
  */
 
+import { concat } from "../crypto/encoding.js";
 import { DecodeError, DecryptionError } from "../crypto/errors.js";
 import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
 import {
@@ -145,7 +146,7 @@ export class FrameCipher {
       await adding;
       const payload = await this.#receiver.unprotect(frame, this.#metadata(clear));
       this.counters.decrypted += 1;
-      const opened = n === 0 ? payload : joined(clear, payload);
+      const opened = n === 0 ? payload : concat([clear, payload]);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
@@ -191,12 +192,4 @@ export class FrameCipher {
   toJSON(): string {
     return `FrameCipher(sender=${this.sender}, epochs=${this.epochs.epochs.join(",")})`;
   }
-}
-
-/** `a ‖ b` in one new buffer that is exactly theirs (a frame's `data`, as is). */
-function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

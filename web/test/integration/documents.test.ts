@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import { concat } from "../../src/crypto/encoding.js";
 import { DecryptionError } from "../../src/crypto/errors.js";
 import { Plaintext, encrypt } from "../../src/crypto/pre.js";
 import { type Documents, NotMember, UntrustedKey } from "../../src/client/index.js";
@@ -24,19 +25,9 @@ async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]>
   return all;
 }
 
-function joined(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** The stream's plaintext, read through to its end. */
 async function read(documents: Documents, documentId: string, segments: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  return joined(await collect(await documents.decryptStream(documentId, segments)));
+  return concat(await collect(await documents.decryptStream(documentId, segments)));
 }
 
 /** Plaintext chunks from an async generator, as a recorder would hand them over. */
@@ -48,7 +39,7 @@ test("a stream is sealed as it is read and opened, in any piece sizes, by the us
   const ann = await initialize(fresh("sta"));
   const bob = await initialize(fresh("stb"));
   const chunks = [50_000, 50_000, 50_000, 50_000].map((n) => crypto.getRandomValues(new Uint8Array(n)));
-  const plaintext = joined(chunks);
+  const plaintext = concat(chunks);
   const stream = await ann.documents.encryptStream(recorded(chunks), { users: [bob.userId] });
   assert.equal(stream.kind, "recording");
   assert.match(stream.documentId, /^recording-[0-9a-f]{24}$/);
@@ -58,7 +49,7 @@ test("a stream is sealed as it is read and opened, in any piece sizes, by the us
   assert.deepEqual(await read(bob.documents, stream.documentId, sealed), plaintext);
   assert.deepEqual(await read(ann.documents, stream.documentId, recorded(sealed)), plaintext); // keepAccess
   // The same bytes, cut at other places than segment borders (as a download arrives).
-  const whole = joined(sealed);
+  const whole = concat(sealed);
   const pieces = [1, 7, 4000, 70_000, 100_000, whole.length].map((end, i, ends) => whole.subarray(i ? ends[i - 1]! : 0, end));
   assert.deepEqual(await read(bob.documents, stream.documentId, pieces), plaintext);
   // An empty stream is a header and one (empty, last) segment.

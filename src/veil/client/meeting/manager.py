@@ -189,11 +189,11 @@ class Manager:
                 installed = await asyncio.wait_for(landed, self.timers.post_timeout)
             finally:
                 landed.cancel()
-        if installed and self.managing:
-            # The key is out: an ``alive`` the board is too busy to take at once (it is
-            # fanning the key post out to a large meeting) is the heartbeat's to retry,
-            # not a failed rekey.
-            await self._attempt(self._post_alive())
+            if installed and self.managing:
+                # The key is out: an ``alive`` the board is too busy to take at once (it
+                # is fanning the key post out to a large meeting) is the heartbeat's to
+                # retry, not a failed rekey.
+                await self._attempt(self._post_alive())
 
     async def take_over(self) -> None:
         """Manage from the next epoch: a rekey, which first applies every leave."""
