@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from veil.conference import ConferenceSettings
 from veil.conference.app import create_app as create_conference
 from veil.idp import DevIdentityProvider
+from veil.idp.provider import create_app as create_idp_app
 from veil.keyserver import KeyServerSettings
 from veil.keyserver.app import create_app as create_keyserver
 from veil.protocol import CONFERENCE_AUDIENCE
@@ -88,4 +89,16 @@ def test_refusals_have_the_documented_body(client: TestClient) -> None:
 def test_the_api_document_is_served_and_no_page_that_needs_a_cdn(client: TestClient) -> None:
     assert client.get("/openapi.json").status_code == 200
     for page in ("/docs", "/redoc"):
-        assert client.get(page).status_code == 404
+        response = client.get(page)
+        assert response.status_code == 404
+        message = ErrorBody.model_validate(response.json()).error.message
+        assert f"no {page} page" in message and "GET /openapi.json" in message
+        assert page not in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_dev_idp_says_why_it_has_no_docs_page() -> None:
+    with TestClient(create_idp_app()) as idp:
+        for page in ("/docs", "/redoc"):
+            response = idp.get(page)
+            assert response.status_code == 404
+            assert "a public CDN" in response.json()["error"]["message"]

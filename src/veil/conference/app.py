@@ -25,7 +25,7 @@ from veil.web.logs import REQUEST_ID
 from veil.web.metrics import HttpMetrics, add_metrics_route
 from veil.web.observe import HEADER as REQUEST_ID_HEADER
 from veil.web.observe import Observe
-from veil.web.openapi import NO_CDN_DOCS, bearer_jwt, document_security
+from veil.web.openapi import NO_CDN_DOCS, bearer_jwt, document_security, note_no_docs
 from veil.web.origins import allow_browsers
 from veil.web.schemas import PathId, Share
 from veil.web.tokens import Identity, bearer_token
@@ -63,6 +63,7 @@ def create_app(settings: ConferenceSettings, *, fanout: Fanout | None = None) ->
         return await service.jwt.verify(bearer_token(authorization), fresh=False)
 
     document_security(app, [BEARER])
+    note_no_docs(app)
     if settings.web_dir is not None:
         add_web_app(
             app, settings.web_dir, keyserver_url=settings.keyserver_url, idp_url=settings.issuer_url

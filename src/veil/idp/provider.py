@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from veil.protocol import KEYSERVER_AUDIENCE
 from veil.web.env import DEV_ISSUER
 from veil.web.oidc import DISCOVERY_PATH
-from veil.web.openapi import NO_CDN_DOCS
+from veil.web.openapi import NO_CDN_DOCS, note_no_docs
 from veil.web.origins import allow_browsers
 
 DEFAULT_ISSUER = DEV_ISSUER
@@ -114,5 +114,6 @@ def create_app(
         audience = request.audience or provider.audience
         return TokenResponse(token=provider.issue(request.sub, aud=audience))
 
+    note_no_docs(app)
     allow_browsers(app, cors_origins)
     return app

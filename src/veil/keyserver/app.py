@@ -18,7 +18,7 @@ from veil.web.health import NotReady, add_health_route, add_readiness_route
 from veil.web.limits import BodyLimit
 from veil.web.metrics import HttpMetrics, add_metrics_route, new_registry
 from veil.web.observe import Observe
-from veil.web.openapi import NO_CDN_DOCS, document_security
+from veil.web.openapi import NO_CDN_DOCS, document_security, note_no_docs
 from veil.web.origins import allow_browsers
 
 
@@ -57,6 +57,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
     for module in (transforms, users, devices, groups, documents):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     document_security(app, [BEARER, *SIGNATURE])
+    note_no_docs(app)
     database = add_health_route(app, service.engine)
 
     async def transform_workers() -> str:

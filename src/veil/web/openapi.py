@@ -3,7 +3,7 @@
 FastAPI's ``/docs`` and ``/redoc`` pages load their scripts from a public CDN, so on a
 closed network they render blank. The services therefore serve the OpenAPI document
 alone, at ``/openapi.json``, for whatever viewer or client generator an integrator
-runs locally.
+runs locally; ``/docs`` and ``/redoc`` answer 404 saying so (``note_no_docs``).
 
 Security: the auth dependencies take their credentials through FastAPI security
 schemes (``BearerJwt``, ``signature_schemes``), so the document declares the schemes
@@ -16,16 +16,43 @@ every credential a Veil route asks for is required, so they form one requirement
 that asks for none says ``security: []``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 NO_CDN_DOCS: Final[dict[str, Any]] = {"docs_url": None, "redoc_url": None}
+"""FastAPI's arguments that turn its CDN pages off; ``note_no_docs`` says so at their paths."""
+
+NO_DOCS_NOTE: Final = (
+    "this service has no {page} page: FastAPI's loads its scripts from a public CDN, "
+    "which a closed network cannot reach. The API document is GET /openapi.json: "
+    "render it with a viewer of your own"
+)
+
+
+def note_no_docs(app: FastAPI) -> None:
+    """Answer ``/docs`` and ``/redoc`` with a 404 that says why they are off and where
+    the API document is, rather than a bare "Not Found" an integrator would take for a
+    broken deployment. Left out of the OpenAPI document."""
+
+    def answer(page: str) -> Callable[[], Awaitable[JSONResponse]]:
+        async def no_page() -> JSONResponse:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": NO_DOCS_NOTE.format(page=page)}},
+                status_code=404,
+            )
+
+        return no_page
+
+    for page in ("/docs", "/redoc"):
+        app.add_api_route(page, answer(page), methods=["GET"], include_in_schema=False)
+
 
 JWT_SCHEME = "jwt"
 """The name of the bearer-JWT scheme in ``components.securitySchemes``."""
