@@ -180,14 +180,3 @@ def test_audit_verify_finds_the_all_in_one_data_directory(tmp_path: Path) -> Non
     missing = subprocess.run(command, capture_output=True, text=True, env=clean, cwd=empty)
     assert missing.returncode == 2
     assert f"no key service database at veil-data{os.sep}keyserver.sqlite3" in missing.stderr
-
-
-def test_the_sdk_alone_is_told_to_install_the_server_extra() -> None:
-    # As after `pip install -e .`: the server's libraries are not importable.
-    script = (
-        "import sys; sys.modules['uvicorn'] = None; sys.modules['fastapi'] = None\n"
-        "from veil.cli import main; sys.exit(main(['serve']))"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert run.returncode == 2
-    assert "pip install 'veil[server]'" in run.stderr and "Traceback" not in run.stderr

@@ -663,9 +663,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 _SERVER_MODULES = frozenset(
     {"fastapi", "uvicorn", "starlette", "sqlalchemy", "alembic", "jwt", "psycopg", "redis",
-     "nats", "prometheus_client"}
+     "nats", "prometheus_client", "pydantic", "pydantic_core", "cachetools"}
 )  # fmt: skip
-"""What ``pip install -e .`` (the SDK alone) leaves out: ``veil[server]`` brings them."""
+"""What ``pip install -e .`` (the SDK alone) leaves out: ``veil[server]`` brings them
+(every module of that extra, whichever a command imports first; tests/test_packaging.py)."""
 
 
 if __name__ == "__main__":
