@@ -16,11 +16,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from veil.client import Invitation, Unavailable
-from veil.client.conference import ws_url
+from veil.client.conference import open_socket, ws_url
 from veil.client.errors import ServiceError
 from veil.client.keyserver import send
 from veil.conference.directory import DeviceDirectory
 from veil.crypto.keys import PrivateKey
+from veil.crypto.signing import SigningKey
 from veil.protocol import path_segment
 
 OUTSIDE_THE_RULE = {
@@ -159,6 +160,22 @@ def test_a_network_error_names_the_method_url_and_cause() -> None:
                 await send(http, "GET", "/v1/devices/abc?token=secret")
         message = str(refused.value)
         assert "GET http://127.0.0.1:9/v1/devices/abc:" in message
+        cause = message.partition("/v1/devices/abc: ")[2]
+        assert cause.strip(), message  # the network stack's words for what failed
         assert "secret" not in message and "ConnectError" not in message
+
+    asyncio.run(main())
+
+
+def test_a_websocket_that_cannot_open_names_its_url_and_cause() -> None:
+    url = "ws://127.0.0.1:9/v1/rooms/m/board"  # the discard port: nothing listens
+
+    async def main() -> None:
+        with pytest.raises(Unavailable) as refused:
+            await open_socket(url, "m", "board", "a.b.c", "d" * 32, SigningKey.generate())
+        assert refused.value.code == "unreachable"
+        message = refused.value.message
+        assert message.startswith(f"{url}: "), message
+        assert "connect call failed" in message.lower(), message  # the cause, as asyncio says it
 
     asyncio.run(main())
