@@ -321,7 +321,7 @@ def _demo(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from veil.client.meeting import MeetingTimers
-    from veil.demo import Participant, run_demo
+    from veil.demo import LEGEND, run_demo, table
 
     timers = MeetingTimers(
         debounce=args.debounce,
@@ -329,23 +329,6 @@ def _demo(args: argparse.Namespace) -> int:
         join_retries=tuple(args.join_retry for _ in range(3)),
         epoch_grace=2.0,
     )
-
-    def view(people: list[Participant], stage: str) -> Table:
-        table = Table(title=f"veil demo — {stage}")
-        for column in ("who", "state", "epoch", "code", "sent", "decrypted", "dropped"):
-            table.add_column(column, no_wrap=True)  # 80 columns hold them all
-        for p in people:
-            m = p.meeting
-            table.add_row(
-                p.name,
-                p.state,
-                "" if m is None or m.epoch is None else str(m.epoch),
-                m.security_code if m and m.epoch is not None else "",
-                str(p.sent),
-                str(len(p.received)),
-                str(m.media.counters.dropped) if m and m.media else "",
-            )
-        return table
 
     if args.json:
         result = asyncio.run(
@@ -360,12 +343,12 @@ def _demo(args: argparse.Namespace) -> int:
                 participants=args.participants,
                 phase_seconds=args.phase,
                 timers=timers,
-                on_update=lambda people, stage: live.update(view(people, stage)),
+                on_update=lambda people, stage: live.update(table(people, stage)),
             )
         )
     if not console.is_terminal:
         console.print()  # Live leaves a pipe's last line open
-    console.print(_DEMO_LEGEND)
+    console.print(f"[dim]{LEGEND}[/]")
     summary = Table(title="checks")
     summary.add_column("check")
     summary.add_column("result")
@@ -378,16 +361,6 @@ def _demo(args: argparse.Namespace) -> int:
         f"decrypted, {result.seconds} s — " + ("[green]ok[/]" if result.ok else "[red]FAILED[/]")
     )
     return 0 if result.ok else 1
-
-
-_DEMO_LEGEND = (
-    "[dim]epoch: the session key each client holds (a leave rotates it). code: the "
-    "security code of that epoch, which everyone present compares (out of band) to know "
-    "they share one key and member list. sent / decrypted: frames this client sent, and "
-    "others' frames it decrypted. dropped: frames it refused (tampered, replayed, or "
-    "under a key it does not hold). The leaver keeps its relay connection after leaving "
-    "('left, listening'): everything it receives from then on is dropped.[/]"
-)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from veil.client import Device, MemoryDeviceStore, NotAdmitted, NotMember
 from veil.client.errors import ServiceError
 from veil.client.meeting import Meeting, MeetingTimers
@@ -62,6 +64,40 @@ class Participant:
     left_at: float | None = None
     state: str = "starting"
     codes: dict[int, str] = field(default_factory=dict)
+
+
+COLUMNS = ("who", "state", "epoch", "code", "sent", "decrypted", "dropped")
+"""The live table's columns, one row per participant (the imposter is not shown)."""
+
+LEGEND = (
+    "state: starting, host, in meeting, 'left, listening' (the leaver, below), then done or left. "
+    "epoch: the session key each client holds (a leave rotates it). code: the security "
+    "code of that epoch, which everyone present compares (out of band) to know they "
+    "share one key and member list. sent / decrypted: frames this client sent, and "
+    "others' frames it decrypted. dropped: frames it refused (tampered, replayed, or "
+    "under a key it does not hold). The leaver keeps its relay connection after leaving "
+    "('left, listening'): everything it receives from then on is dropped."
+)
+"""What the table's columns and states mean, printed under it (``veil demo``)."""
+
+
+def table(people: list[Participant], stage: str) -> Table:
+    """The live table: what the demo is doing (``stage``) and each participant's state."""
+    shown = Table(title=f"veil demo — {stage}")
+    for column in COLUMNS:
+        shown.add_column(column, no_wrap=True)  # 80 columns hold them all
+    for p in people:
+        m = p.meeting
+        shown.add_row(
+            p.name,
+            p.state,
+            "" if m is None or m.epoch is None else str(m.epoch),
+            m.security_code if m and m.epoch is not None else "",
+            str(p.sent),
+            str(len(p.received)),
+            str(m.media.counters.dropped) if m and m.media else "",
+        )
+    return shown
 
 
 @dataclass
@@ -157,6 +193,7 @@ async def _meeting(
 
     checks: dict[str, bool] = {}
     meeting_id = f"demo-{secrets.token_hex(6)}"
+    update("starting the meeting (its group, the members' transform keys)")
     invited = [p.name for p in people[1:]]
     host.meeting = await Meeting.start(host.device, meeting_id, invitees=invited, timers=timers)
     host.state = "host"
