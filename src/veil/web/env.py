@@ -5,7 +5,15 @@ will hand its workers) and a bad value names its variable, never its value, so t
 ``veil serve`` can refuse it before any worker starts (instead of each worker's
 traceback). The models give only what is set: the settings' own defaults apply to the
 rest, and their checks (which combinations work, what must be positive) run as for
-settings built by hand."""
+settings built by hand.
+
+Plain pydantic rather than pydantic-settings: ``veil serve`` validates the mapping it
+will give its workers (the environment with its flags on top), not the process's
+environment, which ``BaseSettings`` reads unless its sources are replaced; its errors
+would still need ``_described`` to name variables; it decodes tuple fields such as
+``VEIL_CORS_ORIGINS`` as JSON unless each is marked; and its ``env_ignore_empty`` would
+also take an empty ``VEIL_SERVICE_SECRET`` for unset, which must be refused. It would
+replace the alias generator and ``Unset``, and add a dependency."""
 
 import dataclasses
 from collections.abc import Mapping
