@@ -8,8 +8,8 @@ rest, and their checks (which combinations work, what must be positive) run as f
 settings built by hand.
 
 Plain pydantic rather than pydantic-settings: ``veil serve`` validates the mapping it
-will give its workers (the environment with its flags on top), not the process's
-environment, which ``BaseSettings`` reads unless its sources are replaced; its errors
+will give its workers (the environment with its flags on top), and tests validate
+mappings of their own, where ``BaseSettings`` reads the process's environment too; its errors
 would still need ``_described`` to name variables; it decodes tuple fields such as
 ``VEIL_CORS_ORIGINS`` as JSON unless each is marked; and its ``env_ignore_empty`` would
 also take an empty ``VEIL_SERVICE_SECRET`` for unset, which must be refused. It would
