@@ -1,11 +1,13 @@
 /** The PRE origin check, as tests/crypto/test_pre.py's: a value that does not descend
- * from the author's signed level-0 value is refused, whoever signed it. */
+ * from the author's signed level-0 value is refused, whoever signed it. And the identity
+ * is no public key, even built in-process (issue 16's attack finding). */
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { DecryptionError } from "../src/crypto/errors.js";
-import { EncryptedValue, Plaintext, PrivateKey, decrypt, descendsFrom, encrypt } from "../src/crypto/pre.js";
+import { DecryptionError, IdentityElement } from "../src/crypto/errors.js";
+import * as pg from "../src/crypto/pairing.js";
+import { EncryptedValue, Plaintext, PrivateKey, PublicKey, decrypt, descendsFrom, encrypt } from "../src/crypto/pre.js";
 import { SigningKey } from "../src/crypto/signing.js";
 
 test("origin binds a value to its author: a planted one of the same key is refused", async () => {
@@ -23,4 +25,13 @@ test("origin binds a value to its author: a planted one of the same key is refus
   const parsed = EncryptedValue.fromBytes(posted.bytes());
   assert.throws(() => descendsFrom(posted, parsed as never), TypeError);
   assert.equal(descendsFrom(await parsed.verify(), posted), true);
+});
+
+test("the identity is not a public key, even built in-process", () => {
+  // Encrypting to it would leave the body equal to the plaintext (every pairing with it
+  // is 1): the wire decoder refuses it, and so must the constructor.
+  const identity = pg.P.subtract(pg.P);
+  assert.throws(() => new PublicKey(identity), IdentityElement);
+  assert.throws(() => new PublicKey(identity), /the identity is not a public key/);
+  assert.ok(new PublicKey(pg.P.multiply(7n)).point.equals(pg.P.multiply(7n)));
 });
