@@ -461,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, help="port (defaults: key service 8470, conference "
                      "8471, IdP 8472; 0 for any free ports, printed at start)")  # fmt: skip
     srv.add_argument("--data-dir", help="SQLite files and the key service secret (default: "
-                     "$VEIL_DATA_DIR, else ./veil-data)")  # fmt: skip
+                     "$VEIL_DATA_DIR, else ./veil-data); without a role flag it holds both "
+                     "escrow shares and is made private (0700, files 0600)")  # fmt: skip
     srv.add_argument("--database-url", metavar="URL", help="sqlite:///... or postgresql://...")
     srv.add_argument("--fanout-url", metavar="URL", help="redis://... or nats://... so "
                      "conference replicas share rooms (default: in memory)")  # fmt: skip
