@@ -3,7 +3,7 @@ after. Route tests run on SQLite and on PostgreSQL."""
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -95,25 +95,25 @@ def settings(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def events(client, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
     """What each transform request did, in order: "authorize" when its database check
-    began, "transform" for each transform it started."""
+    began (in the authorizations' thread), "transform" for each transform it started
+    (when the route asked for it, before it handed the request to be authorized)."""
     log: list[str] = []
     transformer = client.app.state.service.transformer
     run_async = transformer.run_async
 
-    async def spy_transform(
+    def spy_transform(
         value: bytes, keys: Sequence[bytes], prepared: bytes | None = None
-    ) -> bytes:
+    ) -> Coroutine[Any, Any, bytes]:
         log.append("transform")
-        result: bytes = await run_async(value, keys, prepared)
-        return result
+        return run_async(value, keys, prepared)
 
-    def spy_authorize(*args: Any) -> Any:
+    def spy_verify(*args: Any) -> Any:
         log.append("authorize")
-        return authorize(*args)
+        return verify_all(*args)
 
-    authorize: Callable[..., Any] = transforms._authorize
+    verify_all: Callable[..., Any] = transforms.verify_all
     monkeypatch.setattr(transformer, "run_async", spy_transform)
-    monkeypatch.setattr(transforms, "_authorize", spy_authorize)
+    monkeypatch.setattr(transforms, "verify_all", spy_verify)
     return log
 
 

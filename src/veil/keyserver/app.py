@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from veil.keyserver.deps import BEARER, SIGNATURE
+from veil.keyserver.grouped import GroupedCommits
 from veil.keyserver.metrics import TransformerCollector
 from veil.keyserver.routes import devices, documents, groups, transforms, users
 from veil.keyserver.service import KeyService
@@ -46,6 +47,8 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
         **NO_CDN_DOCS,
     )
     app.state.service = service
+    authorizations = GroupedCommits[object](service, transforms.authorize_group)
+    app.state.transform_authorizations = authorizations
     install_handlers(app)
 
     @app.exception_handler(TransformerUnavailable)
@@ -71,7 +74,7 @@ def create_app(settings: KeyServerSettings) -> FastAPI:
 
     add_readiness_route(app, {"database": database.check, "transform_workers": transform_workers})
     registry = new_registry()
-    registry.register(TransformerCollector(service.transformer, service.prepared))
+    registry.register(TransformerCollector(service.transformer, service.prepared, authorizations))
     add_metrics_route(app, registry)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     allow_browsers(app, settings.cors_origins)

@@ -7,7 +7,7 @@ transactions are already serialized), so replicas extend one linear chain.
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,25 +50,36 @@ def append(
     subject: str,
     request_signature: str,
 ) -> None:
-    # The route's own ORM writes go first, as the ORM's autoflush used to send them:
-    # row locks are then always taken before the head's, in one order on every replica
-    # (writing them after the head lock deadlocked e.g. remove_member with delete_group).
-    session.flush()
-    connection = session.connection()
-    seq, prev_hash = connection.execute(_LOCK_HEAD).one()
-    entry: dict[str, object] = {
-        "seq": seq + 1,
+    entry = {
         "at": at,
         "action": action,
         "user_id": user_id,
         "device_id": device_id,
         "subject": subject,
         "request_signature": request_signature,
-        "prev_hash": prev_hash,
     }
-    entry["entry_hash"] = new_hash = entry_hash(prev_hash, entry)
-    connection.execute(_INSERT_ENTRY, entry)
-    connection.execute(_MOVE_HEAD, {"new_seq": seq + 1, "new_hash": new_hash})
+    append_all(session, [entry])
+
+
+def append_all(session: Session, entries: Sequence[Mapping[str, object]]) -> None:
+    """Append ``entries`` (``append``'s fields, each), in order, under one lock of the
+    head: one insert of them all and one move of the head."""
+    if not entries:
+        return
+    # The route's own ORM writes go first, as the ORM's autoflush used to send them:
+    # row locks are then always taken before the head's, in one order on every replica
+    # (writing them after the head lock deadlocked e.g. remove_member with delete_group).
+    session.flush()
+    connection = session.connection()
+    seq, prev_hash = connection.execute(_LOCK_HEAD).one()
+    rows: list[dict[str, object]] = []
+    for fields in entries:
+        seq += 1
+        entry = {**fields, "seq": seq, "prev_hash": prev_hash}
+        entry["entry_hash"] = prev_hash = entry_hash(prev_hash, entry)
+        rows.append(entry)
+    connection.execute(_INSERT_ENTRY, rows)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
 
 
 @dataclass(frozen=True)

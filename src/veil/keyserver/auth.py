@@ -5,9 +5,11 @@ replay fails on any replica.
 """
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import Row, bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from veil.crypto.errors import InvalidSignature
@@ -15,7 +17,7 @@ from veil.crypto.signing import VerifyingKey
 from veil.keyserver.models import Device, RequestNonce
 from veil.keyserver.settings import KeyServerSettings
 from veil.protocol import NONCE_SIZE, b64decode, request_message
-from veil.web.errors import forbidden, unauthorized
+from veil.web.errors import ApiError, forbidden, unauthorized
 
 
 @dataclass(frozen=True)
@@ -112,22 +114,92 @@ def authenticate(session: Session, settings: KeyServerSettings, call: SignedCall
     request's own transaction (so a replay fails on any replica; ``KeyService.signed``
     spends it again if that transaction fails)."""
     device = session.connection().execute(_DEVICE, {"device_id": call.device_id}).first()
+    caller = _verified(device, call)
+    now = int(settings.clock())
+    if not _spend_nonce(session, call.device_id, call.nonce, now):
+        raise replayed()
+    _purge_nonces(session, settings, now, 1)
+    return caller
+
+
+def _verified(
+    device: Row[Any] | None, call: SignedCall, known: VerifyingKey | None = None
+) -> CallingDevice:
+    """The caller, if ``device`` (its row) is active and signed ``call``; ``known``: a
+    key that ``call``'s signature has already been verified against."""
     if device is None:
         raise unauthorized("unknown_device", "no such device")
     if device.status != "active":
         raise forbidden("device_revoked", "this device has been revoked")
     signing_key = VerifyingKey(device.signing_key)
-    try:
-        signing_key.verify(call.signature, call.message)
-    except InvalidSignature:
-        raise unauthorized("bad_signature", "the request signature did not verify") from None
-    now = int(settings.clock())
-    if not _spend_nonce(session, call.device_id, call.nonce, now):
-        raise unauthorized("replayed_request", "this request was already seen")
-    if secrets.randbelow(_PURGE_EVERY) == 0:  # old nonces are dead weight past the window
-        session.execute(
-            delete(RequestNonce).where(RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds)
-        )
+    if known is None or known != signing_key:
+        try:
+            signing_key.verify(call.signature, call.message)
+        except InvalidSignature:
+            raise unauthorized("bad_signature", "the request signature did not verify") from None
     return CallingDevice(
         call.device_id, device.user_id, call.signature_text, signing_key, device.transform_key
     )
+
+
+def _purge_nonces(session: Session, settings: KeyServerSettings, now: int, requests: int) -> None:
+    """Now and then (about once per ``_PURGE_EVERY`` requests): old nonces are dead
+    weight past the clock-skew window."""
+    if secrets.randbelow(_PURGE_EVERY) < requests:
+        session.execute(
+            delete(RequestNonce).where(RequestNonce.seen_at < now - 2 * settings.clock_skew_seconds)
+        )
+
+
+def replayed() -> ApiError:
+    return unauthorized("replayed_request", "this request was already seen")
+
+
+_DEVICES = select(
+    Device.id, Device.user_id, Device.status, Device.signing_key, Device.transform_key
+).where(Device.id.in_(bindparam("device_ids", expanding=True)))
+
+
+def verify_all(
+    session: Session, calls: Sequence[SignedCall], known: Sequence[VerifyingKey | None]
+) -> list[CallingDevice | ApiError]:
+    """``authenticate``'s checks for many calls at once, but the nonces (``spend_all``):
+    each call's caller, or the error it is refused with. ``known[i]``: a key that
+    ``calls[i]``'s signature has already been verified against, or None."""
+    ids = sorted({call.device_id for call in calls})
+    rows = session.connection().execute(_DEVICES, {"device_ids": ids})
+    devices = {row.id: row for row in rows}
+    results: list[CallingDevice | ApiError] = []
+    for call, key in zip(calls, known, strict=True):
+        try:
+            results.append(_verified(devices.get(call.device_id), call, key))
+        except ApiError as refusal:
+            results.append(refusal)
+    return results
+
+
+def spend_all(
+    session: Session, settings: KeyServerSettings, calls: Sequence[SignedCall]
+) -> list[bool]:
+    """Record the nonces of many verified calls in one statement: for each, False if
+    its nonce was already spent (on any replica, or by an earlier call of these)."""
+    if not calls:
+        return []
+    now = int(settings.clock())
+    first: dict[tuple[str, str], int] = {}
+    for index, call in enumerate(calls):
+        first.setdefault((call.device_id, call.nonce), index)
+    values = ", ".join(f"(:d{i}, :n{i}, :now)" for i in range(len(first)))
+    params: dict[str, object] = {"now": now}
+    for i, (device_id, nonce) in enumerate(first):
+        params[f"d{i}"], params[f"n{i}"] = device_id, nonce
+    statement = text(
+        f"INSERT INTO request_nonces (device_id, nonce, seen_at) VALUES {values}"  # noqa: S608 (placeholders only)
+        " ON CONFLICT (device_id, nonce) DO NOTHING RETURNING device_id, nonce"
+    )
+    spent = {(row.device_id, row.nonce) for row in session.connection().execute(statement, params)}
+    _purge_nonces(session, settings, now, len(calls))
+    return [
+        first[(call.device_id, call.nonce)] == index and (call.device_id, call.nonce) in spent
+        for index, call in enumerate(calls)
+    ]

@@ -3,9 +3,11 @@ transforms, read from the ``Transformer`` and the ``PreparedPool`` when scraped
 (nothing is added to a transform's path but one count)."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from veil.keyserver.grouped import GroupedCommits
 from veil.keyserver.precompute import PoolStats, PreparedPool
 from veil.keyserver.transformer import Transformer, TransformerStats
 
@@ -22,19 +24,31 @@ class TransformerCollector:
     ``veil_prepared_transforms`` (held for the next rekey),
     ``veil_prepared_transforms_wanted`` (chains waiting for one) and
     ``veil_prepared_transform_lookups_total{result}`` (``hit``: a transform used one;
-    ``miss``: it found none)."""
+    ``miss``: it found none); ``veil_transform_authorizations_total`` and
+    ``veil_transform_authorization_groups_total`` (requests decided, and the groups
+    they were decided in: ``veil.keyserver.grouped``)."""
 
-    def __init__(self, transformer: Transformer, pool: PreparedPool) -> None:
-        self.transformer, self.pool = transformer, pool
+    def __init__(
+        self,
+        transformer: Transformer,
+        pool: PreparedPool,
+        authorizations: GroupedCommits[Any] | None = None,
+    ) -> None:
+        self.transformer, self.pool, self.authorizations = transformer, pool, authorizations
 
     def describe(self) -> Iterator[Metric]:
-        return self._metrics(None, None)
+        return self._metrics(None, None, None)
 
     def collect(self) -> Iterator[Metric]:
-        return self._metrics(self.transformer.stats(), self.pool.stats())
+        grouped = None
+        if self.authorizations is not None:
+            grouped = (self.authorizations.requests, self.authorizations.groups)
+        return self._metrics(self.transformer.stats(), self.pool.stats(), grouped)
 
     @staticmethod
-    def _metrics(stats: TransformerStats | None, pool: PoolStats | None) -> Iterator[Metric]:
+    def _metrics(
+        stats: TransformerStats | None, pool: PoolStats | None, grouped: tuple[int, int] | None
+    ) -> Iterator[Metric]:
         transforms = CounterMetricFamily(
             "veil_transforms", "Transform chains run, by outcome", labels=["outcome"]
         )
@@ -74,3 +88,14 @@ class TransformerCollector:
             lookups.add_metric(["hit"], pool.taken)
             lookups.add_metric(["miss"], pool.missed)
         yield from (held, wanted, lookups)
+        requests = CounterMetricFamily(
+            "veil_transform_authorizations", "Transform requests decided against the database"
+        )
+        groups = CounterMetricFamily(
+            "veil_transform_authorization_groups",
+            "Groups the transform requests were decided in, one transaction each",
+        )
+        if grouped is not None:
+            requests.add_metric([], grouped[0])
+            groups.add_metric([], grouped[1])
+        yield from (requests, groups)

@@ -118,6 +118,24 @@ def member_transform_key(session: Session, group_id: str, user_id: str) -> bytes
     return key
 
 
+def member_transform_keys(
+    session: Session, wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], bytes]:
+    """The transform keys of the ``(group id, user id)`` members among ``wanted``, in
+    one statement (a pair that is not a member is left out)."""
+    if not wanted:
+        return {}
+    groups, users = sorted({g for g, _ in wanted}), sorted({u for _, u in wanted})
+    rows = session.connection().execute(_MEMBER_KEYS, {"groups": groups, "users": users})
+    found = {(row.group_id, row.user_id): row.transform_key for row in rows}
+    return {pair: key for pair, key in found.items() if pair in wanted}
+
+
+_MEMBER_KEYS = select(GroupMember.group_id, GroupMember.user_id, GroupMember.transform_key).where(
+    GroupMember.group_id.in_(bindparam("groups", expanding=True)),
+    GroupMember.user_id.in_(bindparam("users", expanding=True)),
+)
+
 _MEMBER_KEY = select(GroupMember.transform_key).where(
     GroupMember.group_id == bindparam("group_id"), GroupMember.user_id == bindparam("user_id")
 )
@@ -127,12 +145,18 @@ _MEMBER_KEY = select(GroupMember.transform_key).where(
 def record(
     service: KeyService, session: Session, caller: CallingDevice, action: str, subject: str
 ) -> None:
-    audit.append(
-        session,
-        at=service.now(),
-        action=action,
-        user_id=caller.user_id,
-        device_id=caller.device_id,
-        subject=subject,
-        request_signature=caller.signature,
-    )
+    audit.append_all(session, [audit_entry(service, caller, action, subject)])
+
+
+def audit_entry(
+    service: KeyService, caller: CallingDevice, action: str, subject: str
+) -> dict[str, object]:
+    """What the audit log records of ``caller``'s ``action`` on ``subject``."""
+    return {
+        "at": service.now(),
+        "action": action,
+        "user_id": caller.user_id,
+        "device_id": caller.device_id,
+        "subject": subject,
+        "request_signature": caller.signature,
+    }

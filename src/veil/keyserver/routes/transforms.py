@@ -10,25 +10,30 @@ headers' form before the body, and answers a body that is not UTF-8 JSON (RFC 82
 """
 
 import asyncio
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
-from veil.keyserver.auth import SignedCall
+from veil.crypto.signing import VerifyingKey
+from veil.keyserver import audit
+from veil.keyserver.auth import CallingDevice, replayed, spend_all, verify_all
 from veil.keyserver.chains import Chain, ChainId
 from veil.keyserver.deps import signed_call
+from veil.keyserver.grouped import GroupedCommits, Pending
 from veil.keyserver.routes.common import (
     TRANSFORMER_UNAVAILABLE,
+    audit_entry,
     device_transform_key,
     member_transform_key,
-    record,
+    member_transform_keys,
 )
 from veil.keyserver.schemas import Transformed, TransformRequest
 from veil.keyserver.service import KeyService
-from veil.web.errors import bad_request, unprocessable
+from veil.web.errors import ApiError, bad_request, unprocessable
 from veil.web.openapi import SIGNED_REQUEST
 
 router = APIRouter(prefix="/v1", tags=["transform"])
@@ -70,7 +75,9 @@ async def transform_for_device(request: Request) -> Response:
         early.add_done_callback(lambda _: chains.settle(chain_id))
     try:
         try:
-            chain = await run_in_threadpool(_authorize, service, call, body.group_id)
+            known = guess.signing_key if guess is not None else None
+            authorizations: GroupedCommits[_Ask] = request.app.state.transform_authorizations
+            chain = await authorizations.decide(call, _Ask(body.group_id, known))
         except Exception:
             chains.forget(chain_id, ticket)
             raise
@@ -121,11 +128,52 @@ def _discard(task: "asyncio.Task[bytes]") -> None:
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
-def _authorize(service: KeyService, call: SignedCall, group_id: str | None) -> Chain:
-    with service.signed(call) as (session, caller):
-        keys: list[bytes] = []
-        if group_id is not None:  # a member row exists only while its group does
-            keys.append(member_transform_key(session, group_id, caller.user_id))
-        keys.append(device_transform_key(caller))
-        record(service, session, caller, "transform", group_id or f"user:{caller.user_id}")
-    return Chain(caller.signing_key, tuple(keys))
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What a transform request asks for: the group's chain (None: its own user's), and
+    a key its signature has already been verified against (by ``RecentChains.guess``)."""
+
+    group_id: str | None
+    known: VerifyingKey | None
+
+
+def authorize_group(service: KeyService, session: Session, group: list[Pending[_Ask]]) -> None:
+    """A group of transform requests' authorizations, each as ``KeyService.signed`` and
+    a member's transform key would decide it alone: devices, signatures, nonces,
+    memberships, each in one statement for the whole group, and one audit append."""
+    calls = [pending.call for pending in group]
+    verified: list[tuple[Pending[_Ask], CallingDevice]] = []
+    for pending, caller in zip(
+        group, verify_all(session, calls, [p.item.known for p in group]), strict=True
+    ):
+        if isinstance(caller, ApiError):
+            pending.refuse(caller)
+        else:
+            pending.authenticated = True
+            verified.append((pending, caller))
+    fresh = spend_all(session, service.settings, [pending.call for pending, _ in verified])
+    admitted = []
+    for (pending, caller), spent in zip(verified, fresh, strict=True):
+        if spent:
+            admitted.append((pending, caller))
+        else:
+            pending.refuse(replayed())
+    wanted = {(p.item.group_id, c.user_id) for p, c in admitted if p.item.group_id is not None}
+    member_keys = member_transform_keys(session, wanted)
+    entries = []
+    for pending, caller in admitted:
+        group_id = pending.item.group_id
+        try:
+            keys: list[bytes] = []
+            if group_id is not None:  # a member row exists only while its group does
+                key = member_keys.get((group_id, caller.user_id))
+                # None: not a member, or no such group; the single check says which.
+                keys.append(key or member_transform_key(session, group_id, caller.user_id))
+            keys.append(device_transform_key(caller))
+        except ApiError as refusal:
+            pending.refuse(refusal)
+            continue
+        pending.grant(Chain(caller.signing_key, tuple(keys)))
+        subject = group_id or f"user:{caller.user_id}"
+        entries.append(audit_entry(service, caller, "transform", subject))
+    audit.append_all(session, entries)

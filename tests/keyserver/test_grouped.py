@@ -1,0 +1,218 @@
+"""Transform authorizations committed in groups (``veil.keyserver.grouped``): requests
+that arrive while a group commits go together in the next one, each decided on its
+own; a refused one spends its nonce and leaves the others' answers and audit entries
+alone; a group whose transaction fails releases nothing and spends every nonce."""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from veil.crypto.keys import Plaintext, PrivateKey
+from veil.crypto.pre import EncryptedValue, decrypt, encrypt
+from veil.crypto.signing import SigningKey
+from veil.keyserver.models import AuditEntry
+from veil.keyserver.routes import transforms
+from veil.protocol import b64decode, b64encode, sign_request
+
+Request = tuple[bytes, dict[str, str]]
+
+
+def _transform_request(actor: Any, encrypted: bytes, group_id: str, signer: Any = None) -> Request:
+    """A signed transform request, as bytes and headers (so it can be sent twice)."""
+    raw = json.dumps({"encrypted_key": b64encode(encrypted), "group_id": group_id}).encode()
+    headers = sign_request(
+        signer or actor.signer, actor.device_id, "POST", "/v1/transform", "", raw,
+        int(actor.clock()),
+    )  # fmt: skip
+    return raw, {**headers, "content-type": "application/json"}
+
+
+def _send(client: TestClient, request: Request) -> Any:
+    raw, headers = request
+    return client.post("/v1/transform", content=raw, headers=headers)
+
+
+@pytest.fixture
+def hold_first_group(client: TestClient, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``hold(n)``: the next group's first request waits in its transaction until ``n``
+    requests wait behind it, so that those form the following group together."""
+    commits = client.app.state.transform_authorizations  # type: ignore[attr-defined]
+    verify_all = transforms.verify_all
+    behind = {"count": 0}
+    holding = threading.Event()
+
+    def held(*args: Any) -> Any:
+        if behind["count"]:
+            count, behind["count"] = behind["count"], 0
+            holding.set()
+            deadline = time.monotonic() + 10
+            while commits.waiting < count and time.monotonic() < deadline:
+                time.sleep(0.002)
+        return verify_all(*args)
+
+    monkeypatch.setattr(transforms, "verify_all", held)
+
+    def hold(count: int) -> threading.Event:
+        behind["count"] = count
+        holding.clear()
+        return holding
+
+    return hold
+
+
+def _together(
+    client: TestClient,
+    hold: Callable[[int], threading.Event],
+    plug: Request,
+    requests: list[Request],
+) -> tuple[Any, list[Any]]:
+    """``plug`` alone in a group, then ``requests``, all in the next group."""
+    holding = hold(len(requests))
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        first = pool.submit(_send, client, plug)
+        assert holding.wait(10), "the plug's group did not begin"
+        rest = [pool.submit(_send, client, request) for request in requests]
+        return first.result(), [future.result() for future in rest]
+
+
+def _audited_transforms(client: TestClient) -> int:
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with service.sessions() as session:
+        query = select(func.count()).where(AuditEntry.action == "transform")
+        return int(session.execute(query).scalar_one())
+
+
+def _opens(response: Any, device_key: PrivateKey, session_key: Plaintext) -> None:
+    assert response.status_code == 200, response.text
+    value = EncryptedValue.from_bytes(b64decode(response.json()["encrypted_key"])).verify()
+    assert decrypt(value, device_key) == session_key
+
+
+def _error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert "encrypted_key" not in response.text
+
+
+@pytest.fixture
+def meeting(make_actor):  # type: ignore[no-untyped-def]
+    """Alice's group g1 (she administers it) with members Bob and Carol; Dave
+    registered but not a member; the session key encrypted to the group."""
+    alice, bob, carol, dave = (make_actor(name) for name in ("alice", "bob", "carol", "dave"))
+    group_key = alice.create_group("g1")
+    for member in (bob, carol):
+        assert alice.add_member("g1", group_key, member).status_code == 201
+    session_key = Plaintext.generate()
+    encrypted = bytes(encrypt(session_key, group_key.public_key, alice.signer))
+    return alice, bob, carol, dave, group_key, session_key, encrypted
+
+
+def test_requests_that_arrive_together_are_committed_as_one_group(
+    client, meeting, hold_first_group
+) -> None:  # type: ignore[no-untyped-def]
+    _, bob, carol, _, _, session_key, encrypted = meeting
+    commits = client.app.state.transform_authorizations
+    groups, requests = commits.groups, commits.requests
+    members = [bob, carol] * 4
+    plug = _transform_request(bob, encrypted, "g1")
+    first, rest = _together(
+        client, hold_first_group, plug, [_transform_request(m, encrypted, "g1") for m in members]
+    )
+    _opens(first, bob.device_key, session_key)
+    for member, response in zip(members, rest, strict=True):
+        _opens(response, member.device_key, session_key)
+    assert (commits.groups - groups, commits.requests - requests) == (2, 9)
+    assert _audited_transforms(client) == 9
+    metrics = client.get("/metrics").text  # the meeting's set-up asked for no transform
+    assert "veil_transform_authorizations_total 9.0" in metrics
+    assert "veil_transform_authorization_groups_total 2.0" in metrics
+
+
+def test_a_refusal_in_a_group_is_its_own_and_spends_its_nonce(
+    client, meeting, hold_first_group
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol, dave, group_key, session_key, encrypted = meeting
+    stranger = bob.another_device()  # never added: no such device
+    stranger.device_id = "not-a-device"
+    bobs = _transform_request(bob, encrypted, "g1")
+    daves = _transform_request(dave, encrypted, "g1")
+    requests = [
+        _transform_request(carol, encrypted, "g1"),
+        daves,  # not a member
+        _transform_request(carol, encrypted, "g1", signer=SigningKey.generate()),
+        bobs,
+        bobs,  # the same request twice: only one is answered
+        _transform_request(stranger, encrypted, "g1"),
+        _transform_request(carol, encrypted, "g1"),
+    ]
+    first, rest = _together(
+        client, hold_first_group, _transform_request(bob, encrypted, "g1"), requests
+    )
+    _opens(first, bob.device_key, session_key)
+    _opens(rest[0], carol.device_key, session_key)
+    _error(rest[1], 403, "not_member")
+    _error(rest[2], 401, "bad_signature")
+    answered = [r for r in rest[3:5] if r.status_code == 200]
+    assert len(answered) == 1, [r.text for r in rest[3:5]]
+    _opens(answered[0], bob.device_key, session_key)
+    _error(next(r for r in rest[3:5] if r.status_code != 200), 401, "replayed_request")
+    _error(rest[5], 401, "unknown_device")
+    _opens(rest[6], carol.device_key, session_key)
+    assert _audited_transforms(client) == 4  # bob twice, carol twice: no refusal audited
+    # Dave's refused request was spent in the group's transaction: once he is a member
+    # it still cannot be replayed.
+    assert alice.add_member("g1", group_key, dave).status_code == 201
+    _error(_send(client, daves), 401, "replayed_request")
+    _opens(_send(client, _transform_request(dave, encrypted, "g1")), dave.device_key, session_key)
+
+
+def test_a_group_whose_transaction_fails_releases_nothing_and_spends_every_nonce(
+    client, meeting, hold_first_group, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol, dave, group_key, session_key, encrypted = meeting
+    service = client.app.state.service
+    transaction = service.transaction
+    failing = {"next": False}
+
+    @contextmanager
+    def fails_to_commit(**kwargs: Any) -> Iterator[Any]:
+        fail, failing["next"] = failing["next"], False  # a transaction begun after the flag
+        with transaction(**kwargs) as session:
+            yield session
+            if fail:
+                raise OperationalError("COMMIT", None, Exception("disk I/O error"))
+
+    monkeypatch.setattr(service, "transaction", fails_to_commit)
+    requests = [
+        _transform_request(carol, encrypted, "g1"),
+        _transform_request(dave, encrypted, "g1"),  # refused in its savepoint
+        _transform_request(carol, encrypted, "g1", signer=SigningKey.generate()),
+    ]
+    plain = TestClient(client.app, raise_server_exceptions=False)  # shares the running app
+    holding = hold_first_group(len(requests))
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        first = pool.submit(_send, plain, _transform_request(bob, encrypted, "g1"))
+        assert holding.wait(10)
+        failing["next"] = True  # the held group commits; the next one fails
+        rest = [pool.submit(_send, plain, request) for request in requests]
+        _opens(first.result(), bob.device_key, session_key)
+        answers = [future.result() for future in rest]
+    for response in answers:
+        assert response.status_code == 500, response.text
+        assert "encrypted_key" not in response.text
+    assert _audited_transforms(client) == 1  # the plug's alone
+    # The two that authenticated are spent, whatever the outcome; the one whose
+    # signature did not verify spent nothing (its nonce was never its device's).
+    assert alice.add_member("g1", group_key, dave).status_code == 201
+    for request in requests[:2]:
+        _error(_send(client, request), 401, "replayed_request")
+    _error(_send(client, requests[2]), 401, "bad_signature")
