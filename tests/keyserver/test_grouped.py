@@ -4,6 +4,7 @@ own; a refused one spends its nonce and leaves the others' answers and audit ent
 alone; a group whose transaction fails releases nothing and spends every nonce."""
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,15 +14,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
+from veil.keyserver.auth import SignedCall, spend_all
 from veil.keyserver.models import AuditEntry
 from veil.keyserver.routes import transforms
-from veil.protocol import b64decode, b64encode, sign_request
+from veil.protocol import NONCE_SIZE, b64decode, b64encode, sign_request
 
 Request = tuple[bytes, dict[str, str]]
 
@@ -216,3 +218,59 @@ def test_a_group_whose_transaction_fails_releases_nothing_and_spends_every_nonce
     for request in requests[:2]:
         _error(_send(client, request), 401, "replayed_request")
     _error(_send(client, requests[2]), 401, "bad_signature")
+
+
+def _nonce_call(device_id: str) -> SignedCall:
+    return SignedCall(device_id, b"", "", b64encode(secrets.token_bytes(NONCE_SIZE)), b"")
+
+
+def _lock_waiters(service: Any) -> int:
+    with service.engine.connect() as connection:
+        query = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(connection.execute(query).scalar_one())
+
+
+def test_groups_on_two_replicas_that_share_nonces_do_not_deadlock(client, settings) -> None:  # type: ignore[no-untyped-def]
+    """A device's owner may send the same signed requests to two replicas, in either
+    order: their groups insert the shared nonces in one order, so neither waits for
+    the other while holding a nonce the other waits for (PostgreSQL would abort one
+    group, failing every other request in it)."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("one SQLite writer at a time: no two groups wait for each other")
+    service = client.app.state.service
+    x, w, y = (_nonce_call("mallory-device") for _ in range(3))
+    outcomes: dict[str, Any] = {}
+
+    def group(name: str, calls: list[SignedCall]) -> None:
+        try:
+            with service.transaction() as session:
+                outcomes[name] = spend_all(session, service.settings, calls)
+        except Exception as error:  # the test reports it
+            outcomes[name] = error
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # A third transaction holds w, so that the first group stops between its nonces.
+    with service.transaction() as holder:
+        assert spend_all(holder, service.settings, [w]) == [True]
+        first = threading.Thread(target=group, args=("first", [x, w, y]))
+        first.start()
+        wait_for(lambda: _lock_waiters(service) >= 1 or "first" in outcomes)
+        second = threading.Thread(target=group, args=("second", [y, x]))
+        second.start()
+        wait_for(lambda: _lock_waiters(service) >= 2 or "second" in outcomes)
+        holder.rollback()
+    first.join(10)
+    second.join(10)
+    assert not isinstance(outcomes["first"], Exception), outcomes["first"]
+    assert not isinstance(outcomes["second"], Exception), outcomes["second"]
+    spent_x = [outcomes["first"][0], outcomes["second"][1]]
+    spent_y = [outcomes["first"][2], outcomes["second"][0]]
+    assert outcomes["first"][1] is True  # w: the holder's insert was rolled back
+    assert sorted(spent_x) == [False, True] and sorted(spent_y) == [False, True]

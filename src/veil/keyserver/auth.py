@@ -189,9 +189,14 @@ def spend_all(
     first: dict[tuple[str, str], int] = {}
     for index, call in enumerate(calls):
         first.setdefault((call.device_id, call.nonce), index)
-    values = ", ".join(f"(:d{i}, :n{i}, :now)" for i in range(len(first)))
+    # In one order on every replica: a group waits for another's uncommitted nonce
+    # while holding those it inserted before it, so two groups that share nonces (a
+    # device's owner may send the same requests to two replicas, in either order)
+    # would otherwise deadlock, and PostgreSQL would fail all of one group's requests.
+    pairs = sorted(first)
+    values = ", ".join(f"(:d{i}, :n{i}, :now)" for i in range(len(pairs)))
     params: dict[str, object] = {"now": now}
-    for i, (device_id, nonce) in enumerate(first):
+    for i, (device_id, nonce) in enumerate(pairs):
         params[f"d{i}"], params[f"n{i}"] = device_id, nonce
     statement = text(
         f"INSERT INTO request_nonces (device_id, nonce, seen_at) VALUES {values}"  # noqa: S608 (placeholders only)
