@@ -3,6 +3,7 @@ that arrive while a group commits go together in the next one, each decided on i
 own; a refused one spends its nonce and leaves the others' answers and audit entries
 alone; a group whose transaction fails releases nothing and spends every nonce."""
 
+import asyncio
 import json
 import secrets
 import threading
@@ -21,6 +22,7 @@ from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
 from veil.keyserver.auth import SignedCall, spend_all
+from veil.keyserver.grouped import GroupedCommits, Pending
 from veil.keyserver.models import AuditEntry
 from veil.keyserver.routes import transforms
 from veil.protocol import NONCE_SIZE, b64decode, b64encode, sign_request
@@ -274,3 +276,47 @@ def test_groups_on_two_replicas_that_share_nonces_do_not_deadlock(client, settin
     spent_y = [outcomes["first"][2], outcomes["second"][0]]
     assert outcomes["first"][1] is True  # w: the holder's insert was rolled back
     assert sorted(spent_x) == [False, True] and sorted(spent_y) == [False, True]
+
+
+class _NoDatabase:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield None
+
+
+def _grants(service: Any, session: Any, group: list[Pending[Any]]) -> None:
+    for pending in group:
+        pending.grant(pending.item)
+
+
+def _ask(commits: GroupedCommits[Any], item: Any) -> Any:
+    async def ask() -> Any:
+        return await asyncio.wait_for(commits.decide(_nonce_call("d"), item), 5)
+
+    return asyncio.run(ask())
+
+
+def test_a_drain_its_loop_cannot_run_still_answers_every_request() -> None:
+    """A loop whose executor has shut down cannot run the drain: another thread does,
+    or the queue would wait forever for a drain that never started."""
+    commits = GroupedCommits[Any](_NoDatabase(), _grants)  # type: ignore[arg-type]
+
+    async def on_a_closing_loop() -> Any:
+        await asyncio.get_running_loop().shutdown_default_executor()
+        return await asyncio.wait_for(commits.decide(_nonce_call("d"), "first"), 5)
+
+    assert asyncio.run(on_a_closing_loop()) == "first"
+    assert _ask(commits, "next") == "next"  # on another loop
+
+
+def test_a_group_that_fails_with_stop_iteration_still_answers() -> None:
+    """A future refuses StopIteration: its requests get another error, not silence."""
+
+    def stops(service: Any, session: Any, group: list[Pending[Any]]) -> None:
+        raise StopIteration
+
+    commits = GroupedCommits[Any](_NoDatabase(), stops)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        _ask(commits, "first")
+    commits._decide = _grants
+    assert _ask(commits, "next") == "next"

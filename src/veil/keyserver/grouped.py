@@ -97,7 +97,13 @@ class GroupedCommits(Generic[Item]):
         if start:
             # The drain runs in a thread until the queue is empty. Nothing awaits it:
             # it answers every request it takes, whatever happens.
-            loop.run_in_executor(None, self._drain)
+            try:
+                loop.run_in_executor(None, self._drain)
+            except RuntimeError:
+                # This loop's executor has shut down (the loop is closing). The drain
+                # must run all the same: requests from other loops are queued behind
+                # this one, and none of them would start another while it is due.
+                threading.Thread(target=self._drain, name="veil-grouped-commits").start()
         return await pending.answer
 
     def _drain(self) -> None:
@@ -136,7 +142,11 @@ def _answer(pending: Pending[Any]) -> None:
         if pending.answer.done():  # the request went away
             return
         if pending.failed:
-            pending.answer.set_exception(pending.outcome)
+            try:
+                pending.answer.set_exception(pending.outcome)
+            except TypeError:  # StopIteration, which a future refuses: still an answer
+                failure = RuntimeError("the group's transaction failed")
+                pending.answer.set_exception(failure)
         else:
             pending.answer.set_result(pending.outcome)
 
