@@ -21,8 +21,10 @@ from sqlalchemy.exc import OperationalError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
+from veil.keyserver import create_app
 from veil.keyserver.auth import SignedCall, spend_all
 from veil.keyserver.grouped import GroupedCommits, Pending
+from veil.keyserver.maintenance import verify_audit
 from veil.keyserver.models import AuditEntry
 from veil.keyserver.routes import transforms
 from veil.protocol import NONCE_SIZE, b64decode, b64encode, sign_request
@@ -276,6 +278,50 @@ def test_groups_on_two_replicas_that_share_nonces_do_not_deadlock(client, settin
     spent_y = [outcomes["first"][2], outcomes["second"][0]]
     assert outcomes["first"][1] is True  # w: the holder's insert was rolled back
     assert sorted(spent_x) == [False, True] and sorted(spent_y) == [False, True]
+
+
+def test_groups_on_two_replicas_answer_each_request_once_and_keep_one_chain(
+    settings, meeting
+) -> None:  # type: ignore[no-untyped-def]
+    """Both replicas' groups at once, with refusals and the same requests sent to both:
+    each granted request answered once and audited once, the chain whole."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database")
+    _, bob, carol, dave, _, session_key, encrypted = meeting
+    with (
+        TestClient(create_app(settings), raise_server_exceptions=False) as first,
+        TestClient(create_app(settings), raise_server_exceptions=False) as second,
+    ):
+        before = _audited_transforms(first)
+        sent: list[tuple[TestClient, Any, Request]] = []
+        for round_ in range(12):
+            for member in (bob, carol):
+                request = _transform_request(member, encrypted, "g1")
+                sent.append((first, member, request))
+                sent.append((second, member, request))  # the same request on both
+            sent.append(
+                (first if round_ % 2 else second, dave, _transform_request(dave, encrypted, "g1"))
+            )
+            forged = _transform_request(bob, encrypted, "g1", signer=SigningKey.generate())
+            sent.append((second if round_ % 2 else first, None, forged))
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda s: _send(s[0], s[2]), sent))
+        granted = 0
+        for index in range(0, len(sent), 6):
+            for start in (index, index + 2):
+                member, pair = sent[start][1], answers[start : start + 2]
+                ok = [r for r in pair if r.status_code == 200]
+                assert len(ok) == 1, [r.text for r in pair]
+                _opens(ok[0], member.device_key, session_key)
+                _error(next(r for r in pair if r.status_code != 200), 401, "replayed_request")
+                granted += 1
+            _error(answers[index + 4], 403, "not_member")
+            _error(answers[index + 5], 401, "bad_signature")
+        assert _audited_transforms(first) - before == granted == 24
+        commits = [c.app.state.transform_authorizations for c in (first, second)]
+        assert sum(c.requests for c in commits) == len(sent)
+        assert any(c.groups < c.requests for c in commits)  # some groups held several
+        assert verify_audit(settings.database_url).ok
 
 
 class _NoDatabase:
