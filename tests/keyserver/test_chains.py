@@ -7,11 +7,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from veil.crypto.errors import DecryptionError
 from veil.crypto.keys import Plaintext, PrivateKey
 from veil.crypto.pre import EncryptedValue, decrypt, encrypt
 from veil.crypto.signing import SigningKey
+from veil.keyserver import create_app
 from veil.keyserver.chains import Chain, RecentChains
 from veil.keyserver.routes import transforms
 from veil.protocol import b64decode, b64encode, sign_request
@@ -299,3 +301,22 @@ def test_transforms_in_a_thread_never_start_early(make_actor, client, monkeypatc
     )
     assert alice.transform(encrypted).status_code == 200
     assert log == []
+
+
+def test_a_signing_key_rotated_away_on_another_replica_is_refused_here_though_guessed(
+    make_actor, events, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """This replica still remembers the chain with the old signing key (the rotation
+    was another replica's): the guess accepts a thief's signature by that key and
+    starts early, but the database's key decides, and it is verified again."""
+    alice = make_actor("alice")
+    encrypted = bytes(encrypt(Plaintext.generate(), alice.master, alice.signer))
+    assert alice.transform(encrypted).status_code == 200
+    thief = dataclasses.replace(alice)  # holds the old signing key
+    with TestClient(create_app(settings)) as other:
+        alice.client = other
+        _rotate(alice, PrivateKey.generate(), SigningKey.generate())
+    events.clear()
+
+    _error(thief.transform(encrypted), 401, "bad_signature")
+    assert events == ["transform", "authorize"]  # the guess knew the old key

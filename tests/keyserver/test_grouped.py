@@ -4,6 +4,7 @@ own; a refused one spends its nonce and leaves the others' answers and audit ent
 alone; a group whose transaction fails releases nothing and spends every nonce."""
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import threading
@@ -27,7 +28,17 @@ from veil.keyserver.grouped import GroupedCommits, Pending
 from veil.keyserver.maintenance import verify_audit
 from veil.keyserver.models import AuditEntry
 from veil.keyserver.routes import transforms
-from veil.protocol import NONCE_SIZE, b64decode, b64encode, sign_request
+from veil.protocol import (
+    DEVICE_HEADER,
+    NONCE_HEADER,
+    NONCE_SIZE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    b64decode,
+    b64encode,
+    request_message,
+    sign_request,
+)
 
 Request = tuple[bytes, dict[str, str]]
 
@@ -366,3 +377,67 @@ def test_a_group_that_fails_with_stop_iteration_still_answers() -> None:
         _ask(commits, "first")
     commits._decide = _grants
     assert _ask(commits, "next") == "next"
+
+
+def _with_nonce(actor: Any, encrypted: bytes, group_id: str | None, nonce: str) -> Request:
+    """A signed transform request whose nonce is ``nonce``."""
+    body: dict[str, str] = {"encrypted_key": b64encode(encrypted)}
+    if group_id is not None:
+        body["group_id"] = group_id
+    raw, now = json.dumps(body).encode(), int(actor.clock())
+    message = request_message(
+        "POST", "/v1/transform", "", raw, now, nonce, device_id=actor.device_id
+    )
+    headers = {
+        DEVICE_HEADER: actor.device_id,
+        TIMESTAMP_HEADER: str(now),
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: b64encode(actor.signer.sign(message)),
+        "content-type": "application/json",
+    }
+    return raw, headers
+
+
+def test_every_kind_of_refusal_in_one_group_is_its_own(
+    client, meeting, make_actor, hold_first_group, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """A revoked device, a removed member, an unknown group, a rotated signing key,
+    beside the same device twice and two devices with the same nonce: each answered as
+    alone, and only the granted audited."""
+    alice, bob, carol, dave, group_key, session_key, encrypted = meeting
+    erin = make_actor("erin")
+    assert alice.add_member("g1", group_key, erin).status_code == 201
+    laptop = bob.another_device()
+    laptop.add_device()
+    assert bob.signed("DELETE", f"/v1/devices/{laptop.device_id}").status_code == 200
+    assert alice.remove_member("g1", group_key, "carol").status_code == 200
+    stolen = erin.signer
+    assert erin.rotate(PrivateKey.generate(), SigningKey.generate()).status_code == 200
+    erin_before = dataclasses.replace(erin, signer=stolen)
+    own = bytes(encrypt(session_key, bob.master, alice.signer))
+    shared = b64encode(secrets.token_bytes(NONCE_SIZE))
+    before = _audited_transforms(client)
+    requests = [
+        _transform_request(laptop, encrypted, "g1"),  # revoked
+        _transform_request(carol, encrypted, "g1"),  # removed
+        _transform_request(bob, encrypted, "nope"),  # no such group
+        _transform_request(erin_before, encrypted, "g1"),  # a signing key rotated away
+        _with_nonce(bob, encrypted, "g1", shared),
+        _with_nonce(alice, own, None, shared),  # the same nonce, another device: fine
+        _with_nonce(bob, own, None, b64encode(secrets.token_bytes(NONCE_SIZE))),
+        _transform_request(alice, encrypted, "g1"),  # an admin, not a member
+    ]
+    first, rest = _together(
+        client, hold_first_group, _transform_request(dave, encrypted, "g1"), requests
+    )
+    _error(first, 403, "not_member")
+    _error(rest[0], 403, "device_revoked")
+    _error(rest[1], 403, "not_member")
+    _error(rest[2], 404, "not_found")
+    _error(rest[3], 401, "bad_signature")
+    _opens(rest[4], bob.device_key, session_key)
+    assert rest[5].status_code == 200, rest[5].text  # alice's own user chain
+    _opens(rest[6], bob.device_key, session_key)
+    _error(rest[7], 403, "not_member")
+    assert _audited_transforms(client) - before == 3
+    assert verify_audit(settings.database_url).ok
