@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
-from veil.keyserver.auth import SignedCall, spend_refused
+from veil.keyserver.auth import SignedCall, spend_all
 
 if TYPE_CHECKING:
     from veil.keyserver.service import KeyService
@@ -130,9 +130,10 @@ class GroupedCommits(Generic[Item]):
             return
         service = self._service
         try:
+            # In one statement, in the order every group spends nonces in (a failed
+            # group on each of two replicas could otherwise deadlock over shared ones).
             with service.transaction() as session:
-                for pending in authenticated:
-                    spend_refused(session, service.settings, pending.call)
+                spend_all(session, service.settings, [pending.call for pending in authenticated])
         except Exception:  # noqa: S110 (the group's own error is what they report)
             pass
 
