@@ -68,13 +68,36 @@ export class Reader {
   }
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
+export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
     out.set(part, at);
     at += part.length;
   }
+  return out;
+}
+
+type Transferable = ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
+
+/** `room` bytes (zero) ‖ `bytes`, taking `bytes`' buffer, which must be theirs alone and
+ * whole (WebCrypto's fresh result): a media frame's ciphertext gets its header in front,
+ * a plaintext its clear codec bytes. Where `ArrayBuffer.prototype.transfer` is (ES2024:
+ * browsers; not Node 20) the buffer is grown, in place where its allocator can, and the
+ * bytes moved up: in a browser a fresh frame-sized buffer costs several times its copy
+ * (6 µs for 10 kB in a Chromium worker), about what the frame's AES-GCM call costs.
+ * Elsewhere, a new buffer. */
+export function withRoomBefore(bytes: Uint8Array<ArrayBuffer>, room: number): Uint8Array<ArrayBuffer> {
+  const buffer = bytes.buffer as Transferable;
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
+  if (whole && typeof buffer.transfer === "function") {
+    const out = new Uint8Array(buffer.transfer(room + bytes.length));
+    out.copyWithin(room, 0, out.length - room);
+    out.fill(0, 0, room);
+    return out;
+  }
+  const out = new Uint8Array(room + bytes.length);
+  out.set(bytes, room);
   return out;
 }
 

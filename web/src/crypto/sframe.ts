@@ -6,7 +6,7 @@
  * HMAC-SHA256 for 1-3 (§4.5.1). Veil uses suite 5 unless told otherwise.
  */
 
-import { concat, owned } from "./encoding.js";
+import { concat, owned, withRoomBefore } from "./encoding.js";
 import { DecryptionError, InvalidLength, VeilCryptoError } from "./errors.js";
 
 export class ReplayedFrame extends VeilCryptoError {
@@ -206,8 +206,9 @@ interface Aead {
   readonly copiesAtCall: boolean;
   /** Bytes a ciphertext is longer than its plaintext. */
   readonly tagSize: number;
-  encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
-  decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  /** The result's buffer is new and the result's alone (`withRoomBefore` takes it). */
+  encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
+  decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 /** `bytes` as WebCrypto takes them, without a copy where they are not shared memory:
@@ -246,7 +247,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
     false,
     ["sign"],
   );
-  const ctr = async (nonce: Uint8Array, data: Uint8Array): Promise<Uint8Array> => {
+  const ctr = async (nonce: Uint8Array, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> => {
     const counter = concat([nonce, new Uint8Array(4)]);
     return new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CTR", counter: owned(counter), length: 32 }, aes, owned(data)));
   };
@@ -315,19 +316,26 @@ class KeyState {
     return out;
   }
 
-  /** §4.4.3's AAD: `header ‖ metadata`, the header being `size` bytes of `from` at `at`. */
-  aad(from: Uint8Array, at: number, size: number, metadata: Uint8Array): Uint8Array {
-    const total = size + metadata.length;
-    let out: Uint8Array;
-    if (this.aead.copiesAtCall) {
-      if (this.#ad.length < total) this.#ad = new Uint8Array(new ArrayBuffer(total * 2));
-      out = this.#ad;
-    } else {
-      out = new Uint8Array(total);
-    }
-    for (let i = 0; i < size; i++) out[i] = from[at + i] as number;
+  /** §4.4.3's AAD, `header ‖ metadata`, the header being `size` bytes of `from`. */
+  aad(from: Uint8Array, size: number, metadata: Uint8Array): Uint8Array {
+    const out = this.#scratch(size + metadata.length);
+    for (let i = 0; i < size; i++) out[i] = from[i] as number;
     out.set(metadata, size);
-    return out.length === total ? out : out.subarray(0, total);
+    return out;
+  }
+
+  /** §4.4.3's AAD of a frame being sealed: its header, written here, ‖ metadata. */
+  sealingAad(kidHigh: number, kidLow: number, ctrHigh: number, ctrLow: number, size: number, metadata: Uint8Array): Uint8Array {
+    const out = this.#scratch(size + metadata.length);
+    writeFields(out, 0, kidHigh, kidLow, ctrHigh, ctrLow);
+    out.set(metadata, size);
+    return out;
+  }
+
+  #scratch(total: number): Uint8Array {
+    if (!this.aead.copiesAtCall) return new Uint8Array(total);
+    if (this.#ad.length < total) this.#ad = new Uint8Array(new ArrayBuffer(total * 2));
+    return this.#ad.length === total ? this.#ad : this.#ad.subarray(0, total);
   }
 }
 
@@ -453,12 +461,14 @@ export class SFrameSender {
     } else this.#exhausted = true; // 2^64 - 1 is this frame's, the last
     const state = this.state;
     const at = prefix.length;
-    const size = 1 + fieldSize(this.#kidHigh, this.#kidLow) + fieldSize(high, low);
-    const out = new Uint8Array(at + size + payload.length + state.aead.tagSize);
+    const [kidHigh, kidLow] = [this.#kidHigh, this.#kidLow];
+    const size = 1 + fieldSize(kidHigh, kidLow) + fieldSize(high, low);
+    const aad = state.sealingAad(kidHigh, kidLow, high, low, size, metadata);
+    const sealed = await state.aead.encrypt(state.nonce(high, low), payload, aad);
+    // The header goes in front of WebCrypto's own buffer: no second frame-sized one.
+    const out = withRoomBefore(sealed, at + size);
     if (at) out.set(prefix);
-    writeFields(out, at, this.#kidHigh, this.#kidLow, high, low);
-    const sealed = await state.aead.encrypt(state.nonce(high, low), payload, state.aad(out, at, size, metadata));
-    out.set(sealed, at + size);
+    writeFields(out, at, kidHigh, kidLow, high, low);
     return out;
   }
 
@@ -502,14 +512,14 @@ export class SFrameReceiver {
     return [...this.#keys.keys()];
   }
 
-  /** The payload; `UnknownKeyId`, `ReplayedFrame` or `DecryptionError`. `header`:
-   * `readHeader(frame)`, for a caller that read it already. */
-  async unprotect(frame: Uint8Array, metadata: Uint8Array = EMPTY, header: Header = readHeader(frame)): Promise<Uint8Array> {
+  /** The payload (in a buffer of its own); `UnknownKeyId`, `ReplayedFrame` or
+   * `DecryptionError`. `header`: `readHeader(frame)`, for a caller that read it already. */
+  async unprotect(frame: Uint8Array, metadata: Uint8Array = EMPTY, header: Header = readHeader(frame)): Promise<Uint8Array<ArrayBuffer>> {
     const { kid, ctrHigh, ctrLow, size } = header;
     const state = this.#keys.get(kid);
     if (state === undefined) throw new UnknownKeyId(`no SFrame key for KID ${kid}`);
     state.window.checkCounter(ctrHigh, ctrLow);
-    const aad = state.aad(frame, 0, size, metadata);
+    const aad = state.aad(frame, size, metadata);
     const payload = await state.aead.decrypt(state.nonce(ctrHigh, ctrLow), frame.subarray(size), aad);
     state.window.acceptCounter(ctrHigh, ctrLow);
     return payload;

@@ -13,7 +13,7 @@
  * and a KID seen first in a failed frame leaves no key behind).
  */
 
-import { concat } from "../crypto/encoding.js";
+import { withRoomBefore } from "../crypto/encoding.js";
 import { DecodeError, DecryptionError } from "../crypto/errors.js";
 import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
 import {
@@ -163,7 +163,9 @@ export class FrameCipher {
       const payload = await this.#receiver.unprotect(frame, this.#metadata(clear), header);
       entry.opened = true;
       this.counters.decrypted += 1;
-      const opened = n === 0 ? payload : concat([clear, payload]);
+      // The clear bytes go in front of WebCrypto's own buffer: no second frame-sized one.
+      const opened = n === 0 ? payload : withRoomBefore(payload, n);
+      if (n !== 0) opened.set(clear);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
