@@ -312,7 +312,8 @@ def _demo_browser(args: argparse.Namespace) -> int:
     for b in m.get("sframe_vs_aes_gcm_us_per_frame", []):
         console.print(
             f"{b['codec']} {b['size']:,} B in a worker: SFrame seal + open {b['sframe_us']} µs "
-            f"vs AES-GCM encrypt + decrypt {b['aes_gcm_us']} µs per frame ({b['ratio']}x)"
+            f"vs AES-GCM encrypt + decrypt {b['aes_gcm_us']} µs per frame (median of the "
+            f"runs' ratios {b['ratio']}x)"
         )
     for shot in result["details"].get("screenshots", []):
         console.print(f"screenshot of a page's remote video: {shot}")

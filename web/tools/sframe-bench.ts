@@ -11,11 +11,12 @@
  *   and the clear bytes), in the same thread.
  *
  * In browsers it runs in a worker (`inWorker`, `sframe-bench-worker.ts`), as the real
- * frames are; in Node, in the calling thread. Each figure is the median, over `runs`
+ * frames are; in Node, in the calling thread. Each time is the median, over `runs`
  * batches of `BATCH` frames, of a batch's mean in µs per frame; the kinds of work take
- * turns batch by batch, so a machine whose speed drifts slows them alike. `ratio` is
- * SFrame's round trip over the baseline's. Seal, encrypt, open and decrypt are timed
- * alone as well (open on frames sealed ahead, under another KID).
+ * turns batch by batch, so a machine whose speed drifts slows them alike. `ratio` is the
+ * median over the runs of SFrame's round trip over the baseline's in the same run. Seal,
+ * encrypt, open and decrypt are timed alone as well (open on a batch of frames sealed
+ * just before, under another KID).
  */
 
 import { FrameCipher } from "../src/media/cipher.js";
@@ -39,7 +40,10 @@ export interface SFrameBench {
   aad_bytes: number;
   sframe_us: number;
   aes_gcm_us: number;
+  /** The median of the runs' ratios (see above): the figure to compare with a target. */
   ratio: number;
+  /** `sframe_us / aes_gcm_us`; far from `ratio` when load came and went meanwhile. */
+  ratio_of_medians: number;
   seal_us: number;
   encrypt_us: number;
   open_us: number;
@@ -53,17 +57,28 @@ function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-/** Median µs per call of each of `works`, their batches interleaved. */
-async function perFrame(runs: number, works: (() => Promise<unknown>)[]): Promise<number[]> {
-  const times: number[][] = works.map(() => []);
+interface Work {
+  /** Untimed, before each batch. */
+  prepare?: () => Promise<void>;
+  run: () => Promise<unknown>;
+}
+
+/** µs per call of each of `works`, batch by batch: `times[w][r]` is work `w`'s mean in
+ * run `r`. The works take turns, starting one further on in each run, so neither drift
+ * nor a fixed position in the order (after whose garbage?) favours one of them. */
+async function perFrame(runs: number, works: Work[]): Promise<number[][]> {
+  const times: number[][] = works.map(() => new Array<number>(runs).fill(0));
   for (let r = 0; r < runs; r++) {
-    for (const [w, work] of works.entries()) {
+    for (let k = 0; k < works.length; k++) {
+      const w = (r + k) % works.length;
+      const { prepare, run } = works[w] as Work;
+      await prepare?.();
       const start = performance.now();
-      for (let i = 0; i < BATCH; i++) await work();
-      times[w]?.push(((performance.now() - start) * 1000) / BATCH);
+      for (let i = 0; i < BATCH; i++) await run();
+      (times[w] as number[])[r] = ((performance.now() - start) * 1000) / BATCH;
     }
   }
-  return times.map(median);
+  return times;
 }
 
 async function sealed(cipher: FrameCipher, stream: number, codec: string, frame: Uint8Array): Promise<Uint8Array> {
@@ -86,11 +101,16 @@ export async function sframeAgainstAesGcm(size: number, codec: string, runs: num
   };
   // Warm up: derive the keys, let the JIT settle.
   for (let i = 0; i < 100; i++) await open(await sealed(sender, 0, codec, frame));
-  // Frames sealed ahead, for timing the receiving side alone: on stream 1, another KID
-  // with its own replay window, which the frames sealed and opened meanwhile leave alone.
+  // Frames sealed ahead of each batch, for timing the receiving side alone: on stream 1,
+  // another KID with its own replay window, which the frames sealed and opened meanwhile
+  // leave alone. One batch at a time: frames held by the thousand would make every
+  // garbage collection, and so the work that allocates most, dearer than in a real worker.
   const ahead: Uint8Array[] = [];
-  for (let i = 0; i < runs * BATCH; i++) ahead.push(await sealed(sender, 1, codec, frame));
   let next = 0;
+  const sealAhead = async (): Promise<void> => {
+    for (let i = 0; i < BATCH; i++) ahead[i] = await sealed(sender, 1, codec, frame);
+    next = 0;
+  };
 
   // The baseline: the bytes SFrame encrypts, additional data as long as SFrame's.
   const n = clearBytes(codec, frame);
@@ -103,26 +123,32 @@ export async function sframeAgainstAesGcm(size: number, codec: string, runs: num
   const gcm = { name: "AES-GCM", iv, additionalData };
   const ciphertext = await crypto.subtle.encrypt(gcm, aes, plain);
 
-  const [sframe_us = 0, aes_gcm_us = 0, seal_us = 0, encrypt_us = 0, open_us = 0, decrypt_us = 0] = await perFrame(runs, [
-    async () => open(await sealed(sender, 0, codec, frame)),
-    async () => crypto.subtle.decrypt(gcm, aes, await crypto.subtle.encrypt(gcm, aes, plain)),
-    () => sealed(sender, 0, codec, frame),
-    () => crypto.subtle.encrypt(gcm, aes, plain),
-    () => open(ahead[next++] as Uint8Array),
-    () => crypto.subtle.decrypt(gcm, aes, ciphertext),
+  const times = await perFrame(runs, [
+    { run: async () => open(await sealed(sender, 0, codec, frame)) },
+    { run: async () => crypto.subtle.decrypt(gcm, aes, await crypto.subtle.encrypt(gcm, aes, plain)) },
+    { run: () => sealed(sender, 0, codec, frame) },
+    { run: () => crypto.subtle.encrypt(gcm, aes, plain) },
+    { prepare: sealAhead, run: () => open(ahead[next++] as Uint8Array) },
+    { run: () => crypto.subtle.decrypt(gcm, aes, ciphertext) },
   ]);
+  const [sframe_us, aes_gcm_us, seal_us, encrypt_us, open_us, decrypt_us] = times.map(median) as number[];
+  // The ratio of each run's two round trips, timed one after the other, then the median:
+  // load that comes and goes on a shared machine falls on both sides of each ratio.
+  const [sframe = [], bare = []] = times;
+  const ratio = median(sframe.map((t, r) => t / (bare[r] as number)));
   return {
     codec,
     size,
     runs,
     aad_bytes: aadBytes,
-    sframe_us,
-    aes_gcm_us,
-    ratio: sframe_us / aes_gcm_us,
-    seal_us,
-    encrypt_us,
-    open_us,
-    decrypt_us,
+    sframe_us: sframe_us as number,
+    aes_gcm_us: aes_gcm_us as number,
+    ratio,
+    ratio_of_medians: (sframe_us as number) / (aes_gcm_us as number),
+    seal_us: seal_us as number,
+    encrypt_us: encrypt_us as number,
+    open_us: open_us as number,
+    decrypt_us: decrypt_us as number,
   };
 }
 

@@ -206,9 +206,11 @@ interface Aead {
   readonly copiesAtCall: boolean;
   /** Bytes a ciphertext is longer than its plaintext. */
   readonly tagSize: number;
-  /** The result's buffer is new and the result's alone (`withRoomBefore` takes it). */
-  encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
-  decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
+  /** A new buffer, the result's alone (`withRoomBefore` takes it). For GCM, WebCrypto's
+   * own promise: a frame awaits one promise, not a chain of async calls. `decrypt`
+   * rejects with whatever WebCrypto rejects with; `unprotect` makes it DecryptionError. */
+  encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<ArrayBuffer>;
+  decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<ArrayBuffer>;
 }
 
 /** `bytes` as WebCrypto takes them, without a copy where they are not shared memory:
@@ -219,20 +221,21 @@ function view(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 
 async function gcm(key: Uint8Array): Promise<Aead> {
   const aes = await crypto.subtle.importKey("raw", owned(key), "AES-GCM", false, ["encrypt", "decrypt"]);
+  // One parameters object per key, its members set per call: WebCrypto reads and copies
+  // them before it returns.
+  const params: AesGcmParams = { name: "AES-GCM", iv: new Uint8Array(12), additionalData: new Uint8Array() };
   return {
     copiesAtCall: true,
     tagSize: 16,
-    async encrypt(nonce, data, aad) {
-      const out = await crypto.subtle.encrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
-      return new Uint8Array(out);
+    encrypt(nonce, data, aad) {
+      params.iv = view(nonce);
+      params.additionalData = view(aad);
+      return crypto.subtle.encrypt(params, aes, view(data));
     },
-    async decrypt(nonce, data, aad) {
-      try {
-        const out = await crypto.subtle.decrypt({ name: "AES-GCM", iv: view(nonce), additionalData: view(aad) }, aes, view(data));
-        return new Uint8Array(out);
-      } catch {
-        throw new DecryptionError();
-      }
+    decrypt(nonce, data, aad) {
+      params.iv = view(nonce);
+      params.additionalData = view(aad);
+      return crypto.subtle.decrypt(params, aes, view(data));
     },
   };
 }
@@ -261,7 +264,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
     tagSize: params.nt,
     async encrypt(nonce, data, aad) {
       const ct = await ctr(nonce, data);
-      return concat([ct, await tag(nonce, aad, ct)]);
+      return concat([ct, await tag(nonce, aad, ct)]).buffer;
     },
     async decrypt(nonce, data, aad) {
       if (data.length < params.nt) throw new DecryptionError();
@@ -271,7 +274,7 @@ async function ctrHmac(key: Uint8Array, params: Params): Promise<Aead> {
       let diff = 0;
       for (let i = 0; i < params.nt; i++) diff |= (expected[i] ?? 0) ^ (given[i] ?? 0);
       if (diff !== 0) throw new DecryptionError();
-      return ctr(nonce, ct);
+      return (await ctr(nonce, ct)).buffer;
     },
   };
 }
@@ -464,7 +467,7 @@ export class SFrameSender {
     const [kidHigh, kidLow] = [this.#kidHigh, this.#kidLow];
     const size = 1 + fieldSize(kidHigh, kidLow) + fieldSize(high, low);
     const aad = state.sealingAad(kidHigh, kidLow, high, low, size, metadata);
-    const sealed = await state.aead.encrypt(state.nonce(high, low), payload, aad);
+    const sealed = new Uint8Array(await state.aead.encrypt(state.nonce(high, low), payload, aad));
     // The header goes in front of WebCrypto's own buffer: no second frame-sized one.
     const out = withRoomBefore(sealed, at + size);
     if (at) out.set(prefix);
@@ -520,9 +523,14 @@ export class SFrameReceiver {
     if (state === undefined) throw new UnknownKeyId(`no SFrame key for KID ${kid}`);
     state.window.checkCounter(ctrHigh, ctrLow);
     const aad = state.aad(frame, size, metadata);
-    const payload = await state.aead.decrypt(state.nonce(ctrHigh, ctrLow), frame.subarray(size), aad);
+    let payload: ArrayBuffer;
+    try {
+      payload = await state.aead.decrypt(state.nonce(ctrHigh, ctrLow), frame.subarray(size), aad);
+    } catch {
+      throw new DecryptionError();
+    }
     state.window.acceptCounter(ctrHigh, ctrLow);
-    return payload;
+    return new Uint8Array(payload);
   }
 
   toJSON(): string {
