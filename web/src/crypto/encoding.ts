@@ -78,34 +78,6 @@ export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-type Transferable = ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
-
-/** From this many bytes on, `withRoomBefore` grows the buffer rather than copying it. */
-export const GROW_FROM = 8192;
-
-/** `room` bytes (zero) ‖ `bytes`, taking `bytes`' buffer, which must be theirs alone and
- * whole (WebCrypto's fresh result): a media frame's ciphertext gets its header in front,
- * a plaintext its clear codec bytes. A browser pays for a new buffer by its size (pages
- * to map and zero: in a Chromium worker about 1.3 µs at 1.2 kB, 6 µs at 10 kB, 20 µs at
- * 30 kB), so from `GROW_FROM` bytes on, where `ArrayBuffer.prototype.transfer` is
- * (ES2024; not in Node 20), the buffer is grown (realloc'd) and the bytes moved up: a
- * 30 kB frame then opened in 66 µs, not 84 (SFrame bench, median of 9). Below, a copy
- * into a new buffer measured as fast or faster (the grown buffer is WebCrypto's, whose
- * transfer costs more than a fresh one's). */
-export function withRoomBefore(bytes: Uint8Array<ArrayBuffer>, room: number): Uint8Array<ArrayBuffer> {
-  const buffer = bytes.buffer as Transferable;
-  const whole = bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength;
-  if (whole && bytes.length >= GROW_FROM && typeof buffer.transfer === "function") {
-    const out = new Uint8Array(buffer.transfer(room + bytes.length));
-    out.copyWithin(room, 0, out.length - room);
-    out.fill(0, 0, room);
-    return out;
-  }
-  const out = new Uint8Array(room + bytes.length);
-  out.set(bytes, room);
-  return out;
-}
-
 /** Constant-time equality of two byte strings (lengths are not secret). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -13,7 +13,6 @@
  * and a KID seen first in a failed frame leaves no key behind).
  */
 
-import { withRoomBefore } from "../crypto/encoding.js";
 import { DecodeError, DecryptionError } from "../crypto/errors.js";
 import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
 import {
@@ -160,12 +159,9 @@ export class FrameCipher {
     entry.opening += 1;
     try {
       if (entry.ready !== undefined) await entry.ready;
-      const payload = await this.#receiver.unprotect(frame, this.#metadata(clear), header);
+      const opened = await this.#receiver.unprotectAfter(clear, frame, this.#metadata(clear), header);
       entry.opened = true;
       this.counters.decrypted += 1;
-      // The clear bytes go in front of WebCrypto's own buffer: no second frame-sized one.
-      const opened = n === 0 ? payload : withRoomBefore(payload, n);
-      if (n !== 0) opened.set(clear);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
