@@ -129,6 +129,8 @@ def _bench_meeting(args: argparse.Namespace) -> int:
 def _bench_web(args: argparse.Namespace) -> int:
     from veil.bench import web
 
+    if args.sframe:
+        return _bench_web_sframe(args)
     try:
         result = web.run(args.runs)
     except web.Unavailable as missing:
@@ -165,6 +167,39 @@ def _bench_web(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     console.print(f"Chromium {chromium['chromium']}, Node {node['node']}")
+    return 0
+
+
+def _bench_web_sframe(args: argparse.Namespace) -> int:
+    from veil.bench import web
+
+    try:
+        result = web.sframe(args.runs, args.repeats)
+    except web.Unavailable as missing:
+        print(f"veil bench web: cannot run here: {missing}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(
+        "frame", "SFrame seal + open", "AES-GCM encrypt + decrypt", "ratio by repeat", "median",
+        title=f"veil bench web --sframe — in a Chromium worker, medians of {args.runs} batches, "
+        f"{args.repeats} repeat(s)",
+    )  # fmt: skip
+    for case in result["cases"]:
+        table.add_row(
+            f"{case['codec']}, {case['size']:,} B",
+            f"{case['sframe_us']:.1f} µs",
+            f"{case['aes_gcm_us']:.1f} µs",
+            " ".join(f"{r:.2f}" for r in case["ratios"]),
+            f"{case['ratio']:.2f}x",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        "AES-GCM: the same bytes SFrame encrypts, additional data as long as SFrame's "
+        f"(web/tools/sframe-bench.ts); target {result['target']}x; Chromium {result['chromium']}"
+    )
     return 0
 
 
@@ -626,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
         "what is missing, where Node, the SDK's packages, Playwright or Chromium are.",
     )
     wb.add_argument("--runs", type=int, default=9, help="timed runs per operation (default 9)")
+    wb.add_argument("--sframe", action="store_true", help="only SFrame against bare AES-GCM, "
+                    "in Chromium workers, for a 100 B, a 1,200 B and a 10,000 B frame")  # fmt: skip
+    wb.add_argument("--repeats", type=int, default=5, help="with --sframe: fresh workers per "
+                    "frame size, each measuring --runs batches (default 5)")  # fmt: skip
     wb.add_argument("--json", action="store_true", help="print one JSON object")
     wb.set_defaults(handler=_bench_web)
 
