@@ -206,9 +206,9 @@ interface Aead {
   readonly copiesAtCall: boolean;
   /** Bytes a ciphertext is longer than its plaintext. */
   readonly tagSize: number;
-  /** For GCM, WebCrypto's own promise: a frame awaits one promise, not a chain of async
-   * calls; the inputs are read before it returns. `decrypt`
-   * rejects with whatever WebCrypto rejects with; `unprotect` makes it DecryptionError. */
+  /** A new buffer. For GCM, WebCrypto's own promise (its inputs read before it returns):
+   * a frame awaits one promise, not a chain of async calls. `decrypt` rejects with
+   * whatever WebCrypto rejects with; `unprotectAfter` makes that a DecryptionError. */
   encrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<ArrayBuffer>;
   decrypt(nonce: Uint8Array, data: Uint8Array, aad: Uint8Array): Promise<ArrayBuffer>;
 }
