@@ -136,6 +136,9 @@ test("a frame too short for its tag is refused as tampered, a VP8 frame's clear 
   const base = crypto.getRandomValues(new Uint8Array(32));
   const receiver = new SFrameReceiver();
   await receiver.addKey(7n, base);
+  // A malformed header is a rejected promise too, not a throw at the call.
+  await assert.rejects(receiver.unprotect(new Uint8Array(0)), { name: "InvalidLength" });
+  await assert.rejects(receiver.unprotect(Uint8Array.of(0xff)), { name: "InvalidLength" });
   for (const length of [0, 1, 15]) {
     const frame = concat([encodeHeader(7n, 3n), new Uint8Array(length)]);
     await assert.rejects(receiver.unprotect(frame), { name: "DecryptionError" }, `${length} bytes`);

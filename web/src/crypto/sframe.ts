@@ -520,8 +520,8 @@ export class SFrameReceiver {
 
   /** The payload (in a buffer of its own); `UnknownKeyId`, `ReplayedFrame` or
    * `DecryptionError`. `header`: `readHeader(frame)`, for a caller that read it already. */
-  unprotect(frame: Uint8Array, metadata: Uint8Array = EMPTY, header: Header = readHeader(frame)): Promise<Uint8Array> {
-    return this.unprotectAfter(EMPTY, frame, metadata, header);
+  async unprotect(frame: Uint8Array, metadata: Uint8Array = EMPTY, header?: Header): Promise<Uint8Array> {
+    return this.unprotectAfter(EMPTY, frame, metadata, header ?? readHeader(frame));
   }
 
   /** `prefix ‖ unprotect(frame, metadata)` in one buffer, made while WebCrypto decrypts
