@@ -129,6 +129,8 @@ def _bench_meeting(args: argparse.Namespace) -> int:
 def _bench_web(args: argparse.Namespace) -> int:
     from veil.bench import web
 
+    if args.sframe:
+        return _bench_web_sframe(args)
     try:
         result = web.run(args.runs)
     except web.Unavailable as missing:
@@ -147,16 +149,57 @@ def _bench_web(args: argparse.Namespace) -> int:
         ("level-2 decrypt", "decrypt_l2_ms", "{:.1f} ms"),
         ("transform-key generation", "transform_key_ms", "{:.1f} ms"),
         ("escrow unlock (split trust)", "escrow_unlock_ms", "{:.0f} ms"),
-        ("SFrame round trip, 1,200 B", "sframe_us", "{:.1f} µs"),
-        ("bare AES-GCM round trip, 1,200 B", "aes_gcm_us", "{:.1f} µs"),
     ]
     for label, name, form in rows:
         table.add_row(label, form.format(chromium[name]), form.format(node[name]))
+    # web/tools/sframe-bench.ts: SFrame seal + open as the media worker does them, against
+    # AES-256-GCM encrypt + decrypt of the same bytes with additional data as long.
+    for in_chromium, in_node in zip(chromium["sframe"], node["sframe"], strict=True):
+        case = f"{in_chromium['codec']}, {in_chromium['size']:,} B"
+        for label, name in (("SFrame seal + open", "sframe_us"), ("bare AES-GCM", "aes_gcm_us")):
+            table.add_row(
+                f"{label}, {case}", f"{in_chromium[name]:.1f} µs", f"{in_node[name]:.1f} µs"
+            )
+        ratios = (f"{in_chromium['ratio']:.2f}x", f"{in_node['ratio']:.2f}x")
+        table.add_row(f"SFrame / bare AES-GCM, {case}", *ratios)
     installed = result["key_post_to_installed_ms"]
     table.add_row("key post to installed key (3 people)", f"{installed:.0f} ms", "-")
     console = Console()
     console.print(table)
     console.print(f"Chromium {chromium['chromium']}, Node {node['node']}")
+    return 0
+
+
+def _bench_web_sframe(args: argparse.Namespace) -> int:
+    from veil.bench import web
+
+    try:
+        result = web.sframe(args.runs, args.repeats)
+    except web.Unavailable as missing:
+        print(f"veil bench web: cannot run here: {missing}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(
+        "frame", "SFrame seal + open", "AES-GCM encrypt + decrypt", "ratio by repeat", "median",
+        title=f"veil bench web --sframe — in a Chromium worker, medians of {args.runs} batches, "
+        f"{args.repeats} repeat(s)",
+    )  # fmt: skip
+    for case in result["cases"]:
+        table.add_row(
+            f"{case['codec']}, {case['size']:,} B",
+            f"{case['sframe_us']:.1f} µs",
+            f"{case['aes_gcm_us']:.1f} µs",
+            " ".join(f"{r:.2f}" for r in case["ratios"]),
+            f"{case['ratio']:.2f}x",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        "AES-GCM: the same bytes SFrame encrypts, additional data as long as SFrame's "
+        f"(web/tools/sframe-bench.ts); target {result['target']}x; Chromium {result['chromium']}"
+    )
     return 0
 
 
@@ -301,10 +344,11 @@ def _demo_browser(args: argparse.Namespace) -> int:
         f"longest time between two frames shown around it, ms: "
         f"{m.get('rekey_longest_frame_gap_ms')}"
     )
-    for codec, b in m.get("sframe_vs_aes_gcm_us_per_1200B_frame", {}).items():
+    for b in m.get("sframe_vs_aes_gcm_us_per_frame", []):
         console.print(
-            f"{codec} in a worker: SFrame seal + open {b['sframe_us']} µs vs AES-GCM encrypt + "
-            f"decrypt {b['aes_gcm_us']} µs per 1,200-byte frame ({b['ratio']}x)"
+            f"{b['codec']} {b['size']:,} B in a worker: SFrame seal + open {b['sframe_us']} µs "
+            f"vs AES-GCM encrypt + decrypt {b['aes_gcm_us']} µs per frame (median of the "
+            f"runs' ratios {b['ratio']}x)"
         )
     for shot in result["details"].get("screenshots", []):
         console.print(f"screenshot of a page's remote video: {shot}")
@@ -583,13 +627,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the browser SDK's crypto in headless Chromium and in Node",
         description="Builds the browser SDK (web/, or $VEIL_WEB_DIR) and times, in headless "
         "Chromium (Playwright, /usr/bin/chromium) and in Node, the medians of PRE encrypt, "
-        "level-2 decrypt, transform-key generation and escrow unlock, and an SFrame round "
-        "trip of a 1,200-byte frame beside a bare WebCrypto AES-GCM one; then, in a meeting "
-        "of a Python host and two Chromium pages on its own veil serve, the time from a "
+        "level-2 decrypt, transform-key generation and escrow unlock, and SFrame seal + open of "
+        "a 100-byte audio and a 1,200-byte video frame (in a worker in Chromium) beside bare "
+        "WebCrypto AES-256-GCM encrypt + decrypt of the same bytes and AAD length; then, in a "
+        "meeting of a Python host and two Chromium pages on its own veil serve, the time from a "
         "key post to the key installed in a page, over --runs rekeys. Exits 2, saying "
         "what is missing, where Node, the SDK's packages, Playwright or Chromium are.",
     )
     wb.add_argument("--runs", type=int, default=9, help="timed runs per operation (default 9)")
+    wb.add_argument("--sframe", action="store_true", help="only SFrame against bare AES-GCM, "
+                    "in Chromium workers, for a 100 B, a 1,200 B and a 10,000 B frame")  # fmt: skip
+    wb.add_argument("--repeats", type=int, default=5, help="with --sframe: fresh workers per "
+                    "frame size, each measuring --runs batches (default 5)")  # fmt: skip
     wb.add_argument("--json", action="store_true", help="print one JSON object")
     wb.set_defaults(handler=_bench_web)
 

@@ -11,6 +11,7 @@ from veil.cli import main
 
 TIMINGS = ("encrypt_ms", "decrypt_l2_ms", "transform_key_ms", "escrow_unlock_ms",
            "sframe_us", "aes_gcm_us")  # fmt: skip
+SFRAME_CASES = [("audio/opus", 100), ("video/vp8", 1200)]
 
 
 def test_it_prints_one_json_object_with_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,6 +28,9 @@ def test_it_prints_one_json_object_with_its_figures(capsys: pytest.CaptureFixtur
     for where in ("chromium", "node"):
         for timing in TIMINGS:
             assert result[where][timing] > 0, (where, timing)
+        cases = result[where]["sframe"]
+        assert [(c["codec"], c["size"]) for c in cases] == SFRAME_CASES, where
+        assert all(c["ratio"] > 0 and c["aad_bytes"] > 5 for c in cases), where
 
 
 def test_without_the_sdk_it_says_what_is_missing(
@@ -38,3 +42,19 @@ def test_without_the_sdk_it_says_what_is_missing(
     assert captured.out == ""
     assert "veil bench web: cannot run here:" in captured.err
     assert str(tmp_path) in captured.err or "Node.js" in captured.err
+
+
+def test_sframe_alone_reports_each_frame_size(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["bench", "web", "--sframe", "--json", "--runs", "1", "--repeats", "2"])
+    captured = capsys.readouterr()
+    if status == 2 and "cannot run here" in captured.err:
+        pytest.skip(captured.err.strip())
+    assert status == 0, captured.err
+    result = json.loads(captured.out)
+    assert (result["runs"], result["repeats"], result["target"]) == (1, 2, 1.5)
+    assert [(c["codec"], c["size"]) for c in result["cases"]] == [
+        ("audio/opus", 100), ("video/vp8", 1200), ("video/vp8", 10_000),
+    ]  # fmt: skip
+    for case in result["cases"]:
+        assert len(case["ratios"]) == 2 and case["ratio"] > 0
+        assert case["sframe_us"] > 0 and case["aes_gcm_us"] > 0

@@ -100,6 +100,24 @@ test("a frame under a made-up KID of a held epoch leaves no key behind", async (
   assert.match(JSON.stringify(bob), /FrameCipher\(sender=2, epochs=1\)/);
 });
 
+test("a failed frame that drops a new KID's key cannot reset the window of one that opened meanwhile", async () => {
+  // Two receivers of one sender's stream (a resubscribed track, a second transform) open
+  // frames of one FrameCipher concurrently. The first frame under the KID is forged;
+  // while it fails, an honest frame under the same KID opens. Dropping the key then would
+  // take the honest frame's place in the replay window with it: its replay would open.
+  const { alice, bob } = pair();
+  alice.setKey(1n, key(1));
+  bob.setKey(1n, key(1));
+  const forged = await SFrameSender.create(mediaKid(1n, ALICE, 0), key(9));
+  const bad = await forged.protect(new Uint8Array(40), new TextEncoder().encode(MEETING));
+  const honest = (await alice.seal(0, "audio/opus", new Uint8Array(40))) as Uint8Array;
+  const [first, second] = await Promise.all([bob.open("audio/opus", bad, ALICE), bob.open("audio/opus", honest, ALICE)]);
+  assert.deepEqual(first, { kind: "drop", reason: "tampered" });
+  assert.equal(second.kind, "frame");
+  assert.deepEqual(await bob.open("audio/opus", honest, ALICE), { kind: "drop", reason: "replayed" });
+  assert.equal(bob.counters.decrypted, 1);
+});
+
 test("a sender holds its frames back until it has a key, then asks for a key frame", async () => {
   const { alice } = pair();
   let keyFrames = 0;

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { fromHex, toHex } from "../src/crypto/encoding.js";
+import { concat, fromHex, toHex } from "../src/crypto/encoding.js";
 import {
   type CipherSuite,
   ReplayWindow,
@@ -78,4 +78,75 @@ test("the replay window refuses what fell behind it", () => {
   assert.throws(() => window.accept(7n), { name: "ReplayedFrame" });
   window.accept(100n);
   assert.throws(() => window.check(10n), { name: "ReplayedFrame" });
+});
+
+test("the replay window agrees with a plain model across 32-bit halves and up to 2^64 - 1", () => {
+  // Counters are two 32-bit halves per frame (no BigInt): check the ring against a set.
+  let seed = 7;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (const [start, size] of [[0n, 4], [2n ** 32n - 40n, 128], [2n ** 53n - 20n, 64], [2n ** 64n - 300n, 128], [5n, 1], [0n, 100]] as const) {
+    const window = new ReplayWindow(size);
+    const accepted = new Set<bigint>();
+    let top = -1n;
+    for (let i = 0; i < 2000; i++) {
+      const offset = BigInt(random(260));
+      const ctr = start + offset > 2n ** 64n - 1n ? 2n ** 64n - 1n : start + offset;
+      const fresh = ctr > top || (top - ctr < BigInt(size) && !accepted.has(ctr));
+      if (fresh) {
+        window.accept(ctr);
+        accepted.add(ctr);
+        if (ctr > top) top = ctr;
+      } else {
+        assert.throws(() => window.check(ctr), { name: "ReplayedFrame" }, `${ctr} after ${top}`);
+        assert.throws(() => window.accept(ctr), { name: "ReplayedFrame" });
+      }
+      assert.equal(window.top, top);
+    }
+  }
+  const window = new ReplayWindow(128);
+  window.accept(3n);
+  window.accept(2n ** 64n - 1n); // a jump over the whole window
+  assert.throws(() => window.check(3n), { name: "ReplayedFrame" });
+  assert.throws(() => window.check(2n ** 64n - 1n), { name: "ReplayedFrame" });
+  window.accept(2n ** 64n - 2n);
+  assert.throws(() => window.check(2n ** 64n), RangeError);
+});
+
+test("a sender's counter crosses 2^32 and ends at 2^64 - 1, as the header says", async () => {
+  const base = crypto.getRandomValues(new Uint8Array(32));
+  const sender = await SFrameSender.create(2n ** 40n + 3n, base);
+  const receiver = new SFrameReceiver();
+  await receiver.addKey(2n ** 40n + 3n, base);
+  for (const [from, count] of [[2n ** 32n - 2n, 4], [2n ** 53n - 1n, 3], [2n ** 64n - 2n, 2]] as const) {
+    sender.seek(from);
+    for (let i = 0n; i < BigInt(count); i++) {
+      const frame = await sender.protect(new Uint8Array([Number(i)]));
+      assert.deepEqual(parseHeader(frame), { kid: 2n ** 40n + 3n, ctr: from + i, size: parseHeader(frame).size });
+      assert.equal(toHex(frame.subarray(0, parseHeader(frame).size)), toHex(encodeHeader(2n ** 40n + 3n, from + i)));
+      assert.deepEqual(await receiver.unprotect(frame), new Uint8Array([Number(i)]));
+    }
+  }
+  await assert.rejects(sender.protect(new Uint8Array(1)), RangeError); // 2^64 - 1 was the last
+});
+
+test("a frame too short for its tag is refused as tampered, a VP8 frame's clear bytes go back in front", async () => {
+  const base = crypto.getRandomValues(new Uint8Array(32));
+  const receiver = new SFrameReceiver();
+  await receiver.addKey(7n, base);
+  // A malformed header is a rejected promise too, not a throw at the call.
+  await assert.rejects(receiver.unprotect(new Uint8Array(0)), { name: "InvalidLength" });
+  await assert.rejects(receiver.unprotect(Uint8Array.of(0xff)), { name: "InvalidLength" });
+  for (const length of [0, 1, 15]) {
+    const frame = concat([encodeHeader(7n, 3n), new Uint8Array(length)]);
+    await assert.rejects(receiver.unprotect(frame), { name: "DecryptionError" }, `${length} bytes`);
+  }
+  const sender = await SFrameSender.create(7n, base);
+  const sealed = await sender.protectAfter(Uint8Array.of(1, 2, 3), Uint8Array.of(4, 5), Uint8Array.of(9));
+  assert.deepEqual(sealed.subarray(0, 3), Uint8Array.of(1, 2, 3));
+  const opened = await receiver.unprotectAfter(Uint8Array.of(1, 2, 3), sealed.subarray(3), Uint8Array.of(9));
+  assert.deepEqual(opened, Uint8Array.of(1, 2, 3, 4, 5));
+  assert.equal(opened.byteLength, opened.buffer.byteLength); // a frame's data as it is set
 });

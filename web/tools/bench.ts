@@ -6,19 +6,19 @@
  *
  * Medians of `runs`: PRE encrypt, level-2 decrypt (with the origin check), transform-key
  * generation and escrow unlock (split-trust password, PBKDF2-SHA256 600,000 and
- * AES-GCM) in ms; an SFrame protect+unprotect of a 1,200-byte frame beside a bare
- * WebCrypto AES-256-GCM encrypt+decrypt of it, in µs (each the mean of a batch of
- * `BATCH`, the batches taking turns so a machine whose speed drifts slows both alike).
+ * AES-GCM) in ms; and SFrame per frame against bare AES-256-GCM, in µs, for each of
+ * `sframe-bench.ts`'s cases (which says what is timed and what the baseline is), run by
+ * `sframe`: in a worker in browsers (`inWorker`), in the calling thread in Node.
+ * `sframe_us` and `aes_gcm_us` are the 1,200-byte video frame's.
  */
 
 import { fromHex } from "../src/crypto/encoding.js";
 import { openEscrow, splitTrustPassword } from "../src/crypto/escrow.js";
 import { EncryptedValue, Plaintext, PrivateKey, decrypt, encrypt, generateTransformKey } from "../src/crypto/pre.js";
-import { SFrameReceiver, SFrameSender } from "../src/crypto/sframe.js";
 import { SigningKey } from "../src/crypto/signing.js";
+import { CASES, type SFrameBench, sframeAgainstAesGcm } from "./sframe-bench.js";
 
 export const FRAME_SIZE = 1200;
-const BATCH = 200;
 
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -46,10 +46,11 @@ export interface Timings {
   escrow_unlock_ms: number;
   sframe_us: number;
   aes_gcm_us: number;
+  sframe: SFrameBench[];
 }
 
 // biome-ignore lint: the document is the cross-language vector JSON
-export async function measure(document: any, runs = 5): Promise<Timings> {
+export async function measure(document: any, runs = 5, measureSFrame = sframeAgainstAesGcm): Promise<Timings> {
   const chain = document.pre.chains[0];
   const keys = chain.keys.map((k: string) => PrivateKey.fromSecretBytes(fromHex(k)));
   const origin = await EncryptedValue.fromBytes(fromHex(chain.levels[0])).verify();
@@ -65,37 +66,16 @@ export async function measure(document: any, runs = 5): Promise<Timings> {
     return openEscrow(fromHex(escrow.blob), password, fromHex(escrow.context));
   });
 
-  const base = crypto.getRandomValues(new Uint8Array(32));
-  const sender = await SFrameSender.create(1n, base);
-  const receiver = new SFrameReceiver();
-  await receiver.addKey(1n, base);
-  const frame = crypto.getRandomValues(new Uint8Array(FRAME_SIZE));
-  const aes = await crypto.subtle.importKey("raw", base, "AES-GCM", false, ["encrypt", "decrypt"]);
-  const iv = new Uint8Array(12);
-  const sframe = async () => {
-    for (let i = 0; i < BATCH; i++) await receiver.unprotect(await sender.protect(frame));
-  };
-  const bare = async () => {
-    for (let i = 0; i < BATCH; i++) {
-      await crypto.subtle.decrypt({ name: "AES-GCM", iv }, aes, await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, frame));
-    }
-  };
-  const batches: Record<"sframe" | "bare", number[]> = { sframe: [], bare: [] };
-  await sframe();
-  await bare();
-  for (let i = 0; i < runs; i++) {
-    for (const [name, work] of i % 2 ? ([["sframe", sframe], ["bare", bare]] as const) : ([["bare", bare], ["sframe", sframe]] as const)) {
-      const start = performance.now();
-      await work();
-      batches[name].push(((performance.now() - start) * 1000) / BATCH);
-    }
-  }
+  const sframe: SFrameBench[] = [];
+  for (const { size, codec } of CASES) sframe.push(await measureSFrame(size, codec, runs));
+  const video = sframe.find((b) => b.size === FRAME_SIZE) as SFrameBench;
   return {
     encrypt_ms,
     decrypt_l2_ms,
     transform_key_ms,
     escrow_unlock_ms,
-    sframe_us: median(batches.sframe),
-    aes_gcm_us: median(batches.bare),
+    sframe_us: video.sframe_us,
+    aes_gcm_us: video.aes_gcm_us,
+    sframe,
   };
 }

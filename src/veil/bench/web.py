@@ -4,9 +4,16 @@ Node, on this machine (issue 17).
 Both run the same module, ``web/tools/bench.ts`` (its docstring says what each figure
 is), on one vector document made here by Python (``veil.vectors.make``: the level-2
 ciphertext is the key service's transform, which only Python makes): PRE encrypt,
-level-2 decrypt, transform-key generation and escrow unlock in ms, and an SFrame
-protect+unprotect of a 1,200-byte frame beside a bare WebCrypto AES-256-GCM round trip
-in µs; each the median of ``runs``.
+level-2 decrypt, transform-key generation and escrow unlock in ms; and SFrame per frame
+(seal and open as the media worker does them) against bare WebCrypto AES-256-GCM
+(encrypt and decrypt of the same bytes, additional data as long as SFrame's), in µs,
+for a 100-byte audio and a 1,200-byte video frame: in a worker in Chromium, in the
+main thread in Node (``web/tools/sframe-bench.ts`` defines it, for the browser demo
+too); each the median of ``runs``.
+
+``veil bench web --sframe`` runs only the SFrame measurement, in Chromium workers, for
+a 100-byte audio, a 1,200-byte and a 10,000-byte video frame, ``--repeats`` times each
+(``sframe``): the figure issue 18's target (1.5x) is about.
 
 ``key_post_to_installed_ms`` is the median time from a key post on the board to the key
 installed in a browser participant of a 3-person meeting
@@ -19,6 +26,7 @@ for Python and Chromium; ``Unavailable`` says which is missing.
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -33,11 +41,23 @@ TARGETS_MS = {"decrypt_l2_ms": 250, "key_post_to_installed_ms": 500}
 """Issue 17's targets in headless Chromium on this machine."""
 _PAGE_SCRIPT = """
 import { measure } from "/dist/tools/bench.js";
+import { inWorker } from "/dist/tools/sframe-bench.js";
 const document = await (await fetch("/vectors.json")).json();
-window.__result = await measure(document, RUNS)
+window.__result = await measure(document, RUNS, inWorker)
   .then((timings) => ({ ...timings, user_agent: navigator.userAgent }))
   .catch((e) => ({ error: `${e.name}: ${e.message}` }));
 """
+
+
+_SFRAME_SCRIPT = """
+import { inWorker } from "/dist/tools/sframe-bench.js";
+window.inWorker = inWorker;
+window.__ready = true;
+"""
+SFRAME_CASES = ((100, "audio/opus"), (1200, "video/vp8"), (10_000, "video/vp8"))
+"""``veil bench web --sframe``'s frames: an audio frame, a video delta frame, a large one."""
+SFRAME_TARGET = 1.5
+"""Issue 18's target: SFrame per frame within 1.5x of bare AES-GCM in the worker."""
 
 
 class Unavailable(RuntimeError):
@@ -111,6 +131,46 @@ def built(web_dir: Path | None = None) -> Path:
     web = web_dir or default_web_dir()
     _build(web, _node_and_npm(web)[1])
     return web
+
+
+def sframe(runs: int, repeats: int, web_dir: Path | None = None) -> dict[str, Any]:
+    """Only SFrame against bare AES-GCM (``web/tools/sframe-bench.ts``, which defines both)
+    in Chromium workers: each of ``SFRAME_CASES`` ``repeats`` times, a fresh worker each
+    time, in turns; per case, each repeat's figures and their medians."""
+    web = web_dir or default_web_dir()
+    _, npm = _node_and_npm(web)
+    missing = chromium_missing()
+    if missing is not None:
+        raise Unavailable(missing)
+    _build(web, npm)
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {case: [] for case in SFRAME_CASES}
+    with (
+        headless_chromium() as browser,
+        served(web, {"/sframe.html": module_page(_SFRAME_SCRIPT)}) as url,
+    ):
+        page = browser.new_page()
+        page.goto(f"{url}/sframe.html")
+        page.wait_for_function("window.__ready === true", timeout=60_000)
+        for _ in range(repeats):
+            for size, codec in SFRAME_CASES:
+                bench = page.evaluate(
+                    "([s, c, n]) => window.inWorker(s, c, n)", [size, codec, runs]
+                )
+                results[(size, codec)].append(_rounded(bench))
+        version = browser.version
+    cases = []
+    for (size, codec), repeated in results.items():
+        medians = {
+            key: round(statistics.median(r[key] for r in repeated), 3)
+            for key in ("ratio", "sframe_us", "aes_gcm_us", "seal_us", "encrypt_us", "open_us",
+                        "decrypt_us")
+        }  # fmt: skip
+        cases.append({
+            "codec": codec, "size": size, "aad_bytes": repeated[0]["aad_bytes"], **medians,
+            "ratios": [r["ratio"] for r in repeated],
+        })  # fmt: skip
+    return {"runs": runs, "repeats": repeats, "target": SFRAME_TARGET, "cases": cases,
+            "chromium": version}  # fmt: skip
 
 
 def run(runs: int, web_dir: Path | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ export const KEY_SIZE = 32;
 export const EPOCH_BITS = 16n;
 export const STREAM_BITS = 4n;
 export const STREAM_LIMIT = 16;
+const MAX_U64 = 2n ** 64n - 1n;
 export const SENDER_LIMIT = 2n ** (64n - EPOCH_BITS - STREAM_BITS);
 
 const encoder = new TextEncoder();
@@ -100,7 +101,7 @@ export function mediaKid(epoch: bigint, sender: bigint, stream = 0): bigint {
 }
 
 export function parseMediaKid(kid: bigint): { epoch: bigint; sender: bigint; stream: number } {
-  if (kid < 0n || kid >= 2n ** 64n) throw new RangeError("an SFrame KID lies in [0, 2^64)");
+  if (kid < 0n || kid > MAX_U64) throw new RangeError("an SFrame KID lies in [0, 2^64)"); // per frame: no 2n ** 64n
   return {
     epoch: kid & 0xffffn,
     sender: kid >> (EPOCH_BITS + STREAM_BITS),

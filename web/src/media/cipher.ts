@@ -13,7 +13,6 @@
  * and a KID seen first in a failed frame leaves no key behind).
  */
 
-import { concat } from "../crypto/encoding.js";
 import { DecodeError, DecryptionError } from "../crypto/errors.js";
 import { mediaKid, parseMediaKid, senderBaseKey } from "../crypto/schedule.js";
 import {
@@ -23,7 +22,8 @@ import {
   SFrameReceiver,
   SFrameSender,
   UnknownKeyId,
-  parseHeader,
+  type Header,
+  readHeader,
 } from "../crypto/sframe.js";
 import { type DropReason, type MediaCounters, emptyCounters } from "./counters.js";
 import { EpochKeys } from "./epochs.js";
@@ -44,6 +44,16 @@ export type Opened =
   | { kind: "drop"; reason: DropReason }
   | { kind: "wait" };
 
+/** A receiving key: derived yet or not, and whether it opened a frame or is opening one. */
+interface Installed {
+  /** Settles when the key is held; `undefined` once it is (no await per frame). */
+  ready: Promise<void> | undefined;
+  opening: number;
+  opened: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
 export class FrameCipher {
   readonly counters: MediaCounters = emptyCounters();
   /** Changes whenever a key is installed: waiting frames are worth another try. */
@@ -54,9 +64,9 @@ export class FrameCipher {
   readonly #suite: CipherSuite;
   readonly #meeting: Uint8Array;
   #withClear = new Uint8Array();
-  readonly #senders = new Map<number, Promise<SFrameSender>>(); // stream -> current epoch's
+  readonly #senders = new Map<number, SFrameSender | Promise<SFrameSender>>(); // stream -> current epoch's
   readonly #receiver = new SFrameReceiver();
-  readonly #kids = new Map<bigint, Map<bigint, Promise<void>>>(); // epoch -> KIDs installed
+  readonly #kids = new Map<bigint, Map<bigint, Installed>>(); // epoch -> KIDs installed
 
   constructor(options: CipherOptions) {
     this.meetingId = options.meetingId;
@@ -91,39 +101,49 @@ export class FrameCipher {
   /** The frame to send, or `undefined` if there is no key yet (the frame must be dropped). */
   async seal(stream: number, codec: string, data: Uint8Array): Promise<Uint8Array | undefined> {
     const epoch = this.epochs.current;
-    const key = this.epochs.currentKey();
-    if (epoch === undefined || key === undefined) {
+    if (epoch === undefined) {
       this.counters.no_key += 1;
       return undefined;
     }
     let sender = this.#senders.get(stream);
-    if (sender === undefined) {
-      const kid = mediaKid(epoch, this.sender, stream);
-      sender = senderBaseKey(key, this.meetingId, epoch, this.sender, stream).then((base) =>
-        SFrameSender.create(kid, base, this.#suite),
-      );
-      this.#senders.set(stream, sender);
-    }
+    if (sender === undefined) sender = this.#newSender(stream, epoch, this.epochs.currentKey() as Uint8Array);
+    // Once derived, the sender is held as itself: a frame then awaits its AES call only.
+    if (!(sender instanceof SFrameSender)) sender = await sender;
     const n = clearBytes(codec, data);
-    const clear = data.subarray(0, n);
-    const sealed = await (await sender).protectAfter(clear, data.subarray(n), this.#metadata(clear));
+    const sealed =
+      n === 0
+        ? await sender.protectAfter(EMPTY, data, this.#meeting)
+        : await sender.protectAfter(data.subarray(0, n), data.subarray(n), this.#metadata(data.subarray(0, n)));
     this.counters.sent += 1;
     return sealed;
+  }
+
+  #newSender(stream: number, epoch: bigint, key: Uint8Array): Promise<SFrameSender> {
+    const kid = mediaKid(epoch, this.sender, stream);
+    const sender = senderBaseKey(key, this.meetingId, epoch, this.sender, stream)
+      .then((base) => SFrameSender.create(kid, base, this.#suite))
+      .then((made) => {
+        if (this.#senders.get(stream) === sender) this.#senders.set(stream, made);
+        return made;
+      });
+    this.#senders.set(stream, sender);
+    return sender;
   }
 
   /** `bound`: the sender number this receiver's track belongs to, when the page knows it. */
   async open(codec: string, data: Uint8Array, bound?: bigint): Promise<Opened> {
     const n = clearBytes(codec, data);
-    const clear = data.subarray(0, n);
-    const frame = data.subarray(n);
-    let kid: bigint;
+    const clear = n === 0 ? EMPTY : data.subarray(0, n);
+    const frame = n === 0 ? data : data.subarray(n);
+    let header: Header;
     let source: { epoch: bigint; sender: bigint; stream: number };
     try {
-      kid = parseHeader(frame).kid;
-      source = parseMediaKid(kid);
+      header = readHeader(frame);
+      source = parseMediaKid(header.kid);
     } catch {
       return this.#drop("tampered");
     }
+    const kid = header.kid;
     if (source.sender === this.sender || (bound !== undefined && source.sender !== bound)) {
       return this.#drop("wrong_sender");
     }
@@ -131,35 +151,55 @@ export class FrameCipher {
     if (held === undefined) return { kind: "wait" };
     let installed = this.#kids.get(held.epoch);
     if (installed === undefined) {
-      installed = new Map<bigint, Promise<void>>();
+      installed = new Map<bigint, Installed>();
       this.#kids.set(held.epoch, installed);
     }
-    let adding = installed.get(kid);
-    const isNew = adding === undefined;
-    if (adding === undefined) {
-      adding = senderBaseKey(held.key, this.meetingId, held.epoch, source.sender, source.stream).then((base) =>
-        this.#receiver.addKey(kid, base, this.#suite),
-      );
-      installed.set(kid, adding);
-    }
+    let entry = installed.get(kid);
+    if (entry === undefined) entry = this.#install(installed, held, kid, source);
+    entry.opening += 1;
     try {
-      await adding;
-      const payload = await this.#receiver.unprotect(frame, this.#metadata(clear));
+      if (entry.ready !== undefined) await entry.ready;
+      const opened = await this.#receiver.unprotectAfter(clear, frame, this.#metadata(clear), header);
+      entry.opened = true;
       this.counters.decrypted += 1;
-      const opened = n === 0 ? payload : concat([clear, payload]);
       return { kind: "frame", data: opened, epoch: held.epoch, sender: source.sender, stream: source.stream };
     } catch (error) {
       if (error instanceof ReplayedFrame) return this.#drop("replayed");
       if (!(error instanceof DecryptionError || error instanceof DecodeError || error instanceof UnknownKeyId)) {
         throw error;
       }
-      if (isNew) {
-        // A made-up KID must not leave a key (and a replay window) behind.
+      // A made-up KID must not leave a key (and a replay window) behind; but a key that
+      // opened a frame, or is opening one now, keeps its window: dropped, it would take
+      // those frames' places in the window with it, and their replays would open.
+      if (!entry.opened && entry.opening === 1 && this.#kids.get(held.epoch)?.get(kid) === entry) {
         this.#receiver.removeKey(kid);
         installed.delete(kid);
       }
       return this.#drop("tampered");
+    } finally {
+      entry.opening -= 1;
     }
+  }
+
+  /** Derive and hold the receiving key of `kid`; frames that come meanwhile wait for it. */
+  #install(
+    installed: Map<bigint, Installed>,
+    held: { epoch: bigint; key: Uint8Array },
+    kid: bigint,
+    source: { sender: bigint; stream: number },
+  ): Installed {
+    const entry: Installed = { ready: undefined, opening: 0, opened: false };
+    entry.ready = senderBaseKey(held.key, this.meetingId, held.epoch, source.sender, source.stream)
+      .then(async (base) => {
+        // The epoch's keys were dropped (or replaced) while this one was derived.
+        if (this.#kids.get(held.epoch)?.get(kid) !== entry) throw new UnknownKeyId("the epoch's keys were dropped");
+        await this.#receiver.addKey(kid, base, this.#suite);
+      })
+      .then(() => {
+        entry.ready = undefined; // later frames go straight to the receiver
+      });
+    installed.set(kid, entry);
+    return entry;
   }
 
   countWaitedOut(): void {

@@ -9,6 +9,7 @@ import { fromHex, toHex } from "../../src/crypto/encoding.js";
 import { EncryptedValue, Plaintext, PrivateKey, decrypt } from "../../src/crypto/pre.js";
 import { SFrameReceiver } from "../../src/crypto/sframe.js";
 import { measure } from "../../tools/bench.js";
+import { inWorker } from "../../tools/sframe-bench.js";
 
 // biome-ignore lint: the document is the cross-language vector JSON
 export async function run(document: any, runs = 5): Promise<Record<string, unknown>> {
@@ -38,5 +39,5 @@ export async function run(document: any, runs = 5): Promise<Record<string, unkno
   }
 
   // Timings (medians of `runs`), as `veil bench web` reports them.
-  return { checks, ...(await measure(document, runs)) };
+  return { checks, ...(await measure(document, runs, inWorker)) };
 }

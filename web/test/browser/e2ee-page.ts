@@ -27,7 +27,7 @@ import { VeilMedia } from "../../src/media/veil-media.js";
 import { type InboundCounts, inboundCounts, pictureSpread } from "../../src/sfu/probe.js";
 import { type MediaKind, type Participant, VideoRoom } from "../../src/sfu/videoroom.js";
 import type { MeetingOps } from "../../tools/meeting-ops.js";
-import { bench } from "./media-page.js";
+import { CASES, type SFrameBench, inWorker } from "../../tools/sframe-bench.js";
 import { type Alteration, noAlterations } from "./on-the-way.js";
 import { type Services, participant } from "./meeting-page.js";
 
@@ -194,9 +194,12 @@ export class E2eePage {
     await this.room?.leave();
   }
 
-  /** SFrame against bare AES-GCM, per 1,200-byte frame, in a worker (media's benchmark). */
-  bench(codec: string, runs: number): Promise<Record<string, number>> {
-    return bench(1200, codec, runs);
+  /** SFrame against bare AES-GCM per frame, in a worker: tools/sframe-bench.ts's cases
+   * (an audio frame of 100 bytes, a video frame of 1,200), each the medians of `runs`. */
+  async bench(runs: number): Promise<SFrameBench[]> {
+    const results: SFrameBench[] = [];
+    for (const { size, codec } of CASES) results.push(await inWorker(size, codec, runs));
+    return results;
   }
 
   #show(who: Participant, stream: MediaStream): void {

@@ -6,6 +6,7 @@
 
 import { type MediaReport, VeilMedia, follow } from "../../src/media/index.js";
 import { pictureSpread } from "../../src/sfu/probe.js";
+import { type SFrameBench, inWorker } from "../../tools/sframe-bench.js";
 import { type Call, ManualKeySource, camera, oneWay, received, sessionKey, sleep } from "./media-call.js";
 
 const MEETING = "media-test";
@@ -155,15 +156,7 @@ export function errors(): string[] {
   return [...workerErrors];
 }
 
-/** SFrame against bare AES-GCM in a worker, per frame of `size` bytes. */
-export function bench(size: number, codec: string, runs: number): Promise<Record<string, number>> {
-  const worker = new Worker(new URL("./media-bench-worker.js", import.meta.url), { type: "module" });
-  return new Promise((resolve, reject) => {
-    worker.onmessage = (event) => {
-      worker.terminate();
-      resolve(event.data);
-    };
-    worker.onerror = (event) => reject(new Error(event.message));
-    worker.postMessage({ size, codec, runs });
-  });
+/** SFrame against bare AES-GCM in a worker, per frame of `size` bytes (tools/sframe-bench.ts). */
+export function bench(size: number, codec: string, runs: number): Promise<SFrameBench> {
+  return inWorker(size, codec, runs);
 }
