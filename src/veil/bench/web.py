@@ -133,16 +133,23 @@ def built(web_dir: Path | None = None) -> Path:
     return web
 
 
-def sframe(runs: int, repeats: int, web_dir: Path | None = None) -> dict[str, Any]:
-    """Only SFrame against bare AES-GCM (``web/tools/sframe-bench.ts``, which defines both)
-    in Chromium workers: each of ``SFRAME_CASES`` ``repeats`` times, a fresh worker each
-    time, in turns; per case, each repeat's figures and their medians."""
+def _ready_for_chromium(web_dir: Path | None) -> tuple[Path, str]:
+    """The browser SDK's folder, built, and Node's path, once Chromium is known to be
+    here (``Unavailable`` otherwise)."""
     web = web_dir or default_web_dir()
-    _, npm = _node_and_npm(web)
+    node, npm = _node_and_npm(web)
     missing = chromium_missing()
     if missing is not None:
         raise Unavailable(missing)
     _build(web, npm)
+    return web, node
+
+
+def sframe(runs: int, repeats: int, web_dir: Path | None = None) -> dict[str, Any]:
+    """Only SFrame against bare AES-GCM (``web/tools/sframe-bench.ts``, which defines both)
+    in Chromium workers: each of ``SFRAME_CASES`` ``repeats`` times, a fresh worker each
+    time, in turns; per case, each repeat's figures and their medians."""
+    web, _ = _ready_for_chromium(web_dir)
     results: dict[tuple[int, str], list[dict[str, Any]]] = {case: [] for case in SFRAME_CASES}
     with (
         headless_chromium() as browser,
@@ -175,12 +182,7 @@ def sframe(runs: int, repeats: int, web_dir: Path | None = None) -> dict[str, An
 
 def run(runs: int, web_dir: Path | None = None) -> dict[str, Any]:
     """The timings in Chromium and in Node, and the headline figures (Chromium's)."""
-    web = web_dir or default_web_dir()
-    node, npm = _node_and_npm(web)
-    missing = chromium_missing()
-    if missing is not None:
-        raise Unavailable(missing)
-    _build(web, npm)
+    web, node = _ready_for_chromium(web_dir)
     document = json.dumps(vectors.make()).encode()
     with tempfile.TemporaryDirectory(prefix="veil-bench-web-") as folder:
         path = Path(folder) / "vectors.json"
